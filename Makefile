@@ -1,0 +1,90 @@
+# n3 — thin wrapper around CMake.  `make test` and `make demo` work on a fresh Debian 12 machine.
+#
+#   make deps      install the Debian packages n3 needs (skips what is present)
+#   make build     configure and build everything into build/
+#   make test      deps + build + the whole test suite (ctest) + a short fuzz run when clang is present
+#   make bench     run the benchmarks under bench/ (ratios against peers and physical limits)
+#   make fuzz      build the libFuzzer targets with clang and run each for FUZZ_SECONDS
+#   make man       check that every man page renders without warnings
+#   make install   install binaries, man pages and completions (PREFIX, DESTDIR)
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BUILD       ?= build
+BUILD_TYPE  ?= RelWithDebInfo
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 15
+CMAKE_FLAGS ?=
+
+# Everything n3 needs, from Debian 12's own archive.
+DEB_BUILD   = build-essential cmake ninja-build pkg-config git
+DEB_LIBS    = libsodium-dev libzstd-dev libzmq3-dev cppzmq-dev libyaml-cpp-dev catch2 \
+              libcli11-dev libisal-dev nlohmann-json3-dev libtorch-dev libopenblas0-pthread
+DEB_DATA    = dataset-fashion-mnist bible-kjv
+DEB_TESTS   = python3 python3-numpy python3-torch python3-zmq iproute2 clang libclang-rt-14-dev \
+              groff-base man-db zstd
+DEB_BENCH   = age par2 socat hyperfine gnuplot-nox
+DEB_ALL     = $(DEB_BUILD) $(DEB_LIBS) $(DEB_DATA) $(DEB_TESTS) $(DEB_BENCH)
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test ctest bench fuzz fuzz-smoke man install uninstall clean demo
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_ALL); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "make: all Debian packages present"; fi
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON $(CMAKE_FLAGS)
+
+build: $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+ctest: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test: deps
+	$(MAKE) build
+	$(MAKE) fuzz-smoke
+	$(MAKE) ctest
+
+bench: deps build
+	@set -e; for b in bench/*.sh; do echo "== $$b"; N3_BIN=$(CURDIR)/$(BUILD)/tools bash $$b; done
+
+# libFuzzer targets need clang; without it the smoke run is skipped with a note.
+fuzz-smoke:
+	@if command -v clang++ >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS); \
+	else echo "make: clang++ not found, fuzz smoke run skipped"; fi
+
+fuzz:
+	cmake -S . -B $(BUILD)-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DN3_FUZZ=ON -DN3_WITH_TORCH=OFF
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target n3_fuzz_all
+	@set -e; for f in $(BUILD)-fuzz/tests/fuzz/fuzz_*; do \
+	  [ -x "$$f" ] || continue; name=$$(basename $$f); \
+	  mkdir -p $(BUILD)-fuzz/corpus/$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)-fuzz/corpus/$$name \
+	     tests/golden tests/fuzz/seeds/$$name 2>$(BUILD)-fuzz/$$name.log \
+	     || { tail -40 $(BUILD)-fuzz/$$name.log; exit 1; }; \
+	done
+
+man:
+	@set -e; for m in man/*.[157]; do \
+	  out=$$(LC_ALL=C.UTF-8 MANWIDTH=80 groff -t -man -Tutf8 -ww -z $$m 2>&1); \
+	  if [ -n "$$out" ]; then echo "$$m: $$out"; exit 1; fi; done; echo "man pages render cleanly"
+
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-fuzz

@@ -1,0 +1,283 @@
+#include "record/format.hpp"
+
+#include "record/error.hpp"
+
+#include <cstring>
+#include <isa-l/crc.h>
+#include <isa-l/crc64.h>
+
+namespace n3 {
+
+namespace {
+
+void put_u16(uint8_t* p, uint16_t v) {
+    p[0] = static_cast<uint8_t>(v);
+    p[1] = static_cast<uint8_t>(v >> 8);
+}
+void put_u32(uint8_t* p, uint32_t v) {
+    for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void put_u64(uint8_t* p, uint64_t v) {
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint16_t get_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint32_t get_u32(const uint8_t* p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+uint64_t get_u64(const uint8_t* p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+// Explains a bad magic as precisely as the bytes allow.
+[[noreturn]] void bad_magic(const uint8_t* in, const std::string& where) {
+    if (in[0] == 0x89 && in[1] == 'N' && in[2] == '3' && in[3] == 'R')
+        throw DataError(where + ": damaged record magic (the file went through a text-mode "
+                                "transfer or was edited)");
+    uint64_t st_len = get_u64(in);
+    if (in[8] == '{' && st_len > 0 && st_len < (uint64_t(1) << 32))
+        throw DataError(where + ": not an n3 record (this looks like a .safetensors file)",
+                        "import it with: n3-inspect --from-safetensors FILE --kind model");
+    throw DataError(where + ": not an n3 record (bad magic)");
+}
+
+} // namespace
+
+std::string_view type_name(RecordType t) {
+    switch (t) {
+    case RecordType::model: return "model";
+    case RecordType::update: return "update";
+    case RecordType::packed: return "packed";
+    case RecordType::shard: return "shard";
+    case RecordType::sealed: return "sealed";
+    case RecordType::masked: return "masked";
+    }
+    return "unknown";
+}
+
+std::optional<RecordType> parse_type(std::string_view name) {
+    for (uint8_t t = 1; t <= 6; ++t)
+        if (type_name(static_cast<RecordType>(t)) == name) return static_cast<RecordType>(t);
+    return std::nullopt;
+}
+
+bool is_tensor_type(RecordType t) {
+    return t == RecordType::model || t == RecordType::update || t == RecordType::masked;
+}
+
+uint64_t crc64(uint64_t crc, ByteView bytes) {
+    return crc64_ecma_refl(crc, bytes.data(), bytes.size());
+}
+
+uint32_t crc32(uint32_t crc, ByteView bytes) {
+    return crc32_gzip_refl(crc, bytes.data(), bytes.size());
+}
+
+void encode_preamble(const Preamble& p, uint8_t out[kPreambleSize]) {
+    std::memset(out, 0, kPreambleSize);
+    std::memcpy(out, kMagic, 8);
+    out[8] = p.version;
+    out[9] = static_cast<uint8_t>(p.type);
+    put_u16(out + 10, 0);
+    put_u32(out + 12, 0);
+    put_u64(out + 16, p.payload_len);
+    put_u32(out + 24, crc32(0, ByteView(out, 24)));
+    put_u32(out + 28, 0);
+}
+
+Preamble decode_preamble(const uint8_t in[kPreambleSize], const std::string& where,
+                         uint64_t max_payload) {
+    if (std::memcmp(in, kMagic, 8) != 0) bad_magic(in, where);
+    if (get_u32(in + 24) != crc32(0, ByteView(in, 24)))
+        throw DataError(where + ": corrupted record header (checksum mismatch)");
+    Preamble p;
+    p.version = in[8];
+    if (p.version != kFormatVersion)
+        throw DataError(where + ": unsupported record format version " +
+                            std::to_string(p.version) + " (this n3 reads version " +
+                            std::to_string(kFormatVersion) + ")",
+                        "a newer n3 wrote this record; upgrade n3 to read it");
+    uint8_t type = in[9];
+    if (type < 1 || type > 6)
+        throw DataError(where + ": unknown record type " + std::to_string(type));
+    p.type = static_cast<RecordType>(type);
+    if (get_u16(in + 10) != 0 || get_u32(in + 12) != 0 || get_u32(in + 28) != 0)
+        throw DataError(where + ": unsupported record flags");
+    p.payload_len = get_u64(in + 16);
+    if (p.payload_len > max_payload)
+        throw DataError(where + ": record too large (" + std::to_string(p.payload_len) +
+                        " bytes, limit " + std::to_string(max_payload) + ")");
+    return p;
+}
+
+// Record --------------------------------------------------------------------------------------
+
+Record::Record(RecordType type, Bytes payload) : type_(type) {
+    auto owned = std::make_shared<Bytes>(std::move(payload));
+    view_ = ByteView(owned->data(), owned->size());
+    owner_ = std::move(owned);
+}
+
+Record::Record(RecordType type, ByteView payload, std::shared_ptr<const void> owner)
+    : type_(type), view_(payload), owner_(std::move(owner)) {}
+
+void write_record(Sink& out, RecordType type, ByteView payload) {
+    RecordWriter w(out, type, payload.size());
+    w.write(payload);
+    w.end();
+}
+
+Bytes encode_record(RecordType type, ByteView payload) {
+    VectorSink sink;
+    sink.data.reserve(kPreambleSize + payload.size() + kTrailerSize);
+    write_record(sink, type, payload);
+    return std::move(sink.data);
+}
+
+Record decode_record(ByteView bytes, const std::string& where) {
+    if (bytes.size() < kPreambleSize + kTrailerSize)
+        throw DataError(where + ": truncated record (" + std::to_string(bytes.size()) + " bytes)");
+    Preamble p = decode_preamble(bytes.data(), where);
+    if (p.record_size() != bytes.size())
+        throw DataError(where + ": record length " + std::to_string(p.record_size()) +
+                        " does not match its " + std::to_string(bytes.size()) + " bytes");
+    size_t body = kPreambleSize + p.payload_len;
+    uint64_t want = 0;
+    for (int i = 7; i >= 0; --i) want = (want << 8) | bytes[body + i];
+    if (crc64(0, bytes.first(body)) != want)
+        throw DataError(where + ": corrupted record (checksum mismatch)");
+    Bytes payload(bytes.begin() + kPreambleSize, bytes.begin() + static_cast<long>(body));
+    return Record(p.type, std::move(payload));
+}
+
+// RecordReader --------------------------------------------------------------------------------
+
+RecordReader::RecordReader(Input& in, uint64_t max_payload) : in_(in), max_payload_(max_payload) {
+    if (in.is_regular()) map_ = in.map();
+}
+
+std::string RecordReader::where() const {
+    return in_.name() + ": record " + std::to_string(index_ + 1) + " at byte " +
+           std::to_string(rec_start_);
+}
+
+size_t RecordReader::fill(std::span<uint8_t> out) {
+    if (map_) {
+        ByteView all = map_->bytes();
+        size_t n = offset_ >= all.size() ? 0 : std::min<uint64_t>(out.size(), all.size() - offset_);
+        if (n) std::memcpy(out.data(), all.data() + offset_, n);
+        offset_ += n;
+        return n;
+    }
+    size_t n = in_.read(out);
+    offset_ += n;
+    return n;
+}
+
+std::optional<Preamble> RecordReader::begin() {
+    if (in_record_) throw DataError(where() + ": begin() before end()");
+    rec_start_ = offset_;
+    uint8_t pre[kPreambleSize];
+    size_t n = fill(pre);
+    if (n == 0) return std::nullopt;
+    if (n < kPreambleSize)
+        throw DataError(where() + ": truncated record header (" + std::to_string(n) + " of " +
+                        std::to_string(kPreambleSize) + " bytes)");
+    cur_ = decode_preamble(pre, where(), max_payload_);
+    if (map_ && map_->bytes().size() - rec_start_ < cur_.record_size())
+        throw DataError(where() + ": truncated record (" +
+                        std::to_string(map_->bytes().size() - rec_start_) + " of " +
+                        std::to_string(cur_.record_size()) + " bytes)");
+    crc_ = crc64(0, ByteView(pre, kPreambleSize));
+    remaining_ = cur_.payload_len;
+    in_record_ = true;
+    return cur_;
+}
+
+size_t RecordReader::read_payload(std::span<uint8_t> out) {
+    if (!in_record_) return 0;
+    size_t want = static_cast<size_t>(std::min<uint64_t>(out.size(), remaining_));
+    if (want == 0) return 0;
+    size_t n = fill(out.first(want));
+    crc_ = crc64(crc_, ByteView(out.data(), n));
+    remaining_ -= n;
+    if (n < want)
+        throw DataError(where() + ": truncated record (payload ends " +
+                        std::to_string(remaining_) + " bytes early)");
+    return n;
+}
+
+void RecordReader::end() {
+    if (!in_record_) return;
+    uint8_t buf[65536];
+    while (remaining_ > 0) read_payload(buf);
+    uint8_t trailer[kTrailerSize];
+    size_t n = fill(trailer);
+    in_record_ = false;
+    if (n < kTrailerSize)
+        throw DataError(where() + ": truncated record (checksum missing)");
+    uint64_t want = 0;
+    for (int i = 7; i >= 0; --i) want = (want << 8) | trailer[i];
+    if (want != crc_) throw DataError(where() + ": corrupted record (checksum mismatch)");
+    ++index_;
+}
+
+std::optional<Record> RecordReader::next() {
+    auto pre = begin();
+    if (!pre) return std::nullopt;
+    uint64_t idx = index_, start = rec_start_;
+    Record rec;
+    if (map_) {
+        // The payload stays in the mapping; end() checksums it in place.
+        ByteView payload = map_->bytes().subspan(offset_, pre->payload_len);
+        crc_ = crc64(crc_, payload);
+        offset_ += pre->payload_len;
+        remaining_ = 0;
+        rec = Record(pre->type, payload, map_);
+    } else {
+        Bytes payload(pre->payload_len);
+        size_t got = 0;
+        while (got < payload.size()) {
+            size_t n = read_payload(std::span<uint8_t>(payload).subspan(got));
+            if (n == 0) break;
+            got += n;
+        }
+        rec = Record(pre->type, std::move(payload));
+    }
+    end();
+    rec.index = idx;
+    rec.offset = start;
+    return rec;
+}
+
+// RecordWriter --------------------------------------------------------------------------------
+
+RecordWriter::RecordWriter(Sink& out, RecordType type, uint64_t payload_len)
+    : out_(out), remaining_(payload_len) {
+    uint8_t pre[kPreambleSize];
+    encode_preamble(Preamble{kFormatVersion, type, payload_len}, pre);
+    crc_ = crc64(0, ByteView(pre, kPreambleSize));
+    out_.write(ByteView(pre, kPreambleSize));
+}
+
+void RecordWriter::write(ByteView bytes) {
+    if (bytes.size() > remaining_)
+        throw DataError("record payload longer than declared");
+    crc_ = crc64(crc_, bytes);
+    remaining_ -= bytes.size();
+    out_.write(bytes);
+}
+
+void RecordWriter::end() {
+    if (ended_) return;
+    if (remaining_ != 0) throw DataError("record payload shorter than declared");
+    uint8_t trailer[kTrailerSize];
+    for (int i = 0; i < 8; ++i) trailer[i] = static_cast<uint8_t>(crc_ >> (8 * i));
+    out_.write(ByteView(trailer, kTrailerSize));
+    ended_ = true;
+}
+
+} // namespace n3

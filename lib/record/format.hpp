@@ -1,0 +1,140 @@
+// n3/record/format.hpp — record framing, format version 1 (byte layout in man/n3-record.5).
+//
+// A record is a 32-byte preamble, a payload, and an 8-byte trailer:
+//   0  magic   89 4E 33 52 0D 0A 1A 0A  ("\x89N3R\r\n\x1a\n": non-ASCII, catches text-mode damage)
+//   8  version u8 (1)        9  type u8          10 flags u16 (0)     12 reserved u32 (0)
+//   16 payload length u64 LE 24 preamble CRC-32 (zlib) of bytes 0..23, u32 LE   28 reserved u32 (0)
+//   32 payload               32+len  CRC-64/XZ of bytes 0..32+len, u64 LE
+// A stream is records back to back, so `cat a b | tool` works and no other framing is needed.
+//
+// Reading: RecordReader over an Input memory-maps regular files (records are views into the
+// mapping) and streams pipes. next() gives whole records; begin()/read_payload()/end() give a
+// record's payload in chunks so a tool never has to hold a huge record (end() verifies the
+// checksum: do not release output derived from the payload before it returns).
+// Writing: write_record() for a payload in memory, RecordWriter for a payload in pieces.
+// Any truncation, corruption, bad magic, unknown version or type throws DataError naming the
+// input, the record's index and byte offset.
+#pragma once
+
+#include "record/io.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace n3 {
+
+enum class RecordType : uint8_t {
+    model = 1,  // safetensors: a whole model
+    update = 2, // safetensors: a model delta trained from a base model
+    packed = 3, // n3-encode's compressed form of a model or update
+    shard = 4,  // one Reed-Solomon piece of a record
+    sealed = 5, // n3-seal's signcrypted envelope around a record
+    masked = 6, // secure-aggregation input (safetensors, U32 tensors)
+};
+
+constexpr uint8_t kFormatVersion = 1;
+constexpr size_t kPreambleSize = 32;
+constexpr size_t kTrailerSize = 8;
+constexpr uint8_t kMagic[8] = {0x89, 'N', '3', 'R', '\r', '\n', 0x1a, '\n'};
+// The largest payload a reader accepts unless told otherwise (1 TiB): a guard against a
+// corrupted or hostile length, not a design limit.
+constexpr uint64_t kDefaultMaxPayload = uint64_t(1) << 40;
+
+std::string_view type_name(RecordType t);
+std::optional<RecordType> parse_type(std::string_view name);
+bool is_tensor_type(RecordType t); // model, update, masked: the payload is safetensors
+
+struct Preamble {
+    uint8_t version = kFormatVersion;
+    RecordType type = RecordType::model;
+    uint64_t payload_len = 0;
+    uint64_t record_size() const { return kPreambleSize + payload_len + kTrailerSize; }
+};
+
+void encode_preamble(const Preamble& p, uint8_t out[kPreambleSize]);
+// Checks magic, version, type, flags and the preamble CRC. `where` prefixes messages.
+Preamble decode_preamble(const uint8_t in[kPreambleSize], const std::string& where,
+                         uint64_t max_payload = kDefaultMaxPayload);
+
+// CRC-64/XZ (ECMA-182, reflected; ISA-L crc64_ecma_refl). Chain by passing the previous value.
+uint64_t crc64(uint64_t crc, ByteView bytes);
+uint32_t crc32(uint32_t crc, ByteView bytes); // zlib's CRC-32
+
+// A record in memory: its payload is owned or a view into a mapping kept alive by `owner`.
+class Record {
+public:
+    Record() = default;
+    Record(RecordType type, Bytes payload);
+    Record(RecordType type, ByteView payload, std::shared_ptr<const void> owner);
+
+    RecordType type() const { return type_; }
+    uint8_t version() const { return version_; }
+    ByteView payload() const { return view_; }
+    uint64_t encoded_size() const { return kPreambleSize + view_.size() + kTrailerSize; }
+    // Position in the input it was read from (0-based index, byte offset), for messages.
+    uint64_t index = 0, offset = 0;
+
+private:
+    RecordType type_ = RecordType::model;
+    uint8_t version_ = kFormatVersion;
+    ByteView view_;
+    std::shared_ptr<const void> owner_;
+};
+
+void write_record(Sink& out, RecordType type, ByteView payload);
+inline void write_record(Sink& out, const Record& r) { write_record(out, r.type(), r.payload()); }
+Bytes encode_record(RecordType type, ByteView payload);
+// Decodes the single record that fills `bytes` exactly (tests, parsers of nested records).
+Record decode_record(ByteView bytes, const std::string& where = "record");
+
+class RecordReader {
+public:
+    explicit RecordReader(Input& in, uint64_t max_payload = kDefaultMaxPayload);
+    // The next whole record, or nullopt at a clean end of input.
+    std::optional<Record> next();
+
+    // Chunked reading: begin() returns the next preamble (nullopt at clean end of input),
+    // read_payload() fills up to out.size() bytes and returns how many (0 when the payload is
+    // done), end() consumes the rest of the payload and the trailer and verifies the CRC.
+    std::optional<Preamble> begin();
+    size_t read_payload(std::span<uint8_t> out);
+    void end();
+
+    uint64_t records_read() const { return index_; }
+    uint64_t offset() const { return offset_; }
+    const std::string& name() const { return in_.name(); }
+    // "<input>: record N at byte B" for messages about the current record.
+    std::string where() const;
+
+private:
+    size_t fill(std::span<uint8_t> out);
+    Input& in_;
+    uint64_t max_payload_;
+    std::shared_ptr<Mapping> map_;
+    uint64_t offset_ = 0;  // byte offset of the next unread byte
+    uint64_t index_ = 0;   // records completed
+    uint64_t rec_start_ = 0;
+    bool in_record_ = false;
+    Preamble cur_{};
+    uint64_t remaining_ = 0;
+    uint64_t crc_ = 0;
+};
+
+// Writes one record whose payload arrives in pieces; the total length is declared up front.
+class RecordWriter {
+public:
+    RecordWriter(Sink& out, RecordType type, uint64_t payload_len);
+    void write(ByteView bytes);
+    void end(); // throws if fewer or more bytes were written than declared
+
+private:
+    Sink& out_;
+    uint64_t remaining_;
+    uint64_t crc_ = 0;
+    bool ended_ = false;
+};
+
+} // namespace n3

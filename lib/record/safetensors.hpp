@@ -1,0 +1,119 @@
+// n3/record/safetensors.hpp — tensor payloads in the safetensors layout, and n3's metadata.
+//
+// Model, update and masked records carry safetensors bytes: u64 LE header length N, N bytes
+// of JSON (padded with spaces), then the tensor data. n3 pads the header so that tensor data
+// starts 64-byte aligned within a record (a mapped file is read in place), writes JSON keys
+// sorted and tensors in the order added, so equal inputs give equal bytes. n3's metadata lives
+// in "__metadata__" (string to string; keys in n3::meta below).
+//
+// TensorSet::parse validates everything a hostile file could get wrong (JSON, dtypes, shapes,
+// overflow, offsets out of range, overlapping or gapped data) and throws DataError.
+// SafetensorsBuilder references the data it is given (add) or owns it (add_owned) and writes
+// the payload to any Sink without copying tensor data twice.
+#pragma once
+
+#include "record/io.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace n3 {
+
+enum class DType : uint8_t { F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL };
+
+size_t dtype_size(DType d);
+std::string_view dtype_name(DType d); // safetensors spelling: "F32", "BF16", ...
+std::optional<DType> parse_dtype(std::string_view name);
+bool is_float(DType d);
+
+struct TensorInfo {
+    std::string name;
+    DType dtype = DType::F32;
+    std::vector<int64_t> shape;
+    uint64_t begin = 0, end = 0; // byte offsets into the data section
+    uint64_t numel() const;
+    uint64_t nbytes() const { return end - begin; }
+};
+
+using Metadata = std::map<std::string, std::string>;
+
+class TensorSet {
+public:
+    // Parses safetensors bytes; the returned set views `bytes` (keep them alive).
+    static TensorSet parse(ByteView bytes, const std::string& where = "tensors");
+
+    const Metadata& metadata() const { return meta_; }
+    std::optional<std::string> meta(const std::string& key) const;
+    const std::vector<TensorInfo>& tensors() const { return tensors_; } // in data order
+    const TensorInfo* find(std::string_view name) const;
+    ByteView data(const TensorInfo& t) const { return data_.subspan(t.begin, t.nbytes()); }
+    ByteView data_section() const { return data_; }
+    uint64_t total_elements() const;
+
+private:
+    Metadata meta_;
+    std::vector<TensorInfo> tensors_;
+    ByteView data_;
+};
+
+class SafetensorsBuilder {
+public:
+    void set_meta(const std::string& key, const std::string& value) { meta_[key] = value; }
+    void set_metadata(const Metadata& m) { meta_ = m; }
+    const Metadata& metadata() const { return meta_; }
+    // References `data`, which must stay alive until write(); its size must match the shape.
+    void add(const std::string& name, DType dtype, std::vector<int64_t> shape, ByteView data);
+    void add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape, Bytes data);
+
+    uint64_t size() const; // bytes write() produces
+    void write(Sink& out) const;
+    Bytes bytes() const;
+
+private:
+    struct Entry {
+        std::string name;
+        DType dtype;
+        std::vector<int64_t> shape;
+        ByteView data;
+        size_t owned = SIZE_MAX;
+    };
+    std::string header() const;
+    Metadata meta_;
+    std::vector<Entry> entries_;
+    std::vector<Bytes> owned_;
+};
+
+// The payload's offset within a record: data is aligned to this many bytes from record start.
+constexpr size_t kTensorAlign = 64;
+
+// Element conversions shared by every module that reads tensors.
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f); // round to nearest even
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f); // round to nearest even
+// Reads element i of a tensor of any numeric dtype as double.
+double element_as_double(DType d, const uint8_t* data, uint64_t i);
+// L2 norm of a tensor (accumulated in double); NaN if any element is NaN.
+double tensor_l2(DType d, ByteView data);
+
+// n3 metadata keys (all values are strings; numbers in decimal).
+namespace meta {
+inline constexpr const char* round = "round";         // the round a model is for / came from
+inline constexpr const char* samples = "samples";     // training samples behind an update
+inline constexpr const char* base = "base";           // hash of the model an update starts from
+inline constexpr const char* spec = "spec";           // model spec (YAML) a model was built from
+inline constexpr const char* spec_hash = "spec_hash"; // hash of that spec
+inline constexpr const char* loss = "loss";           // final training loss
+inline constexpr const char* codec = "codec";         // n3-encode's stages, in order applied
+} // namespace meta
+
+// A model's identity: BLAKE2b-256 of its record payload, lower-case hex (b2sum -l 256 of the
+// exported .safetensors file gives the same digest).
+std::string model_hash(ByteView payload);
+std::string to_hex(ByteView bytes);
+
+} // namespace n3
