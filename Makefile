@@ -73,8 +73,9 @@ fuzz:
 	  [ -x "$$f" ] || continue; name=$$(basename $$f); \
 	  mkdir -p $(BUILD)-fuzz/corpus/$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  seeds=""; for d in tests/golden tests/fuzz/seeds/$$name; do [ -d $$d ] && seeds="$$seeds $$d"; done; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)-fuzz/corpus/$$name \
-	     tests/golden tests/fuzz/seeds/$$name 2>$(BUILD)-fuzz/$$name.log \
+	     $$seeds 2>$(BUILD)-fuzz/$$name.log \
 	     || { tail -40 $(BUILD)-fuzz/$$name.log; exit 1; }; \
 	done
 
