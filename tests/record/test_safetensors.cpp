@@ -88,7 +88,8 @@ TEST_CASE("many tensors", "[safetensors]") {
     SafetensorsBuilder b;
     for (int i = 0; i < 20000; ++i)
         b.add_owned("t" + std::to_string(i), DType::U8, {1}, Bytes{static_cast<uint8_t>(i)});
-    TensorSet s = TensorSet::parse(b.bytes());
+    Bytes bytes = b.bytes(); // the set views these bytes: keep them alive
+    TensorSet s = TensorSet::parse(bytes);
     REQUIRE(s.tensors().size() == 20000);
     REQUIRE(s.data(*s.find("t19999"))[0] == static_cast<uint8_t>(19999));
 }
