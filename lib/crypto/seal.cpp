@@ -143,6 +143,39 @@ struct Buffers {
     Bytes ct = Bytes(kBatchChunks * kCtChunk);
 };
 
+// The clear header: version, suite, stanza count, and per recipient E_j || wrap_j(file_key).
+Bytes make_clear(std::span<const PublicRecord> recipients, const AuthorityPublic& fed, const Secret& file_key,
+                 std::vector<Fingerprint>& fps) {
+    Bytes clear;
+    clear.push_back(kEnvelopeVersion);
+    clear.push_back(kSuite);
+    put_u16(clear, static_cast<uint16_t>(recipients.size()));
+    put_u32(clear, 0);
+    for (auto& r : recipients) {
+        Fingerprint fp = r.fingerprint();
+        fps.push_back(fp);
+        Point Ykem = r.Y_kem(fed.P);
+        Secret e(32);
+        scalar_random({e.data(), 32});
+        Point E = base_mul(e.view());
+        Point K;
+        if (!mul(K, e.view(), Ykem)) throw DataError("recipient '" + r.id + "' has a degenerate key");
+        Hash32 k = stanza_key(K, E, Ykem, fp, fed);
+        sodium_memzero(K.data(), 32);
+        uint8_t ad[kClearFixed + 32];
+        std::memcpy(ad, clear.data(), kClearFixed);
+        std::memcpy(ad + kClearFixed, E.data(), 32);
+        uint8_t wrapped[32 + kTag];
+        uint8_t nonce[24] = {};
+        crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, nullptr, file_key.data(), 32, ad, sizeof ad,
+                                                   nullptr, nonce, k.data());
+        sodium_memzero(k.data(), 32);
+        put(clear, E);
+        put(clear, wrapped);
+    }
+    return clear;
+}
+
 } // namespace
 
 uint64_t padme(uint64_t L) {
@@ -186,34 +219,8 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     // Clear header and one stanza per recipient.
     Secret file_key(32);
     random_bytes({file_key.data(), 32});
-    Bytes clear;
-    clear.push_back(kEnvelopeVersion);
-    clear.push_back(kSuite);
-    put_u16(clear, static_cast<uint16_t>(recipients.size()));
-    put_u32(clear, 0);
     std::vector<Fingerprint> fps;
-    for (auto& r : recipients) {
-        Fingerprint fp = r.fingerprint();
-        fps.push_back(fp);
-        Point Ykem = r.Y_kem(fed.P);
-        Secret e(32);
-        scalar_random({e.data(), 32});
-        Point E = base_mul(e.view());
-        Point K;
-        if (!mul(K, e.view(), Ykem)) throw DataError("recipient '" + r.id + "' has a degenerate key");
-        Hash32 k = stanza_key(K, E, Ykem, fp, fed);
-        sodium_memzero(K.data(), 32);
-        uint8_t ad[kClearFixed + 32];
-        std::memcpy(ad, clear.data(), kClearFixed);
-        std::memcpy(ad + kClearFixed, E.data(), 32);
-        uint8_t wrapped[32 + kTag];
-        uint8_t nonce[24] = {};
-        crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, nullptr, file_key.data(), 32, ad, sizeof ad,
-                                                   nullptr, nonce, k.data());
-        sodium_memzero(k.data(), 32);
-        put(clear, E);
-        put(clear, wrapped);
-    }
+    Bytes clear = make_clear(recipients, fed, file_key, fps);
     Secret payload_key(32);
     Hasher("n3/v1/payload", file_key.view(), 32).part(clear).final({payload_key.data(), 32});
     Hash32 commit = Hasher("n3/v1/commit", file_key.view(), 32).part(clear).hash32();
@@ -545,5 +552,72 @@ OpenedRecord open_record(const MemberKey& me, const AuthorityPublic& authority, 
     o.record = Record(inner.type(), Bytes(inner.payload().begin(), inner.payload().end()));
     return o;
 }
+
+namespace detail {
+
+RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority, ByteView sealed) {
+    Record r = decode_record(sealed, "sealed record");
+    ByteView p = r.payload();
+    RawEnvelope env;
+    size_t n = static_cast<size_t>(p[2] | (p[3] << 8));
+    env.clear.assign(p.begin(), p.begin() + static_cast<long>(kClearFixed + n * kStanza));
+    bool found = false;
+    for (size_t j = 0; j < n && !found; ++j) {
+        const uint8_t* s = env.clear.data() + kClearFixed + j * kStanza;
+        Point E, K;
+        std::memcpy(E.data(), s, 32);
+        if (!point_valid(E) || !mul(K, me.y_kem.view(), E)) continue;
+        Hash32 k = stanza_key(K, E, me.Y_kem, me.record.fingerprint(), authority);
+        uint8_t ad[kClearFixed + 32];
+        std::memcpy(ad, env.clear.data(), kClearFixed);
+        std::memcpy(ad + kClearFixed, E.data(), 32);
+        uint8_t nonce[24] = {};
+        found = crypto_aead_xchacha20poly1305_ietf_decrypt(env.file_key.data(), nullptr, nullptr, s + 32, 32 + kTag,
+                                                           ad, sizeof ad, nonce, k.data()) == 0;
+    }
+    if (!found) throw DataError("raw_decrypt: not a recipient");
+    Secret pk(32);
+    Hasher("n3/v1/payload", env.file_key.view(), 32).part(env.clear).final({pk.data(), 32});
+    ByteView ct = p.subspan(env.clear.size());
+    uint64_t nchunks = (ct.size() + kCtChunk - 1) / kCtChunk;
+    for (uint64_t i = 0; i < nchunks; ++i) {
+        size_t len = std::min(kCtChunk, ct.size() - i * kCtChunk);
+        Bytes out(len - kTag);
+        uint8_t nonce[24];
+        chunk_nonce(nonce, i, i + 1 == nchunks);
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), nullptr, nullptr, ct.data() + i * kCtChunk, len,
+                                                       nullptr, 0, nonce, pk.data()) != 0)
+            throw DataError("raw_decrypt: chunk does not authenticate");
+        put(env.stream, out);
+    }
+    return env;
+}
+
+RawEnvelope raw_wrap(std::span<const PublicRecord> recipients, const AuthorityPublic& fed) {
+    RawEnvelope env;
+    random_bytes({env.file_key.data(), 32});
+    std::vector<Fingerprint> fps;
+    env.clear = make_clear(recipients, fed, env.file_key, fps);
+    return env;
+}
+
+Bytes raw_encrypt(const RawEnvelope& env) {
+    Secret pk(32);
+    Hasher("n3/v1/payload", env.file_key.view(), 32).part(env.clear).final({pk.data(), 32});
+    Bytes payload = env.clear;
+    uint64_t nchunks = (env.stream.size() + kChunkSize - 1) / kChunkSize;
+    for (uint64_t i = 0; i < nchunks; ++i) {
+        size_t len = std::min(kChunkSize, env.stream.size() - i * kChunkSize);
+        Bytes out(len + kTag);
+        uint8_t nonce[24];
+        chunk_nonce(nonce, i, i + 1 == nchunks);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), nullptr, env.stream.data() + i * kChunkSize, len,
+                                                   nullptr, 0, nullptr, nonce, pk.data());
+        put(payload, out);
+    }
+    return encode_record(RecordType::sealed, payload);
+}
+
+} // namespace detail
 
 } // namespace n3::crypto

@@ -87,6 +87,20 @@ struct OpenedRecord {
 OpenedRecord open_record(const MemberKey& me, const AuthorityPublic& authority, ByteView sealed,
                          const OpenOptions& opts = {});
 
+// What any recipient (or anyone holding a recipient's key) can do with an envelope, exposed
+// so tests can mount forwarding and payload-replacement attacks: the clear header, the file key
+// and the decrypted plaintext stream; and re-encryption of a (changed) stream.
+namespace detail {
+struct RawEnvelope {
+    Bytes clear;
+    Secret file_key{32};
+    Bytes stream; // inner header || payload || signature 2 || padding
+};
+RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority, ByteView sealed_record);
+RawEnvelope raw_wrap(std::span<const PublicRecord> recipients, const AuthorityPublic& fed); // new header
+Bytes raw_encrypt(const RawEnvelope& env); // a sealed record of env.stream under env's header
+} // namespace detail
+
 // Padmé bucket (Nikitin et al., PETS 2019): at most 12% larger, leaks O(log log L) bits.
 uint64_t padme(uint64_t length);
 
