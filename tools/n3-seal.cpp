@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
         bool explicit_stdout = out_path == "-";
         if (out_path.empty()) out_path = "-";
         inputs = tool.normalize_inputs(inputs);
-        tool.check_not_same(inputs, out_path);
+        if (out_path != "-") tool.check_not_same(inputs, out_path);
         std::optional<uint64_t> round;
         if (!round_s.empty()) round = parse_round(round_s);
 

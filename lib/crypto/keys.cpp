@@ -34,10 +34,17 @@ const KindInfo kKinds[] = {
     {KeyKind::partial, "N3-PARTIAL-", "a partial key", true},
     {KeyKind::member_public, "N3-MEMBER-", "a member public record", false},
 };
+// "member key" for "a member key": for messages that put their own article.
+std::string noun(KeyKind k);
 const KindInfo& info(KeyKind k) {
     for (auto& i : kKinds)
         if (i.kind == k) return i;
     throw std::logic_error("unknown key kind");
+}
+
+std::string noun(KeyKind k) {
+    std::string d = info(k).description;
+    return d.substr(d.find(' ') + 1);
 }
 
 constexpr size_t kCheck = 4;
@@ -154,8 +161,7 @@ KeyText decode_key_text(std::string_view text, const std::string& where) {
         if (k.kind == KeyKind::curve_secret || k.kind == KeyKind::curve_public) {
             auto raw = z85_decode(rest);
             if (!raw || raw->size() != 32)
-                throw DataError(where + ": corrupted " + std::string(k.description) +
-                                " (expected 40 Z85 characters)");
+                throw DataError(where + ": corrupted " + noun(k.kind) + " (expected 40 Z85 characters)");
             return {k.kind, std::move(*raw)};
         }
         if (rest.find('-') != std::string_view::npos) break; // an unknown N3-...- prefix
@@ -165,14 +171,14 @@ KeyText decode_key_text(std::string_view text, const std::string& where) {
             sodium_base642bin(all.data(), all.size(), rest.data(), rest.size(), nullptr, &len,
                               nullptr, sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 ||
             len < kCheck + 2)
-            throw DataError(where + ": corrupted " + std::string(k.description) + " (bad base64)");
+            throw DataError(where + ": corrupted " + noun(k.kind) + " (bad base64)");
         all.resize(len);
         Bytes body(all.begin(), all.end() - kCheck);
         auto c = text_check(k.kind, body);
         bool ok = sodium_memcmp(c.data(), all.data() + len - kCheck, kCheck) == 0;
         sodium_memzero(all.data(), all.size());
         if (!ok)
-            throw DataError(where + ": corrupted " + std::string(k.description) + " (checksum mismatch)",
+            throw DataError(where + ": corrupted " + noun(k.kind) + " (checksum mismatch)",
                             "the line was changed or truncated; copy it again");
         return {k.kind, std::move(body)};
     }
@@ -196,8 +202,10 @@ KeyText read_key_file(const std::string& path) {
         text = read_text_file(path);
     }
     if (text.size() > (1 << 20)) throw DataError(path + ": too large for a key file");
-    if (text.find('\0') != std::string::npos)
-        throw DataError(name_of(path) + ": not a key file (binary data)");
+    for (char ch : text)
+        if ((static_cast<unsigned char>(ch) < 0x20 && ch != '\n' && ch != '\r' && ch != '\t') ||
+            static_cast<unsigned char>(ch) >= 0x7f)
+            throw DataError(name_of(path) + ": not a key file (binary data)");
     KeyText kt = decode_key_text(text, name_of(path));
     sodium_memzero(text.data(), text.size());
     return kt;
