@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 namespace n3::crypto {
@@ -47,19 +50,76 @@ void chunk_nonce(uint8_t nonce[24], uint64_t index, bool last) {
     nonce[8] = last ? 1 : 0;
 }
 
-// Runs f(i) for i in [0, n) on two threads (the machine's two cores); f must not throw.
-template <class F> void two_way(size_t n, F&& f) {
-    if (n < 2) {
-        for (size_t i = 0; i < n; ++i) f(i);
-        return;
+// Runs f(i) for i in [0, n) on the calling thread and one persistent helper thread, which take
+// chunk indices from a shared counter. If the helper is not scheduled in time (a busy machine),
+// the caller does all the work and does not wait for it: no fork-join stalls. f must not throw.
+class ChunkPool {
+public:
+    ChunkPool() : worker_([this] { loop(); }) {}
+    ~ChunkPool() {
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        worker_.join();
     }
-    size_t half = (n + 1) / 2;
-    std::thread t([&] {
-        for (size_t i = half; i < n; ++i) f(i);
-    });
-    for (size_t i = 0; i < half; ++i) f(i);
-    t.join();
-}
+    ChunkPool(const ChunkPool&) = delete;
+    ChunkPool& operator=(const ChunkPool&) = delete;
+
+    template <class F> void run(size_t n, F&& f) {
+        if (n < 2) {
+            for (size_t i = 0; i < n; ++i) f(i);
+            return;
+        }
+        std::function<void(size_t)> job = std::forward<F>(f);
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            job_ = &job;
+            n_ = n;
+            next_.store(0);
+            ++posted_;
+        }
+        cv_.notify_one();
+        for (size_t i; (i = next_.fetch_add(1)) < n;) job(i);
+        std::unique_lock<std::mutex> lock(m_);
+        if (taken_ != posted_) {
+            closed_ = posted_; // the helper never started this job: it will skip it
+            return;
+        }
+        done_cv_.wait(lock, [&] { return finished_ == posted_; });
+    }
+
+private:
+    void loop() {
+        uint64_t seen = 0;
+        for (;;) {
+            std::unique_lock<std::mutex> lock(m_);
+            cv_.wait(lock, [&] { return stop_ || posted_ != seen; });
+            if (stop_) return;
+            seen = posted_;
+            if (closed_ == seen) continue;
+            taken_ = seen;
+            const std::function<void(size_t)>* job = job_;
+            size_t n = n_;
+            lock.unlock();
+            for (size_t i; (i = next_.fetch_add(1)) < n;) (*job)(i);
+            lock.lock();
+            finished_ = seen;
+            lock.unlock();
+            done_cv_.notify_one();
+        }
+    }
+
+    std::mutex m_;
+    std::condition_variable cv_, done_cv_;
+    const std::function<void(size_t)>* job_ = nullptr;
+    size_t n_ = 0;
+    std::atomic<size_t> next_{0};
+    uint64_t posted_ = 0, taken_ = 0, finished_ = 0, closed_ = 0;
+    bool stop_ = false;
+    std::thread worker_;
+};
 
 // The chunked layout shared by both sides: the plaintext stream is inner header (H bytes),
 // content (L bytes), signature 2, zero padding up to padme(H + L + 64).
@@ -245,6 +305,7 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     w.write(clear);
 
     Buffers buf;
+    ChunkPool pool;
     Hasher content_hash("n3/v1/content");
     content_hash.part_u64(in.length);
     uint64_t base_chunk = 0; // stream chunk index of buf.pt[0]
@@ -255,7 +316,7 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
 
     auto flush = [&](size_t nchunks, bool hash, bool final) {
         size_t bytes = fill;
-        two_way(nchunks, [&](size_t i) {
+        pool.run(nchunks, [&](size_t i) {
             uint64_t idx = base_chunk + i;
             const uint8_t* p = buf.pt.data() + i * kChunkSize;
             size_t len = std::min(kChunkSize, bytes - i * kChunkSize);
@@ -382,6 +443,7 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     const uint64_t padded = ct_len - nchunks * kTag;
 
     Buffers buf;
+    ChunkPool pool;
     uint64_t base_chunk = 0;
     std::vector<char> ok(kBatchChunks);
     std::vector<Hash32> leaves(kBatchChunks);
@@ -473,7 +535,7 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     bool first = true;
     for (;;) {
         size_t nb = batch;
-        two_way(nb - (first ? 1 : 0), [&](size_t k) {
+        pool.run(nb - (first ? 1 : 0), [&](size_t k) {
             size_t i = k + (first ? 1 : 0);
             decrypt(i, batch_ct);
             if (ok[i]) has_leaf[i] = leaf(lay, base_chunk + i, buf.pt.data() + i * kChunkSize, leaves[i]);
