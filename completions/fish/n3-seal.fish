@@ -1,0 +1,13 @@
+# fish completion for n3-seal
+complete -c n3-seal -l to -r -d 'recipient public record'
+complete -c n3-seal -l key -r -d 'your member key'
+complete -c n3-seal -s d -l open -d 'verify and decrypt'
+complete -c n3-seal -l authority -r -d 'authority public key'
+complete -c n3-seal -l roster -r -d 'accept only these senders'
+complete -c n3-seal -l round -x -d 'round number'
+complete -c n3-seal -l base -x -d 'base-model hash'
+complete -c n3-seal -l sender -r -d 'write senders to this file'
+complete -c n3-seal -s o -l output -r -d 'output file'
+complete -c n3-seal -s f -l force -d 'write binary to a terminal'
+complete -c n3-seal -s q -d 'quieter'
+complete -c n3-seal -s v -d 'more verbose'
