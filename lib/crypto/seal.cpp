@@ -7,6 +7,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <atomic>
+#include <limits>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -55,36 +56,55 @@ void chunk_nonce(uint8_t nonce[24], uint64_t index, bool last) {
 // the caller does all the work and does not wait for it: no fork-join stalls. f must not throw.
 class ChunkPool {
 public:
-    ChunkPool() : worker_([this] { loop(); }) {}
+    ChunkPool() = default;
+    // Stops handing out indices and waits for the helper's current chunk: called (via Guard)
+    // before anything the job refers to is destroyed, including when an error unwinds.
+    void cancel() {
+        next_.store(std::numeric_limits<size_t>::max() / 2);
+        std::unique_lock<std::mutex> lock(m_);
+        if (taken_ != posted_) {
+            closed_ = posted_;
+            return;
+        }
+        done_cv_.wait(lock, [&] { return finished_ == posted_; });
+    }
+    struct Guard {
+        ChunkPool& pool;
+        ~Guard() { pool.cancel(); }
+    };
     ~ChunkPool() {
+        cancel();
         {
             std::lock_guard<std::mutex> lock(m_);
             stop_ = true;
         }
         cv_.notify_all();
-        worker_.join();
+        if (worker_.joinable()) worker_.join();
     }
     ChunkPool(const ChunkPool&) = delete;
     ChunkPool& operator=(const ChunkPool&) = delete;
 
-    template <class F> void run(size_t n, F&& f) {
-        if (n < 2) {
-            for (size_t i = 0; i < n; ++i) f(i);
-            return;
-        }
-        std::function<void(size_t)> job = std::forward<F>(f);
+    // Starts f(i), i in [0, n), on the helper; the caller is free until finish().
+    void post(size_t n, std::function<void(size_t)> f) {
         {
             std::lock_guard<std::mutex> lock(m_);
-            job_ = &job;
+            job_ = std::move(f);
             n_ = n;
             next_.store(0);
             ++posted_;
         }
+        // The helper starts with the first job that has more than one chunk: small records
+        // never pay for a thread.
+        if (n > 1 && !worker_.joinable()) worker_ = std::thread([this] { loop(); });
         cv_.notify_one();
-        for (size_t i; (i = next_.fetch_add(1)) < n;) job(i);
+    }
+    // The caller takes the indices left, then waits for the helper's current one (if it
+    // started at all).
+    void finish() {
+        for (size_t i; (i = next_.fetch_add(1)) < n_;) job_(i);
         std::unique_lock<std::mutex> lock(m_);
         if (taken_ != posted_) {
-            closed_ = posted_; // the helper never started this job: it will skip it
+            closed_ = posted_; // the helper never started this job (or does not exist): it skips it
             return;
         }
         done_cv_.wait(lock, [&] { return finished_ == posted_; });
@@ -100,10 +120,9 @@ private:
             seen = posted_;
             if (closed_ == seen) continue;
             taken_ = seen;
-            const std::function<void(size_t)>* job = job_;
             size_t n = n_;
             lock.unlock();
-            for (size_t i; (i = next_.fetch_add(1)) < n;) (*job)(i);
+            for (size_t i; (i = next_.fetch_add(1)) < n;) job_(i);
             lock.lock();
             finished_ = seen;
             lock.unlock();
@@ -113,7 +132,7 @@ private:
 
     std::mutex m_;
     std::condition_variable cv_, done_cv_;
-    const std::function<void(size_t)>* job_ = nullptr;
+    std::function<void(size_t)> job_;
     size_t n_ = 0;
     std::atomic<size_t> next_{0};
     uint64_t posted_ = 0, taken_ = 0, finished_ = 0, closed_ = 0;
@@ -197,10 +216,21 @@ void context_from_metadata(const std::string& json, SealContext& c, const std::s
     }
 }
 
-// Batch buffers of plaintext and ciphertext, in guarded-free plain memory (bulk data).
-struct Buffers {
-    Bytes pt = Bytes(kBatchChunks * kChunkSize);
-    Bytes ct = Bytes(kBatchChunks * kCtChunk);
+// One batch of chunks: plaintext, ciphertext and per-chunk results. Two batches alternate so
+// that the main thread's reading and writing overlap the other batch's crypto.
+struct Batch {
+    // Room for `chunks` chunks (at most kBatchChunks): a small record gets small buffers.
+    explicit Batch(uint64_t chunks = kBatchChunks)
+        : pt(static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kChunkSize),
+          ct(static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kCtChunk) {}
+    Bytes pt, ct;
+    size_t fill = 0;     // plaintext bytes (sealing) or ciphertext bytes (opening)
+    size_t nchunks = 0;
+    uint64_t base = 0;   // stream index of the first chunk
+    bool hash = false, final = false;
+    std::vector<Hash32> leaves = std::vector<Hash32>(kBatchChunks);
+    std::vector<char> has_leaf = std::vector<char>(kBatchChunks);
+    std::vector<char> ok = std::vector<char>(kBatchChunks);
 };
 
 // The clear header: version, suite, stanza count, and per recipient E_j || wrap_j(file_key).
@@ -304,84 +334,105 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     RecordWriter w(out, RecordType::sealed, clear.size() + lay.ct_length());
     w.write(clear);
 
-    Buffers buf;
     ChunkPool pool;
+    Batch batches[2] = {Batch(lay.chunks), Batch(lay.chunks)};
+    int cur = 0;               // the batch being filled
+    Batch* inflight = nullptr; // the batch whose chunks are being sealed
+    uint64_t next_chunk = 0;
+    bool content_done = false;
     Hasher content_hash("n3/v1/content");
     content_hash.part_u64(in.length);
-    uint64_t base_chunk = 0; // stream chunk index of buf.pt[0]
-    size_t fill = 0;
-    uint64_t hashed_chunks = 0; // chunks [0, hashed_chunks) have had their leaves hashed
-    std::vector<Hash32> leaves(kBatchChunks);
-    std::vector<char> has_leaf(kBatchChunks);
 
-    auto flush = [&](size_t nchunks, bool hash, bool final) {
-        size_t bytes = fill;
-        pool.run(nchunks, [&](size_t i) {
-            uint64_t idx = base_chunk + i;
-            const uint8_t* p = buf.pt.data() + i * kChunkSize;
-            size_t len = std::min(kChunkSize, bytes - i * kChunkSize);
-            if (hash && idx >= hashed_chunks) has_leaf[i] = leaf(lay, idx, p, leaves[i]);
+    auto fold = [&](Batch& b) {
+        for (size_t i = 0; i < b.nchunks; ++i)
+            if (b.hash && b.has_leaf[i]) content_hash.raw(b.leaves[i]);
+    };
+    auto write_ct = [&](Batch& b) { w.write({b.ct.data(), b.fill + b.nchunks * kTag}); };
+    auto drain = [&] {
+        if (!inflight) return;
+        pool.finish();
+        fold(*inflight);
+        write_ct(*inflight);
+        inflight = nullptr;
+    };
+    auto flush = [&](bool final) {
+        Batch& b = batches[cur];
+        b.nchunks = (b.fill + kChunkSize - 1) / kChunkSize;
+        b.base = next_chunk;
+        b.hash = !content_done;
+        b.final = final;
+        Batch* prev = inflight;
+        if (prev) pool.finish();
+        pool.post(b.nchunks, [&b, &lay, &payload_key](size_t i) {
+            const uint8_t* p = b.pt.data() + i * kChunkSize;
+            size_t len = std::min(kChunkSize, b.fill - i * kChunkSize);
+            if (b.hash) b.has_leaf[i] = leaf(lay, b.base + i, p, b.leaves[i]);
             uint8_t nonce[24];
-            chunk_nonce(nonce, idx, final && i + 1 == nchunks);
-            crypto_aead_xchacha20poly1305_ietf_encrypt(buf.ct.data() + i * kCtChunk, nullptr, p, len,
-                                                       nullptr, 0, nullptr, nonce, payload_key.data());
+            chunk_nonce(nonce, b.base + i, b.final && i + 1 == b.nchunks);
+            crypto_aead_xchacha20poly1305_ietf_encrypt(b.ct.data() + i * kCtChunk, nullptr, p, len, nullptr, 0,
+                                                       nullptr, nonce, payload_key.data());
         });
-        if (hash) {
-            for (size_t i = 0; i < nchunks; ++i)
-                if (base_chunk + i >= hashed_chunks && has_leaf[i]) content_hash.raw(leaves[i]);
-            hashed_chunks = base_chunk + nchunks;
+        inflight = &b;
+        if (prev) { // its output is written while the helper seals this batch
+            fold(*prev);
+            write_ct(*prev);
         }
-        w.write({buf.ct.data(), bytes + nchunks * kTag});
-        base_chunk += nchunks;
-        fill = 0;
+        next_chunk += b.nchunks;
+        cur ^= 1;
+        batches[cur].fill = 0;
     };
-    auto append = [&](ByteView b, bool hash) {
-        while (!b.empty()) {
-            size_t n = std::min(b.size(), buf.pt.size() - fill);
-            std::memcpy(buf.pt.data() + fill, b.data(), n);
-            fill += n;
-            b = b.subspan(n);
+    auto append = [&](ByteView bytes) {
+        while (!bytes.empty()) {
+            Batch& b = batches[cur];
+            size_t n = std::min(bytes.size(), b.pt.size() - b.fill);
+            std::memcpy(b.pt.data() + b.fill, bytes.data(), n);
+            b.fill += n;
+            bytes = bytes.subspan(n);
             // The stream's last chunk waits for the final flush, even when the batch is full.
-            if (fill == buf.pt.size() && base_chunk * kChunkSize + fill < lay.padded)
-                flush(kBatchChunks, hash, false);
+            if (b.fill == b.pt.size() && next_chunk * kChunkSize + b.fill < lay.padded) flush(false);
         }
     };
 
-    append(inner, true);
-    append(prefix, true);
+    ChunkPool::Guard guard{pool}; // destroyed before the batches the jobs use
+    append(inner);
+    append(prefix);
     uint64_t remaining = in.length - prefix.size();
     while (remaining > 0) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, buf.pt.size() - fill));
-        read_exact(in, {buf.pt.data() + fill, n});
-        fill += n;
+        Batch& b = batches[cur];
+        size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, b.pt.size() - b.fill));
+        read_exact(in, {b.pt.data() + b.fill, n});
+        b.fill += n;
         remaining -= n;
-        if (fill == buf.pt.size()) flush(kBatchChunks, true, false);
+        if (b.fill == b.pt.size()) flush(false); // signature 2 follows: never the last chunk
     }
     uint8_t extra;
     if (in.read({&extra, 1}) != 0) throw DataError(in.where + ": payload longer than declared");
     if (in.finish) in.finish();
 
-    // Leaves of the content still in the buffer, then signature 2 and the padding.
-    size_t pending = (fill + kChunkSize - 1) / kChunkSize;
-    for (size_t i = 0; i < pending; ++i) {
-        uint64_t idx = base_chunk + i;
-        if (idx < hashed_chunks) continue;
-        Hash32 l;
-        if (leaf(lay, idx, buf.pt.data() + i * kChunkSize, l)) content_hash.raw(l);
+    // Leaves of the content still in the filling batch, then signature 2 and the padding.
+    drain();
+    {
+        Batch& b = batches[cur];
+        size_t pending = (b.fill + kChunkSize - 1) / kChunkSize;
+        for (size_t i = 0; i < pending; ++i) {
+            Hash32 l;
+            if (leaf(lay, next_chunk + i, b.pt.data() + i * kChunkSize, l)) content_hash.raw(l);
+        }
     }
-    hashed_chunks = base_chunk + pending;
+    content_done = true;
     Digest t2 = transcript2(t1, s1, content_hash.digest());
     Signature s2 = schnorr_sign(sender.y_sig, sender.Y_sig, t2);
-    append(s2, false);
+    append(s2);
     uint64_t pad = lay.padded - (lay.content_end() + kSig);
     static const uint8_t zeros[4096] = {};
     while (pad > 0) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(pad, sizeof zeros));
-        append({zeros, n}, false);
+        append({zeros, n});
         pad -= n;
     }
-    if (fill == 0) throw std::logic_error("seal: empty final chunk");
-    flush((fill + kChunkSize - 1) / kChunkSize, false, true);
+    if (batches[cur].fill == 0) throw std::logic_error("seal: empty final chunk");
+    flush(true);
+    drain();
     w.end();
 }
 
@@ -442,34 +493,49 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         throw DataError(where + ": sealed payload truncated (no final chunk)");
     const uint64_t padded = ct_len - nchunks * kTag;
 
-    Buffers buf;
     ChunkPool pool;
-    uint64_t base_chunk = 0;
-    std::vector<char> ok(kBatchChunks);
-    std::vector<Hash32> leaves(kBatchChunks);
-    std::vector<char> has_leaf(kBatchChunks);
+    Batch batches[2] = {Batch(nchunks), Batch(nchunks)};
     auto chunk_fail = [&](uint64_t idx) {
         return DataError(where + ": chunk " + std::to_string(idx + 1) + " of " + std::to_string(nchunks) +
                              " does not authenticate (tampered, truncated or reordered)");
     };
-    auto decrypt = [&](size_t i, size_t ct_bytes_in_batch) {
-        uint64_t idx = base_chunk + i;
-        size_t clen = std::min(kCtChunk, ct_bytes_in_batch - i * kCtChunk);
+    // Reads the next batch of ciphertext (from stream chunk `base`) into b.
+    auto read_batch = [&](Batch& b, uint64_t base) {
+        b.base = base;
+        b.nchunks = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, nchunks - base));
+        b.fill = static_cast<size_t>(std::min<uint64_t>(b.nchunks * kCtChunk, ct_len - base * kCtChunk));
+        read_exact(in, {b.ct.data(), b.fill});
+    };
+    Layout lay; // known once chunk 0 is open
+    auto decrypt = [&](Batch& b, size_t i) {
+        uint64_t idx = b.base + i;
+        size_t clen = std::min(kCtChunk, b.fill - i * kCtChunk);
         uint8_t nonce[24];
         chunk_nonce(nonce, idx, idx + 1 == nchunks);
-        ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(buf.pt.data() + i * kChunkSize, nullptr, nullptr,
-                                                           buf.ct.data() + i * kCtChunk, clen, nullptr, 0,
-                                                           nonce, payload_key.data()) == 0;
+        b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr,
+                                                             b.ct.data() + i * kCtChunk, clen, nullptr, 0, nonce,
+                                                             payload_key.data()) == 0;
+        b.has_leaf[i] = b.ok[i] && leaf(lay, idx, b.pt.data() + i * kChunkSize, b.leaves[i]);
+    };
+    auto post = [&](Batch& b, size_t from) {
+        pool.post(b.nchunks - from, [&b, from, &decrypt](size_t k) { decrypt(b, k + from); });
     };
 
+    ChunkPool::Guard guard{pool}; // destroyed before the batches the jobs use
     // First batch: chunk 0 holds the inner header; nothing is released before signature 1.
-    size_t batch = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, nchunks));
-    size_t batch_ct = static_cast<size_t>(std::min<uint64_t>(batch * kCtChunk, ct_len));
-    read_exact(in, {buf.ct.data(), batch_ct});
-    decrypt(0, batch_ct);
-    if (!ok[0]) throw chunk_fail(0);
+    Batch& first = batches[0];
+    read_batch(first, 0);
+    {
+        uint8_t nonce[24];
+        chunk_nonce(nonce, 0, nchunks == 1);
+        size_t clen = std::min(kCtChunk, first.fill);
+        first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, first.ct.data(),
+                                                                 clen, nullptr, 0, nonce, payload_key.data()) == 0;
+    }
+    if (!first.ok[0]) throw chunk_fail(0);
+    const uint8_t* chunk0_data = first.pt.data();
     size_t chunk0 = static_cast<size_t>(std::min<uint64_t>(kChunkSize, padded));
-    Cursor c({buf.pt.data(), chunk0}, where + ": sealed header");
+    Cursor c({chunk0_data, chunk0}, where + ": sealed header");
     if (c.u8() != kEnvelopeVersion) c.fail("unsupported inner version");
     uint16_t reclen = c.u16();
     Opened info;
@@ -502,13 +568,13 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     info.length = c.u64();
     size_t before_sig = c.pos();
     Signature s1 = c.array<64>();
-    Layout lay = Layout::make(c.pos(), info.length);
+    lay = Layout::make(c.pos(), info.length);
     if (info.length > padded || lay.padded != padded)
         throw DataError(where + ": sealed lengths do not agree (corrupted)");
 
     // Who sent it, and may they? All before a single byte is released.
     Point Ysig = info.sender.Y_sig(authority.P);
-    Digest t1 = transcript1(clear, commit, {buf.pt.data(), before_sig});
+    Digest t1 = transcript1(clear, commit, {chunk0_data, before_sig});
     if (!schnorr_verify(Ysig, t1, s1))
         throw DataError(where + ": signature does not verify (forged, or the sender's record was altered)");
     if (!for_me)
@@ -527,41 +593,39 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
                             "a replay from another round?");
     }
 
-    // Stream the payload out while checking the rest.
+    // Stream the payload out while checking the rest; the next batch is read and decrypted
+    // while this one is written.
     RecordWriter w(out, info.type, info.length);
     Hasher content_hash("n3/v1/content");
     content_hash.part_u64(info.length);
     Signature s2{};
-    bool first = true;
+    first.has_leaf[0] = leaf(lay, 0, first.pt.data(), first.leaves[0]);
+    post(first, 1);
+    int cur = 0;
     for (;;) {
-        size_t nb = batch;
-        pool.run(nb - (first ? 1 : 0), [&](size_t k) {
-            size_t i = k + (first ? 1 : 0);
-            decrypt(i, batch_ct);
-            if (ok[i]) has_leaf[i] = leaf(lay, base_chunk + i, buf.pt.data() + i * kChunkSize, leaves[i]);
-        });
-        if (first) has_leaf[0] = leaf(lay, 0, buf.pt.data(), leaves[0]);
-        for (size_t i = 0; i < nb; ++i)
-            if (!ok[i]) throw chunk_fail(base_chunk + i);
-        uint64_t lo = base_chunk * kChunkSize;
-        uint64_t hi = lo + (batch_ct - nb * kTag);
-        for (size_t i = 0; i < nb; ++i)
-            if (has_leaf[i]) content_hash.raw(leaves[i]);
+        Batch& b = batches[cur];
+        Batch& other = batches[cur ^ 1];
+        bool more = b.base + b.nchunks < nchunks;
+        if (more) read_batch(other, b.base + b.nchunks);
+        pool.finish();
+        for (size_t i = 0; i < b.nchunks; ++i)
+            if (!b.ok[i]) throw chunk_fail(b.base + i);
+        if (more) post(other, 0);
+        for (size_t i = 0; i < b.nchunks; ++i)
+            if (b.has_leaf[i]) content_hash.raw(b.leaves[i]);
         // Content, signature 2 and padding parts of this batch's plaintext.
-        uint64_t a = std::max(lo, lay.header), b = std::min(hi, lay.content_end());
-        if (a < b) w.write({buf.pt.data() + (a - lo), static_cast<size_t>(b - a)});
-        a = std::max(lo, lay.content_end());
-        b = std::min(hi, lay.content_end() + kSig);
-        if (a < b) std::memcpy(s2.data() + (a - lay.content_end()), buf.pt.data() + (a - lo), b - a);
-        a = std::max(lo, lay.content_end() + kSig);
-        if (a < hi && !sodium_is_zero(buf.pt.data() + (a - lo), static_cast<size_t>(hi - a)))
+        uint64_t lo = b.base * kChunkSize;
+        uint64_t hi = lo + (b.fill - b.nchunks * kTag);
+        uint64_t x = std::max(lo, lay.header), y = std::min(hi, lay.content_end());
+        if (x < y) w.write({b.pt.data() + (x - lo), static_cast<size_t>(y - x)});
+        x = std::max(lo, lay.content_end());
+        y = std::min(hi, lay.content_end() + kSig);
+        if (x < y) std::memcpy(s2.data() + (x - lay.content_end()), b.pt.data() + (x - lo), y - x);
+        x = std::max(lo, lay.content_end() + kSig);
+        if (x < hi && !sodium_is_zero(b.pt.data() + (x - lo), static_cast<size_t>(hi - x)))
             throw DataError(where + ": padding is not zero (corrupted)");
-        base_chunk += nb;
-        first = false;
-        if (base_chunk == nchunks) break;
-        batch = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, nchunks - base_chunk));
-        batch_ct = static_cast<size_t>(std::min<uint64_t>(batch * kCtChunk, ct_len - base_chunk * kCtChunk));
-        read_exact(in, {buf.ct.data(), batch_ct});
+        if (!more) break;
+        cur ^= 1;
     }
     uint8_t extra;
     if (in.read({&extra, 1}) != 0) throw DataError(where + ": sealed payload longer than declared");
