@@ -568,9 +568,10 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     info.length = c.u64();
     size_t before_sig = c.pos();
     Signature s1 = c.array<64>();
+    if (info.length > padded) throw DataError(where + ": sealed lengths do not agree (corrupted)");
     lay = Layout::make(c.pos(), info.length);
-    if (info.length > padded || lay.padded != padded)
-        throw DataError(where + ": sealed lengths do not agree (corrupted)");
+    if (lay.padded != padded) throw DataError(where + ": sealed lengths do not agree (corrupted)");
+    if (nfp != nstanzas) throw DataError(where + ": recipient count does not match the header (corrupted)");
 
     // Who sent it, and may they? All before a single byte is released.
     Point Ysig = info.sender.Y_sig(authority.P);

@@ -327,3 +327,31 @@ TEST_CASE("streaming open writes no record trailer when the payload signature fa
     CHECK(sink.data.size() < payload.size() + 40);
     CHECK_THROWS_AS(decode_record(sink.data), DataError);
 }
+
+TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks are in flight") {
+    World w;
+    Bytes payload = update_payload(9 << 18, 1); // 9 MiB: three batches of chunks
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    auto o = open_record(w.bob, w.fed.pub(), sealed);
+    CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(), payload.end()));
+    size_t clear = clear_size(1);
+    size_t len = sealed.size() - kHeader - 8;
+    for (size_t at : {clear + 70 * kCt + 5, clear + 130 * kCt + 100, len - 3}) {
+        INFO(at);
+        Bytes bad = reframe(sealed, [&](Bytes& p) { p[at] ^= 4; });
+        CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), bad), Catch::Contains("does not authenticate"));
+    }
+    // a payload whose declared length is one byte short of what the source delivers
+    size_t pos = 0;
+    PayloadSource src;
+    src.type = RecordType::packed;
+    src.length = payload.size() - 1;
+    src.read = [&](std::span<uint8_t> out) {
+        size_t n = std::min(out.size(), payload.size() - pos);
+        std::memcpy(out.data(), payload.data() + pos, n);
+        pos += n;
+        return n;
+    };
+    VectorSink sink;
+    CHECK_THROWS_WITH(seal(w.alice, std::span(&w.bob.record, 1), src, sink), Catch::Contains("longer than declared"));
+}
