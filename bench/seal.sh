@@ -39,43 +39,49 @@ for m in alice bob; do
     "$N3_BIN/n3-keys" public $m.key >$m.pub
 done
 age-keygen -o age.key 2>/dev/null
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 AGE_R=$(age-keygen -y age.key)
 
-# best CMD...: best wall time of 3 runs, in seconds
+# best FUNCTION: "wall cpu" of the run with the best wall time out of 3, in seconds (cpu is user
+# + sys of all threads; on a shared machine it is the steadier figure).
+TIMEFORMAT='%R %U %S'
 best() {
-    local b=999999 s e t
+    local bw=999999 bc=0 w u s
     for _ in 1 2 3; do
-        s=$(date +%s%N)
-        "$@"
-        e=$(date +%s%N)
-        t=$(((e - s) / 1000))
-        [ $t -lt $b ] && b=$t
+        { time "$1" 2>/dev/null; } 2>time.txt
+        read -r w u s <time.txt
+        if awk -v a="$w" -v b="$bw" 'BEGIN { exit !(a < b) }'; then
+            bw=$w
+            bc=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+        fi
     done
-    awk -v u=$b 'BEGIN { printf "%.3f", u / 1e6 }'
+    echo "$bw $bc"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mbs() { awk -v s="$1" -v m="$MIB" 'BEGIN { printf "%.0f", m * 1.048576 / s }'; }
 
 seal() { "$N3_BIN/n3-seal" --to bob.pub --key alice.key in.n3 >out.sealed; }
-open_stream() { "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out.sealed >out.n3 2>/dev/null; }
-open_held() { rm -f held.n3; "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out.sealed -o held.n3 2>/dev/null; }
+open_stream() { "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out.sealed >out.n3; }
+open_held() { rm -f held.n3; "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out.sealed -o held.n3; }
 age_enc() { age -r "$AGE_R" in.n3 >out.age; }
 age_dec() { age -d -i age.key out.age >out.plain; }
 copy() { cat in.n3 >out.copy; }
 
-t_copy=$(best copy)
-t_seal=$(best seal)
-t_age_enc=$(best age_enc)
-t_open=$(best open_stream)
-t_held=$(best open_held)
-t_age_dec=$(best age_dec)
+read -r t_copy c_copy < <(best copy)
+read -r t_seal c_seal < <(best seal)
+read -r t_age_enc c_age_enc < <(best age_enc)
+read -r t_open c_open < <(best open_stream)
+read -r t_held c_held < <(best open_held)
+read -r t_age_dec c_age_dec < <(best age_dec)
 cmp -s in.n3 out.n3 || { echo "bench/seal: round trip differs"; exit 1; }
 cmp -s in.n3 held.n3 || { echo "bench/seal: round trip differs (held)"; exit 1; }
 cmp -s in.n3 out.plain || { echo "bench/seal: age round trip differs"; exit 1; }
 
-echo "input: ${MIB} MiB update record; cores: $(nproc); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "cat (copy, physical reference) ${t_copy} s  $(mbs "$t_copy") MB/s"
-echo "seal   n3-seal ${t_seal} s ($(mbs "$t_seal") MB/s)  age -r ${t_age_enc} s ($(mbs "$t_age_enc") MB/s)  age/n3 ratio $(ratio "$t_age_enc" "$t_seal") (>= 1 means n3 is as fast)"
-echo "open   n3-seal --open (stream) ${t_open} s ($(mbs "$t_open") MB/s)  age -d ${t_age_dec} s ($(mbs "$t_age_dec") MB/s)  age/n3 ratio $(ratio "$t_age_dec" "$t_open")"
-echo "open   n3-seal --open -o FILE (held back, fsync) ${t_held} s  held/stream ratio $(ratio "$t_held" "$t_open")"
+echo "input: ${MIB} MiB update record; cores: $(nproc); load before: $LOAD; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "copy   cat ${t_copy} s ($(mbs "$t_copy") MB/s, cpu ${c_copy} s): the file-system reference"
+echo "seal   n3-seal ${t_seal} s ($(mbs "$t_seal") MB/s, cpu ${c_seal} s)  age -r ${t_age_enc} s ($(mbs "$t_age_enc") MB/s, cpu ${c_age_enc} s)"
+echo "seal   ratio age/n3: wall $(ratio "$t_age_enc" "$t_seal"), cpu $(ratio "$c_age_enc" "$c_seal")  (>= 1: n3 as fast as age)"
+echo "open   n3-seal --open, streamed ${t_open} s ($(mbs "$t_open") MB/s, cpu ${c_open} s)  age -d ${t_age_dec} s ($(mbs "$t_age_dec") MB/s, cpu ${c_age_dec} s)"
+echo "open   ratio age/n3: wall $(ratio "$t_age_dec" "$t_open"), cpu $(ratio "$c_age_dec" "$c_open")"
+echo "open   held back (-o FILE, fsync, rename) ${t_held} s, cpu ${c_held} s; held/streamed wall ratio $(ratio "$t_held" "$t_open")"
 echo "size   sealed $(stat -c %s out.sealed) bytes, age $(stat -c %s out.age) bytes, input $(stat -c %s in.n3) bytes"
