@@ -115,6 +115,10 @@ std::string name_of(const std::string& path) { return path == "-" ? "stdin" : pa
 
 } // namespace
 
+KeyText::~KeyText() {
+    if (!body.empty()) sodium_memzero(body.data(), body.size());
+}
+
 std::string_view key_prefix(KeyKind k) { return info(k).prefix; }
 std::string_view key_description(KeyKind k) { return info(k).description; }
 bool is_secret(KeyKind k) { return info(k).secret; }

@@ -38,7 +38,13 @@ bool is_secret(KeyKind k);
 
 struct KeyText {
     KeyKind kind;
-    Bytes body;
+    Bytes body; // wiped on destruction: it may hold secrets
+    KeyText(KeyKind k, Bytes b) : kind(k), body(std::move(b)) {}
+    KeyText(const KeyText&) = default;
+    KeyText(KeyText&&) = default;
+    KeyText& operator=(const KeyText&) = default;
+    KeyText& operator=(KeyText&&) = default;
+    ~KeyText();
 };
 std::string encode_key_text(KeyKind kind, ByteView body);
 // Parses the one key line of `text` (comment and blank lines skipped).
