@@ -110,6 +110,22 @@ cat a.sealed bad.sealed >mixed.sealed
 expect 1 'record 2' -- n3-seal --open --key bob.key --authority fed.pub mixed.sealed -o x.out
 assert_no_file x.out
 
+# a streamed open that fails at the end leaves a record without its trailer: consumers refuse it
+n3-seal --to bob.pub --key alice.key b.n3 -o b.sealed
+bsize=$(stat -c %s b.sealed)
+cp b.sealed blast.sealed
+printf '\x01' | dd of=blast.sealed bs=1 seek=$((bsize - 30)) conv=notrunc 2>/dev/null
+cmp -s blast.sealed b.sealed && printf '\x02' | dd of=blast.sealed bs=1 seek=$((bsize - 30)) conv=notrunc 2>/dev/null
+expect 1 'does not authenticate' -- n3-seal --open --key bob.key --authority fed.pub -o - blast.sealed
+cp "$T/out" streamed.n3
+expect 1 'error: ' -- n3-inspect --check streamed.n3
+
+# records from several senders in one stream
+n3-seal --to bob.pub --key carol.key a.n3 -o c.sealed
+cat a.sealed c.sealed >senders.sealed
+expect 0 '' -- n3-seal --open --key bob.key --authority fed.pub senders.sealed --sender who.txt -o who.out
+assert_eq "$(cut -d' ' -f1 who.txt | tr '\n' ' ')" "alice carol " "each record's sender, in order"
+
 # --- usage ---------------------------------------------------------------------------------------
 expect 2 'at least one --to' -- n3-seal --key alice.key a.n3
 assert_match 'did you mean --open' "$T/err"
