@@ -646,7 +646,7 @@ Bytes seal_record(const MemberKey& sender, std::span<const PublicRecord> recipie
     src.length = payload.size();
     src.read = [&](std::span<uint8_t> outb) {
         size_t n = std::min(outb.size(), payload.size() - pos);
-        std::memcpy(outb.data(), payload.data() + pos, n);
+        if (n) std::memcpy(outb.data(), payload.data() + pos, n);
         pos += n;
         return n;
     };
@@ -668,7 +668,7 @@ OpenedRecord open_record(const MemberKey& me, const AuthorityPublic& authority, 
     src.where = "sealed record";
     src.read = [&](std::span<uint8_t> outb) {
         size_t n = std::min(outb.size(), payload.size() - pos);
-        std::memcpy(outb.data(), payload.data() + pos, n);
+        if (n) std::memcpy(outb.data(), payload.data() + pos, n);
         pos += n;
         return n;
     };

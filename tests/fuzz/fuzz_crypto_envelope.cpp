@@ -32,7 +32,7 @@ void open_payload(ByteView payload) {
     src.length = payload.size();
     src.read = [&](std::span<uint8_t> out) {
         size_t n = std::min(out.size(), payload.size() - pos);
-        std::memcpy(out.data(), payload.data() + pos, n);
+        if (n) std::memcpy(out.data(), payload.data() + pos, n);
         pos += n;
         return n;
     };
