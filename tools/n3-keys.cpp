@@ -68,47 +68,47 @@ int main(int argc, char** argv) {
     std::vector<std::string> files;
 
     auto* c_auth = app.add_subcommand("authority", "Create a federation authority's secret key");
-    c_auth->add_option("-o,--output", out_path, "Secret key file (created 0600; '-' is stdout)")->required();
+    c_auth->add_option("-o,--output", out_path, "Secret key file (created 0600; '-' is stdout)")->type_name("FILE")->required();
     c_auth->add_flag("-f,--force", force, "Overwrite an existing file");
 
     auto* c_pub = app.add_subcommand("public", "Print the public part of a key file");
-    c_pub->add_option("FILE", files, "Key file ('-' is stdin)")->required();
+    c_pub->add_option("FILE", files, "Key file ('-' is stdin)")->type_name("")->required();
 
     auto* c_req = app.add_subcommand("request", "Create a member's secrets and a request for a partial key");
-    c_req->add_option("--id", id, "The member's name in the federation")->required();
-    c_req->add_option("-o,--output", out_path, "Secret file (created 0600)")->required();
-    c_req->add_option("--epoch", epoch_s, "Key epoch (default 0)");
-    c_req->add_option("--expires", expires_s, "Expiry: YYYY-MM-DD, +DAYSd, @UNIX or never (default +365d)");
+    c_req->add_option("--id", id, "The member's name in the federation")->type_name("NAME")->required();
+    c_req->add_option("-o,--output", out_path, "Secret file (created 0600)")->type_name("FILE")->required();
+    c_req->add_option("--epoch", epoch_s, "Key epoch (default 0)")->type_name("N");
+    c_req->add_option("--expires", expires_s, "Expiry: YYYY-MM-DD, +DAYSd, @UNIX or never (default +365d)")->type_name("WHEN");
     c_req->add_flag("-f,--force", force, "Overwrite an existing secret file");
 
     auto* c_issue = app.add_subcommand("issue", "Check a request and issue its partial key");
-    c_issue->add_option("--authority", authority_path, "The authority's secret key file")->required();
-    c_issue->add_option("--log", log_path, "Append the issued public record to this issuance log");
-    c_issue->add_option("--epoch", epoch_s, "Override the requested epoch");
-    c_issue->add_option("--expires", expires_s, "Override the requested expiry");
-    c_issue->add_option("REQUEST", files, "Request file (default stdin)");
-    c_issue->add_option("-o,--output", out_path, "Partial key file (default stdout)");
+    c_issue->add_option("--authority", authority_path, "The authority's secret key file")->type_name("FILE")->required();
+    c_issue->add_option("--log", log_path, "Append the issued public record to this issuance log")->type_name("FILE");
+    c_issue->add_option("--epoch", epoch_s, "Override the requested epoch")->type_name("N");
+    c_issue->add_option("--expires", expires_s, "Override the requested expiry")->type_name("WHEN");
+    c_issue->add_option("REQUEST", files, "Request file (default stdin)")->type_name("");
+    c_issue->add_option("-o,--output", out_path, "Partial key file (default stdout)")->type_name("FILE");
 
     auto* c_complete = app.add_subcommand("complete", "Check a partial key and write the member key");
-    c_complete->add_option("--secret", secret_path, "The member's secret file from 'request'")->required();
-    c_complete->add_option("--partial", partial_path, "The partial key from 'issue'")->required();
-    c_complete->add_option("--authority", authority_path, "Also require this authority (public key file)");
-    c_complete->add_option("-o,--output", out_path, "Member key file (created 0600)")->required();
+    c_complete->add_option("--secret", secret_path, "The member's secret file from 'request'")->type_name("FILE")->required();
+    c_complete->add_option("--partial", partial_path, "The partial key from 'issue'")->type_name("FILE")->required();
+    c_complete->add_option("--authority", authority_path, "Also require this authority (public key file)")->type_name("FILE");
+    c_complete->add_option("-o,--output", out_path, "Member key file (created 0600)")->type_name("FILE")->required();
     c_complete->add_flag("-f,--force", force, "Overwrite an existing key file");
 
     auto* c_fp = app.add_subcommand("fingerprint", "Print the fingerprint of a key file");
-    c_fp->add_option("FILE", files, "Key files ('-' is stdin)")->required();
+    c_fp->add_option("FILE", files, "Key files ('-' is stdin)")->type_name("")->required();
 
     auto* c_roster = app.add_subcommand("roster", "Build a roster from members' public records");
-    c_roster->add_option("FILE", files, "Public records or member keys")->required();
-    c_roster->add_option("--authority", authority_path, "Require members of this federation");
-    c_roster->add_option("-o,--output", out_path, "Roster file (default stdout)");
+    c_roster->add_option("FILE", files, "Public records or member keys")->type_name("")->required();
+    c_roster->add_option("--authority", authority_path, "Require members of this federation")->type_name("FILE");
+    c_roster->add_option("-o,--output", out_path, "Roster file (default stdout)")->type_name("FILE");
 
     auto* c_audit = app.add_subcommand("audit", "Check an issuance log: chain, and names issued twice");
-    c_audit->add_option("LOG", log_path, "The issuance log")->required();
+    c_audit->add_option("LOG", log_path, "The issuance log")->type_name("FILE")->required();
 
     auto* c_curve = app.add_subcommand("curve", "Create a ZeroMQ CURVE transport key pair");
-    c_curve->add_option("-o,--output", out_path, "Secret key file (created 0600)")->required();
+    c_curve->add_option("-o,--output", out_path, "Secret key file (created 0600)")->type_name("FILE")->required();
     c_curve->add_flag("-f,--force", force, "Overwrite an existing file");
 
     return tool.run(argc, argv, [&] {

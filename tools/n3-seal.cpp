@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> inputs, to;
     std::string key_path, out_path, authority_path, roster_path, round_s, base_s, sender_path;
     bool open_mode = false, force = false;
-    app.add_option("FILE", inputs, "Input records ('-' is stdin; default stdin)");
+    app.add_option("FILE", inputs, "Input records ('-' is stdin; default stdin)")->type_name("");
     auto* o_to = app.add_option("--to", to, "Recipient's public record (repeatable)")->type_name("PUB");
     app.add_option("--key", key_path, "Your member key (sender when sealing, recipient with --open)")
         ->required()
@@ -45,13 +45,17 @@ int main(int argc, char** argv) {
     auto* o_open = app.add_flag("-d,--open", open_mode, "Verify and decrypt sealed records");
     auto* o_auth = app.add_option("--authority", authority_path, "The federation authority's public key (--open)")
                        ->type_name("PUB");
-    auto* o_roster = app.add_option("--roster", roster_path, "Accept only senders listed in this roster (--open)");
+    auto* o_roster = app.add_option("--roster", roster_path, "Accept only senders listed in this roster (--open)")
+                        ->type_name("FILE");
     app.add_option("--round", round_s,
-                   "Sealing: the round, for records without round metadata; --open: reject other rounds");
-    auto* o_base = app.add_option("--base", base_s, "Sealing: base-model hash, for records without one");
+                   "Sealing: the round, for records without round metadata; --open: reject other rounds")
+        ->type_name("N");
+    auto* o_base = app.add_option("--base", base_s, "Sealing: base-model hash, for records without one")
+                      ->type_name("HASH");
     auto* o_sender = app.add_option("--sender", sender_path,
-                                    "--open: write each sender's identity to this file, not stderr");
-    app.add_option("-o,--output", out_path, "Output file ('-' is stdout)");
+                                    "--open: write each sender's identity to this file, not stderr")
+                        ->type_name("FILE");
+    app.add_option("-o,--output", out_path, "Output file ('-' is stdout)")->type_name("FILE");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_to->excludes(o_open);
     o_auth->needs(o_open);
