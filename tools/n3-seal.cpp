@@ -55,6 +55,11 @@ int main(int argc, char** argv) {
     auto* o_sender = app.add_option("--sender", sender_path,
                                     "--open: write each sender's identity to this file, not stderr")
                         ->type_name("FILE");
+    size_t pad_to = 0;
+    auto* o_pad = app.add_option("--pad-recipients", pad_to,
+                                 "Sealing: add dummy stanzas up to N, hiding how many recipients there are")
+                      ->type_name("N")
+                      ->check(CLI::Range(size_t(1), kMaxRecipients));
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout)")->type_name("FILE");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_to->excludes(o_open);
@@ -62,6 +67,7 @@ int main(int argc, char** argv) {
     o_roster->needs(o_open);
     o_sender->needs(o_open);
     o_base->excludes(o_open);
+    o_pad->excludes(o_open);
 
     return tool.run(argc, argv, [&] {
         init();
@@ -87,6 +93,7 @@ int main(int argc, char** argv) {
         }
         SealOptions sopts;
         sopts.context.round = round;
+        sopts.stanzas = pad_to;
         if (!base_s.empty()) {
             Hash32 h;
             size_t len = 0;

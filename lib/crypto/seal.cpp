@@ -235,11 +235,11 @@ struct Batch {
 
 // The clear header: version, suite, stanza count, and per recipient E_j || wrap_j(file_key).
 Bytes make_clear(std::span<const PublicRecord> recipients, const AuthorityPublic& fed, const Secret& file_key,
-                 std::vector<Fingerprint>& fps) {
+                 std::vector<Fingerprint>& fps, size_t stanzas = 0) {
     Bytes clear;
     clear.push_back(kEnvelopeVersion);
     clear.push_back(kSuite);
-    put_u16(clear, static_cast<uint16_t>(recipients.size()));
+    put_u16(clear, static_cast<uint16_t>(std::max(recipients.size(), stanzas)));
     put_u32(clear, 0);
     for (auto& r : recipients) {
         Fingerprint fp = r.fingerprint();
@@ -260,6 +260,16 @@ Bytes make_clear(std::span<const PublicRecord> recipients, const AuthorityPublic
         crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, nullptr, file_key.data(), 32, ad, sizeof ad,
                                                    nullptr, nonce, k.data());
         sodium_memzero(k.data(), 32);
+        put(clear, E);
+        put(clear, wrapped);
+    }
+    // Dummies look like real stanzas: a random valid point and random bytes. They hide how
+    // many recipients there are; the recipients' fingerprints inside are the real list.
+    for (size_t j = recipients.size(); j < stanzas; ++j) {
+        Point E;
+        crypto_core_ristretto255_random(E.data());
+        uint8_t wrapped[32 + kTag];
+        random_bytes(wrapped);
         put(clear, E);
         put(clear, wrapped);
     }
@@ -310,7 +320,9 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     Secret file_key(32);
     random_bytes({file_key.data(), 32});
     std::vector<Fingerprint> fps;
-    Bytes clear = make_clear(recipients, fed, file_key, fps);
+    if (opts.stanzas > kMaxRecipients)
+        throw UsageError("at most " + std::to_string(kMaxRecipients) + " stanzas");
+    Bytes clear = make_clear(recipients, fed, file_key, fps, opts.stanzas);
     Secret payload_key(32);
     Hasher("n3/v1/payload", file_key.view(), 32).part(clear).final({payload_key.data(), 32});
     Hash32 commit = Hasher("n3/v1/commit", file_key.view(), 32).part(clear).hash32();
@@ -571,7 +583,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     if (info.length > padded) throw DataError(where + ": sealed lengths do not agree (corrupted)");
     lay = Layout::make(c.pos(), info.length);
     if (lay.padded != padded) throw DataError(where + ": sealed lengths do not agree (corrupted)");
-    if (nfp != nstanzas) throw DataError(where + ": recipient count does not match the header (corrupted)");
+    if (nfp == 0 || nfp > nstanzas)
+        throw DataError(where + ": recipient count does not match the header (corrupted)");
 
     // Who sent it, and may they? All before a single byte is released.
     Point Ysig = info.sender.Y_sig(authority.P);

@@ -52,6 +52,7 @@ struct PayloadSource {
 struct SealOptions {
     SealContext context;  // round/base not in the record's metadata (e.g. packed records)
     uint64_t now = 0;     // 0: the clock
+    size_t stanzas = 0;   // pad the header with random dummy stanzas up to this many
 };
 
 // Writes one complete sealed record (preamble, payload, trailer) to `out`. The round and base

@@ -55,6 +55,11 @@ cmp -s a.n3 piped.out && assert_eq ok ok "pipeline" || assert_eq differ same "pi
 # The packed record type carries --round when it has no metadata of its own.
 expect 0 '' -- n3-seal --to bob.pub --key alice.key --round 3 a.n3 -o a3.sealed
 
+expect 0 '' -- n3-seal --to bob.pub --key alice.key --pad-recipients 16 a.n3 -o pad.sealed
+expect 0 'record 1 from alice' -- n3-seal --open --key bob.key --authority fed.pub pad.sealed -o pad.out
+assert_eq "$(od -An -tu2 -j34 -N2 pad.sealed | tr -d ' ')" 16 "the header lists 16 stanzas"
+expect 2 '' -- n3-seal --to bob.pub --key alice.key --pad-recipients 5000 a.n3 -o x.out
+
 # --- nothing names the sender --------------------------------------------------------------------
 assert_eq "$(grep -c alice a.sealed)" 0 "sealed bytes do not contain the sender's name"
 assert_eq "$(grep -c bob a.sealed)" 0 "sealed bytes do not contain the recipient's name"

@@ -356,3 +356,22 @@ TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks a
     VectorSink sink;
     CHECK_THROWS_WITH(seal(w.alice, std::span(&w.bob.record, 1), src, sink), Catch::Contains("longer than declared"));
 }
+
+TEST_CASE("dummy stanzas hide the number of recipients") {
+    World w;
+    PublicRecord to[] = {w.bob.record, w.carol.record};
+    SealOptions so;
+    so.stanzas = 8;
+    Bytes payload = update_payload(100, 1);
+    Bytes sealed = seal_record(w.alice, to, RecordType::update, payload, so);
+    Record r = decode_record(sealed);
+    CHECK((r.payload()[2] | (r.payload()[3] << 8)) == 8);
+    for (auto* k : {&w.bob, &w.carol}) CHECK(open_record(*k, w.fed.pub(), sealed).info.recipients == 2);
+    CHECK_THROWS_WITH(open_record(w.alice, w.fed.pub(), sealed), Catch::Contains("not sealed to"));
+    // every dummy E is a valid point, like a real one
+    for (size_t j = 0; j < 8; ++j) {
+        Point E;
+        std::memcpy(E.data(), r.payload().data() + 8 + j * 80, 32);
+        CHECK(point_valid(E));
+    }
+}
