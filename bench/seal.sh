@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bench/seal.sh — n3-seal against age on one 256 MiB record, both ways.
+#
+#   N3_BIN=build/tools bash bench/seal.sh      (N3_BENCH_MIB=256 by default)
+#
+# age encrypts but does not sign; n3-seal also signs (two Schnorr signatures), hashes the whole
+# payload (BLAKE2b tree) and pads to a Padmé bucket. Each timing is the best of 3 runs, output
+# to a file in the same tmpfs-or-disk folder for both tools (no fsync for either). The open side
+# is timed twice: streamed to stdout (released after signature 1, record trailer only after
+# signature 2) and held back (-o FILE: temporary file, fsync, rename after everything verified).
+set -euo pipefail
+: "${N3_BIN:?set N3_BIN to the built tools folder}"
+MIB=${N3_BENCH_MIB:-256}
+PY=/usr/bin/python3
+for t in age age-keygen; do command -v $t >/dev/null || { echo "bench/seal: $t not installed"; exit 2; }; done
+W=$(mktemp -d "${TMPDIR:-/tmp}/n3-bench-seal.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+cd "$W"
+
+"$PY" - "$MIB" <<'PY'
+import json, struct, os, sys
+n = int(sys.argv[1]) * (1 << 20) // 4
+hdr = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, n * 4]}}).encode()
+hdr += b' ' * (-len(hdr) % 8)
+with open('in.st', 'wb') as f:
+    f.write(struct.pack('<Q', len(hdr)) + hdr)
+    chunk = os.urandom(1 << 20)
+    for _ in range(n * 4 >> 20):
+        f.write(chunk)
+PY
+"$N3_BIN/n3-inspect" --from-safetensors in.st --kind update --meta round=1 -o in.n3
+rm in.st
+"$N3_BIN/n3-keys" authority -o fed.ask 2>/dev/null
+"$N3_BIN/n3-keys" public fed.ask >fed.pub
+for m in alice bob; do
+    "$N3_BIN/n3-keys" request --id $m -o $m.secret >$m.req
+    "$N3_BIN/n3-keys" issue --authority fed.ask $m.req >$m.partial
+    "$N3_BIN/n3-keys" complete --secret $m.secret --partial $m.partial -o $m.key 2>/dev/null
+    "$N3_BIN/n3-keys" public $m.key >$m.pub
+done
+age-keygen -o age.key 2>/dev/null
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+AGE_R=$(age-keygen -y age.key)
+
+# best FUNCTION: "wall cpu" of the run with the best wall time out of 3, in seconds (cpu is user
+# + sys of all threads; on a shared machine it is the steadier figure).
+TIMEFORMAT='%R %U %S'
+best() {
+    local bw=999999 bc=0 w u s
+    for _ in 1 2 3; do
+        { time "$1" 2>/dev/null; } 2>time.txt
+        read -r w u s <time.txt
+        if awk -v a="$w" -v b="$bw" 'BEGIN { exit !(a < b) }'; then
+            bw=$w
+            bc=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+        fi
+    done
+    echo "$bw $bc"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+mbs() { awk -v s="$1" -v m="$MIB" 'BEGIN { printf "%.0f", m * 1.048576 / s }'; }
+
+seal() { "$N3_BIN/n3-seal" --to bob.pub --key alice.key in.n3 >out.sealed; }
+open_stream() { "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out.sealed >out.n3; }
+open_held() { rm -f held.n3; "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out.sealed -o held.n3; }
+age_enc() { age -r "$AGE_R" in.n3 >out.age; }
+age_dec() { age -d -i age.key out.age >out.plain; }
+copy() { cat in.n3 >out.copy; }
+
+read -r t_copy c_copy < <(best copy)
+read -r t_seal c_seal < <(best seal)
+read -r t_age_enc c_age_enc < <(best age_enc)
+read -r t_open c_open < <(best open_stream)
+read -r t_held c_held < <(best open_held)
+read -r t_age_dec c_age_dec < <(best age_dec)
+cmp -s in.n3 out.n3 || { echo "bench/seal: round trip differs"; exit 1; }
+cmp -s in.n3 held.n3 || { echo "bench/seal: round trip differs (held)"; exit 1; }
+cmp -s in.n3 out.plain || { echo "bench/seal: age round trip differs"; exit 1; }
+
+echo "input: ${MIB} MiB update record; cores: $(nproc); load before: $LOAD; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "copy   cat ${t_copy} s ($(mbs "$t_copy") MB/s, cpu ${c_copy} s): the file-system reference"
+echo "seal   n3-seal ${t_seal} s ($(mbs "$t_seal") MB/s, cpu ${c_seal} s)  age -r ${t_age_enc} s ($(mbs "$t_age_enc") MB/s, cpu ${c_age_enc} s)"
+echo "seal   ratio age/n3: wall $(ratio "$t_age_enc" "$t_seal"), cpu $(ratio "$c_age_enc" "$c_seal")  (>= 1: n3 as fast as age)"
+echo "open   n3-seal --open, streamed ${t_open} s ($(mbs "$t_open") MB/s, cpu ${c_open} s)  age -d ${t_age_dec} s ($(mbs "$t_age_dec") MB/s, cpu ${c_age_dec} s)"
+echo "open   ratio age/n3: wall $(ratio "$t_age_dec" "$t_open"), cpu $(ratio "$c_age_dec" "$c_open")"
+echo "open   held back (-o FILE, fsync, rename) ${t_held} s, cpu ${c_held} s; held/streamed wall ratio $(ratio "$t_held" "$t_open")"
+echo "size   sealed $(stat -c %s out.sealed) bytes, age $(stat -c %s out.age) bytes, input $(stat -c %s in.n3) bytes"

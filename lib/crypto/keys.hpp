@@ -1,0 +1,201 @@
+// n3/crypto/keys.hpp — federation authorities, member identities, rosters and CURVE keys.
+//
+// Certificateless identities on ristretto255 (DESIGN.md section 7, "option B"):
+//   AuthoritySecret::generate()            s, P = sG, a random 16-byte federation id
+//   MemberSecret::create(id, epoch, exp)   x_sig, x_kem and a Request with proofs of possession
+//   issue(authority, request)              R = rG, h = Hs(P, fed, ID, X_sig, X_kem, R, epoch,
+//                                          expiry), d = r + h s  -> Partial
+//   complete(secret, partial)              checks dG == R + hP, y = x + d  -> MemberKey
+//   record.Y_sig(P) / Y_kem(P)             anyone: Y = X + R + hP (X inside h: no key replacement)
+// The authority never learns x, so it cannot sign or decrypt for a member; it can issue a
+// second key for a name, which the append-only issuance log (log_append / audit_log) exposes.
+//
+// Every key a person handles is one line of text, PREFIX + base64(body || 4-byte check):
+//   N3-AUTHORITY-SECRET-  N3-AUTHORITY-  N3-MEMBER-SECRET-  N3-REQUEST-  N3-PARTIAL-
+//   N3-MEMBER-KEY-  N3-MEMBER-   and the ZeroMQ CURVE pair N3CURVE-SECRET-/N3CURVE-PUBLIC- (Z85).
+// Files may hold '#' comment lines. Loading the wrong kind, a corrupted line, an invalid or
+// identity point, a non-canonical scalar or a failed proof throws DataError naming the file.
+#pragma once
+
+#include "crypto/primitives.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace n3::crypto {
+
+constexpr uint8_t kKeyVersion = 1;
+constexpr uint8_t kSuite = 1; // ristretto255, BLAKE2b, Schnorr, XChaCha20-Poly1305
+
+enum class KeyKind {
+    authority_secret, authority_public, member_secret, request, partial, member_key,
+    member_public, curve_secret, curve_public
+};
+std::string_view key_prefix(KeyKind k);
+std::string_view key_description(KeyKind k); // "an authority secret key", ...
+bool is_secret(KeyKind k);
+
+struct KeyText {
+    KeyKind kind;
+    Bytes body; // wiped on destruction: it may hold secrets
+    KeyText(KeyKind k, Bytes b) : kind(k), body(std::move(b)) {}
+    KeyText(const KeyText&) = default;
+    KeyText(KeyText&&) = default;
+    KeyText& operator=(const KeyText&) = default;
+    KeyText& operator=(KeyText&&) = default;
+    ~KeyText();
+};
+std::string encode_key_text(KeyKind kind, ByteView body);
+// Parses the one key line of `text` (comment and blank lines skipped).
+KeyText decode_key_text(std::string_view text, const std::string& where);
+KeyText read_key_file(const std::string& path); // "-" is stdin
+// Throws DataError "<where>: is <what it is>, not <what was needed>" (+ a hint).
+void expect_kind(const KeyText& kt, KeyKind want, const std::string& where);
+
+using AuthorityId = std::array<uint8_t, 16>;
+using Fingerprint = Hash32;
+
+struct AuthorityPublic {
+    AuthorityId id{};
+    Point P{};
+    Bytes encode() const;
+    std::string text() const;
+    Fingerprint fingerprint() const;
+    static AuthorityPublic decode(ByteView body, const std::string& where);
+    static AuthorityPublic load(const std::string& path); // authority public or secret file
+};
+
+struct AuthoritySecret {
+    AuthorityId id{};
+    Secret s{32};
+    Point P{};
+    static AuthoritySecret generate();
+    AuthorityPublic public_key() const { return {id, P}; }
+    std::string text() const;
+    static AuthoritySecret decode(ByteView body, const std::string& where);
+    static AuthoritySecret load(const std::string& path);
+};
+
+// A member's public record: everything anyone needs to compute its public keys.
+struct PublicRecord {
+    AuthorityId authority{};
+    uint32_t epoch = 0;
+    uint64_t expiry = 0; // unix seconds; 0 = never
+    std::string id;
+    Point X_sig{}, X_kem{}, R{};
+
+    Bytes encode() const;
+    std::string text() const;
+    Fingerprint fingerprint() const;
+    Scalar h(const Point& P) const; // the binding hash of DESIGN.md section 7
+    Point Y_sig(const Point& P) const;
+    Point Y_kem(const Point& P) const;
+    bool expired(uint64_t now) const { return expiry != 0 && now >= expiry; }
+    static PublicRecord decode(ByteView body, const std::string& where);
+    static PublicRecord decode(Cursor& c);
+    static PublicRecord load(const std::string& path); // public record, member key or partial
+};
+
+struct Request {
+    std::string id;
+    uint32_t epoch = 0;
+    uint64_t expiry = 0;
+    Point X_sig{}, X_kem{};
+    Signature pop_sig{}, pop_kem{};
+
+    Bytes encode() const;
+    std::string text() const;
+    Digest transcript() const; // what the proofs of possession sign
+    // Throws DataError "<where>: bad proof of possession ..." when a proof fails.
+    void verify(const std::string& where) const;
+    static Request decode(ByteView body, const std::string& where);
+    static Request load(const std::string& path);
+};
+
+struct MemberSecret {
+    Secret x_sig{32}, x_kem{32};
+    Request request;
+    static MemberSecret create(const std::string& id, uint32_t epoch, uint64_t expiry);
+    std::string text() const;
+    static MemberSecret decode(ByteView body, const std::string& where);
+    static MemberSecret load(const std::string& path);
+};
+
+struct Partial {
+    PublicRecord record;
+    Point P{};
+    Secret d{32};
+    std::string text() const;
+    static Partial decode(ByteView body, const std::string& where);
+    static Partial load(const std::string& path);
+};
+
+struct IssueOptions {
+    std::optional<uint32_t> epoch;
+    std::optional<uint64_t> expiry;
+};
+// Checks the request's proofs (DataError naming `where`) and issues its partial key.
+Partial issue(const AuthoritySecret& authority, const Request& request, const std::string& where,
+              const IssueOptions& opts = {});
+
+struct MemberKey {
+    Point P{};
+    Secret y_sig{32}, y_kem{32};
+    PublicRecord record;
+    Point Y_sig{}, Y_kem{}; // derived
+
+    AuthorityPublic authority() const { return {record.authority, P}; }
+    std::string text() const;
+    static MemberKey decode(ByteView body, const std::string& where);
+    static MemberKey load(const std::string& path);
+};
+// Checks that `partial` answers `secret`'s request and that dG == R + hP.
+MemberKey complete(const MemberSecret& secret, const Partial& partial, const std::string& where);
+
+// Federation membership: same authority id, and not expired at `now`. Throws DataError.
+void check_member(const PublicRecord& rec, const AuthorityPublic& authority, uint64_t now,
+                  const std::string& where);
+
+// Key agreement between two members of one federation (for secure aggregation): a 32-byte key
+// from BLAKE2b keyed with y_kem(me) * Y_kem(peer), bound to both fingerprints (in a fixed
+// order, so both sides get the same key) and to `context`. Throws DataError for a peer of
+// another federation or a degenerate key.
+Hash32 kem_agree(const MemberKey& me, const PublicRecord& peer, ByteView context);
+
+// A roster: members' public records, one per line, '#' comments.
+struct Roster {
+    std::vector<PublicRecord> members;
+    static Roster parse(std::string_view text, const std::string& where);
+    static Roster load(const std::string& path);
+    const PublicRecord* find(const Fingerprint& fp) const;
+};
+
+// The issuance log: one line per issued key, each line chained to the previous by BLAKE2b,
+//   <unix time> <fingerprint> <epoch> <id> <N3-MEMBER-...> <chain>
+// so lines cannot be dropped or changed without breaking the chain.
+void log_append(const std::string& path, const PublicRecord& rec, uint64_t now);
+struct LogReport {
+    size_t entries = 0;
+    std::vector<std::string> duplicates; // "<id> epoch <n>: <fp> <fp> ..." (a second key for a name)
+};
+LogReport audit_log(const std::string& path); // throws DataError for a broken chain
+
+// ZeroMQ CURVE transport keys (Z85 as in ZeroMQ RFC 32).
+std::string z85_encode(ByteView data);                          // size multiple of 4
+std::optional<Bytes> z85_decode(std::string_view text);         // nullopt when invalid
+struct CurveKey {
+    Secret secret{32};
+    std::array<uint8_t, 32> public_key{};
+    static CurveKey generate();
+    std::string secret_text() const; // N3CURVE-SECRET-<40 Z85>
+    std::string public_text() const; // N3CURVE-PUBLIC-<40 Z85>
+    static CurveKey parse(std::string_view text, const std::string& where);
+};
+
+// "2027-01-31", "+30d", "@1700000000", "never" -> unix seconds (0 = never). UsageError.
+uint64_t parse_expiry(const std::string& text, uint64_t now);
+std::string format_time(uint64_t unix_seconds);
+uint64_t now_seconds();
+
+} // namespace n3::crypto

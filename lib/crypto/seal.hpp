@@ -1,0 +1,108 @@
+// n3/crypto/seal.hpp — n3-seal's anonymous signcryption envelope (byte layout in n3-record(5)).
+//
+// seal() wraps one record for one or more recipients of the sender's federation:
+//   file_key random; per recipient j: E_j = e_j G, K_j = e_j Y_kem(j),
+//   k_j = BLAKE2b(key K_j; E_j, Y_kem(j), fp(j), federation) wraps file_key (XChaCha20-Poly1305);
+//   payload key and a key commitment from BLAKE2b(key file_key; clear header);
+//   plaintext = inner header (sender record, context, recipients' fingerprints, length,
+//   signature 1 over a transcript that commits to the header and the payload key) || record
+//   payload || signature 2 (over signature 1 and a tree hash of the payload) || zero padding to
+//   the Padmé bucket, cut into 64 KiB chunks, each sealed with XChaCha20-Poly1305 under a
+//   nonce made of its index and a last-chunk flag (age's STREAM), so dropped, reordered and
+//   truncated chunks fail. Nothing outside the ciphertext names the sender or the recipients.
+//
+// open() finds its stanza, checks the sender (federation, expiry, roster, round) and signature 1
+// before it writes a byte, streams the payload out as it decrypts, and checks signature 2, the
+// padding and the input's own checksum before it writes the output record's trailer: a
+// consumer (or n3::Output's atomic file) never sees a complete record that did not verify.
+// Both run on two threads (tree hash and AEAD per chunk).
+//
+// Failures throw DataError naming `where` (wrong recipient, forged, tampered, truncated,
+// replayed, expired, not in the roster) and never leave a completed output record.
+#pragma once
+
+#include "crypto/keys.hpp"
+#include "record/format.hpp"
+
+#include <functional>
+#include <optional>
+
+namespace n3::crypto {
+
+constexpr size_t kChunkSize = 64 * 1024;
+constexpr size_t kMaxRecipients = 1024;
+
+// What a sealed record is bound to besides its recipients: the federation (from the keys),
+// the round and the base-model hash (from the record's metadata or the caller), the inner type.
+struct SealContext {
+    std::optional<uint64_t> round;
+    std::optional<Hash32> base;
+};
+
+// A record payload read in pieces (RecordReader::read_payload, a buffer, ...). finish() runs
+// once every byte was read and must throw if the input's own checksum fails.
+struct PayloadSource {
+    RecordType type = RecordType::model;
+    uint64_t length = 0;
+    std::function<size_t(std::span<uint8_t>)> read;
+    std::function<void()> finish;
+    std::string where = "input";
+};
+
+struct SealOptions {
+    SealContext context;  // round/base not in the record's metadata (e.g. packed records)
+    uint64_t now = 0;     // 0: the clock
+    size_t stanzas = 0;   // pad the header with random dummy stanzas up to this many
+};
+
+// Writes one complete sealed record (preamble, payload, trailer) to `out`. The round and base
+// are read from a tensor record's metadata; options.context fills what the record lacks and
+// must agree with what it has (DataError otherwise).
+void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, PayloadSource& in,
+          Sink& out, const SealOptions& opts = {});
+
+struct OpenOptions {
+    std::optional<uint64_t> round; // reject records sealed for another round
+    const Roster* roster = nullptr; // the sender must be listed (exact public record)
+    uint64_t now = 0;
+};
+struct Opened {
+    PublicRecord sender;
+    Fingerprint sender_fingerprint{};
+    SealContext context;
+    RecordType type = RecordType::model;
+    uint64_t length = 0;
+    size_t recipients = 0;
+};
+// `in` is a sealed record's payload; writes the inner record (preamble, payload, trailer).
+Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource& in, Sink& out,
+            const OpenOptions& opts = {});
+
+// In-memory forms, for secure aggregation and tests: whole records in and out.
+Bytes seal_record(const MemberKey& sender, std::span<const PublicRecord> recipients,
+                  RecordType type, ByteView payload, const SealOptions& opts = {});
+struct OpenedRecord {
+    Opened info;
+    Record record;
+};
+OpenedRecord open_record(const MemberKey& me, const AuthorityPublic& authority, ByteView sealed,
+                         const OpenOptions& opts = {});
+
+// What any recipient (or anyone holding a recipient's key) can do with an envelope, exposed
+// so tests can mount forwarding and payload-replacement attacks: the clear header, the file key
+// and the decrypted plaintext stream; and re-encryption of a (changed) stream.
+namespace detail {
+struct RawEnvelope {
+    Bytes clear;
+    Secret file_key{32};
+    Bytes stream; // inner header || payload || signature 2 || padding
+};
+RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority, ByteView sealed_record);
+RawEnvelope raw_wrap(std::span<const PublicRecord> recipients, const AuthorityPublic& fed); // new header
+Bytes raw_encrypt(const RawEnvelope& env); // a sealed record of env.stream under env's header
+} // namespace detail
+
+// Padmé bucket (Nikitin et al., PETS 2019): at most 12% larger, leaks O(log log L) bits.
+uint64_t padme(uint64_t length);
+
+} // namespace n3::crypto

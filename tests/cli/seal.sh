@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# CLI tests for n3-seal: round trips, streams, and every way a sealed record can be bad.
+source "$(dirname "$0")/lib.sh"
+cd "$T"
+
+# A federation with alice, bob and carol; an outsider federation with xavier.
+n3-keys authority -o fed.ask 2>/dev/null
+n3-keys public fed.ask >fed.pub
+member() { # member AUTHORITY NAME [request flags...]
+    local auth=$1 name=$2
+    shift 2
+    n3-keys request --id "$name" "$@" -o "$name.secret" >"$name.req"
+    n3-keys issue --authority "$auth" "$name.req" >"$name.partial" 2>/dev/null
+    n3-keys complete --secret "$name.secret" --partial "$name.partial" -o "$name.key" 2>/dev/null
+    n3-keys public "$name.key" >"$name.pub"
+}
+for m in alice bob carol; do member fed.ask $m; done
+n3-keys authority -o other.ask 2>/dev/null
+n3-keys public other.ask >other.pub
+member other.ask xavier
+member fed.ask old --expires 2001-01-01
+n3-keys roster alice.pub bob.pub >fed.roster
+n3-keys roster carol.pub >carol.roster
+
+# Two update records (rounds 3) and one for round 4.
+"$N3_PYTHON" - <<'PY'
+import json, struct, os
+def st(path, n):
+    data = os.urandom(n * 4)
+    hdr = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, n * 4]}}).encode()
+    hdr += b' ' * (-len(hdr) % 8)
+    open(path, 'wb').write(struct.pack('<Q', len(hdr)) + hdr + data)
+st('a.st', 1000)
+st('b.st', 200000)
+PY
+n3-inspect --from-safetensors a.st --kind update --meta round=3 -o a.n3
+n3-inspect --from-safetensors b.st --kind update --meta round=3 -o b.n3
+n3-inspect --from-safetensors a.st --kind update --meta round=4 -o r4.n3
+cat a.n3 b.n3 >two.n3
+
+# --- round trips ---------------------------------------------------------------------------------
+expect 0 '' -- n3-seal --to bob.pub --key alice.key a.n3 -o a.sealed
+expect 0 'record 1 from alice [0-9a-f]{64} epoch 0 round 3' -- \
+    n3-seal --open --key bob.key --authority fed.pub a.sealed -o a.out
+cmp -s a.n3 a.out && assert_eq ok ok "round trip" || assert_eq differ same "round trip"
+expect_stdin two.n3 0 '' -- n3-seal --to bob.pub --to carol.pub --key alice.key -o two.sealed
+assert_eq "$(n3-inspect two.sealed | grep -c 'sealed')" 2 "two records in, two sealed records out"
+expect_stdin two.sealed 0 'record 2 from alice' -- n3-seal -d --key carol.key --authority fed.pub --roster fed.roster --round 3
+cp "$T/out" two.out
+cmp -s two.n3 two.out && assert_eq ok ok "stream round trip for the second recipient" || assert_eq differ same "stream"
+expect 0 '' -- n3-seal --open --key bob.key --authority fed.pub two.sealed --sender senders.txt -o two.out2
+assert_eq "$(grep -c '^alice [0-9a-f]\{64\} epoch 0 round 3$' senders.txt)" 2 "--sender lists each record's sender"
+n3-seal --to bob.pub --key alice.key a.n3 | n3-seal --open --key bob.key --authority fed.pub 2>/dev/null >piped.out
+cmp -s a.n3 piped.out && assert_eq ok ok "pipeline" || assert_eq differ same "pipeline"
+# The packed record type carries --round when it has no metadata of its own.
+expect 0 '' -- n3-seal --to bob.pub --key alice.key --round 3 a.n3 -o a3.sealed
+
+expect 0 '' -- n3-seal --to bob.pub --key alice.key --pad-recipients 16 a.n3 -o pad.sealed
+expect 0 'record 1 from alice' -- n3-seal --open --key bob.key --authority fed.pub pad.sealed -o pad.out
+assert_eq "$(od -An -tu2 -j34 -N2 pad.sealed | tr -d ' ')" 16 "the header lists 16 stanzas"
+expect 2 '' -- n3-seal --to bob.pub --key alice.key --pad-recipients 5000 a.n3 -o x.out
+
+# --- nothing names the sender --------------------------------------------------------------------
+assert_eq "$(grep -c alice a.sealed)" 0 "sealed bytes do not contain the sender's name"
+assert_eq "$(grep -c bob a.sealed)" 0 "sealed bytes do not contain the recipient's name"
+
+# --- wrong keys and members ----------------------------------------------------------------------
+expect 1 "not sealed to 'carol'" -- n3-seal --open --key carol.key --authority fed.pub a.sealed -o x.out
+assert_no_file x.out
+expect 1 'another federation' -- n3-seal --open --key bob.key --authority other.pub a.sealed -o x.out
+assert_no_file x.out
+expect 1 "recipient 'xavier'.*another federation" -- n3-seal --to xavier.pub --key alice.key a.n3 -o x.out
+assert_no_file x.out
+expect 1 "not sealed to 'xavier'" -- n3-seal --open --key xavier.key --authority other.pub a.sealed -o x.out
+expect 1 "sender 'alice' .* is not in the roster" -- \
+    n3-seal --open --key bob.key --authority fed.pub --roster carol.roster a.sealed -o x.out
+assert_no_file x.out
+expect 1 'sealed for round 3, not round 4' -- n3-seal --open --key bob.key --authority fed.pub --round 4 a.sealed -o x.out
+assert_no_file x.out
+expect 1 "sender's key expired" -- n3-seal --to bob.pub --key old.key a.n3 -o x.out
+assert_no_file x.out
+expect 1 "recipient 'old'.*expired" -- n3-seal --to old.pub --key alice.key a.n3 -o x.out
+expect 1 'round 3, not 4' -- n3-seal --to bob.pub --key alice.key --round 4 a.n3 -o x.out
+assert_no_file x.out
+
+# --- wrong key kinds -----------------------------------------------------------------------------
+expect 1 'alice.pub: is a member public record, not a member key' -- n3-seal --to bob.pub --key alice.pub a.n3 -o x.out
+expect 1 'public key was given where a secret key is needed' -- n3-seal --to bob.pub --key alice.pub a.n3 -o x.out
+expect 1 'alice.secret: is a member.s request secret, not a member key' -- n3-seal --to bob.pub --key alice.secret a.n3 -o x.out
+expect 1 'fed.ask: is an authority secret key' -- n3-seal --to fed.ask --key alice.key a.n3 -o x.out
+assert_no_file x.out
+
+# --- damaged sealed records ----------------------------------------------------------------------
+size=$(stat -c %s a.sealed)
+for at in 33 40 45 100 120 $((size / 2)) $((size - 20)) $((size - 9)); do
+    cp a.sealed bad.sealed
+    printf '\x55' | dd of=bad.sealed bs=1 seek=$at conv=notrunc 2>/dev/null
+    cmp -s bad.sealed a.sealed && printf '\xaa' | dd of=bad.sealed bs=1 seek=$at conv=notrunc 2>/dev/null
+    expect 1 'error: ' -- n3-seal --open --key bob.key --authority fed.pub bad.sealed -o x.out
+    assert_no_file x.out
+done
+head -c $((size - 100)) a.sealed >cut.sealed
+expect 1 'truncated|ends early' -- n3-seal --open --key bob.key --authority fed.pub cut.sealed -o x.out
+assert_no_file x.out
+head -c 20 a.sealed >tiny.sealed
+expect 1 '' -- n3-seal --open --key bob.key --authority fed.pub tiny.sealed -o x.out
+: >empty.n3
+expect 1 'no records' -- n3-seal --open --key bob.key --authority fed.pub empty.n3 -o x.out
+assert_no_file x.out
+expect 1 'no records' -- n3-seal --to bob.pub --key alice.key empty.n3 -o x.out
+expect 1 'is a update record, not a sealed one' -- n3-seal --open --key bob.key --authority fed.pub a.n3 -o x.out
+assert_match 'hint: did you mean n3-seal without --open' "$T/err"
+# the second record of a stream is damaged: nothing is left behind
+cat a.sealed bad.sealed >mixed.sealed
+expect 1 'record 2' -- n3-seal --open --key bob.key --authority fed.pub mixed.sealed -o x.out
+assert_no_file x.out
+
+# a streamed open that fails at the end leaves a record without its trailer: consumers refuse it
+n3-seal --to bob.pub --key alice.key b.n3 -o b.sealed
+bsize=$(stat -c %s b.sealed)
+cp b.sealed blast.sealed
+printf '\x01' | dd of=blast.sealed bs=1 seek=$((bsize - 30)) conv=notrunc 2>/dev/null
+cmp -s blast.sealed b.sealed && printf '\x02' | dd of=blast.sealed bs=1 seek=$((bsize - 30)) conv=notrunc 2>/dev/null
+expect 1 'does not authenticate' -- n3-seal --open --key bob.key --authority fed.pub -o - blast.sealed
+cp "$T/out" streamed.n3
+expect 1 'error: ' -- n3-inspect --check streamed.n3
+
+# records from several senders in one stream
+n3-seal --to bob.pub --key carol.key a.n3 -o c.sealed
+cat a.sealed c.sealed >senders.sealed
+expect 0 '' -- n3-seal --open --key bob.key --authority fed.pub senders.sealed --sender who.txt -o who.out
+assert_eq "$(cut -d' ' -f1 who.txt | tr '\n' ' ')" "alice carol " "each record's sender, in order"
+
+# --- usage ---------------------------------------------------------------------------------------
+expect 2 'at least one --to' -- n3-seal --key alice.key a.n3
+assert_match 'did you mean --open' "$T/err"
+expect 2 'needs --authority' -- n3-seal --open --key bob.key a.sealed
+expect 2 '' -- n3-seal --open --to bob.pub --key bob.key --authority fed.pub a.sealed
+expect 2 'is also an input' -- n3-seal --to bob.pub --key alice.key a.n3 -o a.n3
+expect 2 '--round must be' -- n3-seal --to bob.pub --key alice.key --round x a.n3 -o x.out
+expect 2 'missing.pub' -- n3-seal --to missing.pub --key alice.key a.n3 -o x.out
+
+finish

@@ -1,0 +1,112 @@
+// Frozen vectors: with a deterministic random generator (test builds only) the whole flow,
+// authority to sealed record, must give exactly the bytes under tests/crypto/golden/. A change
+// to any hash, encoding or layout shows up here as a diff. N3_UPDATE_GOLDEN=1 rewrites them.
+#include "fixtures.hpp"
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sodium.h>
+#include <sstream>
+
+using namespace n3;
+using namespace n3::crypto;
+
+namespace {
+
+// ChaCha20 keyed by a seed and a call counter (randombytes_buf_deterministic): reproducible.
+std::mutex rng_mutex;
+uint64_t rng_counter = 0;
+uint8_t rng_seed[randombytes_SEEDBYTES] = {'n', '3', '-', 'f', 'r', 'o', 'z', 'e', 'n'};
+
+void det_buf(void* buf, size_t size) {
+    std::lock_guard<std::mutex> lock(rng_mutex);
+    uint8_t seed[randombytes_SEEDBYTES];
+    crypto_generichash(seed, sizeof seed, reinterpret_cast<uint8_t*>(&rng_counter), sizeof rng_counter, rng_seed,
+                       sizeof rng_seed);
+    ++rng_counter;
+    randombytes_buf_deterministic(buf, size, seed);
+}
+uint32_t det_random() {
+    uint32_t v;
+    det_buf(&v, sizeof v);
+    return v;
+}
+uint32_t det_uniform(uint32_t upper) {
+    if (upper < 2) return 0;
+    uint32_t min = (1U + ~upper) % upper;
+    uint32_t r;
+    do r = det_random();
+    while (r < min);
+    return r % upper;
+}
+const char* det_name() { return "n3-test-deterministic"; }
+randombytes_implementation det_impl = {det_name, det_random, nullptr, det_uniform, det_buf, nullptr};
+
+// Installed before main(), before anything calls sodium_init().
+const bool installed = [] {
+    randombytes_set_implementation(&det_impl);
+    return true;
+}();
+
+void reseed() {
+    std::lock_guard<std::mutex> lock(rng_mutex);
+    rng_counter = 0;
+}
+
+std::string golden(const std::string& name) { return std::string(N3_TEST_DATA) + "/golden/" + name; }
+
+void check_golden(const std::string& name, const Bytes& got) {
+    std::string path = golden(name);
+    if (std::getenv("N3_UPDATE_GOLDEN")) {
+        std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(got.data()),
+                                                   static_cast<std::streamsize>(got.size()));
+    }
+    Bytes want = read_file(path);
+    INFO(path);
+    CHECK(want == got);
+}
+void check_golden(const std::string& name, const std::string& text) {
+    check_golden(name, Bytes(text.begin(), text.end()));
+}
+
+} // namespace
+
+TEST_CASE("frozen vectors: keys and a sealed record are byte-for-byte stable") {
+    REQUIRE(installed);
+    init();
+    REQUIRE(std::string(randombytes_implementation_name()) == "n3-test-deterministic");
+    reseed();
+    AuthoritySecret auth = AuthoritySecret::generate();
+    MemberSecret as = MemberSecret::create("alice", 1, 1900000000);
+    MemberKey alice = complete(as, issue(auth, as.request, "a"), "a");
+    MemberSecret bs = MemberSecret::create("bob", 1, 1900000000);
+    MemberKey bob = complete(bs, issue(auth, bs.request, "b"), "b");
+    Bytes payload = test::update_payload(20000, 12);
+    SealOptions so;
+    so.now = 1800000000;
+    Bytes sealed = seal_record(alice, std::span(&bob.record, 1), RecordType::update, payload, so);
+
+    check_golden("authority.ask", auth.text() + "\n");
+    check_golden("authority.pub", auth.public_key().text() + "\n");
+    check_golden("alice.req", as.request.text() + "\n");
+    check_golden("alice.key", alice.text() + "\n");
+    check_golden("bob.key", bob.text() + "\n");
+    check_golden("bob.pub", bob.record.text() + "\n");
+    check_golden("alice-to-bob.n3", sealed);
+    check_golden("plain.n3", encode_record(RecordType::update, payload));
+}
+
+TEST_CASE("frozen vectors: the golden sealed record opens with the golden keys") {
+    // Independent of the generator: pins the format for readers.
+    MemberKey bob = MemberKey::decode(decode_key_text(read_text_file(golden("bob.key")), "bob.key").body, "bob.key");
+    AuthorityPublic auth =
+        AuthorityPublic::decode(decode_key_text(read_text_file(golden("authority.pub")), "a").body, "a");
+    OpenOptions oo;
+    oo.now = 1800000000;
+    oo.round = 12;
+    OpenedRecord o = open_record(bob, auth, read_file(golden("alice-to-bob.n3")), oo);
+    CHECK(o.info.sender.id == "alice");
+    CHECK(encode_record(o.record.type(), o.record.payload()) == read_file(golden("plain.n3")));
+}

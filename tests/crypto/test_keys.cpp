@@ -1,0 +1,246 @@
+// Member identities: issuance flow, key files, and the attacks the binding hash must stop.
+#include "fixtures.hpp"
+#include "record/error.hpp"
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <unistd.h>
+
+using namespace n3;
+using namespace n3::crypto;
+using namespace n3::crypto::test;
+
+TEST_CASE("issuance: y = x + d matches Y = X + R + hP, and key texts round trip") {
+    Federation fed;
+    MemberSecret s = MemberSecret::create("alice", 3, 0);
+    s.request.verify("req");
+    Partial p = issue(fed.authority, s.request, "req");
+    MemberKey k = complete(s, p, "partial");
+    CHECK(base_mul(k.y_sig.view()) == k.record.Y_sig(fed.pub().P));
+    CHECK(base_mul(k.y_kem.view()) == k.record.Y_kem(fed.pub().P));
+    CHECK(k.record.epoch == 3);
+    CHECK(k.Y_sig != k.Y_kem);
+
+    // every kind survives its text form
+    auto rt = [](const std::string& text, KeyKind kind) {
+        KeyText kt = decode_key_text(text, "t");
+        CHECK(kt.kind == kind);
+        return kt;
+    };
+    CHECK(AuthoritySecret::decode(rt(fed.authority.text(), KeyKind::authority_secret).body, "t").P == fed.pub().P);
+    CHECK(AuthorityPublic::decode(rt(fed.pub().text(), KeyKind::authority_public).body, "t").P == fed.pub().P);
+    CHECK(MemberKey::decode(rt(k.text(), KeyKind::member_key).body, "t").Y_sig == k.Y_sig);
+    CHECK(PublicRecord::decode(rt(k.record.text(), KeyKind::member_public).body, "t").fingerprint() ==
+          k.record.fingerprint());
+    CHECK(Request::decode(rt(s.request.text(), KeyKind::request).body, "t").id == "alice");
+    CHECK(MemberSecret::decode(rt(s.text(), KeyKind::member_secret).body, "t").request.X_sig == s.request.X_sig);
+    CHECK(Partial::decode(rt(p.text(), KeyKind::partial).body, "t").record.R == p.record.R);
+    // comments and blank lines around the key line are fine
+    CHECK(decode_key_text("# comment\n\n" + k.record.text() + "\n# more\n", "t").kind == KeyKind::member_public);
+}
+
+TEST_CASE("the key-replacement attack fails because X is inside h") {
+    Federation fed;
+    Point P = fed.pub().P;
+    MemberKey victim = fed.member("victim");
+    // The attacker picks y' and sets X' = y'G - R - hP, as it would against an unbound scheme.
+    Secret y2(32);
+    scalar_random({y2.data(), 32});
+    PublicRecord forged = victim.record;
+    Point hP;
+    REQUIRE(mul(hP, victim.record.h(P), P));
+    Scalar minus_one{};
+    {
+        Scalar one{};
+        one[0] = 1;
+        crypto_core_ristretto255_scalar_negate(minus_one.data(), one.data());
+    }
+    Point neg_RhP;
+    REQUIRE(mul(neg_RhP, minus_one, add(victim.record.R, hP)));
+    forged.X_sig = add(base_mul(y2.view()), neg_RhP);
+    // Unbound (h without X) the attacker would now own Y' = y'G ...
+    CHECK(add(add(forged.X_sig, forged.R), hP) == base_mul(y2.view()));
+    // ... bound, h changes with X and the public key is not the attacker's.
+    CHECK(forged.Y_sig(P) != base_mul(y2.view()));
+
+    // An envelope signed with y' under the replaced record does not open.
+    MemberKey attacker;
+    attacker.P = P;
+    attacker.y_sig = y2;
+    attacker.y_kem = victim.y_kem;
+    attacker.record = forged;
+    attacker.Y_sig = base_mul(y2.view());
+    attacker.Y_kem = victim.Y_kem;
+    MemberKey bob = fed.member("bob");
+    Bytes payload = test::update_payload(100, 1);
+    Bytes sealed = seal_record(attacker, std::span(&bob.record, 1), RecordType::update, payload);
+    CHECK_THROWS_WITH(open_record(bob, fed.pub(), sealed), Catch::Contains("signature does not verify"));
+}
+
+TEST_CASE("a partial key for another request, or from another authority, is refused") {
+    Federation fed, other;
+    MemberSecret a = MemberSecret::create("alice", 0, 0);
+    MemberSecret b = MemberSecret::create("bob", 0, 0);
+    Partial pb = issue(fed.authority, b.request, "b.req");
+    CHECK_THROWS_WITH(complete(a, pb, "bob.partial"), Catch::Contains("another request"));
+    // same request, but d tampered: the dG == R + hP check fails
+    Partial pa = issue(fed.authority, a.request, "a.req");
+    Partial bad = pa;
+    bad.P = other.pub().P; // claims another authority
+    CHECK_THROWS_WITH(complete(a, bad, "x.partial"), Catch::Contains("does not verify"));
+    Partial bad2 = pa;
+    bad2.record.expiry = 12345; // the authority's binding covers expiry
+    CHECK_THROWS_WITH(complete(a, bad2, "x.partial"), Catch::Contains("does not verify"));
+}
+
+TEST_CASE("requests with a bad proof of possession are refused") {
+    Federation fed;
+    MemberSecret a = MemberSecret::create("alice", 0, 0);
+    Request r = a.request;
+    r.id = "mallory"; // renamed after signing
+    CHECK_THROWS_WITH(issue(fed.authority, r, "m.req"), Catch::Contains("bad proof of possession"));
+    Request r2 = a.request;
+    MemberSecret other = MemberSecret::create("alice", 0, 0);
+    r2.X_kem = other.request.X_kem; // someone else's public value
+    CHECK_THROWS_WITH(issue(fed.authority, r2, "m.req"), Catch::Contains("bad proof of possession"));
+    Request r3 = a.request;
+    r3.pop_kem = r3.pop_sig; // a proof for the wrong key
+    CHECK_THROWS_WITH(issue(fed.authority, r3, "m.req"), Catch::Contains("for the encryption key"));
+}
+
+TEST_CASE("key texts: corruption, wrong kind, identity points and non-canonical scalars") {
+    Federation fed;
+    MemberKey k = fed.member("alice");
+    std::string t = k.text();
+    std::string c = t;
+    c[30] = c[30] == 'A' ? 'B' : 'A';
+    CHECK_THROWS_WITH(decode_key_text(c, "k"), Catch::Contains("corrupted"));
+    CHECK_THROWS_WITH(decode_key_text(t.substr(0, t.size() - 5), "k"), Catch::Contains("corrupted"));
+    CHECK_THROWS_WITH(decode_key_text("", "k"), Catch::Contains("empty"));
+    CHECK_THROWS_WITH(decode_key_text("hello", "k"), Catch::Contains("not an n3 key"));
+    KeyText pub = decode_key_text(k.record.text(), "bob.pub");
+    CHECK_THROWS_WITH(expect_kind(pub, KeyKind::member_key, "bob.pub"),
+                      Catch::Contains("is a member public record, not a member key"));
+
+    // A record re-encoded with the identity as X_sig, or R, is refused when read.
+    Bytes body = k.record.encode();
+    size_t x_at = body.size() - 96;
+    Bytes idx = body;
+    std::memset(idx.data() + x_at, 0, 32);
+    CHECK_THROWS_WITH(PublicRecord::decode(idx, "r"), Catch::Contains("invalid signing key"));
+    Bytes idr = body;
+    std::memset(idr.data() + body.size() - 32, 0, 32);
+    CHECK_THROWS_WITH(PublicRecord::decode(idr, "r"), Catch::Contains("commitment R"));
+    // A non-canonical point encoding (RFC 9496 A.2, negative field element)
+    Bytes neg = body;
+    std::memset(neg.data() + x_at, 0, 32);
+    neg[x_at] = 1;
+    CHECK_THROWS(PublicRecord::decode(neg, "r"));
+
+    // The authority secret with s >= l (non-canonical) or s = 0 is refused.
+    Bytes as;
+    as.push_back(kKeyVersion);
+    as.push_back(kSuite);
+    as.resize(2 + 16 + 32, 0xff);
+    CHECK_THROWS_WITH(AuthoritySecret::decode(as, "a"), Catch::Contains("canonical"));
+    std::memset(as.data() + 18, 0, 32);
+    CHECK_THROWS_WITH(AuthoritySecret::decode(as, "a"), Catch::Contains("canonical"));
+    // Trailing bytes and unknown versions.
+    Bytes tr = body;
+    tr.push_back(0);
+    CHECK_THROWS_WITH(PublicRecord::decode(tr, "r"), Catch::Contains("trailing"));
+    Bytes ver = body;
+    ver[0] = 9;
+    CHECK_THROWS_WITH(PublicRecord::decode(ver, "r"), Catch::Contains("version"));
+}
+
+TEST_CASE("a member key whose record does not match its secrets is refused") {
+    Federation fed;
+    MemberKey a = fed.member("alice"), b = fed.member("bob");
+    MemberKey mixed = a;
+    mixed.record = b.record;
+    KeyText kt = decode_key_text(mixed.text(), "m");
+    CHECK_THROWS_WITH(MemberKey::decode(kt.body, "m.key"), Catch::Contains("does not match"));
+}
+
+TEST_CASE("membership: other federation and expiry") {
+    Federation fed, other;
+    MemberKey a = fed.member("alice", 0, 1000);
+    CHECK_NOTHROW(check_member(a.record, fed.pub(), 999, "a"));
+    CHECK_THROWS_WITH(check_member(a.record, fed.pub(), 1000, "a"), Catch::Contains("expired"));
+    CHECK_THROWS_WITH(check_member(a.record, other.pub(), 10, "a"), Catch::Contains("another federation"));
+}
+
+TEST_CASE("KEM key agreement is symmetric, context-bound and federation-bound") {
+    Federation fed, other;
+    MemberKey a = fed.member("alice"), b = fed.member("bob"), c = fed.member("carol");
+    uint8_t ctx1[] = {'r', '1'}, ctx2[] = {'r', '2'};
+    CHECK(kem_agree(a, b.record, ctx1) == kem_agree(b, a.record, ctx1));
+    CHECK(kem_agree(a, b.record, ctx1) != kem_agree(a, b.record, ctx2));
+    CHECK(kem_agree(a, b.record, ctx1) != kem_agree(a, c.record, ctx1));
+    MemberKey x = other.member("xavier");
+    CHECK_THROWS_WITH(kem_agree(a, x.record, ctx1), Catch::Contains("another federation"));
+}
+
+TEST_CASE("roster parsing and lookup") {
+    Federation fed;
+    MemberKey a = fed.member("alice"), b = fed.member("bob"), c = fed.member("carol");
+    std::string text = "# roster\n" + a.record.text() + "\n\n# bob\n" + b.record.text() + "  # trailing\n";
+    Roster r = Roster::parse(text, "fed.roster");
+    CHECK(r.members.size() == 2);
+    CHECK(r.find(a.record.fingerprint()) != nullptr);
+    CHECK(r.find(c.record.fingerprint()) == nullptr);
+    CHECK_THROWS_WITH(Roster::parse("# nothing\n", "r"), Catch::Contains("no members"));
+    CHECK_THROWS_WITH(Roster::parse(a.text() + "\n", "r"), Catch::Contains("line 1"));
+}
+
+TEST_CASE("Z85 matches ZeroMQ RFC 32 and CURVE keys derive like zmq_curve_public") {
+    uint8_t hello[8] = {0x86, 0x4F, 0xD2, 0x6F, 0xB5, 0x59, 0xF7, 0x5B};
+    CHECK(z85_encode(hello) == "HelloWorld");
+    auto back = z85_decode("HelloWorld");
+    REQUIRE(back);
+    CHECK(std::memcmp(back->data(), hello, 8) == 0);
+    CHECK_FALSE(z85_decode("Hell"));
+    CHECK_FALSE(z85_decode("Hell\"World"));
+    // zmq RFC 26 (CurveZMQ) test key pair.
+    CurveKey k = CurveKey::parse("N3CURVE-SECRET-JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6", "k");
+    CHECK(z85_encode(k.public_key) == "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7");
+    CurveKey g = CurveKey::generate();
+    CHECK(CurveKey::parse(g.secret_text(), "g").public_key == g.public_key);
+}
+
+TEST_CASE("issuance log: chain, and a second key for a name is exposed") {
+    Federation fed;
+    char tmpl[] = "/tmp/n3-log-XXXXXX";
+    int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    close(fd);
+    unlink(tmpl);
+    std::string path = tmpl;
+    log_append(path, fed.member("alice").record, 100);
+    log_append(path, fed.member("bob").record, 101);
+    LogReport ok = audit_log(path);
+    CHECK(ok.entries == 2);
+    CHECK(ok.duplicates.empty());
+    log_append(path, fed.member("alice").record, 102); // a second key for alice, same epoch
+    LogReport dup = audit_log(path);
+    CHECK(dup.duplicates.size() == 1);
+    // dropping a line breaks the chain
+    std::string text = read_text_file(path);
+    size_t nl = text.find('\n');
+    {
+        Output o(path, OutputOptions{false, true, false, false});
+        o.write(text.substr(nl + 1));
+        o.commit();
+    }
+    CHECK_THROWS_WITH(audit_log(path), Catch::Contains("chain"));
+    unlink(path.c_str());
+}
+
+TEST_CASE("expiry parsing") {
+    CHECK(parse_expiry("never", 5) == 0);
+    CHECK(parse_expiry("+2d", 100) == 100 + 2 * 86400);
+    CHECK(parse_expiry("@1700000000", 0) == 1700000000);
+    CHECK(parse_expiry("2030-01-01", 0) == 1893456000);
+    CHECK_THROWS_AS(parse_expiry("soon", 0), UsageError);
+}

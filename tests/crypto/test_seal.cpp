@@ -1,0 +1,377 @@
+// The sealed envelope: round trips, and every tampering, truncation, reordering, forwarding,
+// replay and wrong-key case must fail with DataError and release no complete record.
+#include "fixtures.hpp"
+#include "record/error.hpp"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstring>
+
+using namespace n3;
+using namespace n3::crypto;
+using namespace n3::crypto::test;
+
+namespace {
+
+constexpr size_t kHeader = 32; // record preamble
+constexpr size_t kCt = kChunkSize + 16;
+
+struct World {
+    Federation fed;
+    MemberKey alice = fed.member("alice");
+    MemberKey bob = fed.member("bob");
+    MemberKey carol = fed.member("carol");
+};
+
+// Re-frames a changed sealed payload so that only the envelope (not the record CRC) can object.
+Bytes reframe(const Bytes& sealed_record, const std::function<void(Bytes&)>& change) {
+    Bytes payload(sealed_record.begin() + kHeader, sealed_record.end() - 8);
+    change(payload);
+    return encode_record(RecordType::sealed, payload);
+}
+
+size_t clear_size(size_t recipients) { return 8 + recipients * 80; }
+
+bool contains(const Bytes& hay, ByteView needle) {
+    return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
+
+} // namespace
+
+TEST_CASE("seal and open round trip, several sizes") {
+    World w;
+    for (size_t floats : {0ul, 1ul, 1000ul, 16384ul, 16383ul, 40000ul, 300000ul}) {
+        INFO(floats);
+        Bytes payload = update_payload(floats, 7);
+        Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+        OpenedRecord o = open_record(w.bob, w.fed.pub(), sealed);
+        CHECK(o.record.type() == RecordType::update);
+        CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(), payload.end()));
+        CHECK(o.info.sender.id == "alice");
+        CHECK(o.info.sender_fingerprint == w.alice.record.fingerprint());
+        REQUIRE(o.info.context.round);
+        CHECK(*o.info.context.round == 7);
+        CHECK(o.info.context.base);
+        // Padmé: sealed size is within 12% (+ fixed overhead) of the payload
+        CHECK(sealed.size() < payload.size() * 112 / 100 + 2000);
+    }
+    // an empty non-tensor payload
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::packed, {});
+    CHECK(open_record(w.bob, w.fed.pub(), sealed).record.payload().empty());
+}
+
+TEST_CASE("sizes land on Padmé buckets") {
+    CHECK(padme(0) == 0);
+    CHECK(padme(1) == 1);
+    CHECK(padme(100) == 104);
+    CHECK(padme(1000) == 1024);
+    CHECK(padme(1 << 20) == 1 << 20);
+    CHECK(padme((1 << 20) + 1) == (1 << 20) + (1 << 15));
+    for (uint64_t l = 2; l < 200000; l += 997) {
+        CHECK(padme(l) >= l);
+        CHECK(padme(l) <= l + l / 8);
+    }
+}
+
+TEST_CASE("multi-recipient: each recipient opens, an outsider does not") {
+    World w;
+    MemberKey dave = w.fed.member("dave");
+    PublicRecord to[] = {w.bob.record, w.carol.record, w.alice.record};
+    Bytes payload = update_payload(5000, 2);
+    Bytes sealed = seal_record(w.alice, to, RecordType::update, payload);
+    for (auto* k : {&w.bob, &w.carol, &w.alice}) {
+        auto o = open_record(*k, w.fed.pub(), sealed);
+        CHECK(o.info.recipients == 3);
+        CHECK(o.record.payload().size() == payload.size());
+    }
+    CHECK_THROWS_WITH(open_record(dave, w.fed.pub(), sealed), Catch::Contains("not sealed to 'dave'"));
+}
+
+TEST_CASE("tampering with any region fails") {
+    World w;
+    Bytes payload = update_payload(70000, 1); // 280 KB: five chunks
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    size_t len = sealed.size() - kHeader - 8;
+    size_t clear = clear_size(1);
+    size_t chunks = (len - clear + kCt - 1) / kCt;
+    REQUIRE(chunks >= 5);
+    std::vector<std::pair<std::string, size_t>> where = {
+        {"version", 0}, {"suite", 1}, {"count", 2}, {"reserved", 5},
+        {"stanza E", 8 + 5}, {"stanza wrap", 8 + 40}, {"stanza tag", 8 + 79},
+        {"last byte (final tag)", len - 1}, {"final chunk body", len - 40}};
+    for (size_t c = 0; c < chunks; ++c) {
+        where.push_back({"chunk " + std::to_string(c) + " start", clear + c * kCt});
+        where.push_back({"chunk " + std::to_string(c) + " middle", clear + c * kCt + 30000});
+        where.push_back({"chunk " + std::to_string(c) + " tag", clear + c * kCt + kCt - 1});
+    }
+    for (auto& [name, at] : where) {
+        if (at >= len) continue;
+        INFO(name << " at " << at);
+        Bytes bad = reframe(sealed, [&](Bytes& p) { p[at] ^= 0x20; });
+        CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), bad), DataError);
+    }
+}
+
+TEST_CASE("truncation, dropped, duplicated and reordered chunks fail") {
+    World w;
+    Bytes payload = update_payload(70000, 1);
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    size_t clear = clear_size(1);
+    auto at = [&](Bytes& p, size_t c) { return p.begin() + static_cast<long>(clear + c * kCt); };
+    // cut at a chunk boundary: the new last chunk was not sealed as final
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.erase(at(p, 3), p.end()); })),
+                    DataError);
+    // a stream whose last chunk was not sealed as final: re-encrypt all but the flag
+    {
+        auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
+        Bytes full = detail::raw_encrypt(env);
+        Bytes whole = reframe(full, [&](Bytes&) {});
+        CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), whole));
+    }
+    // cut inside a chunk
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.erase(p.end() - 100, p.end()); })),
+                    DataError);
+    // drop chunk 1
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) {
+                        p.erase(at(p, 1), at(p, 2));
+                    })),
+                    DataError);
+    // swap chunks 1 and 2
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) {
+                        std::swap_ranges(at(p, 1), at(p, 2), at(p, 2));
+                    })),
+                    DataError);
+    // duplicate chunk 1 in place of chunk 2
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) {
+                        std::copy(at(p, 1), at(p, 2), at(p, 2));
+                    })),
+                    DataError);
+    // only the header
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.resize(clear); })),
+                      Catch::Contains("truncated"));
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.resize(5); })), DataError);
+}
+
+TEST_CASE("wrong recipient, another federation, expired sender") {
+    World w;
+    Bytes payload = update_payload(100, 1);
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), sealed), Catch::Contains("not sealed to 'carol'"));
+
+    Federation other;
+    MemberKey eve = other.member("eve");
+    // a member of another federation cannot be sealed to, and its envelopes do not open here
+    CHECK_THROWS_WITH(seal_record(w.alice, std::span(&eve.record, 1), RecordType::update, payload),
+                      Catch::Contains("another federation"));
+    CHECK_THROWS_WITH(open_record(w.bob, other.pub(), sealed), Catch::Contains("another federation"));
+    // eve seals to bob's record under her authority: bob's stanza key binds his federation
+    CHECK_THROWS(seal_record(eve, std::span(&w.bob.record, 1), RecordType::update, payload));
+
+    MemberKey old = w.fed.member("old", 0, 5000);
+    SealOptions so;
+    so.now = 4000;
+    Bytes from_old = seal_record(old, std::span(&w.bob.record, 1), RecordType::update, payload, so);
+    OpenOptions oo;
+    oo.now = 4999;
+    CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), from_old, oo));
+    oo.now = 6000;
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), from_old, oo), Catch::Contains("expired"));
+    so.now = 6000;
+    CHECK_THROWS_WITH(seal_record(old, std::span(&w.bob.record, 1), RecordType::update, payload, so),
+                      Catch::Contains("expired"));
+}
+
+TEST_CASE("roster: senders not listed are refused") {
+    World w;
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1));
+    Roster with{{w.alice.record, w.carol.record}}, without{{w.carol.record}};
+    OpenOptions oo;
+    oo.roster = &with;
+    CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), sealed, oo));
+    oo.roster = &without;
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), sealed, oo), Catch::Contains("not in the roster"));
+}
+
+TEST_CASE("replay into another round is refused; the round is signed") {
+    World w;
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 4));
+    OpenOptions oo;
+    oo.round = 4;
+    CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), sealed, oo));
+    oo.round = 5;
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), sealed, oo), Catch::Contains("sealed for round 4, not round 5"));
+    // a packed record without metadata carries the round given when sealing
+    SealOptions so;
+    so.context.round = 9;
+    Bytes packed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::packed, Bytes(10, 1), so);
+    oo.round = 9;
+    CHECK(open_record(w.bob, w.fed.pub(), packed, oo).info.context.round == 9u);
+    // ... and a record whose metadata disagrees with the given round is refused
+    so.context.round = 3;
+    CHECK_THROWS_WITH(seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 4), so),
+                      Catch::Contains("round 4, not 3"));
+    // A recipient rewriting the round inside the ciphertext breaks the signature.
+    auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
+    // the context's round field: after version(1), reclen(2), record, ctx version(1), id(16), P(32), flags(1)
+    size_t reclen = env.stream[1] | (env.stream[2] << 8);
+    size_t round_at = 3 + reclen + 1 + 16 + 32 + 1;
+    REQUIRE(env.stream[round_at] == 4);
+    env.stream[round_at] = 5;
+    oo.round = 5;
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(env), oo),
+                      Catch::Contains("signature does not verify"));
+}
+
+TEST_CASE("forwarding a signed payload to another recipient fails") {
+    World w;
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(3000, 1));
+    auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
+    // bob re-encrypts alice's signed plaintext, unchanged, to carol
+    auto fwd = detail::raw_wrap(std::span(&w.carol.record, 1), w.fed.pub());
+    fwd.stream = env.stream;
+    CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), detail::raw_encrypt(fwd)),
+                      Catch::Contains("signature does not verify"));
+    // ... or keeps alice's header and stanza (carol cannot open it anyway)
+    CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), detail::raw_encrypt(env)), Catch::Contains("not sealed to"));
+}
+
+TEST_CASE("someone holding the recipient's key cannot replace the payload") {
+    World w;
+    Bytes payload = update_payload(50000, 1);
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
+    // same header, same file key, signature 1 intact: only signature 2 notices
+    CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(env)));
+    env.stream[env.stream.size() / 2] ^= 1;
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(env)),
+                      Catch::Contains("payload signature does not verify"));
+}
+
+TEST_CASE("padding must be zero and of the Padmé length") {
+    World w;
+    Bytes payload = update_payload(1000, 1);
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
+    REQUIRE(env.stream.back() == 0);
+    auto bad = env;
+    bad.stream.back() = 1;
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(bad)), Catch::Contains("padding"));
+    auto longer = env;
+    longer.stream.push_back(0);
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(longer)), Catch::Contains("lengths"));
+}
+
+TEST_CASE("identity and non-canonical ephemeral keys open nothing") {
+    World w;
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1));
+    Bytes id = reframe(sealed, [](Bytes& p) { std::memset(p.data() + 8, 0, 32); });
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), id), Catch::Contains("not sealed to"));
+    Bytes nc = reframe(sealed, [](Bytes& p) {
+        std::memset(p.data() + 8, 0xff, 32);
+        p[8 + 31] = 0x7f;
+    });
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), nc), Catch::Contains("not sealed to"));
+}
+
+TEST_CASE("the sealed bytes name neither sender nor recipient") {
+    World w;
+    Bytes payload = update_payload(2000, 1);
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    AuthorityPublic auth = w.fed.pub();
+    Point P = auth.P;
+    std::vector<std::pair<std::string, Bytes>> secrets = {
+        {"sender id", Bytes{'a', 'l', 'i', 'c', 'e'}},
+        {"sender record", w.alice.record.encode()},
+        {"sender X_sig", Bytes(w.alice.record.X_sig.begin(), w.alice.record.X_sig.end())},
+        {"sender R", Bytes(w.alice.record.R.begin(), w.alice.record.R.end())},
+        {"sender Y_sig", Bytes(w.alice.Y_sig.begin(), w.alice.Y_sig.end())},
+        {"sender Y_kem", Bytes(w.alice.Y_kem.begin(), w.alice.Y_kem.end())},
+        {"recipient Y_kem", Bytes(w.bob.Y_kem.begin(), w.bob.Y_kem.end())},
+        {"authority P", Bytes(P.begin(), P.end())},
+        {"authority id", Bytes(auth.id.begin(), auth.id.end())},
+    };
+    auto fpa = w.alice.record.fingerprint(), fpb = w.bob.record.fingerprint();
+    secrets.push_back({"sender fingerprint", Bytes(fpa.begin(), fpa.end())});
+    secrets.push_back({"recipient fingerprint", Bytes(fpb.begin(), fpb.end())});
+    for (auto& [name, bytes] : secrets) {
+        INFO(name);
+        CHECK_FALSE(contains(sealed, bytes));
+        CHECK_FALSE(contains(sealed, Bytes(bytes.begin(), bytes.begin() + std::min<size_t>(bytes.size(), 8))));
+    }
+    // sealing twice gives unrelated bytes (fresh ephemeral keys and file key)
+    Bytes again = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    CHECK(sealed.size() == again.size());
+    CHECK(!std::equal(sealed.begin() + kHeader, sealed.begin() + kHeader + 200, again.begin() + kHeader));
+}
+
+TEST_CASE("streaming open writes no record trailer when the payload signature fails") {
+    World w;
+    Bytes payload = update_payload(50000, 1);
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
+    env.stream[env.stream.size() / 2] ^= 1;
+    Bytes bad = detail::raw_encrypt(env);
+    Record r = decode_record(bad);
+    size_t pos = 0;
+    PayloadSource src;
+    src.type = RecordType::sealed;
+    src.length = r.payload().size();
+    src.read = [&](std::span<uint8_t> out) {
+        size_t n = std::min(out.size(), r.payload().size() - pos);
+        if (n) std::memcpy(out.data(), r.payload().data() + pos, n);
+        pos += n;
+        return n;
+    };
+    VectorSink sink;
+    CHECK_THROWS_AS(open(w.bob, w.fed.pub(), src, sink), DataError);
+    // whatever was streamed is not a complete record
+    CHECK(sink.data.size() < payload.size() + 40);
+    CHECK_THROWS_AS(decode_record(sink.data), DataError);
+}
+
+TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks are in flight") {
+    World w;
+    Bytes payload = update_payload(9 << 18, 1); // 9 MiB: three batches of chunks
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+    auto o = open_record(w.bob, w.fed.pub(), sealed);
+    CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(), payload.end()));
+    size_t clear = clear_size(1);
+    size_t len = sealed.size() - kHeader - 8;
+    for (size_t at : {clear + 70 * kCt + 5, clear + 130 * kCt + 100, len - 3}) {
+        INFO(at);
+        Bytes bad = reframe(sealed, [&](Bytes& p) { p[at] ^= 4; });
+        CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), bad), Catch::Contains("does not authenticate"));
+    }
+    // a payload whose declared length is one byte short of what the source delivers
+    size_t pos = 0;
+    PayloadSource src;
+    src.type = RecordType::packed;
+    src.length = payload.size() - 1;
+    src.read = [&](std::span<uint8_t> out) {
+        size_t n = std::min(out.size(), payload.size() - pos);
+        if (n) std::memcpy(out.data(), payload.data() + pos, n);
+        pos += n;
+        return n;
+    };
+    VectorSink sink;
+    CHECK_THROWS_WITH(seal(w.alice, std::span(&w.bob.record, 1), src, sink), Catch::Contains("longer than declared"));
+}
+
+TEST_CASE("dummy stanzas hide the number of recipients") {
+    World w;
+    PublicRecord to[] = {w.bob.record, w.carol.record};
+    SealOptions so;
+    so.stanzas = 8;
+    Bytes payload = update_payload(100, 1);
+    Bytes sealed = seal_record(w.alice, to, RecordType::update, payload, so);
+    Record r = decode_record(sealed);
+    CHECK((r.payload()[2] | (r.payload()[3] << 8)) == 8);
+    for (auto* k : {&w.bob, &w.carol}) CHECK(open_record(*k, w.fed.pub(), sealed).info.recipients == 2);
+    CHECK_THROWS_WITH(open_record(w.alice, w.fed.pub(), sealed), Catch::Contains("not sealed to"));
+    // every dummy E is a valid point, like a real one
+    for (size_t j = 0; j < 8; ++j) {
+        Point E;
+        std::memcpy(E.data(), r.payload().data() + 8 + j * 80, 32);
+        CHECK(point_valid(E));
+    }
+}

@@ -1,0 +1,234 @@
+// n3-keys: federation authority, member keys, partial keys, rosters, transport keys
+// (man/n3-keys.1). The constructions live in lib/crypto/keys.hpp; this file is flags and files.
+#include "common/tool.hpp"
+#include "crypto/keys.hpp"
+
+#include <iostream>
+
+using namespace n3;
+using namespace n3::crypto;
+
+namespace {
+
+std::string name_of(const std::string& path) { return path == "-" ? "stdin" : path; }
+
+// Writes one key line (and comment lines) to a text file or stdout.
+void write_text(const std::string& path, const std::string& text, bool secret, bool force) {
+    OutputOptions o;
+    o.secret = secret && path != "-";
+    o.force = force;
+    o.binary = false;
+    Output out(path, o);
+    out.write(text);
+    out.commit();
+}
+
+std::string comment_time() { return format_time(now_seconds()); }
+
+std::string record_comment(const PublicRecord& r) {
+    return "# " + r.id + "  epoch " + std::to_string(r.epoch) + "  expires " + format_time(r.expiry) +
+           "  fingerprint " + hex(r.fingerprint()) + "\n";
+}
+
+std::string public_line(const KeyText& kt, const std::string& where) {
+    switch (kt.kind) {
+    case KeyKind::authority_secret: return AuthoritySecret::decode(kt.body, where).public_key().text();
+    case KeyKind::authority_public: return AuthorityPublic::decode(kt.body, where).text();
+    case KeyKind::member_key: return MemberKey::decode(kt.body, where).record.text();
+    case KeyKind::partial: return Partial::decode(kt.body, where).record.text();
+    case KeyKind::member_public: return PublicRecord::decode(kt.body, where).text();
+    case KeyKind::member_secret: return MemberSecret::decode(kt.body, where).request.text();
+    case KeyKind::request: return Request::decode(kt.body, where).text();
+    case KeyKind::curve_secret:
+    case KeyKind::curve_public: {
+        if (kt.kind == KeyKind::curve_public) return encode_key_text(kt.kind, kt.body);
+        CurveKey k = CurveKey::parse(encode_key_text(kt.kind, kt.body), where);
+        return k.public_text();
+    }
+    }
+    throw DataError(where + ": unknown key kind");
+}
+
+uint32_t parse_epoch(const std::string& s) {
+    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
+        throw UsageError("--epoch must be a non-negative integer, not '" + s + "'");
+    return static_cast<uint32_t>(std::stoul(s));
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Tool tool("n3-keys", "Federation authority, member keys, partial keys, rosters and transport keys.\n\n"
+                         "Certificateless identities on ristretto255: the authority binds a member's\n"
+                         "name to the member's own public values and never learns the member's secrets.");
+    auto& app = tool.app();
+    app.require_subcommand(1);
+    bool force = false;
+    std::string out_path, id, epoch_s, expires_s, authority_path, log_path, secret_path, partial_path;
+    std::vector<std::string> files;
+
+    auto* c_auth = app.add_subcommand("authority", "Create a federation authority's secret key");
+    c_auth->add_option("-o,--output", out_path, "Secret key file (created 0600; '-' is stdout)")->type_name("FILE")->required();
+    c_auth->add_flag("-f,--force", force, "Overwrite an existing file");
+
+    auto* c_pub = app.add_subcommand("public", "Print the public part of a key file");
+    c_pub->add_option("FILE", files, "Key file ('-' is stdin)")->type_name("")->required();
+
+    auto* c_req = app.add_subcommand("request", "Create a member's secrets and a request for a partial key");
+    c_req->add_option("--id", id, "The member's name in the federation")->type_name("NAME")->required();
+    c_req->add_option("-o,--output", out_path, "Secret file (created 0600)")->type_name("FILE")->required();
+    c_req->add_option("--epoch", epoch_s, "Key epoch (default 0)")->type_name("N");
+    c_req->add_option("--expires", expires_s, "Expiry: YYYY-MM-DD, +DAYSd, @UNIX or never (default +365d)")->type_name("WHEN");
+    c_req->add_flag("-f,--force", force, "Overwrite an existing secret file");
+
+    auto* c_issue = app.add_subcommand("issue", "Check a request and issue its partial key");
+    c_issue->add_option("--authority", authority_path, "The authority's secret key file")->type_name("FILE")->required();
+    c_issue->add_option("--log", log_path, "Append the issued public record to this issuance log")->type_name("FILE");
+    c_issue->add_option("--epoch", epoch_s, "Override the requested epoch")->type_name("N");
+    c_issue->add_option("--expires", expires_s, "Override the requested expiry")->type_name("WHEN");
+    c_issue->add_option("REQUEST", files, "Request file (default stdin)")->type_name("");
+    c_issue->add_option("-o,--output", out_path, "Partial key file (default stdout)")->type_name("FILE");
+
+    auto* c_complete = app.add_subcommand("complete", "Check a partial key and write the member key");
+    c_complete->add_option("--secret", secret_path, "The member's secret file from 'request'")->type_name("FILE")->required();
+    c_complete->add_option("--partial", partial_path, "The partial key from 'issue'")->type_name("FILE")->required();
+    c_complete->add_option("--authority", authority_path, "Also require this authority (public key file)")->type_name("FILE");
+    c_complete->add_option("-o,--output", out_path, "Member key file (created 0600)")->type_name("FILE")->required();
+    c_complete->add_flag("-f,--force", force, "Overwrite an existing key file");
+
+    auto* c_fp = app.add_subcommand("fingerprint", "Print the fingerprint of a key file");
+    c_fp->add_option("FILE", files, "Key files ('-' is stdin)")->type_name("")->required();
+
+    auto* c_roster = app.add_subcommand("roster", "Build a roster from members' public records");
+    c_roster->add_option("FILE", files, "Public records or member keys")->type_name("")->required();
+    c_roster->add_option("--authority", authority_path, "Require members of this federation")->type_name("FILE");
+    c_roster->add_option("-o,--output", out_path, "Roster file (default stdout)")->type_name("FILE");
+
+    auto* c_audit = app.add_subcommand("audit", "Check an issuance log: chain, and names issued twice");
+    c_audit->add_option("LOG", log_path, "The issuance log")->type_name("FILE")->required();
+
+    auto* c_curve = app.add_subcommand("curve", "Create a ZeroMQ CURVE transport key pair");
+    c_curve->add_option("-o,--output", out_path, "Secret key file (created 0600)")->type_name("FILE")->required();
+    c_curve->add_flag("-f,--force", force, "Overwrite an existing file");
+
+    return tool.run(argc, argv, [&] {
+        init();
+        uint64_t now = now_seconds();
+        if (c_auth->parsed()) {
+            AuthoritySecret a = AuthoritySecret::generate();
+            std::string pub = a.public_key().text();
+            write_text(out_path, "# n3 federation authority secret key, created " + comment_time() +
+                                     "\n# public key: " + pub + "\n" + a.text() + "\n",
+                       true, force);
+            tool.note("authority " + hex(a.id) + "; public key: n3-keys public " + out_path);
+            return 0;
+        }
+        if (c_pub->parsed()) {
+            if (files.size() != 1) throw UsageError("public takes one key file");
+            KeyText kt = read_key_file(files[0]);
+            std::cout << public_line(kt, name_of(files[0])) << "\n";
+            return 0;
+        }
+        if (c_req->parsed()) {
+            if (out_path == "-") throw UsageError("the secret file cannot go to stdout", "stdout carries the request");
+            uint32_t epoch = epoch_s.empty() ? 0 : parse_epoch(epoch_s);
+            uint64_t expiry = parse_expiry(expires_s.empty() ? "+365d" : expires_s, now);
+            MemberSecret m = MemberSecret::create(id, epoch, expiry);
+            write_text(out_path, "# n3 member secret for '" + id + "' (before completion), created " +
+                                     comment_time() + "\n" + m.text() + "\n",
+                       true, force);
+            std::cout << "# n3 key request for '" << id << "'\n" << m.request.text() << "\n";
+            return 0;
+        }
+        if (c_issue->parsed()) {
+            if (files.size() > 1) throw UsageError("issue takes one request");
+            std::string req_path = files.empty() ? "-" : files[0];
+            AuthoritySecret a = AuthoritySecret::load(authority_path);
+            Request r = Request::load(req_path);
+            IssueOptions o;
+            if (!epoch_s.empty()) o.epoch = parse_epoch(epoch_s);
+            if (!expires_s.empty()) o.expiry = parse_expiry(expires_s, now);
+            Partial p = issue(a, r, name_of(req_path), o);
+            if (p.record.expired(now)) tool.warn("the issued key has already expired");
+            if (!log_path.empty()) log_append(log_path, p.record, now);
+            write_text(out_path.empty() ? "-" : out_path,
+                       "# n3 partial key for '" + r.id + "'\n" + record_comment(p.record) + p.text() + "\n",
+                       false, force);
+            return 0;
+        }
+        if (c_complete->parsed()) {
+            MemberSecret s = MemberSecret::load(secret_path);
+            Partial p = Partial::load(partial_path);
+            if (!authority_path.empty()) {
+                AuthorityPublic a = AuthorityPublic::load(authority_path);
+                if (!equal(a.id, p.record.authority) || !equal(a.P, p.P))
+                    throw DataError(partial_path + ": issued by another authority than " + authority_path);
+            }
+            MemberKey k = complete(s, p, partial_path);
+            write_text(out_path, "# n3 member key\n" + record_comment(k.record) + "# public record: " +
+                                     k.record.text() + "\n" + k.text() + "\n",
+                       true, force);
+            tool.note("member key for '" + k.record.id + "', fingerprint " + hex(k.record.fingerprint()));
+            return 0;
+        }
+        if (c_fp->parsed()) {
+            for (auto& f : files) {
+                KeyText kt = read_key_file(f);
+                std::string fp;
+                switch (kt.kind) {
+                case KeyKind::authority_secret:
+                case KeyKind::authority_public:
+                    fp = hex(AuthorityPublic::load(f).fingerprint());
+                    break;
+                case KeyKind::member_key:
+                case KeyKind::partial:
+                case KeyKind::member_public:
+                    fp = hex(PublicRecord::load(f).fingerprint());
+                    break;
+                default:
+                    throw DataError(name_of(f) + ": " + std::string(key_description(kt.kind)) +
+                                    " has no fingerprint (it is not an identity)");
+                }
+                std::cout << fp << (files.size() > 1 ? "  " + f : "") << "\n";
+            }
+            return 0;
+        }
+        if (c_roster->parsed()) {
+            std::optional<AuthorityPublic> a;
+            if (!authority_path.empty()) a = AuthorityPublic::load(authority_path);
+            std::string text = "# n3 roster, " + std::to_string(files.size()) + " members, written " +
+                               comment_time() + "\n";
+            std::vector<Fingerprint> seen;
+            for (auto& f : files) {
+                PublicRecord r = PublicRecord::load(f);
+                if (a) check_member(r, *a, now, name_of(f));
+                Fingerprint fp = r.fingerprint();
+                for (auto& s : seen)
+                    if (equal(s, fp)) throw DataError(name_of(f) + ": member '" + r.id + "' is listed twice");
+                seen.push_back(fp);
+                text += record_comment(r) + r.text() + "\n";
+            }
+            write_text(out_path.empty() ? "-" : out_path, text, false, true);
+            return 0;
+        }
+        if (c_audit->parsed()) {
+            LogReport rep = audit_log(log_path);
+            for (auto& d : rep.duplicates) tool.warn("issued twice: " + d);
+            if (!rep.duplicates.empty())
+                throw DataError(log_path + ": the authority issued " + std::to_string(rep.duplicates.size()) +
+                                    " name(s) more than one key in one epoch",
+                                "an authority that issues a second key for a name can impersonate it");
+            tool.note(log_path + ": " + std::to_string(rep.entries) + " issuances, chain intact, no name issued twice");
+            return 0;
+        }
+        if (c_curve->parsed()) {
+            CurveKey k = CurveKey::generate();
+            write_text(out_path, "# n3 ZeroMQ CURVE secret key, created " + comment_time() +
+                                     "\n# public key: " + k.public_text() + "\n" + k.secret_text() + "\n",
+                       true, force);
+            tool.note("public key: " + k.public_text());
+            return 0;
+        }
+        return 2;
+    });
+}

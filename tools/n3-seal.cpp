@@ -1,0 +1,150 @@
+// n3-seal: anonymous certificateless signcryption of records; --open verifies and decrypts
+// (man/n3-seal.1). The envelope lives in lib/crypto/seal.hpp; this file is flags and files.
+#include "common/tool.hpp"
+#include "crypto/seal.hpp"
+#include "record/format.hpp"
+
+#include <iostream>
+
+using namespace n3;
+using namespace n3::crypto;
+
+namespace {
+
+uint64_t parse_round(const std::string& s) {
+    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos)
+        throw UsageError("--round must be a non-negative integer, not '" + s + "'");
+    return std::stoull(s);
+}
+
+PayloadSource source(RecordReader& reader, const Preamble& p) {
+    PayloadSource src;
+    src.type = p.type;
+    src.length = p.payload_len;
+    src.read = [&reader](std::span<uint8_t> out) { return reader.read_payload(out); };
+    src.finish = [&reader] { reader.end(); };
+    src.where = reader.where();
+    return src;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Tool tool("n3-seal", "Sign and encrypt records for members of a federation; --open reverses.\n\n"
+                         "Sealed records name neither sender nor recipients outside the ciphertext.\n"
+                         "--open releases nothing from a sender whose signature did not verify.");
+    auto& app = tool.app();
+    std::vector<std::string> inputs, to;
+    std::string key_path, out_path, authority_path, roster_path, round_s, base_s, sender_path;
+    bool open_mode = false, force = false;
+    app.add_option("FILE", inputs, "Input records ('-' is stdin; default stdin)")->type_name("");
+    auto* o_to = app.add_option("--to", to, "Recipient's public record (repeatable)")->type_name("PUB");
+    app.add_option("--key", key_path, "Your member key (sender when sealing, recipient with --open)")
+        ->required()
+        ->type_name("KEY");
+    auto* o_open = app.add_flag("-d,--open", open_mode, "Verify and decrypt sealed records");
+    auto* o_auth = app.add_option("--authority", authority_path, "The federation authority's public key (--open)")
+                       ->type_name("PUB");
+    auto* o_roster = app.add_option("--roster", roster_path, "Accept only senders listed in this roster (--open)")
+                        ->type_name("FILE");
+    app.add_option("--round", round_s,
+                   "Sealing: the round, for records without round metadata; --open: reject other rounds")
+        ->type_name("N");
+    auto* o_base = app.add_option("--base", base_s, "Sealing: base-model hash, for records without one")
+                      ->type_name("HASH");
+    auto* o_sender = app.add_option("--sender", sender_path,
+                                    "--open: write each sender's identity to this file, not stderr")
+                        ->type_name("FILE");
+    size_t pad_to = 0;
+    auto* o_pad = app.add_option("--pad-recipients", pad_to,
+                                 "Sealing: add dummy stanzas up to N, hiding how many recipients there are")
+                      ->type_name("N")
+                      ->check(CLI::Range(size_t(1), kMaxRecipients));
+    app.add_option("-o,--output", out_path, "Output file ('-' is stdout)")->type_name("FILE");
+    app.add_flag("-f,--force", force, "Write binary output to a terminal");
+    o_to->excludes(o_open);
+    o_auth->needs(o_open);
+    o_roster->needs(o_open);
+    o_sender->needs(o_open);
+    o_base->excludes(o_open);
+    o_pad->excludes(o_open);
+
+    return tool.run(argc, argv, [&] {
+        init();
+        if (!open_mode && to.empty())
+            throw UsageError("sealing needs at least one --to recipient", "did you mean --open?");
+        if (open_mode && authority_path.empty())
+            throw UsageError("--open needs --authority FILE (the federation's public key)");
+        bool explicit_stdout = out_path == "-";
+        if (out_path.empty()) out_path = "-";
+        inputs = tool.normalize_inputs(inputs);
+        if (out_path != "-") tool.check_not_same(inputs, out_path);
+        std::optional<uint64_t> round;
+        if (!round_s.empty()) round = parse_round(round_s);
+
+        MemberKey key = MemberKey::load(key_path);
+        std::vector<PublicRecord> recipients;
+        for (auto& t : to) recipients.push_back(PublicRecord::load(t));
+        std::optional<AuthorityPublic> authority;
+        std::optional<Roster> roster;
+        if (open_mode) {
+            authority = AuthorityPublic::load(authority_path);
+            if (!roster_path.empty()) roster = Roster::load(roster_path);
+        }
+        SealOptions sopts;
+        sopts.context.round = round;
+        sopts.stanzas = pad_to;
+        if (!base_s.empty()) {
+            Hash32 h;
+            size_t len = 0;
+            if (base_s.size() != 64 ||
+                sodium_hex2bin(h.data(), 32, base_s.data(), base_s.size(), nullptr, &len, nullptr) != 0)
+                throw UsageError("--base must be a model hash (64 hex digits)");
+            sopts.context.base = h;
+        }
+        OpenOptions oopts;
+        oopts.round = round;
+        oopts.roster = roster ? &*roster : nullptr;
+
+        auto out = tool.open_output(out_path, force, explicit_stdout);
+        std::string senders;
+        uint64_t count = 0;
+        for (auto& path : inputs) {
+            Input in(path);
+            RecordReader reader(in);
+            while (auto p = reader.begin()) {
+                PayloadSource src = source(reader, *p);
+                if (!open_mode) {
+                    seal(key, recipients, src, *out, sopts);
+                } else {
+                    if (p->type != RecordType::sealed)
+                        throw DataError(reader.where() + ": is a " + std::string(type_name(p->type)) +
+                                            " record, not a sealed one",
+                                        "did you mean n3-seal without --open?");
+                    Opened o = open(key, *authority, src, *out, oopts);
+                    std::string line = o.sender.id + " " + hex(o.sender_fingerprint) + " epoch " +
+                                       std::to_string(o.sender.epoch) + " round " +
+                                       (o.context.round ? std::to_string(*o.context.round) : "-");
+                    if (sender_path.empty())
+                        std::cerr << "n3-seal: " << in.name() << ": record " << reader.records_read()
+                                  << " from " << line << "\n";
+                    else
+                        senders += line + "\n";
+                }
+                ++count;
+            }
+        }
+        if (count == 0) throw DataError((inputs.size() == 1 && inputs[0] == "-" ? std::string("stdin") : inputs[0]) +
+                                        ": no records (empty input)");
+        if (!sender_path.empty()) {
+            OutputOptions so;
+            so.binary = false;
+            Output s(sender_path, so);
+            s.write(senders);
+            s.commit();
+        }
+        out->commit();
+        tool.verbose(std::to_string(count) + (open_mode ? " record(s) opened" : " record(s) sealed"));
+        return 0;
+    });
+}
