@@ -24,7 +24,9 @@ for tool in "$N3_TOOLS"/n3-*; do
     done
     _case="$name: bash completion parses"
     bash -n "$bash_c" 2>"$T/err" && _pass || _fail "syntax"
-    opts=$("$tool" --help | grep -oE -- '--[a-z][a-z0-9-]+' | sort -u | grep -v -- '--help-all')
+    # --help, --version, --quiet and --verbose are common to every tool (n3(7), CONVENTIONS).
+    opts=$("$tool" --help | grep -oE -- '--[a-z][a-z0-9-]+' | sort -u \
+        | grep -vxE -- '--(help|help-all|version|quiet|verbose)')
     for o in $opts; do
         _case="$name: completions know $o"
         miss=""

@@ -124,6 +124,7 @@ std::vector<std::string> Tool::normalize_inputs(std::vector<std::string> inputs)
 }
 
 void Tool::check_not_same(const std::vector<std::string>& inputs, const std::string& output) const {
+    if (output == "-") return; // stdin and stdout are different streams
     for (auto& in : inputs)
         if (in == output || same_file(in, output))
             throw UsageError("output " + output + " is also an input",
