@@ -1,5 +1,6 @@
 # n3 — thin wrapper around CMake.  `make test` and `make demo` work on a fresh Debian 12 machine.
 #
+#   make demo      deps + build + a 5-member federation on loopback (examples/quickstart.sh)
 #   make deps      install the Debian packages n3 needs (skips what is present)
 #   make build     configure and build everything into build/
 #   make test      deps + build + the whole test suite (ctest) + a short fuzz run when clang is present
@@ -29,6 +30,8 @@ DEB_ALL     = $(DEB_BUILD) $(DEB_LIBS) $(DEB_DATA) $(DEB_TESTS) $(DEB_BENCH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test ctest bench fuzz fuzz-smoke man install uninstall clean demo
+
+DEMO_OUT ?= demo-out
 
 all: build
 
@@ -86,6 +89,10 @@ man:
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+demo: deps
+	$(MAKE) build
+	N3_BIN=$(CURDIR)/$(BUILD)/tools bash examples/quickstart.sh $(DEMO_OUT)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-fuzz

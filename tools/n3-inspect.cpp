@@ -114,8 +114,13 @@ int inspect(Tool& tool, const std::vector<std::string>& inputs, bool json, bool 
         bool any = false;
         while (auto rec = reader.next()) {
             any = true;
+            if (check) {
+                if (is_tensor_type(rec->type()))
+                    TensorSet::parse(rec->payload(),
+                                     in.name() + ": record " + std::to_string(rec->index + 1));
+                continue;
+            }
             Description d = describe(*rec, in.name(), tool.verbosity());
-            if (check) continue;
             if (json)
                 std::cout << d.json.dump() << "\n";
             else

@@ -174,8 +174,7 @@ void SafetensorsBuilder::add(const std::string& name, DType dtype, std::vector<i
                              ByteView data) {
     if (name.empty() || name == "__metadata__")
         throw DataError("bad tensor name '" + name + "'");
-    for (auto& e : entries_)
-        if (e.name == name) throw DataError("duplicate tensor name '" + name + "'");
+    if (names_.count(name)) throw DataError("duplicate tensor name '" + name + "'");
     uint64_t numel = 1;
     for (auto s : shape) {
         if (s < 0) throw DataError("tensor '" + name + "': negative dimension");
@@ -184,17 +183,19 @@ void SafetensorsBuilder::add(const std::string& name, DType dtype, std::vector<i
     if (numel * dtype_size(dtype) != data.size())
         throw DataError("tensor '" + name + "': " + std::to_string(data.size()) +
                         " bytes do not match its shape");
+    names_.insert(name);
     entries_.push_back(Entry{name, dtype, std::move(shape), data});
 }
 
 void SafetensorsBuilder::add_owned(const std::string& name, DType dtype,
                                    std::vector<int64_t> shape, Bytes data) {
     owned_.push_back(std::move(data));
-    add(name, dtype, std::move(shape), ByteView(owned_.back().data(), owned_.back().size()));
-    entries_.back().owned = owned_.size() - 1;
-    // owned_ may reallocate: refresh every owned view.
-    for (auto& e : entries_)
-        if (e.owned != SIZE_MAX) e.data = ByteView(owned_[e.owned].data(), owned_[e.owned].size());
+    try {
+        add(name, dtype, std::move(shape), ByteView(owned_.back().data(), owned_.back().size()));
+    } catch (...) {
+        owned_.pop_back();
+        throw;
+    }
 }
 
 std::string SafetensorsBuilder::header() const {

@@ -15,8 +15,10 @@
 #include "record/io.hpp"
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,12 +81,12 @@ private:
         DType dtype;
         std::vector<int64_t> shape;
         ByteView data;
-        size_t owned = SIZE_MAX;
     };
     std::string header() const;
     Metadata meta_;
     std::vector<Entry> entries_;
-    std::vector<Bytes> owned_;
+    std::set<std::string> names_;
+    std::deque<Bytes> owned_; // a deque: adding never moves the bytes earlier entries view
 };
 
 // The payload's offset within a record: data is aligned to this many bytes from record start.

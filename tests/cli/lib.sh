@@ -69,7 +69,10 @@ _check() {
 assert_no_file() {
     _case="no output file $1"
     local left
-    left=$(ls -A "$(dirname "$1")" 2>/dev/null | grep -F "$(basename "$1")" || true)
+    local base
+    base=$(basename "$1")
+    left=$(ls -A "$(dirname "$1")" 2>/dev/null | grep -Fx -e "$base" || true)
+    left+=$(ls -A "$(dirname "$1")" 2>/dev/null | grep -F ".$base.tmp." || true)
     if [ -e "$1" ] || [ -n "$left" ]; then _fail "$1 (or its temporary file) exists"; else _pass; fi
 }
 assert_file() {

@@ -1,0 +1,13 @@
+# fish completion for n3-inspect
+complete -c n3-inspect -l json -d 'One JSON object per record per line'
+complete -c n3-inspect -l check -d 'Verify every record, print nothing'
+complete -c n3-inspect -l to-safetensors -d 'Write the tensor payload as .safetensors'
+complete -c n3-inspect -l from-safetensors -r -F -d 'Wrap a .safetensors file as a record'
+complete -c n3-inspect -l kind -x -a 'model update' -d 'Record kind for --from-safetensors'
+complete -c n3-inspect -l meta -x -a 'samples= round= base= loss=' -d 'Metadata KEY=VALUE'
+complete -c n3-inspect -s o -l output -r -F -d 'Output file for conversions'
+complete -c n3-inspect -s f -l force -d 'Write binary output to a terminal'
+complete -c n3-inspect -s q -l quiet -d 'Print no warnings'
+complete -c n3-inspect -s v -l verbose -d 'Say more'
+complete -c n3-inspect -l help -d 'Show help'
+complete -c n3-inspect -l version -d 'Show version'

@@ -1,0 +1,150 @@
+#include "secagg/shamir.hpp"
+
+#include "record/error.hpp"
+
+#include <set>
+#include <sodium.h>
+#include <string>
+
+namespace n3::secagg {
+
+namespace {
+
+void ensure_sodium() {
+    if (sodium_init() < 0) throw EnvError("libsodium failed to initialise");
+}
+
+Scalar add(const Scalar& a, const Scalar& b) {
+    Scalar r;
+    crypto_core_ristretto255_scalar_add(r.data(), a.data(), b.data());
+    return r;
+}
+Scalar sub(const Scalar& a, const Scalar& b) {
+    Scalar r;
+    crypto_core_ristretto255_scalar_sub(r.data(), a.data(), b.data());
+    return r;
+}
+Scalar mul(const Scalar& a, const Scalar& b) {
+    Scalar r;
+    crypto_core_ristretto255_scalar_mul(r.data(), a.data(), b.data());
+    return r;
+}
+Scalar invert(const Scalar& a) {
+    Scalar r;
+    if (crypto_core_ristretto255_scalar_invert(r.data(), a.data()) != 0)
+        throw DataError("shamir: duplicate share coordinates");
+    return r;
+}
+Point point_add(const Point& a, const Point& b) {
+    Point r;
+    if (crypto_core_ristretto255_add(r.data(), a.data(), b.data()) != 0)
+        throw DataError("shamir: invalid commitment");
+    return r;
+}
+bool is_zero(const Scalar& s) {
+    uint8_t acc = 0;
+    for (auto b : s) acc |= b;
+    return acc == 0;
+}
+
+} // namespace
+
+Scalar random_scalar() {
+    ensure_sodium();
+    Scalar s;
+    do {
+        crypto_core_ristretto255_scalar_random(s.data());
+    } while (is_zero(s));
+    return s;
+}
+
+Point base_mul(const Scalar& s) {
+    ensure_sodium();
+    Point p;
+    if (crypto_scalarmult_ristretto255_base(p.data(), s.data()) != 0)
+        throw DataError("scalar multiplication by zero");
+    return p;
+}
+
+Scalar scalar_from_u64(uint64_t v) {
+    Scalar s{};
+    for (int i = 0; i < 8; ++i) s[static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+    return s;
+}
+
+namespace shamir {
+
+Dealing deal(const Scalar& secret, uint32_t t, uint32_t n) {
+    ensure_sodium();
+    if (t < 1 || t > n) throw UsageError("shamir: need 1 <= t <= n");
+    std::vector<Scalar> coeffs{secret};
+    for (uint32_t j = 1; j < t; ++j) coeffs.push_back(random_scalar());
+    Dealing d;
+    for (auto& c : coeffs) {
+        Point p{};
+        // A zero coefficient has the identity as its image, which libsodium refuses to
+        // compute; the secret is never zero in practice (random_scalar), but be exact.
+        if (is_zero(c))
+            throw UsageError("shamir: the secret must not be zero");
+        p = base_mul(c);
+        d.commitments.push_back(p);
+    }
+    for (uint32_t i = 1; i <= n; ++i) {
+        Scalar x = scalar_from_u64(i), acc{}, xp = scalar_from_u64(1);
+        for (auto& c : coeffs) {
+            acc = add(acc, mul(c, xp));
+            xp = mul(xp, x);
+        }
+        d.shares.push_back(Share{i, acc});
+    }
+    return d;
+}
+
+bool verify(const Share& share, const std::vector<Point>& commitments) {
+    ensure_sodium();
+    if (share.x == 0 || commitments.empty()) return false;
+    if (is_zero(share.y)) return false;
+    Point lhs;
+    if (crypto_scalarmult_ristretto255_base(lhs.data(), share.y.data()) != 0) return false;
+    Scalar x = scalar_from_u64(share.x), xp = scalar_from_u64(1);
+    Point rhs = commitments[0];
+    for (size_t j = 1; j < commitments.size(); ++j) {
+        xp = mul(xp, x);
+        Point term;
+        if (crypto_scalarmult_ristretto255(term.data(), xp.data(), commitments[j].data()) != 0)
+            return false;
+        rhs = point_add(rhs, term);
+    }
+    return sodium_memcmp(lhs.data(), rhs.data(), lhs.size()) == 0;
+}
+
+Scalar combine(const std::vector<Share>& shares, const std::vector<Point>& commitments) {
+    const size_t t = commitments.size();
+    std::vector<Share> good;
+    std::set<uint32_t> seen;
+    for (auto& s : shares) {
+        if (good.size() == t) break;
+        if (seen.count(s.x) || !verify(s, commitments)) continue;
+        seen.insert(s.x);
+        good.push_back(s);
+    }
+    if (good.size() < t)
+        throw DataError("only " + std::to_string(good.size()) + " of the " + std::to_string(t) +
+                        " shares needed verify");
+    Scalar secret{};
+    for (size_t i = 0; i < t; ++i) {
+        Scalar num = scalar_from_u64(1), den = scalar_from_u64(1);
+        Scalar xi = scalar_from_u64(good[i].x);
+        for (size_t j = 0; j < t; ++j) {
+            if (i == j) continue;
+            Scalar xj = scalar_from_u64(good[j].x);
+            num = mul(num, xj);
+            den = mul(den, sub(xj, xi));
+        }
+        secret = add(secret, mul(good[i].y, mul(num, invert(den))));
+    }
+    return secret;
+}
+
+} // namespace shamir
+} // namespace n3::secagg
