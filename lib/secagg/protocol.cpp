@@ -1,0 +1,670 @@
+#include "secagg/protocol.hpp"
+
+#include "record/error.hpp"
+#include "record/safetensors.hpp"
+#include "secagg/mask.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sodium.h>
+
+namespace n3::secagg {
+
+using crypto::Hasher;
+
+namespace {
+
+constexpr size_t kBox = 64 + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+
+ByteView bytes_of(const std::string& s) {
+    return ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+std::string fp_hex(const crypto::Fingerprint& fp) { return to_hex(ByteView(fp.data(), fp.size())); }
+
+Scalar to_scalar(const crypto::Secret& s) {
+    Scalar out;
+    std::memcpy(out.data(), s.data(), 32);
+    return out;
+}
+
+std::array<uint8_t, 24> box_nonce(uint32_t from, uint32_t to) {
+    std::array<uint8_t, 24> n{'s', 'a'};
+    for (int i = 0; i < 4; ++i) {
+        n[2 + static_cast<size_t>(i)] = static_cast<uint8_t>(from >> (8 * i));
+        n[6 + static_cast<size_t>(i)] = static_cast<uint8_t>(to >> (8 * i));
+    }
+    return n;
+}
+
+crypto::Hash32 pair_box_key(const crypto::MemberKey& me, const Round& r, uint32_t peer) {
+    std::string ctx = r.context();
+    return crypto::kem_agree(me, r.members[peer - 1], bytes_of(ctx));
+}
+
+uint64_t parse_u64(const std::optional<std::string>& v, const std::string& what,
+                   const std::string& where) {
+    if (!v || v->empty() || v->size() > 19 || v->find_first_not_of("0123456789") != std::string::npos)
+        throw DataError(where + ": missing or bad '" + what + "'");
+    return std::stoull(*v);
+}
+
+// Reads a U8 tensor of exactly `bytes` bytes.
+ByteView blob(const TensorSet& set, const std::string& name, size_t bytes, const std::string& where) {
+    const TensorInfo* t = set.find(name);
+    if (!t || t->dtype != DType::U8 || t->nbytes() != bytes)
+        throw DataError(where + ": missing or malformed '" + name + "'");
+    return set.data(*t);
+}
+
+Point point_at(ByteView b, size_t i, const std::string& where) {
+    Point p;
+    std::memcpy(p.data(), b.data() + 32 * i, 32);
+    if (!crypto::point_valid(p)) throw DataError(where + ": invalid point");
+    return p;
+}
+
+crypto::Hash32 survivors_hash(const Round& r, const std::set<uint32_t>& s) {
+    return Hasher("n3/v1/sa-surv").part(r.context()).part(survivors_text(s)).hash32();
+}
+
+// Signs or checks `digest` as member `index`.
+void check_sig(const Round& r, uint32_t index, const crypto::Digest& digest,
+               const crypto::Signature& sig, const std::string& where) {
+    const auto& rec = r.members[index - 1];
+    crypto::check_member(rec, r.authority, crypto::now_seconds(), where);
+    if (!crypto::schnorr_verify(rec.Y_sig(r.authority.P), digest, sig))
+        throw DataError(where + ": signature of member '" + rec.id + "' does not verify");
+}
+
+struct Header {
+    uint32_t index;
+    uint64_t round;
+};
+
+// The common metadata checks: right kind, right round, a member whose fingerprint matches.
+Header check_header(const TensorSet& set, const Round& r, const char* kind, const std::string& where) {
+    if (set.meta("secagg") != std::string(kind))
+        throw DataError(where + ": not a secure-aggregation " + kind);
+    uint64_t round = parse_u64(set.meta(meta::round), "round", where);
+    if (round != r.round)
+        throw DataError(where + ": " + kind + " from round " + std::to_string(round) +
+                        ", this is round " + std::to_string(r.round));
+    uint64_t index = parse_u64(set.meta("member"), "member", where);
+    if (index < 1 || index > r.n()) throw DataError(where + ": member index out of range");
+    if (set.meta("fingerprint") != fp_hex(r.members[index - 1].fingerprint()))
+        throw DataError(where + ": not from a member of this roster");
+    return {static_cast<uint32_t>(index), round};
+}
+
+Record make_record(SafetensorsBuilder& b) { return Record(RecordType::masked, b.bytes()); }
+
+crypto::Digest payload_digest(const char* personal, const Round& r, uint32_t index,
+                              const Metadata& meta, const TensorSet* tensors,
+                              std::initializer_list<ByteView> parts) {
+    Hasher h(personal);
+    h.part(r.context()).part_u64(index);
+    for (auto& [k, v] : meta) {
+        if (k == "signature") continue;
+        h.part(k).part(v);
+    }
+    if (tensors)
+        for (auto& t : tensors->tensors()) {
+            if (t.name == "signature") continue;
+            h.part(t.name).part(dtype_name(t.dtype));
+            for (auto d : t.shape) h.part_u64(static_cast<uint64_t>(d));
+            h.part(tensors->data(t));
+        }
+    for (auto& p : parts) h.part(p);
+    return h.digest();
+}
+
+crypto::Signature read_sig(const TensorSet& set, const std::string& where) {
+    crypto::Signature s;
+    auto b = blob(set, "signature", 64, where);
+    std::memcpy(s.data(), b.data(), 64);
+    return s;
+}
+
+} // namespace
+
+// Round ---------------------------------------------------------------------------------------
+
+std::string Round::context() const {
+    Hasher h("n3/v1/sa-round");
+    h.part(authority.fingerprint()).part_u64(round).part_u64(t()).part_u64(max_samples);
+    char clip_text[64];
+    std::snprintf(clip_text, sizeof clip_text, "%.17g", clip);
+    h.part(std::string_view(clip_text));
+    for (auto& m : members) h.part(m.fingerprint());
+    return "n3/v1/secagg/" + to_hex(h.hash32());
+}
+
+uint32_t Round::index_of(const crypto::Fingerprint& fp) const {
+    for (uint32_t i = 0; i < n(); ++i)
+        if (crypto::equal(members[i].fingerprint(), fp)) return i + 1;
+    return 0;
+}
+
+void Round::validate() const {
+    if (n() < 2) throw UsageError("secure aggregation needs a roster of at least 2 members");
+    if (t() < 1 || t() > n())
+        throw UsageError("threshold " + std::to_string(t()) + " out of range 1.." + std::to_string(n()));
+    if (!(clip > 0) || !std::isfinite(clip)) throw UsageError("--clip must be positive");
+    if (max_samples == 0) throw UsageError("--max-samples must be positive");
+    std::set<std::string> seen;
+    for (auto& m : members)
+        if (!seen.insert(fp_hex(m.fingerprint())).second)
+            throw UsageError("the roster lists member '" + m.id + "' twice");
+}
+
+// MemberState -----------------------------------------------------------------------------------
+
+std::string MemberState::text() const {
+    Bytes out_bytes;
+    crypto::put_u32(out_bytes, index);
+    crypto::put_u64(out_bytes, round);
+    crypto::put(out_bytes, context);
+    crypto::put(out_bytes, s.view());
+    crypto::put(out_bytes, b.view());
+    crypto::put_u32(out_bytes, static_cast<uint32_t>(received.size()));
+    for (auto& [v, sh] : received) {
+        crypto::put_u32(out_bytes, v);
+        crypto::put(out_bytes, sh.first);
+        crypto::put(out_bytes, sh.second);
+    }
+    crypto::put_u32(out_bytes, static_cast<uint32_t>(included.size()));
+    for (auto v : included) crypto::put_u32(out_bytes, v);
+    out_bytes.push_back(revealed_for ? 1 : 0);
+    if (revealed_for) crypto::put(out_bytes, *revealed_for);
+    std::string out(sodium_base64_encoded_len(out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+    sodium_bin2base64(out.data(), out.size(), out_bytes.data(), out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    out.resize(std::strlen(out.c_str()));
+    sodium_memzero(out_bytes.data(), out_bytes.size());
+    return "N3-SECAGG-STATE-" + out + "\n";
+}
+
+MemberState MemberState::parse(std::string_view text, const std::string& where) {
+    const std::string prefix = "N3-SECAGG-STATE-";
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+    if (text.substr(0, prefix.size()) != prefix)
+        throw DataError(where + ": not a secure-aggregation state file");
+    text.remove_prefix(prefix.size());
+    Bytes b(text.size());
+    size_t len = 0;
+    if (sodium_base642bin(b.data(), b.size(), text.data(), text.size(), nullptr, &len, nullptr,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+        throw DataError(where + ": corrupted state file");
+    b.resize(len);
+    crypto::Cursor c(b, where);
+    MemberState st;
+    st.index = c.u32();
+    st.round = c.u64();
+    st.context = c.array<32>();
+    auto sv = c.take(32);
+    std::memcpy(st.s.data(), sv.data(), 32);
+    auto bv = c.take(32);
+    std::memcpy(st.b.data(), bv.data(), 32);
+    uint32_t nr = c.u32();
+    for (uint32_t i = 0; i < nr; ++i) {
+        uint32_t v = c.u32();
+        Scalar a = c.array<32>(), d = c.array<32>();
+        st.received[v] = {a, d};
+    }
+    uint32_t ni = c.u32();
+    for (uint32_t i = 0; i < ni; ++i) st.included.insert(c.u32());
+    if (c.u8()) st.revealed_for = c.array<32>();
+    c.expect_end();
+    sodium_memzero(b.data(), b.size());
+    return st;
+}
+
+MemberState MemberState::load(const std::string& path) {
+    return parse(read_text_file(path), path);
+}
+
+// Step 1 --------------------------------------------------------------------------------------
+
+Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st) {
+    crypto::init();
+    r.validate();
+    uint32_t u = r.index_of(me.record.fingerprint());
+    if (!u) throw DataError("this member's key is not in the roster");
+    const uint32_t n = r.n(), t = r.t();
+    const std::string ctx = r.context();
+    st = MemberState{};
+    st.index = u;
+    st.round = r.round;
+    st.context = Hasher("n3/v1/sa-ctx").part(ctx).hash32();
+    crypto::scalar_random(std::span<uint8_t>(st.s.data(), 32));
+    crypto::scalar_random(std::span<uint8_t>(st.b.data(), 32));
+    Scalar s = to_scalar(st.s), b = to_scalar(st.b);
+    auto ds = shamir::deal(s, t, n), db = shamir::deal(b, t, n);
+    st.received[u] = {ds.shares[u - 1].y, db.shares[u - 1].y};
+    Point S = base_mul(s);
+
+    Bytes cs, cb, boxes(size_t(n) * kBox, 0);
+    for (auto& p : ds.commitments) crypto::put(cs, p);
+    for (auto& p : db.commitments) crypto::put(cb, p);
+    for (uint32_t v = 1; v <= n; ++v) {
+        if (v == u) continue;
+        uint8_t plain[64];
+        std::memcpy(plain, ds.shares[v - 1].y.data(), 32);
+        std::memcpy(plain + 32, db.shares[v - 1].y.data(), 32);
+        auto key = pair_box_key(me, r, v);
+        auto nonce = box_nonce(u, v);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(boxes.data() + (v - 1) * kBox, nullptr, plain, 64,
+                                                   nullptr, 0, nullptr, nonce.data(), key.data());
+        sodium_memzero(plain, sizeof plain);
+        sodium_memzero(key.data(), key.size());
+    }
+    SafetensorsBuilder sb;
+    sb.set_meta("secagg", "advert");
+    sb.set_meta(meta::round, std::to_string(r.round));
+    sb.set_meta("member", std::to_string(u));
+    sb.set_meta("fingerprint", fp_hex(me.record.fingerprint()));
+    sb.set_meta("threshold", std::to_string(t));
+    sb.add_owned("S", DType::U8, {32}, Bytes(S.begin(), S.end()));
+    sb.add_owned("commit_s", DType::U8, {t, 32}, cs);
+    sb.add_owned("commit_b", DType::U8, {t, 32}, cb);
+    sb.add_owned("boxes", DType::U8, {n, static_cast<int64_t>(kBox)}, boxes);
+    Bytes unsigned_payload = sb.bytes();
+    TensorSet view = TensorSet::parse(unsigned_payload);
+    auto digest = payload_digest("n3/v1/sa-advert", r, u, view.metadata(), &view, {});
+    auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig, digest);
+    sb.add_owned("signature", DType::U8, {64}, Bytes(sig.begin(), sig.end()));
+    return make_record(sb);
+}
+
+Advert read_advert(const Record& rec, const Round& r, const std::string& where) {
+    crypto::init();
+    if (rec.type() != RecordType::masked) throw DataError(where + ": not a secure-aggregation advert");
+    TensorSet set = TensorSet::parse(rec.payload(), where);
+    Header h = check_header(set, r, "advert", where);
+    const uint32_t n = r.n(), t = r.t();
+    if (set.meta("threshold") != std::to_string(t))
+        throw DataError(where + ": advert made for threshold " + set.meta("threshold").value_or("?") +
+                        ", this round uses " + std::to_string(t));
+    Advert a;
+    a.index = h.index;
+    a.S = point_at(blob(set, "S", 32, where), 0, where);
+    auto cs = blob(set, "commit_s", size_t(t) * 32, where);
+    auto cb = blob(set, "commit_b", size_t(t) * 32, where);
+    for (uint32_t j = 0; j < t; ++j) {
+        a.cs.push_back(point_at(cs, j, where));
+        a.cb.push_back(point_at(cb, j, where));
+    }
+    if (!crypto::equal(a.cs[0], a.S)) throw DataError(where + ": commitments do not match S");
+    auto boxes = blob(set, "boxes", size_t(n) * kBox, where);
+    for (uint32_t v = 0; v < n; ++v) a.boxes.emplace_back(boxes.begin() + v * kBox, boxes.begin() + (v + 1) * kBox);
+    a.sig = read_sig(set, where);
+    a.digest = Hasher("n3/v1/sa-adv-id").part(rec.payload()).hash32();
+    auto digest = payload_digest("n3/v1/sa-advert", r, a.index, set.metadata(), &set, {});
+    check_sig(r, a.index, digest, a.sig, where);
+    return a;
+}
+
+// Step 2 --------------------------------------------------------------------------------------
+
+Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
+                   const std::vector<Advert>& adverts, const Record& update) {
+    crypto::init();
+    r.validate();
+    const std::string ctx = r.context();
+    const uint32_t u = st.index;
+    if (st.round != r.round || !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
+        throw DataError("the state file belongs to another round or roster");
+    if (r.index_of(me.record.fingerprint()) != u) throw DataError("the state file belongs to another member");
+    if (!st.included.empty()) throw DataError("this member's input for the round was already masked");
+    std::map<uint32_t, const Advert*> by_index;
+    for (auto& a : adverts)
+        if (!by_index.emplace(a.index, &a).second)
+            throw DataError("two adverts from member '" + r.members[a.index - 1].id + "'");
+    auto own = by_index.find(u);
+    if (own == by_index.end() || !crypto::equal(own->second->S, base_mul(to_scalar(st.s))))
+        throw DataError("the adverts do not hold this member's own advert for this state");
+    if (by_index.size() < r.t())
+        throw IncompleteError("only " + std::to_string(by_index.size()) + " adverts, the threshold is " +
+                              std::to_string(r.t()));
+    // Keep the shares peers dealt to this member, each checked against its dealer's commitments.
+    for (auto& [v, a] : by_index) {
+        if (v == u) continue;
+        auto key = pair_box_key(me, r, v);
+        auto nonce = box_nonce(v, u);
+        uint8_t plain[64];
+        int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, nullptr, nullptr, a->boxes[u - 1].data(),
+                                                             kBox, nullptr, 0, nonce.data(), key.data());
+        sodium_memzero(key.data(), key.size());
+        const std::string who = "advert of member '" + r.members[v - 1].id + "'";
+        if (bad) throw DataError(who + ": the share for this member does not decrypt");
+        shamir::Share ss{u, {}}, sb{u, {}};
+        std::memcpy(ss.y.data(), plain, 32);
+        std::memcpy(sb.y.data(), plain + 32, 32);
+        sodium_memzero(plain, sizeof plain);
+        if (!shamir::verify(ss, a->cs) || !shamir::verify(sb, a->cb))
+            throw DataError(who + ": a share does not verify against its commitments");
+        st.received[v] = {ss.y, sb.y};
+    }
+
+    const std::string where = "update";
+    TensorSet set = TensorSet::parse(update.payload(), where);
+    if (update.type() != RecordType::update && update.type() != RecordType::model)
+        throw DataError("secure aggregation masks update records, not " + std::string(type_name(update.type())));
+    uint64_t samples = parse_u64(set.meta(meta::samples), "samples", where);
+    if (samples == 0) throw DataError("update: zero samples");
+    const double p = std::min(1.0, double(samples) / double(r.max_samples));
+    size_t total = 0;
+    for (auto& t : set.tensors()) {
+        if (t.dtype != DType::F32)
+            throw DataError("update: tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
+                            "; secure aggregation takes F32", "decode packed updates first: n3-encode -d");
+        total += t.numel();
+    }
+    std::vector<float> x(total);
+    size_t off = 0;
+    for (auto& t : set.tensors()) {
+        auto d = set.data(t);
+        std::memcpy(x.data() + off, d.data(), d.size());
+        off += t.numel();
+    }
+    for (auto& v : x) v = static_cast<float>(v * p);
+    FixedPoint fp = FixedPoint::choose(static_cast<uint32_t>(by_index.size()), r.clip);
+    std::vector<uint32_t> y(total);
+    uint8_t rkey[32];
+    randombytes_buf(rkey, sizeof rkey);
+    uint64_t clipped = fp.encode(x, y, ByteView(rkey, 32));
+    sodium_memzero(rkey, sizeof rkey);
+    apply_mask(y, self_key(to_scalar(st.b), ctx), +1);
+    for (auto& [v, a] : by_index)
+        if (v != u) apply_mask(y, pair_key(to_scalar(st.s), a->S, ctx, u, v), pair_sign(u, v));
+    for (auto& [v, a] : by_index) st.included.insert(v);
+
+    // The advert set, so the aggregator can check that every input was masked over the same set.
+    std::vector<crypto::Hash32> ids;
+    for (auto& [v, a] : by_index) ids.push_back(a->digest);
+    Hasher hs("n3/v1/sa-advset");
+    for (auto& id : ids) hs.part(id);
+
+    SafetensorsBuilder sb;
+    for (auto& [k, v] : set.metadata())
+        if (k == meta::base || k == meta::spec_hash) sb.set_meta(k, v);
+    sb.set_meta("secagg", "input");
+    sb.set_meta(meta::round, std::to_string(r.round));
+    sb.set_meta(meta::samples, std::to_string(samples));
+    sb.set_meta("member", std::to_string(u));
+    sb.set_meta("fingerprint", fp_hex(me.record.fingerprint()));
+    sb.set_meta("frac_bits", std::to_string(fp.frac_bits));
+    sb.set_meta("clipped", std::to_string(clipped));
+    sb.set_meta("included", survivors_text(st.included));
+    sb.set_meta("adverts", to_hex(hs.hash32()));
+    off = 0;
+    for (auto& t : set.tensors()) {
+        Bytes d(t.numel() * 4);
+        std::memcpy(d.data(), y.data() + off, d.size());
+        off += t.numel();
+        sb.add_owned(t.name, DType::U32, t.shape, std::move(d));
+    }
+    Bytes unsigned_payload = sb.bytes();
+    TensorSet view = TensorSet::parse(unsigned_payload);
+    auto digest = payload_digest("n3/v1/sa-input", r, u, view.metadata(), &view, {});
+    auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig, digest);
+    sb.add_owned("signature", DType::U8, {64}, Bytes(sig.begin(), sig.end()));
+    return make_record(sb);
+}
+
+// Step 3 --------------------------------------------------------------------------------------
+
+std::string survivors_text(const std::set<uint32_t>& s) {
+    std::string out;
+    for (auto v : s) out += (out.empty() ? "" : " ") + std::to_string(v);
+    return out + "\n";
+}
+
+std::set<uint32_t> parse_survivors(std::string_view text, const Round& r, const std::string& where) {
+    std::set<uint32_t> s;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos]))) ++pos;
+        if (pos >= text.size()) break;
+        if (text[pos] == '#') {
+            pos = text.find('\n', pos);
+            if (pos == std::string_view::npos) break;
+            continue;
+        }
+        size_t end = pos;
+        while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
+        if (end == pos || end - pos > 9) throw DataError(where + ": not a list of member indices");
+        uint32_t v = static_cast<uint32_t>(std::stoul(std::string(text.substr(pos, end - pos))));
+        if (v < 1 || v > r.n()) throw DataError(where + ": member " + std::to_string(v) + " is not in the roster");
+        if (!s.insert(v).second) throw DataError(where + ": member " + std::to_string(v) + " listed twice");
+        pos = end;
+    }
+    return s;
+}
+
+Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st,
+              const std::set<uint32_t>& survivors) {
+    crypto::init();
+    const std::string ctx = r.context();
+    const uint32_t u = st.index;
+    if (st.round != r.round || !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
+        throw DataError("the state file belongs to another round or roster");
+    if (r.index_of(me.record.fingerprint()) != u) throw DataError("the state file belongs to another member");
+    if (st.included.empty()) throw DataError("this member has not masked an input for the round yet");
+    for (auto v : survivors)
+        if (!st.included.count(v))
+            throw DataError("survivor " + std::to_string(v) + " was not among the adverts this input was masked with");
+    if (survivors.size() < r.t())
+        throw IncompleteError("only " + std::to_string(survivors.size()) + " survivors, the threshold is " +
+                                  std::to_string(r.t()) + "; nothing revealed");
+    auto h = survivors_hash(r, survivors);
+    if (st.revealed_for && !crypto::equal(*st.revealed_for, h))
+        throw DataError("shares for this round were already revealed for another survivor list; "
+                        "revealing again could unmask an input");
+    Bytes idx, kinds, shares;
+    for (auto v : st.included) {
+        auto it = st.received.find(v);
+        if (it == st.received.end()) throw DataError("the state file lacks the share of member " + std::to_string(v));
+        bool survived = survivors.count(v) > 0;
+        crypto::put_u32(idx, v);
+        kinds.push_back(survived ? 0 : 1); // 0: self-mask seed share, 1: key-agreement secret share
+        crypto::put(shares, survived ? it->second.second : it->second.first);
+    }
+    st.revealed_for = h;
+    const int64_t k = static_cast<int64_t>(st.included.size());
+    SafetensorsBuilder sb;
+    sb.set_meta("secagg", "reveal");
+    sb.set_meta(meta::round, std::to_string(r.round));
+    sb.set_meta("member", std::to_string(u));
+    sb.set_meta("fingerprint", fp_hex(me.record.fingerprint()));
+    sb.set_meta("survivors", survivors_text(survivors));
+    sb.add_owned("index", DType::U32, {k}, idx);
+    sb.add_owned("kind", DType::U8, {k}, kinds);
+    sb.add_owned("share", DType::U8, {k, 32}, shares);
+    Bytes unsigned_payload = sb.bytes();
+    TensorSet view = TensorSet::parse(unsigned_payload);
+    auto digest = payload_digest("n3/v1/sa-reveal", r, u, view.metadata(), &view, {});
+    auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig, digest);
+    sb.add_owned("signature", DType::U8, {64}, Bytes(sig.begin(), sig.end()));
+    return make_record(sb);
+}
+
+// Step 4 --------------------------------------------------------------------------------------
+
+Kind kind_of(const Record& rec) {
+    if (rec.type() != RecordType::masked) return Kind::other;
+    try {
+        auto m = TensorSet::parse(rec.payload()).meta("secagg");
+        if (m == "advert") return Kind::advert;
+        if (m == "input") return Kind::input;
+        if (m == "reveal") return Kind::reveal;
+    } catch (const DataError&) {
+    }
+    return Kind::other;
+}
+
+std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& r) {
+    std::set<uint32_t> s;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        std::string where = "masked input " + std::to_string(i + 1);
+        TensorSet set = TensorSet::parse(inputs[i].payload(), where);
+        Header h = check_header(set, r, "input", where);
+        if (!s.insert(h.index).second)
+            throw DataError(where + ": a second input from member '" + r.members[h.index - 1].id + "'");
+    }
+    return s;
+}
+
+SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
+                     const std::vector<Record>& inputs, const std::vector<Record>& reveals) {
+    crypto::init();
+    r.validate();
+    const std::string ctx = r.context();
+    std::map<uint32_t, const Advert*> adv;
+    for (auto& a : adverts)
+        if (!adv.emplace(a.index, &a).second)
+            throw DataError("two adverts from member '" + r.members[a.index - 1].id + "'");
+    Hasher hs("n3/v1/sa-advset");
+    for (auto& [v, a] : adv) hs.part(a->digest);
+    const std::string advset = to_hex(hs.hash32());
+    std::set<uint32_t> included;
+    for (auto& [v, a] : adv) included.insert(v);
+
+    // Inputs: signed by their member, masked over exactly these adverts, one per member.
+    SumResult res;
+    std::vector<TensorSet> sets;
+    std::vector<uint32_t> who;
+    int frac_bits = -1;
+    uint64_t samples_total = 0;
+    double weight_total = 0;
+    Metadata carried;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        std::string where = "masked input " + std::to_string(i + 1);
+        if (inputs[i].type() != RecordType::masked) throw DataError(where + ": not a masked record");
+        TensorSet set = TensorSet::parse(inputs[i].payload(), where);
+        Header h = check_header(set, r, "input", where);
+        where += " (member '" + r.members[h.index - 1].id + "')";
+        auto digest = payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
+        check_sig(r, h.index, digest, read_sig(set, where), where);
+        if (set.meta("adverts") != advset || set.meta("included") != survivors_text(included))
+            throw DataError(where + ": masked with another set of adverts");
+        if (!res.survivors.insert(h.index).second)
+            throw DataError(where + ": a second input from this member");
+        int fb = static_cast<int>(parse_u64(set.meta("frac_bits"), "frac_bits", where));
+        if (frac_bits >= 0 && fb != frac_bits) throw DataError(where + ": another fixed-point scale");
+        frac_bits = fb;
+        uint64_t samples = parse_u64(set.meta(meta::samples), "samples", where);
+        samples_total += samples;
+        weight_total += std::min(1.0, double(samples) / double(r.max_samples));
+        for (auto key : {meta::base, meta::spec_hash}) {
+            auto v = set.meta(key);
+            if (!v) continue;
+            auto [it, fresh] = carried.emplace(key, *v);
+            if (!fresh && it->second != *v) throw DataError(where + ": trained from another base model");
+        }
+        if (!sets.empty()) {
+            auto& a = sets[0].tensors();
+            auto& b = set.tensors();
+            bool same = a.size() == b.size();
+            for (size_t k = 0; same && k < a.size(); ++k)
+                same = a[k].name == b[k].name && a[k].shape == b[k].shape && a[k].dtype == b[k].dtype;
+            if (!same) throw DataError(where + ": tensors differ from the other inputs");
+        }
+        sets.push_back(std::move(set));
+        who.push_back(h.index);
+    }
+    if (sets.empty()) throw IncompleteError("no masked inputs");
+    for (auto v : included)
+        if (!res.survivors.count(v)) res.dropped.insert(v);
+
+    // Reveals: signed, for exactly this survivor list; gather the shares per member.
+    std::map<uint32_t, std::vector<shamir::Share>> b_shares, s_shares;
+    std::set<uint32_t> revealers;
+    const std::string want = survivors_text(res.survivors);
+    for (size_t i = 0; i < reveals.size(); ++i) {
+        std::string where = "reveal " + std::to_string(i + 1);
+        if (reveals[i].type() != RecordType::masked) throw DataError(where + ": not a reveal record");
+        TensorSet set = TensorSet::parse(reveals[i].payload(), where);
+        Header h = check_header(set, r, "reveal", where);
+        where += " (member '" + r.members[h.index - 1].id + "')";
+        auto digest = payload_digest("n3/v1/sa-reveal", r, h.index, set.metadata(), &set, {});
+        check_sig(r, h.index, digest, read_sig(set, where), where);
+        if (set.meta("survivors") != want)
+            throw DataError(where + ": names another survivor list than the inputs that arrived");
+        if (!included.count(h.index)) throw DataError(where + ": from a member without an advert");
+        if (!revealers.insert(h.index).second) throw DataError(where + ": a second reveal from this member");
+        const TensorInfo* ti = set.find("index");
+        if (!ti || ti->dtype != DType::U32) throw DataError(where + ": malformed");
+        size_t k = ti->numel();
+        auto idx = set.data(*ti);
+        auto kinds = blob(set, "kind", k, where);
+        auto shares = blob(set, "share", k * 32, where);
+        for (size_t j = 0; j < k; ++j) {
+            uint32_t v;
+            std::memcpy(&v, idx.data() + 4 * j, 4);
+            bool survived = res.survivors.count(v) > 0;
+            if (!included.count(v) || kinds[j] != (survived ? 0 : 1))
+                throw DataError(where + ": reveals the wrong share for member " + std::to_string(v));
+            shamir::Share sh{h.index, {}};
+            std::memcpy(sh.y.data(), shares.data() + 32 * j, 32);
+            (survived ? b_shares : s_shares)[v].push_back(sh);
+        }
+    }
+    if (revealers.size() < r.t())
+        throw IncompleteError("only " + std::to_string(revealers.size()) + " members revealed, the threshold is " +
+                              std::to_string(r.t()));
+
+    // Sum, then remove the survivors' self masks and the dropped members' pair masks.
+    size_t total = 0;
+    for (auto& t : sets[0].tensors())
+        if (t.name != "signature") total += t.numel();
+    std::vector<uint32_t> sum(total, 0);
+    for (auto& set : sets) {
+        size_t off = 0;
+        for (auto& t : set.tensors()) {
+            if (t.name == "signature") continue;
+            auto d = set.data(t);
+            const uint8_t* p = d.data();
+            for (size_t k = 0; k < t.numel(); ++k) {
+                uint32_t v;
+                std::memcpy(&v, p + 4 * k, 4);
+                sum[off + k] += v;
+            }
+            off += t.numel();
+        }
+    }
+    for (auto u : res.survivors) {
+        Scalar b = shamir::combine(b_shares[u], adv[u]->cb);
+        apply_mask(sum, self_key(b, ctx), -1);
+    }
+    for (auto v : res.dropped) {
+        Scalar s = shamir::combine(s_shares[v], adv[v]->cs);
+        for (auto u : res.survivors)
+            apply_mask(sum, pair_key(s, adv[u]->S, ctx, v, u), -pair_sign(u, v));
+    }
+    FixedPoint fp;
+    fp.clip = r.clip;
+    fp.frac_bits = frac_bits;
+    std::vector<float> mean(total);
+    fp.decode(sum, weight_total, mean);
+    res.step = fp.step() / weight_total;
+
+    SafetensorsBuilder sb;
+    for (auto& [k, v] : carried) sb.set_meta(k, v);
+    sb.set_meta(meta::round, std::to_string(r.round));
+    sb.set_meta(meta::samples, std::to_string(samples_total));
+    sb.set_meta("secagg_members", std::to_string(res.survivors.size()));
+    size_t off = 0;
+    for (auto& t : sets[0].tensors()) {
+        if (t.name == "signature") continue;
+        Bytes d(t.numel() * 4);
+        std::memcpy(d.data(), mean.data() + off, d.size());
+        off += t.numel();
+        sb.add_owned(t.name, DType::F32, t.shape, std::move(d));
+    }
+    res.update = Record(RecordType::update, sb.bytes());
+    return res;
+}
+
+} // namespace n3::secagg

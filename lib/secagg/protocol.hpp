@@ -1,0 +1,111 @@
+// n3/secagg/protocol.hpp — one round of secure aggregation (Bonawitz et al., CCS 2017) between
+// the members of a roster and an aggregator that learns the sum of their updates and nothing
+// else, and that still completes when members drop out after masking.
+//
+// The round, as records (all of type `masked`, safetensors payloads, metadata `secagg`):
+//   1. advert   each member: fresh round secrets s_u (key agreement) and b_u (self-mask
+//               seed); S_u = s_u G; Feldman-committed t-of-n Shamir shares of both, each
+//               peer's pair encrypted to that peer (XChaCha20-Poly1305 under the members'
+//               long-term key agreement); signed with the member's signing key.
+//   2. input    each member, given every advert: checks them, keeps its shares from peers,
+//               and sends y_u = enc(p_u x_u) + PRG(b_u) + sum_v sign(u,v) PRG(k_uv) (Z_2^32),
+//               where k_uv comes from s_u S_v and p_u = samples / max_samples.
+//   3. reveal   each surviving member, given the list of members whose inputs arrived: for
+//               every other member, the share of b_v if v's input arrived, else the share of
+//               s_v; never both for one member (the state file remembers what was revealed,
+//               and refuses another survivor list).
+//   4. sum      the aggregator rebuilds b_u of the survivors and s_v of the dropped from t
+//               verified shares, removes the masks, and outputs the weighted mean.
+// A member's private round state lives in a 0600 state file between the steps.
+//
+// Fewer than t adverts or survivors: IncompleteError (exit 3), nothing revealed. Anything
+// forged, replayed from another round, from a non-member, or inconsistent: DataError.
+#pragma once
+
+#include "crypto/keys.hpp"
+#include "record/format.hpp"
+#include "secagg/fixed.hpp"
+#include "secagg/shamir.hpp"
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace n3::secagg {
+
+struct Round {
+    crypto::AuthorityPublic authority;
+    std::vector<crypto::PublicRecord> members; // roster order: member i has index i + 1
+    uint64_t round = 0;
+    uint32_t threshold = 0;     // t; 0 picks the default, a majority: n / 2 + 1
+    double clip = 1.0;          // per-coordinate bound of p_u x_u
+    uint64_t max_samples = 1u << 20; // p_u = samples / max_samples (clipped to 1)
+
+    uint32_t n() const { return static_cast<uint32_t>(members.size()); }
+    uint32_t t() const { return threshold ? threshold : n() / 2 + 1; }
+    // Binds the federation, round, roster and parameters into every key, mask and signature.
+    std::string context() const;
+    uint32_t index_of(const crypto::Fingerprint& fp) const; // 0 when not a member
+    void validate() const; // UsageError for t out of range, an empty roster, a bad clip
+};
+
+struct MemberState {
+    uint32_t index = 0;
+    uint64_t round = 0;
+    crypto::Hash32 context{};
+    crypto::Secret s{32}, b{32};
+    // Shares received from peers, verified: peer index -> (share of s_v, share of b_v).
+    std::map<uint32_t, std::pair<Scalar, Scalar>> received;
+    std::set<uint32_t> included; // members whose adverts the input was masked with
+    std::optional<crypto::Hash32> revealed_for; // the survivor list shares went out for
+
+    std::string text() const; // one line: N3-SECAGG-STATE-<base64>
+    static MemberState parse(std::string_view text, const std::string& where);
+    static MemberState load(const std::string& path);
+};
+
+struct Advert {
+    uint32_t index = 0;
+    Point S{};
+    std::vector<Point> cs, cb;   // commitments to the s and b polynomials (t points each)
+    std::vector<Bytes> boxes;    // per member index - 1: encrypted (s share, b share); empty for self
+    crypto::Signature sig{};
+    crypto::Hash32 digest{};     // what the signature covers
+};
+
+// Step 1. Creates the member's round state and its advert record.
+Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& state);
+// Reads and verifies an advert (signature, membership, round, sizes, points).
+Advert read_advert(const Record& rec, const Round& r, const std::string& where);
+
+// Step 2. Verifies the adverts, keeps this member's shares, and masks `update` (an update or
+// model record of F32 tensors with `samples` metadata).
+Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& state,
+                   const std::vector<Advert>& adverts, const Record& update);
+
+// Step 3. Reveals shares for the survivor list (member indices whose inputs arrived).
+Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& state,
+              const std::set<uint32_t>& survivors);
+
+// The survivor list of a set of masked inputs (their member indices).
+std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& r);
+std::string survivors_text(const std::set<uint32_t>& s);          // "1 2 5\n"
+std::set<uint32_t> parse_survivors(std::string_view text, const Round& r, const std::string& where);
+
+struct SumResult {
+    Record update;              // the weighted mean as an update record (F32 tensors)
+    std::set<uint32_t> survivors, dropped;
+    double step = 0;            // fixed-point precision of the mean
+};
+// Step 4. Inputs, adverts and reveals in any order; throws IncompleteError when fewer than t
+// reveals verify.
+SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
+                     const std::vector<Record>& inputs, const std::vector<Record>& reveals);
+
+// Record kinds by metadata, for tools that route a stream.
+enum class Kind { advert, input, reveal, other };
+Kind kind_of(const Record& rec);
+
+} // namespace n3::secagg
