@@ -1,0 +1,333 @@
+#include "codec/shard.hpp"
+
+#include "record/error.hpp"
+#include "record/safetensors.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <isa-l/erasure_code.h>
+#include <sys/random.h>
+
+namespace n3::codec {
+
+namespace {
+
+constexpr uint8_t kShardMagic[4] = {'N', '3', 'S', 'H'};
+constexpr uint8_t kShardVersion = 1;
+constexpr size_t kStripe = size_t(1) << 20;
+constexpr uint64_t kMinRecord = kPreambleSize + kTrailerSize;
+
+uint64_t get_le(const uint8_t* p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+void put_le(uint8_t* p, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+GroupId random_group() {
+    GroupId g;
+    if (getrandom(g.data(), g.size(), 0) != static_cast<ssize_t>(g.size()))
+        throw_errno("getrandom");
+    return g;
+}
+
+std::vector<uint8_t> cauchy(unsigned k, unsigned m) {
+    std::vector<uint8_t> a((k + m) * k);
+    gf_gen_cauchy1_matrix(a.data(), static_cast<int>(k + m), static_cast<int>(k));
+    return a;
+}
+
+// ec_encode_data takes an int length: run it over stripes.
+void ec_run(uint64_t len, unsigned k, unsigned rows, uint8_t* tables, uint8_t** src,
+            uint8_t** dst) {
+    std::vector<uint8_t*> s(src, src + k), d(dst, dst + rows);
+    for (uint64_t off = 0; off < len; off += kStripe) {
+        int n = static_cast<int>(std::min<uint64_t>(kStripe, len - off));
+        for (unsigned i = 0; i < k; ++i) s[i] = src[i] + off;
+        for (unsigned i = 0; i < rows; ++i) d[i] = dst[i] + off;
+        ec_encode_data(n, static_cast<int>(k), static_cast<int>(rows), tables, s.data(), d.data());
+    }
+}
+
+// The bytes a record's shards cover: preamble, payload, trailer, then zeros up to K * S.
+class RecordImage {
+public:
+    RecordImage(RecordType type, ByteView payload) : payload_(payload) {
+        encode_preamble(Preamble{kFormatVersion, type, payload.size()}, pre_);
+        uint64_t crc = crc64(crc64(0, ByteView(pre_, kPreambleSize)), payload);
+        put_le(trailer_, crc, 8);
+        len_ = kPreambleSize + payload.size() + kTrailerSize;
+    }
+    uint64_t size() const { return len_; }
+    // Calls f on consecutive views covering [off, off + len).
+    template <class F> void pieces(uint64_t off, uint64_t len, F&& f) const {
+        static const uint8_t zeros[65536] = {};
+        uint64_t end = off + len, p_end = kPreambleSize + payload_.size();
+        while (off < end) {
+            uint64_t n;
+            if (off < kPreambleSize) {
+                n = std::min(end, uint64_t(kPreambleSize)) - off;
+                f(ByteView(pre_ + off, n));
+            } else if (off < p_end) {
+                n = std::min(end, p_end) - off;
+                f(payload_.subspan(off - kPreambleSize, n));
+            } else if (off < len_) {
+                n = std::min(end, len_) - off;
+                f(ByteView(trailer_ + (off - p_end), n));
+            } else {
+                n = std::min<uint64_t>(end - off, sizeof zeros);
+                f(ByteView(zeros, n));
+            }
+            off += n;
+        }
+    }
+    // A pointer to [off, off + len) inside the payload, or null when the range leaves it.
+    const uint8_t* direct(uint64_t off, uint64_t len) const {
+        if (off >= kPreambleSize && off + len <= kPreambleSize + payload_.size())
+            return payload_.data() + (off - kPreambleSize);
+        return nullptr;
+    }
+
+private:
+    ByteView payload_;
+    uint8_t pre_[kPreambleSize];
+    uint8_t trailer_[kTrailerSize];
+    uint64_t len_;
+};
+
+} // namespace
+
+ShardSpec parse_shard_spec(std::string_view text) {
+    auto bad = [&] {
+        return UsageError("--shards takes K+M (e.g. 10+4), not '" + std::string(text) + "'",
+                          "K data shards, M parity shards: any K of the K+M rebuild the record");
+    };
+    auto plus = text.find('+');
+    if (plus == std::string_view::npos) throw bad();
+    ShardSpec s;
+    auto a = text.substr(0, plus), b = text.substr(plus + 1);
+    if (a.empty() || b.empty()) throw bad();
+    auto r1 = std::from_chars(a.data(), a.data() + a.size(), s.k);
+    auto r2 = std::from_chars(b.data(), b.data() + b.size(), s.m);
+    if (r1.ec != std::errc() || r1.ptr != a.data() + a.size() || r2.ec != std::errc() ||
+        r2.ptr != b.data() + b.size())
+        throw bad();
+    if (s.k < 1 || s.k + s.m > kMaxShards)
+        throw UsageError("--shards " + std::string(text) + ": need K >= 1 and K+M <= " +
+                         std::to_string(kMaxShards));
+    return s;
+}
+
+std::string group_hex(const GroupId& g) { return to_hex(ByteView(g.data(), g.size())); }
+
+Bytes encode_shard_header(const ShardHeader& h) {
+    Bytes b(kShardHeaderSize, 0);
+    std::memcpy(b.data(), kShardMagic, 4);
+    b[4] = kShardVersion;
+    std::memcpy(b.data() + 8, h.group.data(), 16);
+    put_le(b.data() + 24, h.index, 2);
+    put_le(b.data() + 26, h.k, 2);
+    put_le(b.data() + 28, h.m, 2);
+    put_le(b.data() + 32, h.record_len, 8);
+    put_le(b.data() + 40, h.shard_len, 8);
+    put_le(b.data() + 48, h.data_crc, 8);
+    return b;
+}
+
+ShardHeader parse_shard(ByteView p, const std::string& where) {
+    if (p.size() < kShardHeaderSize)
+        throw DataError(where + ": truncated shard (" + std::to_string(p.size()) + " bytes)");
+    if (std::memcmp(p.data(), kShardMagic, 4) != 0)
+        throw DataError(where + ": not a shard payload (bad magic)");
+    if (p[4] != kShardVersion)
+        throw DataError(where + ": unsupported shard format version " + std::to_string(p[4]) +
+                            " (this n3 reads version 1)",
+                        "a newer n3 wrote this shard; upgrade n3 to read it");
+    if (p[5] || p[6] || p[7] || p[30] || p[31])
+        throw DataError(where + ": shard reserved bytes are set");
+    ShardHeader h;
+    std::memcpy(h.group.data(), p.data() + 8, 16);
+    h.index = static_cast<unsigned>(get_le(p.data() + 24, 2));
+    h.k = static_cast<unsigned>(get_le(p.data() + 26, 2));
+    h.m = static_cast<unsigned>(get_le(p.data() + 28, 2));
+    h.record_len = get_le(p.data() + 32, 8);
+    h.shard_len = get_le(p.data() + 40, 8);
+    h.data_crc = get_le(p.data() + 48, 8);
+    std::string g = "shard " + std::to_string(h.index) + " of group " + group_hex(h.group);
+    if (h.k < 1 || h.k + h.m > kMaxShards)
+        throw DataError(where + ": " + g + " claims " + std::to_string(h.k) + "+" +
+                        std::to_string(h.m) + " shards (need K >= 1, K+M <= 255)");
+    if (h.index >= h.k + h.m)
+        throw DataError(where + ": " + g + " has an index beyond " + std::to_string(h.k) + "+" +
+                        std::to_string(h.m));
+    if (h.record_len < kMinRecord || h.record_len > kDefaultMaxPayload + kMinRecord)
+        throw DataError(where + ": " + g + " claims a record of " +
+                        std::to_string(h.record_len) + " bytes");
+    if (h.shard_len != (h.record_len + h.k - 1) / h.k)
+        throw DataError(where + ": " + g + " has a shard length that does not match K and the "
+                                           "record length");
+    if (p.size() - kShardHeaderSize != h.shard_len)
+        throw DataError(where + ": " + g + " holds " + std::to_string(p.size() - kShardHeaderSize) +
+                        " bytes, not " + std::to_string(h.shard_len));
+    if (crc64(0, p.subspan(kShardHeaderSize)) != h.data_crc)
+        throw DataError(where + ": " + g + " is corrupted (data checksum mismatch)");
+    return h;
+}
+
+GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink) {
+    RecordImage img(type, payload);
+    unsigned k = spec.k, m = spec.m;
+    uint64_t L = img.size(), S = (L + k - 1) / k;
+    GroupId group = random_group();
+    std::vector<uint64_t> crc(k + m, 0);
+    std::vector<std::unique_ptr<uint8_t[]>> parity(m);
+    for (auto& p : parity) p = std::make_unique_for_overwrite<uint8_t[]>(S);
+
+    // One pass over the record: data CRCs and parity, stripe by stripe while hot in cache.
+    std::vector<uint8_t> tables(static_cast<size_t>(k) * m * 32);
+    if (m > 0) {
+        auto a = cauchy(k, m);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(m), a.data() + k * k, tables.data());
+    }
+    std::vector<uint8_t> scratch(k * std::min<uint64_t>(kStripe, S));
+    std::vector<uint8_t*> src(k), dst(m);
+    for (uint64_t off = 0; off < S; off += kStripe) {
+        uint64_t len = std::min<uint64_t>(kStripe, S - off);
+        for (unsigned i = 0; i < k; ++i) {
+            const uint8_t* d = img.direct(i * S + off, len);
+            if (!d) {
+                uint8_t* s = scratch.data() + i * std::min<uint64_t>(kStripe, S);
+                size_t at = 0;
+                img.pieces(i * S + off, len, [&](ByteView v) {
+                    std::memcpy(s + at, v.data(), v.size());
+                    at += v.size();
+                });
+                d = s;
+            }
+            src[i] = const_cast<uint8_t*>(d); // ISA-L's API is not const-correct; it only reads
+            crc[i] = crc64(crc[i], ByteView(d, len));
+        }
+        if (m == 0) continue;
+        for (unsigned j = 0; j < m; ++j) dst[j] = parity[j].get() + off;
+        ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(m),
+                       tables.data(), src.data(), dst.data());
+        for (unsigned j = 0; j < m; ++j) crc[k + j] = crc64(crc[k + j], ByteView(dst[j], len));
+    }
+
+    for (unsigned i = 0; i < k + m; ++i) {
+        ShardHeader h{group, i, k, m, L, S, crc[i]};
+        Sink& out = sink.open(h);
+        RecordWriter w(out, RecordType::shard, kShardHeaderSize + S);
+        w.write(encode_shard_header(h));
+        if (i < k)
+            img.pieces(i * S, S, [&](ByteView v) { w.write(v); });
+        else
+            w.write(ByteView(parity[i - k].get(), S));
+        w.end();
+        sink.close(h);
+    }
+    return group;
+}
+
+// ShardAssembler -----------------------------------------------------------------------------
+
+struct ShardAssembler::Group {
+    ShardHeader claim;
+    std::shared_ptr<uint8_t[]> data; // K * S: the record, once complete
+    std::vector<std::unique_ptr<uint8_t[]>> parity;
+    std::vector<bool> have;
+    unsigned count = 0;
+};
+
+ShardAssembler::ShardAssembler() = default;
+ShardAssembler::~ShardAssembler() = default;
+
+std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload,
+                                          const std::string& where) {
+    Key key{h.group, h.k, h.m, h.record_len};
+    claims_[h.group].insert(key);
+    if (done_.count(key)) return std::nullopt;
+    auto& slot = open_[key];
+    if (!slot) {
+        slot = std::make_unique<Group>();
+        slot->claim = h;
+        slot->data = std::make_shared_for_overwrite<uint8_t[]>(h.k * h.shard_len);
+        slot->parity.resize(h.m);
+        slot->have.assign(h.k + h.m, false);
+    }
+    Group& g = *slot;
+    if (g.have[h.index]) return std::nullopt;
+    ByteView data = payload.subspan(kShardHeaderSize);
+    uint64_t S = h.shard_len;
+    if (h.index < h.k) {
+        std::memcpy(g.data.get() + h.index * S, data.data(), S);
+    } else {
+        g.parity[h.index - h.k] = std::make_unique_for_overwrite<uint8_t[]>(S);
+        std::memcpy(g.parity[h.index - h.k].get(), data.data(), S);
+    }
+    g.have[h.index] = true;
+    if (++g.count < h.k) return std::nullopt;
+
+    // K shards are in: rebuild the missing data shards from the first K present ones.
+    unsigned k = h.k, m = h.m;
+    std::vector<unsigned> present, missing;
+    for (unsigned i = 0; i < k + m && present.size() < k; ++i)
+        if (g.have[i]) present.push_back(i);
+    for (unsigned i = 0; i < k; ++i)
+        if (!g.have[i]) missing.push_back(i);
+    std::string name = "group " + group_hex(h.group);
+    if (!missing.empty()) {
+        auto a = cauchy(k, m);
+        std::vector<uint8_t> b(k * k), inv(k * k);
+        for (unsigned r = 0; r < k; ++r)
+            std::memcpy(b.data() + r * k, a.data() + present[r] * k, k);
+        if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0)
+            throw DataError(where + ": " + name + ": shard matrix is singular");
+        auto nmiss = static_cast<unsigned>(missing.size());
+        std::vector<uint8_t> rows(nmiss * k), tables(k * nmiss * 32);
+        for (unsigned r = 0; r < nmiss; ++r)
+            std::memcpy(rows.data() + r * k, inv.data() + missing[r] * k, k);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
+        std::vector<uint8_t*> src(k), dst(nmiss);
+        for (unsigned r = 0; r < k; ++r)
+            src[r] = present[r] < k ? g.data.get() + present[r] * S
+                                    : g.parity[present[r] - k].get();
+        for (unsigned r = 0; r < nmiss; ++r) dst[r] = g.data.get() + missing[r] * S;
+        ec_run(S, k, nmiss, tables.data(), src.data(), dst.data());
+    }
+    std::shared_ptr<uint8_t[]> buf = std::move(g.data);
+    open_.erase(key);
+    done_.insert(key);
+
+    ByteView rec(buf.get(), h.record_len);
+    Preamble pre = decode_preamble(rec.data(), where + ": " + name + ": rebuilt record");
+    uint64_t want = get_le(rec.data() + rec.size() - kTrailerSize, 8);
+    if (pre.record_size() != rec.size() || crc64(0, rec.first(rec.size() - kTrailerSize)) != want)
+        throw DataError(name + ": the rebuilt record fails its checksum",
+                        "shards of different records share this group id");
+    ++rebuilt_;
+    Record r(pre.type, rec.subspan(kPreambleSize, pre.payload_len),
+             std::shared_ptr<const void>(buf, buf.get()));
+    return r;
+}
+
+std::vector<std::string> ShardAssembler::incomplete() const {
+    std::vector<std::string> out;
+    for (auto& [key, g] : open_) {
+        const ShardHeader& h = g->claim;
+        std::string msg = "group " + group_hex(h.group) + ": only " + std::to_string(g->count) +
+                          " of the " + std::to_string(h.k) + " shards needed (" +
+                          std::to_string(h.k) + "+" + std::to_string(h.m) +
+                          "); cannot rebuild its record";
+        auto c = claims_.find(h.group);
+        if (c != claims_.end() && c->second.size() > 1)
+            msg += " (shards under this group id disagree on K, M or length)";
+        out.push_back(msg);
+    }
+    return out;
+}
+
+} // namespace n3::codec

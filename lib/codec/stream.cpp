@@ -1,0 +1,288 @@
+#include "codec/stream.hpp"
+
+#include "record/error.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <sys/stat.h>
+
+namespace n3::codec {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+class CountingSink final : public Sink {
+public:
+    explicit CountingSink(Sink& s) : s_(s) {}
+    void write(ByteView b) override {
+        n += b.size();
+        s_.write(b);
+    }
+    uint64_t n = 0;
+
+private:
+    Sink& s_;
+};
+
+// All shards of a group go to the same output, in order.
+class StreamShardSink final : public ShardSink {
+public:
+    explicit StreamShardSink(Sink& out) : out_(out) {}
+    Sink& open(const ShardHeader&) override { return out_; }
+    void close(const ShardHeader&) override {}
+
+private:
+    Sink& out_;
+};
+
+// One file per shard, DIR/<group>-<index>.n3; the files of a group appear together once all
+// are written, or not at all.
+class DirShardSink final : public ShardSink {
+public:
+    explicit DirShardSink(std::string dir) : dir_(std::move(dir)) {}
+    Sink& open(const ShardHeader& h) override {
+        char idx[16];
+        std::snprintf(idx, sizeof idx, "-%03u.n3", h.index);
+        std::string path = dir_ + "/" + group_hex(h.group) + idx;
+        pending_.push_back(std::make_unique<Output>(path));
+        paths_.push_back(path);
+        return *pending_.back();
+    }
+    void close(const ShardHeader&) override {}
+    void commit(std::vector<std::string>& files) {
+        for (auto& o : pending_) o->commit();
+        pending_.clear();
+        files.insert(files.end(), paths_.begin(), paths_.end());
+        paths_.clear();
+    }
+
+private:
+    std::string dir_;
+    std::vector<std::unique_ptr<Output>> pending_;
+    std::vector<std::string> paths_;
+};
+
+} // namespace
+
+// StreamEncoder -------------------------------------------------------------------------------
+
+StreamEncoder::StreamEncoder(EncodeOptions o, Sink& out) : o_(std::move(o)), out_(out) {
+    if (!o_.pack && !o_.shards)
+        throw UsageError("nothing to do: give --quantize, --topk, --zstd or --shards",
+                         "to decode, use n3-encode -d");
+    if (!o_.residual.empty()) {
+        if (!o_.pack || !o_.packing.lossy())
+            throw UsageError("--residual keeps what a lossy stage did not send; it needs --topk "
+                             "or --quantize");
+        residual_ = Residual::load(o_.residual);
+    }
+    if (!o_.shard_dir.empty()) {
+        if (!o_.shards) throw UsageError("--shard-dir needs --shards K+M");
+        struct stat st {};
+        if (::stat(o_.shard_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+            throw EnvError(o_.shard_dir + ": not a directory", "create it first: mkdir -p " +
+                                                                   o_.shard_dir);
+    }
+}
+
+StreamEncoder::~StreamEncoder() = default;
+
+void StreamEncoder::read(Input& in) {
+    RecordReader reader(in);
+    while (auto rec = reader.next()) {
+        std::string where = in.name() + ": record " + std::to_string(rec->index + 1);
+        encode(*rec, where);
+    }
+}
+
+void StreamEncoder::encode(const Record& rec, const std::string& where) {
+    ++stats_.records;
+    stats_.bytes_in += rec.encoded_size();
+    if (residual_ && stats_.records > 1)
+        throw DataError(where + ": --residual holds the state of one update; this stream has "
+                                "more than one record",
+                        "run n3-encode once per update");
+    Bytes packed;
+    RecordType type = rec.type();
+    ByteView payload = rec.payload();
+    if (o_.pack) {
+        if (type == RecordType::sealed)
+            throw DataError(where + ": a sealed record cannot be packed (it is ciphertext)",
+                            "pack before sealing: n3-encode ... | n3-seal ...");
+        if (type == RecordType::shard || type == RecordType::packed)
+            throw DataError(where + ": this " + std::string(type_name(type)) +
+                                " record is encoded already",
+                            "decode it first: n3-encode -d");
+        auto t0 = std::chrono::steady_clock::now();
+        packed = pack(type, payload, o_.packing, residual_ ? &*residual_ : nullptr, where);
+        stats_.pack_seconds += seconds_since(t0);
+        type = RecordType::packed;
+        payload = packed;
+    }
+    CountingSink counted(out_);
+    if (o_.shards) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (!o_.shard_dir.empty()) {
+            DirShardSink dir(o_.shard_dir);
+            write_shards(type, payload, *o_.shards, dir);
+            dir.commit(files_);
+        } else {
+            StreamShardSink s(counted);
+            write_shards(type, payload, *o_.shards, s);
+        }
+        stats_.shard_seconds += seconds_since(t0);
+        stats_.shards += o_.shards->k + o_.shards->m;
+    } else {
+        write_record(counted, type, payload);
+    }
+    stats_.bytes_out += counted.n;
+}
+
+void StreamEncoder::finish() {
+    if (residual_ && stats_.records > 0) residual_->save(o_.residual);
+}
+
+// StreamDecoder -------------------------------------------------------------------------------
+
+StreamDecoder::StreamDecoder(Sink& out) : out_(out) {}
+
+void StreamDecoder::corrupted(RecordType type, const std::string& message) {
+    if (type == RecordType::shard) {
+        ++stats_.bad_shards;
+        warnings_.push_back(message + "; shard counted as missing");
+    } else {
+        errors_.push_back(message + "; record skipped");
+    }
+}
+
+void StreamDecoder::read(Input& in) {
+    uint64_t index = 0;
+    if (in.is_regular()) {
+        auto map = in.map();
+        ByteView all = map->bytes();
+        uint64_t off = 0;
+        while (off < all.size()) {
+            std::string where = in.name() + ": record " + std::to_string(index + 1) +
+                                " at byte " + std::to_string(off);
+            uint64_t left = all.size() - off;
+            if (left < kPreambleSize) {
+                errors_.push_back(where + ": truncated record header (" + std::to_string(left) +
+                                  " of " + std::to_string(kPreambleSize) + " bytes)");
+                return;
+            }
+            Preamble pre;
+            try {
+                pre = decode_preamble(all.data() + off, where);
+            } catch (const DataError& e) {
+                errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
+                                  " cannot be read");
+                return;
+            }
+            if (left < pre.record_size()) {
+                errors_.push_back(where + ": truncated record (" + std::to_string(left) + " of " +
+                                  std::to_string(pre.record_size()) + " bytes)");
+                return;
+            }
+            ByteView body = all.subspan(off, kPreambleSize + pre.payload_len);
+            uint64_t want = 0;
+            for (int i = 7; i >= 0; --i) want = (want << 8) | all[off + body.size() + i];
+            ++index;
+            ++stats_.records;
+            off += pre.record_size();
+            if (crc64(0, body) != want) {
+                corrupted(pre.type, where + ": corrupted " + std::string(type_name(pre.type)) +
+                                        " record (checksum mismatch)");
+                continue;
+            }
+            Record rec(pre.type, body.subspan(kPreambleSize), map);
+            handle(rec, where, 0);
+        }
+        return;
+    }
+    RecordReader reader(in);
+    for (;;) {
+        std::string where = in.name() + ": record " + std::to_string(index + 1) + " at byte " +
+                            std::to_string(reader.offset());
+        std::optional<Preamble> pre;
+        Bytes payload;
+        try {
+            pre = reader.begin();
+            if (!pre) return;
+            payload.resize(pre->payload_len);
+            size_t got = 0;
+            while (got < payload.size()) {
+                size_t n = reader.read_payload(std::span<uint8_t>(payload).subspan(got));
+                if (n == 0) break;
+                got += n;
+            }
+        } catch (const DataError& e) {
+            errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
+                              " cannot be read");
+            return;
+        }
+        ++index;
+        ++stats_.records;
+        try {
+            reader.end();
+        } catch (const DataError& e) {
+            corrupted(pre->type, e.what());
+            continue;
+        }
+        Record rec(pre->type, std::move(payload));
+        handle(rec, where, 0);
+    }
+}
+
+void StreamDecoder::handle(const Record& rec, const std::string& where, int depth) {
+    if (depth > 4) {
+        errors_.push_back(where + ": records nested more than 4 deep; record skipped");
+        return;
+    }
+    switch (rec.type()) {
+    case RecordType::shard: {
+        ++stats_.shards;
+        ShardHeader h;
+        try {
+            h = parse_shard(rec.payload(), where);
+        } catch (const DataError& e) {
+            ++stats_.bad_shards;
+            warnings_.push_back(std::string(e.what()) + "; shard counted as missing");
+            return;
+        }
+        std::optional<Record> whole;
+        try {
+            whole = shards_.add(h, rec.payload(), where);
+        } catch (const DataError& e) {
+            errors_.push_back(e.what());
+            return;
+        }
+        if (whole) {
+            ++stats_.groups;
+            handle(*whole, "group " + group_hex(h.group), depth + 1);
+        }
+        return;
+    }
+    case RecordType::packed:
+        try {
+            CountingSink counted(out_);
+            unpack(rec.payload(), counted, where);
+            ++stats_.unpacked;
+            ++stats_.written;
+        } catch (const DataError& e) {
+            errors_.push_back(e.what());
+        }
+        return;
+    default:
+        write_record(out_, rec);
+        ++stats_.written;
+    }
+}
+
+void StreamDecoder::finish() {
+    for (auto& msg : shards_.incomplete()) errors_.push_back(msg);
+}
+
+} // namespace n3::codec
