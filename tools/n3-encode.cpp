@@ -86,7 +86,10 @@ int main(int argc, char** argv) {
             if (!dec.errors().empty()) {
                 // Records that decoded are on stdout already; a named output file is not created.
                 for (auto& e : dec.errors()) std::cerr << "n3-encode: error: " << e << "\n";
-                if (!out->is_stdout()) tool.hint("nothing was written to " + out_path);
+                if (out->is_stdout())
+                    out->commit(); // the records that decoded are whole and valid
+                else
+                    tool.hint("nothing was written to " + out_path);
                 return static_cast<int>(Exit::data);
             }
             if (s.records == 0) throw DataError("no records (empty input)");
