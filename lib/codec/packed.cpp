@@ -1,5 +1,6 @@
 #include "codec/packed.hpp"
 
+#include "codec/buffer.hpp"
 #include "codec/kernels.hpp"
 #include "record/error.hpp"
 #include "record/safetensors.hpp"
@@ -164,30 +165,6 @@ uint32_t random_seed() {
     if (getrandom(&s, sizeof s, 0) != sizeof s) throw_errno("getrandom");
     return s;
 }
-
-// Read-write anonymous memory for an unpacked payload: untouched pages cost nothing, so a
-// hostile length fails on the data, not on the allocation.
-class AnonBuffer {
-public:
-    explicit AnonBuffer(size_t n) : n_(n) {
-        if (n == 0) return;
-        void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) throw_errno("cannot allocate " + std::to_string(n) + " bytes");
-        p_ = static_cast<uint8_t*>(p);
-    }
-    ~AnonBuffer() {
-        if (p_) ::munmap(p_, n_);
-    }
-    AnonBuffer(const AnonBuffer&) = delete;
-    AnonBuffer& operator=(const AnonBuffer&) = delete;
-    uint8_t* data() { return p_; }
-    ByteView view() const { return {p_, n_}; }
-
-private:
-    uint8_t* p_ = nullptr;
-    size_t n_;
-};
 
 struct Segment {
     uint8_t method = 0, width = 1;
@@ -599,7 +576,7 @@ PackedInfo packed_info(ByteView packed, const std::string& where) {
 void unpack(ByteView packed, Sink& out, const std::string& where) {
     Cursor c(packed, where);
     Header h = read_header(c, where);
-    AnonBuffer buf(static_cast<size_t>(h.payload_len));
+    PageBuffer buf(static_cast<size_t>(h.payload_len));
     std::memcpy(buf.data(), h.st_header.data(), h.st_header.size());
     TensorSet set = TensorSet::parse(buf.view(), where + ": packed safetensors header");
     if (set.data_section().data() != buf.view().data() + h.header_len)

@@ -1,5 +1,6 @@
 #include "codec/shard.hpp"
 
+#include "codec/buffer.hpp"
 #include "record/error.hpp"
 #include "record/safetensors.hpp"
 
@@ -7,7 +8,9 @@
 #include <charconv>
 #include <cstring>
 #include <isa-l/erasure_code.h>
+#include <exception>
 #include <sys/random.h>
+#include <thread>
 
 namespace n3::codec {
 
@@ -16,6 +19,8 @@ namespace {
 constexpr uint8_t kShardMagic[4] = {'N', '3', 'S', 'H'};
 constexpr uint8_t kShardVersion = 1;
 constexpr size_t kStripe = size_t(1) << 20;
+constexpr size_t kEncodeStripe = size_t(64) << 10;
+constexpr uint64_t kParallelShards = uint64_t(16) << 20; // records this large use two threads
 constexpr uint64_t kMinRecord = kPreambleSize + kTrailerSize;
 
 uint64_t get_le(const uint8_t* p, int n) {
@@ -55,9 +60,11 @@ void ec_run(uint64_t len, unsigned k, unsigned rows, uint8_t* tables, uint8_t** 
 // The bytes a record's shards cover: preamble, payload, trailer, then zeros up to K * S.
 class RecordImage {
 public:
-    RecordImage(RecordType type, ByteView payload) : payload_(payload) {
+    RecordImage(RecordType type, ByteView payload, std::optional<uint64_t> known_crc)
+        : payload_(payload) {
         encode_preamble(Preamble{kFormatVersion, type, payload.size()}, pre_);
-        uint64_t crc = crc64(crc64(0, ByteView(pre_, kPreambleSize)), payload);
+        uint64_t crc = known_crc ? *known_crc
+                                 : crc64(crc64(0, ByteView(pre_, kPreambleSize)), payload);
         put_le(trailer_, crc, 8);
         len_ = kPreambleSize + payload.size() + kTrailerSize;
     }
@@ -177,56 +184,126 @@ ShardHeader parse_shard(ByteView p, const std::string& where) {
     return h;
 }
 
-GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink) {
-    RecordImage img(type, payload);
+GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink,
+                     std::optional<uint64_t> record_crc, unsigned threads) {
+    RecordImage img(type, payload, record_crc);
     unsigned k = spec.k, m = spec.m;
-    uint64_t L = img.size(), S = (L + k - 1) / k;
+    uint64_t L = img.size(), S = (L + k - 1) / k, body = L - kTrailerSize;
     GroupId group = random_group();
-    std::vector<uint64_t> crc(k + m, 0);
-    std::vector<std::unique_ptr<uint8_t[]>> parity(m);
-    for (auto& p : parity) p = std::make_unique_for_overwrite<uint8_t[]>(S);
+    // crc[i]: CRC-64 of shard i's data. before[i]: of its part inside the record's checksummed
+    // bytes [0, L - 8); joined, they give the record checksum without another pass.
+    PageBuffer parity(static_cast<size_t>(m * S));
 
-    // One pass over the record: data CRCs and parity, stripe by stripe while hot in cache.
     std::vector<uint8_t> tables(static_cast<size_t>(k) * m * 32);
     if (m > 0) {
         auto a = cauchy(k, m);
         ec_init_tables(static_cast<int>(k), static_cast<int>(m), a.data() + k * k, tables.data());
     }
-    std::vector<uint8_t> scratch(k * std::min<uint64_t>(kStripe, S));
-    std::vector<uint8_t*> src(k), dst(m);
-    for (uint64_t off = 0; off < S; off += kStripe) {
-        uint64_t len = std::min<uint64_t>(kStripe, S - off);
-        for (unsigned i = 0; i < k; ++i) {
-            const uint8_t* d = img.direct(i * S + off, len);
-            if (!d) {
-                uint8_t* s = scratch.data() + i * std::min<uint64_t>(kStripe, S);
-                size_t at = 0;
-                img.pieces(i * S + off, len, [&](ByteView v) {
-                    std::memcpy(s + at, v.data(), v.size());
-                    at += v.size();
-                });
-                d = s;
+    // One pass over [from, to) of every shard: parity and CRCs, in stripes small enough that
+    // the CRCs read the data while ISA-L left it in cache. Large records run as two halves on
+    // two threads; their CRCs are joined with crc64_combine.
+    struct Part {
+        uint64_t from = 0, to = 0;
+        std::vector<uint64_t> crc, inside; // per shard: all bytes; bytes inside [0, body)
+        std::vector<uint64_t> inside_len;
+    };
+    auto run = [&](Part& p) {
+        p.crc.assign(k + m, 0);
+        p.inside.assign(k, 0);
+        p.inside_len.assign(k, 0);
+        uint64_t stripe = std::min<uint64_t>(kEncodeStripe, std::max<uint64_t>(p.to - p.from, 1));
+        std::vector<uint8_t> scratch(k * stripe);
+        std::vector<uint8_t*> src(k), dst(m);
+        for (uint64_t off = p.from; off < p.to; off += stripe) {
+            uint64_t len = std::min<uint64_t>(stripe, p.to - off);
+            for (unsigned i = 0; i < k; ++i) {
+                uint64_t at = i * S + off;
+                const uint8_t* d = img.direct(at, len);
+                if (!d) {
+                    uint8_t* s = scratch.data() + i * stripe;
+                    size_t pos = 0;
+                    img.pieces(at, len, [&](ByteView v) {
+                        std::memcpy(s + pos, v.data(), v.size());
+                        pos += v.size();
+                    });
+                    d = s;
+                }
+                src[i] = const_cast<uint8_t*>(d); // ISA-L is not const-correct; it only reads
+                uint64_t in = at >= body ? 0 : std::min(len, body - at);
+                if (in == len) {
+                    p.crc[i] = crc64(p.crc[i], ByteView(d, len));
+                    p.inside[i] = p.crc[i];
+                } else {
+                    p.crc[i] = crc64(p.crc[i], ByteView(d, in));
+                    if (in) p.inside[i] = p.crc[i];
+                    p.crc[i] = crc64(p.crc[i], ByteView(d + in, len - in));
+                }
+                p.inside_len[i] += in;
             }
-            src[i] = const_cast<uint8_t*>(d); // ISA-L's API is not const-correct; it only reads
-            crc[i] = crc64(crc[i], ByteView(d, len));
+            if (m == 0) continue;
+            for (unsigned j = 0; j < m; ++j) dst[j] = parity.data() + j * S + off;
+            ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(m),
+                           tables.data(), src.data(), dst.data());
+            for (unsigned j = 0; j < m; ++j)
+                p.crc[k + j] = crc64(p.crc[k + j], ByteView(dst[j], len));
         }
-        if (m == 0) continue;
-        for (unsigned j = 0; j < m; ++j) dst[j] = parity[j].get() + off;
-        ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(m),
-                       tables.data(), src.data(), dst.data());
-        for (unsigned j = 0; j < m; ++j) crc[k + j] = crc64(crc[k + j], ByteView(dst[j], len));
+    };
+    std::vector<Part> parts(S * k >= kParallelShards && threads > 1 ? 2 : 1);
+    for (size_t t = 0; t < parts.size(); ++t) {
+        parts[t].from = S * t / parts.size();
+        parts[t].to = S * (t + 1) / parts.size();
+    }
+    if (parts.size() == 2) {
+        std::exception_ptr failed;
+        std::thread second([&] {
+            try {
+                run(parts[1]);
+            } catch (...) {
+                failed = std::current_exception();
+            }
+        });
+        run(parts[0]);
+        second.join();
+        if (failed) std::rethrow_exception(failed);
+    } else {
+        run(parts[0]);
+    }
+    std::vector<uint64_t> crc = parts[0].crc, before = parts[0].inside;
+    for (size_t t = 1; t < parts.size(); ++t) {
+        uint64_t len = parts[t].to - parts[t].from;
+        for (unsigned i = 0; i < k + m; ++i) crc[i] = crc64_combine(crc[i], parts[t].crc[i], len);
+        for (unsigned i = 0; i < k; ++i)
+            before[i] = crc64_combine(before[i], parts[t].inside[i], parts[t].inside_len[i]);
+    }
+    if (record_crc) {
+        // The caller gave the record's stored checksum without checking it: check it now,
+        // before any shard is written.
+        uint64_t whole = 0;
+        for (unsigned i = 0; i < k; ++i) {
+            uint64_t part = i * S >= body ? 0 : std::min<uint64_t>(S, body - i * S);
+            whole = crc64_combine(whole, before[i], part);
+        }
+        if (whole != *record_crc)
+            throw DataError("corrupted record (checksum mismatch)");
     }
 
+    uint8_t pre[kPreambleSize];
+    encode_preamble(Preamble{kFormatVersion, RecordType::shard, kShardHeaderSize + S}, pre);
     for (unsigned i = 0; i < k + m; ++i) {
         ShardHeader h{group, i, k, m, L, S, crc[i]};
+        Bytes head = encode_shard_header(h);
+        uint64_t rc = crc64(crc64(0, ByteView(pre, kPreambleSize)), head);
+        rc = crc64_combine(rc, crc[i], S);
+        uint8_t trailer[kTrailerSize];
+        put_le(trailer, rc, 8);
         Sink& out = sink.open(h);
-        RecordWriter w(out, RecordType::shard, kShardHeaderSize + S);
-        w.write(encode_shard_header(h));
+        out.write(ByteView(pre, kPreambleSize));
+        out.write(head);
         if (i < k)
-            img.pieces(i * S, S, [&](ByteView v) { w.write(v); });
+            img.pieces(i * S, S, [&](ByteView v) { out.write(v); });
         else
-            w.write(ByteView(parity[i - k].get(), S));
-        w.end();
+            out.write(ByteView(parity.data() + (i - k) * S, S));
+        out.write(ByteView(trailer, kTrailerSize));
         sink.close(h);
     }
     return group;
@@ -236,8 +313,8 @@ GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSin
 
 struct ShardAssembler::Group {
     ShardHeader claim;
-    std::shared_ptr<uint8_t[]> data; // K * S: the record, once complete
-    std::vector<std::unique_ptr<uint8_t[]>> parity;
+    std::shared_ptr<PageBuffer> data; // K * S: the record, once complete
+    std::vector<PageBuffer> parity;
     std::vector<bool> have;
     unsigned count = 0;
 };
@@ -254,7 +331,7 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
     if (!slot) {
         slot = std::make_unique<Group>();
         slot->claim = h;
-        slot->data = std::make_shared_for_overwrite<uint8_t[]>(h.k * h.shard_len);
+        slot->data = std::make_shared<PageBuffer>(static_cast<size_t>(h.k * h.shard_len));
         slot->parity.resize(h.m);
         slot->have.assign(h.k + h.m, false);
     }
@@ -263,10 +340,10 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
     ByteView data = payload.subspan(kShardHeaderSize);
     uint64_t S = h.shard_len;
     if (h.index < h.k) {
-        std::memcpy(g.data.get() + h.index * S, data.data(), S);
+        std::memcpy(g.data->data() + h.index * S, data.data(), S);
     } else {
-        g.parity[h.index - h.k] = std::make_unique_for_overwrite<uint8_t[]>(S);
-        std::memcpy(g.parity[h.index - h.k].get(), data.data(), S);
+        g.parity[h.index - h.k] = PageBuffer(static_cast<size_t>(S));
+        std::memcpy(g.parity[h.index - h.k].data(), data.data(), S);
     }
     g.have[h.index] = true;
     if (++g.count < h.k) return std::nullopt;
@@ -293,16 +370,16 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
         ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
         std::vector<uint8_t*> src(k), dst(nmiss);
         for (unsigned r = 0; r < k; ++r)
-            src[r] = present[r] < k ? g.data.get() + present[r] * S
-                                    : g.parity[present[r] - k].get();
-        for (unsigned r = 0; r < nmiss; ++r) dst[r] = g.data.get() + missing[r] * S;
+            src[r] = present[r] < k ? g.data->data() + present[r] * S
+                                    : g.parity[present[r] - k].data();
+        for (unsigned r = 0; r < nmiss; ++r) dst[r] = g.data->data() + missing[r] * S;
         ec_run(S, k, nmiss, tables.data(), src.data(), dst.data());
     }
-    std::shared_ptr<uint8_t[]> buf = std::move(g.data);
+    std::shared_ptr<PageBuffer> buf = std::move(g.data);
     open_.erase(key);
     done_.insert(key);
 
-    ByteView rec(buf.get(), h.record_len);
+    ByteView rec(buf->data(), h.record_len);
     Preamble pre = decode_preamble(rec.data(), where + ": " + name + ": rebuilt record");
     uint64_t want = get_le(rec.data() + rec.size() - kTrailerSize, 8);
     if (pre.record_size() != rec.size() || crc64(0, rec.first(rec.size() - kTrailerSize)) != want)
@@ -310,7 +387,7 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
                         "shards of different records share this group id");
     ++rebuilt_;
     Record r(pre.type, rec.subspan(kPreambleSize, pre.payload_len),
-             std::shared_ptr<const void>(buf, buf.get()));
+             std::shared_ptr<const void>(buf));
     return r;
 }
 

@@ -63,7 +63,11 @@ public:
 };
 
 // Writes the K + M shard records of one record, data shards first. Returns the group id.
-GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink);
+// record_crc: the record's stored checksum when the caller has it (a mapped file) and has not
+// verified it; it is then checked in the same pass (DataError before any shard is written).
+// threads: records of 16 MiB and more are coded in two halves on two threads when > 1.
+GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink,
+                     std::optional<uint64_t> record_crc = std::nullopt, unsigned threads = 2);
 
 class ShardAssembler {
 public:

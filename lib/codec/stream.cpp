@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <sys/stat.h>
+#include <thread>
 
 namespace n3::codec {
 
@@ -65,6 +66,47 @@ private:
     std::vector<std::string> paths_;
 };
 
+// Walks the records of a memory-mapped file without copying or checksumming them.
+struct RawRecord {
+    Preamble pre;
+    ByteView body;  // preamble + payload: the bytes the stored checksum covers
+    uint64_t stored_crc = 0;
+    std::string where;
+    ByteView payload() const { return body.subspan(kPreambleSize); }
+    bool crc_ok() const { return crc64(0, body) == stored_crc; }
+};
+
+class MappedRecords {
+public:
+    explicit MappedRecords(Input& in) : name_(in.name()), map_(in.map()) {}
+    const std::shared_ptr<Mapping>& mapping() const { return map_; }
+    // The next record, nullopt at the end; throws DataError when the framing is broken.
+    std::optional<RawRecord> next() {
+        ByteView all = map_->bytes();
+        if (off_ >= all.size()) return std::nullopt;
+        RawRecord r;
+        r.where = name_ + ": record " + std::to_string(index_ + 1) + " at byte " + std::to_string(off_);
+        uint64_t left = all.size() - off_;
+        if (left < kPreambleSize)
+            throw DataError(r.where + ": truncated record header (" + std::to_string(left) +
+                            " of " + std::to_string(kPreambleSize) + " bytes)");
+        r.pre = decode_preamble(all.data() + off_, r.where);
+        if (left < r.pre.record_size())
+            throw DataError(r.where + ": truncated record (" + std::to_string(left) + " of " +
+                            std::to_string(r.pre.record_size()) + " bytes)");
+        r.body = all.subspan(off_, kPreambleSize + r.pre.payload_len);
+        for (int i = 7; i >= 0; --i) r.stored_crc = (r.stored_crc << 8) | all[off_ + r.body.size() + i];
+        off_ += r.pre.record_size();
+        ++index_;
+        return r;
+    }
+
+private:
+    std::string name_;
+    std::shared_ptr<Mapping> map_;
+    uint64_t off_ = 0, index_ = 0;
+};
+
 } // namespace
 
 // StreamEncoder -------------------------------------------------------------------------------
@@ -91,14 +133,29 @@ StreamEncoder::StreamEncoder(EncodeOptions o, Sink& out) : o_(std::move(o)), out
 StreamEncoder::~StreamEncoder() = default;
 
 void StreamEncoder::read(Input& in) {
+    if (in.is_regular()) {
+        // Records stay in the mapping; a record only sharded has its checksum verified in the
+        // sharding pass itself.
+        MappedRecords recs(in);
+        while (auto r = recs.next()) {
+            bool verify_later = !o_.pack && o_.shards;
+            if (!verify_later && !r->crc_ok())
+                throw DataError(r->where + ": corrupted record (checksum mismatch)");
+            Record rec(r->pre.type, r->payload(), recs.mapping());
+            encode(rec, r->where, verify_later ? std::optional<uint64_t>(r->stored_crc)
+                                               : std::nullopt);
+        }
+        return;
+    }
     RecordReader reader(in);
     while (auto rec = reader.next()) {
         std::string where = in.name() + ": record " + std::to_string(rec->index + 1);
-        encode(*rec, where);
+        encode(*rec, where, std::nullopt);
     }
 }
 
-void StreamEncoder::encode(const Record& rec, const std::string& where) {
+void StreamEncoder::encode(const Record& rec, const std::string& where,
+                           std::optional<uint64_t> unverified_crc) {
     ++stats_.records;
     stats_.bytes_in += rec.encoded_size();
     if (residual_ && stats_.records > 1)
@@ -127,11 +184,19 @@ void StreamEncoder::encode(const Record& rec, const std::string& where) {
         auto t0 = std::chrono::steady_clock::now();
         if (!o_.shard_dir.empty()) {
             DirShardSink dir(o_.shard_dir);
-            write_shards(type, payload, *o_.shards, dir);
+            try {
+                write_shards(type, payload, *o_.shards, dir, unverified_crc, threads());
+            } catch (const DataError& e) {
+                throw DataError(where + ": " + e.what());
+            }
             dir.commit(files_);
         } else {
             StreamShardSink s(counted);
-            write_shards(type, payload, *o_.shards, s);
+            try {
+                write_shards(type, payload, *o_.shards, s, unverified_crc, threads());
+            } catch (const DataError& e) {
+                throw DataError(where + ": " + e.what());
+            }
         }
         stats_.shard_seconds += seconds_since(t0);
         stats_.shards += o_.shards->k + o_.shards->m;
@@ -139,6 +204,10 @@ void StreamEncoder::encode(const Record& rec, const std::string& where) {
         write_record(counted, type, payload);
     }
     stats_.bytes_out += counted.n;
+}
+
+unsigned StreamEncoder::threads() const {
+    return o_.packing.threads ? o_.packing.threads : std::max(1u, std::thread::hardware_concurrency());
 }
 
 void StreamEncoder::finish() {
@@ -161,46 +230,26 @@ void StreamDecoder::corrupted(RecordType type, const std::string& message) {
 void StreamDecoder::read(Input& in) {
     uint64_t index = 0;
     if (in.is_regular()) {
-        auto map = in.map();
-        ByteView all = map->bytes();
-        uint64_t off = 0;
-        while (off < all.size()) {
-            std::string where = in.name() + ": record " + std::to_string(index + 1) +
-                                " at byte " + std::to_string(off);
-            uint64_t left = all.size() - off;
-            if (left < kPreambleSize) {
-                errors_.push_back(where + ": truncated record header (" + std::to_string(left) +
-                                  " of " + std::to_string(kPreambleSize) + " bytes)");
-                return;
-            }
-            Preamble pre;
+        MappedRecords recs(in);
+        for (;;) {
+            std::optional<RawRecord> r;
             try {
-                pre = decode_preamble(all.data() + off, where);
+                r = recs.next();
             } catch (const DataError& e) {
                 errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
                                   " cannot be read");
                 return;
             }
-            if (left < pre.record_size()) {
-                errors_.push_back(where + ": truncated record (" + std::to_string(left) + " of " +
-                                  std::to_string(pre.record_size()) + " bytes)");
-                return;
-            }
-            ByteView body = all.subspan(off, kPreambleSize + pre.payload_len);
-            uint64_t want = 0;
-            for (int i = 7; i >= 0; --i) want = (want << 8) | all[off + body.size() + i];
-            ++index;
+            if (!r) return;
             ++stats_.records;
-            off += pre.record_size();
-            if (crc64(0, body) != want) {
-                corrupted(pre.type, where + ": corrupted " + std::string(type_name(pre.type)) +
-                                        " record (checksum mismatch)");
+            if (!r->crc_ok()) {
+                corrupted(r->pre.type, r->where + ": corrupted " +
+                                           std::string(type_name(r->pre.type)) +
+                                           " record (checksum mismatch)");
                 continue;
             }
-            Record rec(pre.type, body.subspan(kPreambleSize), map);
-            handle(rec, where, 0);
+            handle(Record(r->pre.type, r->payload(), recs.mapping()), r->where, 0);
         }
-        return;
     }
     RecordReader reader(in);
     for (;;) {

@@ -56,7 +56,8 @@ public:
     const std::vector<std::string>& shard_files() const { return files_; }
 
 private:
-    void encode(const Record& rec, const std::string& where);
+    unsigned threads() const;
+    void encode(const Record& rec, const std::string& where, std::optional<uint64_t> unverified_crc);
     EncodeOptions o_;
     Sink& out_;
     std::optional<Residual> residual_;

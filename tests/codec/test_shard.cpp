@@ -1,3 +1,4 @@
+#include "codec/buffer.hpp"
 #include "codec/shard.hpp"
 #include "codec/stream.hpp"
 #include "helpers.hpp"
@@ -189,4 +190,36 @@ TEST_CASE("the stream decoder rebuilds groups, unpacks, passes plain records, co
     Bytes twice = plain;
     twice.insert(twice.end(), plain.begin(), plain.end());
     REQUIRE(out.data == twice);
+}
+
+TEST_CASE("CRC-64 values of adjacent pieces combine to the CRC of the whole") {
+    Bytes b(100000);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 131 + (i >> 7));
+    uint64_t whole = crc64(0, b);
+    for (size_t cut : {size_t(0), size_t(1), size_t(7), size_t(4096), size_t(99999), b.size()}) {
+        ByteView a = ByteView(b).first(cut), c = ByteView(b).subspan(cut);
+        REQUIRE(crc64_combine(crc64(0, a), crc64(0, c), c.size()) == whole);
+    }
+}
+
+TEST_CASE("sharding a record with a wrong stored checksum fails before writing") {
+    Bytes payload = test::make_update(30);
+    Bytes rec = encode_record(RecordType::update, payload);
+    uint64_t stored = 0;
+    for (int i = 7; i >= 0; --i) stored = (stored << 8) | rec[rec.size() - 8 + i];
+    test::CollectShards ok;
+    REQUIRE_NOTHROW(write_shards(RecordType::update, payload, {4, 2}, ok, stored));
+    test::CollectShards bad;
+    REQUIRE_THROWS_WITH(write_shards(RecordType::update, payload, {4, 2}, bad, stored ^ 1),
+                        Catch::Contains("checksum mismatch"));
+    REQUIRE(bad.records.empty());
+    // The shards made with the verified stored checksum rebuild the record.
+    ShardAssembler a;
+    std::optional<Record> out;
+    for (auto& s : ok.records) {
+        Record r = decode_record(s.data);
+        if (auto got = a.add(parse_shard(r.payload(), "t"), r.payload(), "t")) out = got;
+    }
+    REQUIRE(out);
+    REQUIRE(encode_record(out->type(), out->payload()) == rec);
 }
