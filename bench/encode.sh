@@ -16,10 +16,10 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/n3-bench-encode.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
 now() { date +%s.%N; }
-# best of 3 wall-clock seconds of a shell command
+# best of N (default 3) wall-clock seconds of a shell command
 best() {
     local best=999999 t0 t1 d
-    for _ in 1 2 3; do
+    for _ in $(seq "${2:-3}"); do
         t0=$(now); eval "$1" >/dev/null 2>&1; t1=$(now)
         d=$(echo "$t1 - $t0" | bc -l)
         best=$(echo "if ($d < $best) $d else $best" | bc -l)
@@ -41,23 +41,34 @@ if [ -x "$RS_BENCH" ]; then
 else
     echo "n3-bench-rs not built (configure with tests on); skipping the in-process comparison"
 fi
-T_N3=$(best "'$N3_BIN/n3-encode' --shards 10+4 -o '$W/s.n3' '$W/u.n3'")
-T_DEC=$(best "'$N3_BIN/n3-encode' -d -o '$W/s.dec.n3' '$W/s.n3'")
+# Outputs go to files through stdout, as zstd and par2 write theirs (no fsync).
+T_N3=$(best "'$N3_BIN/n3-encode' --shards 10+4 '$W/u.n3' > '$W/s.n3'")
+T_DEC=$(best "'$N3_BIN/n3-encode' -d '$W/s.n3' > '$W/s.dec.n3'")
+# Lose the first 4 data shards: the most a 10+4 group can lose.
+"$PY" - "$W/s.n3" "$W/s.lost.n3" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read(); o = 0; out = []
+while o < len(b):
+    n, = struct.unpack_from("<Q", b, o + 16); out.append(b[o:o + 40 + n]); o += 40 + n
+open(sys.argv[2], "wb").write(b"".join(out[4:]))
+PY
+T_LOST=$(best "'$N3_BIN/n3-encode' -d '$W/s.lost.n3' > '$W/s.dec.n3'")
 cmp "$W/u.n3" "$W/s.dec.n3"
-rm -f "$W/s.n3" "$W/s.dec.n3"
+cmp "$W/u.n3" "$W/s.dec.n3"
+rm -f "$W/s.n3" "$W/s.dec.n3" "$W/s.lost.n3"
 if command -v par2 >/dev/null; then
     cp "$W/u.n3" "$W/p.bin"
-    T_PAR=$(best "rm -f '$W'/p.bin*.par2; par2 create -q -q -r40 '$W/p.bin'")
+    T_PAR=$(best "rm -f '$W'/p.bin*.par2; par2 create -q -q -r40 '$W/p.bin'" 1)
     rm -f "$W"/p.bin*
-    echo "rs 10+4 whole tool (file to file, fsync): n3-encode $T_N3 s, par2 create -r40 $T_PAR s: n3 is $(ratio "$T_PAR" "$T_N3")x faster"
+    echo "rs 10+4 whole tool, file to file: n3-encode --shards 10+4 $T_N3 s, par2 create -r40 $T_PAR s: n3 is $(ratio "$T_PAR" "$T_N3")x faster"
 else
     echo "rs 10+4 whole tool: n3-encode $T_N3 s (par2 not installed)"
 fi
-echo "rs 10+4 rebuild, whole tool (no loss): n3-encode -d $T_DEC s, $(ratio "$FP32" "$(echo "$T_DEC * 1000000000" | bc -l)") GB/s"
+echo "rs 10+4 rebuild, whole tool: no shard lost $T_DEC s ($(ratio "$FP32" "$(echo "$T_DEC * 1000000000" | bc -l)") GB/s), 4 data shards lost $T_LOST s ($(ratio "$FP32" "$(echo "$T_LOST * 1000000000" | bc -l)") GB/s)"
 
 echo "--- lossless"
-T_Z=$(best "'$N3_BIN/n3-encode' --zstd -o '$W/z.n3' '$W/u.n3'")
-T_ZD=$(best "'$N3_BIN/n3-encode' -d -o '$W/z.dec.n3' '$W/z.n3'")
+T_Z=$(best "'$N3_BIN/n3-encode' --zstd '$W/u.n3' > '$W/z.n3'")
+T_ZD=$(best "'$N3_BIN/n3-encode' -d '$W/z.n3' > '$W/z.dec.n3'")
 cmp "$W/u.n3" "$W/z.dec.n3"
 T_REF=$(best "zstd -3 -q -f '$W/u.n3' -o '$W/u.zst'")
 T_REFD=$(best "zstd -d -q -f '$W/u.zst' -o '$W/u.unz'")
@@ -70,7 +81,7 @@ echo "lossless time vs zstd -3 -T2 (both cores): $(ratio "$T_Z2" "$T_Z")x"
 rm -f "$W/z.n3" "$W/z.dec.n3" "$W/u.zst" "$W/u.unz"
 
 echo "--- lossy"
-T_Q=$(best "'$N3_BIN/n3-encode' --quantize int8 --zstd -o '$W/q.n3' '$W/u.n3'")
-T_K=$(best "'$N3_BIN/n3-encode' --topk 0.01 --quantize int8 --zstd -o '$W/k.n3' '$W/u.n3'")
+T_Q=$(best "'$N3_BIN/n3-encode' --quantize int8 --zstd '$W/u.n3' > '$W/q.n3'")
+T_K=$(best "'$N3_BIN/n3-encode' --topk 0.01 --quantize int8 --zstd '$W/u.n3' > '$W/k.n3'")
 echo "int8+zstd: $(size "$W/q.n3") bytes = $(ratio "$(size "$W/q.n3")" "$FP32") of fp32 ($T_Q s, $(ratio "$FP32" "$(echo "$T_Q * 1000000" | bc -l)") MB/s)"
 echo "top-k 1% + int8 + zstd: $(size "$W/k.n3") bytes = $(ratio "$(size "$W/k.n3")" "$FP32") of fp32 ($T_K s)"

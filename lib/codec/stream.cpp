@@ -1,5 +1,6 @@
 #include "codec/stream.hpp"
 
+#include "codec/buffer.hpp"
 #include "record/error.hpp"
 
 #include <chrono>
@@ -242,6 +243,24 @@ void StreamDecoder::read(Input& in) {
             }
             if (!r) return;
             ++stats_.records;
+            if (r->pre.type == RecordType::shard) {
+                // One pass: parse_shard checks the data's CRC, and the record's checksum must
+                // be that CRC joined to the framing's.
+                ShardHeader h;
+                try {
+                    h = parse_shard(r->payload(), r->where);
+                } catch (const DataError& e) {
+                    corrupted(RecordType::shard, e.what());
+                    continue;
+                }
+                uint64_t head = crc64(0, r->body.first(kPreambleSize + kShardHeaderSize));
+                if (crc64_combine(head, h.data_crc, h.shard_len) != r->stored_crc) {
+                    corrupted(RecordType::shard, r->where + ": corrupted shard record (checksum mismatch)");
+                    continue;
+                }
+                add_shard(h, Record(r->pre.type, r->payload(), recs.mapping()), r->where, 0);
+                continue;
+            }
             if (!r->crc_ok()) {
                 corrupted(r->pre.type, r->where + ": corrupted " +
                                            std::string(type_name(r->pre.type)) +
@@ -292,26 +311,15 @@ void StreamDecoder::handle(const Record& rec, const std::string& where, int dept
     }
     switch (rec.type()) {
     case RecordType::shard: {
-        ++stats_.shards;
         ShardHeader h;
         try {
             h = parse_shard(rec.payload(), where);
         } catch (const DataError& e) {
-            ++stats_.bad_shards;
-            warnings_.push_back(std::string(e.what()) + "; shard counted as missing");
+            ++stats_.shards;
+            corrupted(RecordType::shard, e.what());
             return;
         }
-        std::optional<Record> whole;
-        try {
-            whole = shards_.add(h, rec.payload(), where);
-        } catch (const DataError& e) {
-            errors_.push_back(e.what());
-            return;
-        }
-        if (whole) {
-            ++stats_.groups;
-            handle(*whole, "group " + group_hex(h.group), depth + 1);
-        }
+        add_shard(h, rec, where, depth);
         return;
     }
     case RecordType::packed:
@@ -327,6 +335,22 @@ void StreamDecoder::handle(const Record& rec, const std::string& where, int dept
     default:
         write_record(out_, rec);
         ++stats_.written;
+    }
+}
+
+void StreamDecoder::add_shard(const ShardHeader& h, const Record& rec, const std::string& where,
+                              int depth) {
+    ++stats_.shards;
+    std::optional<Record> whole;
+    try {
+        whole = shards_.add(h, rec.payload(), where);
+    } catch (const DataError& e) {
+        errors_.push_back(e.what());
+        return;
+    }
+    if (whole) {
+        ++stats_.groups;
+        handle(*whole, "group " + group_hex(h.group), depth + 1);
     }
 }
 

@@ -80,6 +80,7 @@ public:
 
 private:
     void handle(const Record& rec, const std::string& where, int depth);
+    void add_shard(const ShardHeader& h, const Record& rec, const std::string& where, int depth);
     void corrupted(RecordType type, const std::string& message);
     Sink& out_;
     ShardAssembler shards_;
