@@ -65,6 +65,21 @@ ls "$T/sd"/* | head -3 | xargs cat > "$T/three.n3"
 expect 1 'group [0-9a-f]{32}: only 3 of the 4 shards' -- n3-encode -d -o "$T/three.dec.n3" "$T/three.n3"
 assert_no_file "$T/three.dec.n3"
 
+# n3-inspect describes packed and shard records.
+expect 0 '' -- n3-inspect "$T/q.n3" "$T/s.n3"
+assert_match 'codec +int4/128,shuffle,zstd=1' "$T/out" "inspect names a packed record's chain"
+assert_match 'shard +5 of 4\+2 \(parity\)' "$T/out" "inspect names a shard's index"
+# A stream cut inside its last shard: the group still rebuilds from the first five, and the
+# damage is reported.
+head -c -100 "$T/s.n3" > "$T/s.cut.n3"
+expect 1 'truncated' -- n3-encode -d -o "$T/s.cut.dec.n3" "$T/s.cut.n3"
+assert_no_file "$T/s.cut.dec.n3"
+n3-encode -d < "$T/s.cut.n3" 2>/dev/null > "$T/s.cut.pipe.n3"
+assert_eq "$(cmp "$T/u.n3" "$T/s.cut.pipe.n3" && echo same)" same "a cut stream still yields its complete group"
+cat "$T/s.cut.n3" | n3-encode -d 2>"$T/cut.err" > "$T/s.cut.pipe2.n3"
+assert_eq "$(cmp "$T/u.n3" "$T/s.cut.pipe2.n3" && echo same)" same "...also from a pipe"
+assert_match 'truncated' "$T/cut.err" "a cut pipe is reported"
+
 # Interleaved groups, duplicates, plain records and packed records in one stream.
 n3-encode --shards 3+1 "$T/v.n3" > "$T/g2.n3"
 "$N3_PYTHON" - "$T/s.n3" "$T/g2.n3" "$T/z.n3" "$T/u.n3" "$T/mix.n3" <<'PY'
