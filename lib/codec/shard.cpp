@@ -309,6 +309,89 @@ GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSin
     return group;
 }
 
+GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSpec spec,
+                              ShardSink& sink) {
+    unsigned k = spec.k, m = spec.m;
+    uint64_t L = pre.record_size(), S = (L + k - 1) / k, body = L - kTrailerSize;
+    GroupId group = random_group();
+    uint8_t head[kPreambleSize], tail[kTrailerSize];
+    encode_preamble(pre, head);
+    uint64_t rec_crc = crc64(0, ByteView(head, kPreambleSize));
+    bool payload_done = false;
+
+    std::vector<uint8_t> tables(static_cast<size_t>(k) * m * 32);
+    if (m > 0) {
+        auto a = cauchy(k, m);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(m), a.data() + k * k, tables.data());
+    }
+    PageBuffer buf(static_cast<size_t>(S)), parity(static_cast<size_t>(m * S)); // parity starts zero
+    std::vector<uint64_t> crc(k + m, 0);
+    uint8_t spre[kPreambleSize];
+    encode_preamble(Preamble{kFormatVersion, RecordType::shard, kShardHeaderSize + S}, spre);
+    auto emit = [&](unsigned i, const uint8_t* data) {
+        ShardHeader h{group, i, k, m, L, S, crc[i]};
+        Bytes hb = encode_shard_header(h);
+        uint64_t rc = crc64_combine(crc64(crc64(0, ByteView(spre, kPreambleSize)), hb), crc[i], S);
+        uint8_t trailer[kTrailerSize];
+        put_le(trailer, rc, 8);
+        Sink& out = sink.open(h);
+        out.write(ByteView(spre, kPreambleSize));
+        out.write(hb);
+        out.write(ByteView(data, S));
+        out.write(ByteView(trailer, kTrailerSize));
+        sink.close(h);
+    };
+    for (unsigned i = 0; i < k; ++i) {
+        // Shard i is the record's bytes [i*S, (i+1)*S): preamble, payload, trailer, zeros.
+        uint64_t pos = i * S, end = pos + S, at = 0;
+        while (pos < end) {
+            uint8_t* dst = buf.data() + at;
+            uint64_t n;
+            if (pos < kPreambleSize) {
+                n = std::min<uint64_t>(end, kPreambleSize) - pos;
+                std::memcpy(dst, head + pos, n);
+            } else if (pos < body) {
+                n = reader.read_payload(std::span<uint8_t>(dst, std::min<uint64_t>(end, body) - pos));
+                if (n == 0) throw DataError(reader.where() + ": truncated record");
+                rec_crc = crc64(rec_crc, ByteView(dst, n));
+            } else {
+                if (!payload_done) {
+                    reader.end(); // verifies the stored checksum, which equals rec_crc
+                    put_le(tail, rec_crc, 8);
+                    payload_done = true;
+                }
+                if (pos < L) {
+                    n = std::min(end, L) - pos;
+                    std::memcpy(dst, tail + (pos - body), n);
+                } else {
+                    n = end - pos;
+                    std::memset(dst, 0, n);
+                }
+            }
+            pos += n;
+            at += n;
+        }
+        crc[i] = crc64(0, buf.view());
+        if (m > 0) {
+            std::vector<uint8_t*> dst(m);
+            for (uint64_t off = 0; off < S; off += kStripe) {
+                int len = static_cast<int>(std::min<uint64_t>(kStripe, S - off));
+                for (unsigned j = 0; j < m; ++j) dst[j] = parity.data() + j * S + off;
+                ec_encode_data_update(len, static_cast<int>(k), static_cast<int>(m),
+                                      static_cast<int>(i), tables.data(), buf.data() + off,
+                                      dst.data());
+            }
+        }
+        emit(i, buf.data());
+    }
+    if (!payload_done) reader.end();
+    for (unsigned j = 0; j < m; ++j) {
+        crc[k + j] = crc64(0, ByteView(parity.data() + j * S, S));
+        emit(k + j, parity.data() + j * S);
+    }
+    return group;
+}
+
 // ShardAssembler -----------------------------------------------------------------------------
 
 struct ShardAssembler::Group {

@@ -69,6 +69,14 @@ public:
 GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink,
                      std::optional<uint64_t> record_crc = std::nullopt, unsigned threads = 2);
 
+// The same, for a record being read from a pipe: reader.begin() has returned `pre`, and the
+// payload is read from `reader` as the data shards go out, so only one shard and the parity
+// are held. The record's checksum is verified (reader.end()) before its last shard is written;
+// a mismatch throws DataError, and the shards already written carry the damage, which the
+// rebuilt record's own checksum reveals.
+GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSpec spec,
+                              ShardSink& sink);
+
 class ShardAssembler {
 public:
     ShardAssembler();

@@ -149,6 +149,29 @@ void StreamEncoder::read(Input& in) {
         return;
     }
     RecordReader reader(in);
+    if (!o_.pack && o_.shards) {
+        // Sharding a pipe: data shards leave as their bytes arrive (one shard held, not the
+        // whole record).
+        for (;;) {
+            auto pre = reader.begin();
+            if (!pre) return;
+            ++stats_.records;
+            stats_.bytes_in += pre->record_size();
+            auto t0 = std::chrono::steady_clock::now();
+            if (!o_.shard_dir.empty()) {
+                DirShardSink dir(o_.shard_dir);
+                write_shards_streamed(reader, *pre, *o_.shards, dir);
+                dir.commit(files_);
+            } else {
+                CountingSink counted(out_);
+                StreamShardSink sink(counted);
+                write_shards_streamed(reader, *pre, *o_.shards, sink);
+                stats_.bytes_out += counted.n;
+            }
+            stats_.shard_seconds += seconds_since(t0);
+            stats_.shards += o_.shards->k + o_.shards->m;
+        }
+    }
     while (auto rec = reader.next()) {
         std::string where = in.name() + ": record " + std::to_string(rec->index + 1);
         encode(*rec, where, std::nullopt);
