@@ -132,8 +132,9 @@ int main(int argc, char** argv) {
             encoder.read(in);
         }
         if (encoder.stats().records == 0) throw DataError("no records (empty input)");
-        encoder.finish();
+        // The residual moves on only once what was sent is out whole.
         if (out) out->commit();
+        encoder.finish();
         auto& s = encoder.stats();
         if (o.pack)
             tool.verbose("pack " + codec::chain_text(o.packing, !residual.empty()) + ": " +
