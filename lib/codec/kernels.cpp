@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <functional>
 
@@ -45,7 +46,7 @@ inline uint32_t mix32(uint32_t x) {
 N3_HOT void round_block(const float* x, size_t n, float inv, float qmax, int8_t* q) {
     for (size_t i = 0; i < n; ++i) {
         float v = x[i] * inv;
-        v = v >= 0.0f ? v + 0.5f : v - 0.5f;
+        v += std::copysign(0.5f, v);
         v = v > qmax ? qmax : v;
         v = v < -qmax ? -qmax : v;
         q[i] = static_cast<int8_t>(static_cast<int>(v));
@@ -53,18 +54,17 @@ N3_HOT void round_block(const float* x, size_t n, float inv, float qmax, int8_t*
 }
 
 // q = floor(x * inv + u), u uniform in [0, 1) from a hash of (seed, global index): unbiased.
+// x * inv + u + 128 is positive, so truncation is floor; floorf itself does not vectorise.
 N3_HOT void round_block_stochastic(const float* x, size_t n, float inv, float qmax, int8_t* q,
                                    uint32_t seed, uint32_t first) {
+    int lim = static_cast<int>(qmax);
     for (size_t i = 0; i < n; ++i) {
         uint32_t h = mix32(seed + first + static_cast<uint32_t>(i) * 0x9e3779b9U);
-        float u = static_cast<float>(h >> 8) * (1.0f / 16777216.0f);
-        float v = x[i] * inv + u;
-        int t = static_cast<int>(v);
-        float f = static_cast<float>(t);
-        v = f > v ? f - 1.0f : f;
-        v = v > qmax ? qmax : v;
-        v = v < -qmax ? -qmax : v;
-        q[i] = static_cast<int8_t>(static_cast<int>(v));
+        float u = static_cast<float>(static_cast<int32_t>(h >> 8)) * (1.0f / 16777216.0f);
+        int t = static_cast<int>(x[i] * inv + u + 128.0f) - 128;
+        t = t > lim ? lim : t;
+        t = t < -lim ? -lim : t;
+        q[i] = static_cast<int8_t>(t);
     }
 }
 
