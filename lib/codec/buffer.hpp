@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 namespace n3::codec {
 
@@ -32,6 +34,32 @@ public:
 private:
     uint8_t* p_ = nullptr;
     size_t n_ = 0;
+};
+
+// Zero-filled scratch of n elements (T trivial): a vector when small, huge-page anonymous
+// memory when large (fresh pages fault in far faster that way, and arrive zeroed).
+template <class T> class Scratch {
+public:
+    explicit Scratch(size_t n) : n_(n) {
+        if (n * sizeof(T) >= (size_t(1) << 20)) {
+            big_ = PageBuffer(n * sizeof(T));
+            p_ = reinterpret_cast<T*>(big_.data());
+        } else {
+            small_.resize(n);
+            p_ = small_.data();
+        }
+    }
+    T* data() { return p_; }
+    size_t size() const { return n_; }
+    std::span<T> span() { return {p_, n_}; }
+    std::span<const T> cspan() const { return {p_, n_}; }
+    T& operator[](size_t i) { return p_[i]; }
+
+private:
+    size_t n_;
+    T* p_ = nullptr;
+    std::vector<T> small_;
+    PageBuffer big_;
 };
 
 // crc64(0, A || B) from crc64(0, A), crc64(0, B) and the length of B (zlib's method).

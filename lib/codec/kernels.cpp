@@ -1,5 +1,6 @@
 #include "codec/kernels.hpp"
 
+#include "codec/buffer.hpp"
 #include "record/safetensors.hpp"
 
 #include <algorithm>
@@ -129,16 +130,16 @@ void dequantize_int8(std::span<const int8_t> q, std::span<const float> scales, u
 
 void quantize_int4(std::span<const float> x, uint32_t block, Rounding r,
                    std::span<uint8_t> packed, std::span<float> scales) {
-    std::vector<int8_t> q(x.size() + 1, 0);
+    Scratch<int8_t> q(x.size() + 1);
     quantize_blocks(x, block, r, 7.0f, q.data(), scales);
     pack_nibbles(q.data(), packed.size(), packed.data());
 }
 
 void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales,
                      uint32_t block, std::span<float> out) {
-    std::vector<int8_t> q(packed.size() * 2);
+    Scratch<int8_t> q(packed.size() * 2);
     unpack_nibbles(packed.data(), packed.size(), q.data());
-    dequantize_int8(std::span<const int8_t>(q).first(out.size()), scales, block, out);
+    dequantize_int8(q.cspan().first(out.size()), scales, block, out);
 }
 
 void to_f16(std::span<const float> x, std::span<uint16_t> out) {
@@ -159,10 +160,9 @@ std::vector<uint32_t> topk_indices(std::span<const float> x, size_t k) {
     k = std::min(k, n);
     std::vector<uint32_t> out;
     if (k == 0) return out;
-    std::vector<uint32_t> mags(n);
+    Scratch<uint32_t> mags(n);
     for (size_t i = 0; i < n; ++i) mags[i] = std::bit_cast<uint32_t>(x[i]) & 0x7fffffffU;
-    std::nth_element(mags.begin(), mags.begin() + static_cast<std::ptrdiff_t>(k - 1), mags.end(),
-                     std::greater<>());
+    std::nth_element(mags.data(), mags.data() + (k - 1), mags.data() + n, std::greater<>());
     uint32_t thr = mags[k - 1];
     size_t above = 0;
     for (size_t i = 0; i < n; ++i)

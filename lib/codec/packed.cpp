@@ -49,20 +49,18 @@ ByteView as_bytes(const void* p, size_t n) { return {static_cast<const uint8_t*>
 
 bool is_lossy_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 
-std::vector<float> load_floats(DType d, ByteView data) {
+// Reads F32, F16 or BF16 elements as floats into out (data.size() / dtype_size(d) of them).
+void load_floats(DType d, ByteView data, float* out) {
     size_t n = data.size() / dtype_size(d);
-    std::vector<float> x(n);
     if (d == DType::F32) {
-        std::memcpy(x.data(), data.data(), data.size());
-    } else {
-        std::vector<uint16_t> h(n);
-        std::memcpy(h.data(), data.data(), data.size());
-        if (d == DType::F16)
-            from_f16(h, x);
-        else
-            from_bf16(h, x);
+        std::memcpy(out, data.data(), data.size());
+        return;
     }
-    return x;
+    for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, data.data() + 2 * i, 2);
+        out[i] = d == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
 }
 
 // Writes float values as dtype d (F32, F16 or BF16) at dst.
@@ -71,12 +69,10 @@ void store_floats(DType d, std::span<const float> x, uint8_t* dst) {
         std::memcpy(dst, x.data(), x.size() * 4);
         return;
     }
-    std::vector<uint16_t> h(x.size());
-    if (d == DType::F16)
-        to_f16(x, h);
-    else
-        to_bf16(x, h);
-    std::memcpy(dst, h.data(), h.size() * 2);
+    for (size_t i = 0; i < x.size(); ++i) {
+        uint16_t h = d == DType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+    }
 }
 
 struct CCtxFree {
@@ -315,7 +311,9 @@ Residual Residual::load(const std::string& path) {
     for (auto& t : set.tensors()) {
         if (t.dtype != DType::F32)
             throw DataError(path + ": residual tensor '" + t.name + "' is not F32");
-        r.values[t.name] = load_floats(DType::F32, set.data(t));
+        auto& v = r.values[t.name];
+        v.resize(t.numel());
+        load_floats(DType::F32, set.data(t), v.data());
         r.shapes[t.name] = t.shape;
     }
     if (reader.next()) throw DataError(path + ": holds more than one record");
@@ -394,8 +392,9 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
             seg.put(set.data(t), dtype_size(t.dtype));
             continue;
         }
-        std::vector<float> x = load_floats(t.dtype, set.data(t));
-        size_t bad = find_non_finite(x);
+        Scratch<float> x(static_cast<size_t>(numel));
+        load_floats(t.dtype, set.data(t), x.data());
+        size_t bad = find_non_finite(x.cspan());
         if (bad != x.size())
             throw DataError(where + ": tensor '" + t.name + "' has " +
                                 (std::isnan(x[bad]) ? "NaN" : "Inf") + " at element " +
@@ -415,11 +414,11 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
         if (sparse) {
             double want = std::ceil(o.topk * static_cast<double>(numel));
             size_t k = static_cast<size_t>(std::clamp(want, 1.0, static_cast<double>(numel)));
-            idx = topk_indices(x, k);
+            idx = topk_indices(x.cspan(), k);
             vals.resize(idx.size());
             for (size_t i = 0; i < idx.size(); ++i) vals[i] = x[idx[i]];
         }
-        std::span<const float> v = sparse ? std::span<const float>(vals) : std::span<const float>(x);
+        std::span<const float> v = sparse ? std::span<const float>(vals) : x.cspan();
         size_t n = v.size();
         Encoding enc = o.quantize;
         bool scaled = enc == Encoding::int8 || enc == Encoding::int4;
@@ -438,21 +437,21 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
         if (feedback) sent.resize(n);
         switch (enc) {
         case Encoding::raw: {
-            Bytes b(n * dtype_size(t.dtype));
+            Scratch<uint8_t> b(n * dtype_size(t.dtype));
             store_floats(t.dtype, v, b.data());
-            seg.put(b, dtype_size(t.dtype));
-            if (feedback) sent = load_floats(t.dtype, b);
+            seg.put(b.cspan(), dtype_size(t.dtype));
+            if (feedback) load_floats(t.dtype, b.cspan(), sent.data());
             break;
         }
         case Encoding::f16:
         case Encoding::bf16: {
-            std::vector<uint16_t> h(n);
-            if (enc == Encoding::f16) to_f16(v, h);
-            else to_bf16(v, h);
+            Scratch<uint16_t> h(n);
+            if (enc == Encoding::f16) to_f16(v, h.span());
+            else to_bf16(v, h.span());
             seg.put(as_bytes(h.data(), n * 2), 2);
             if (feedback) {
-                if (enc == Encoding::f16) from_f16(h, sent);
-                else from_bf16(h, sent);
+                if (enc == Encoding::f16) from_f16(h.cspan(), sent);
+                else from_bf16(h.cspan(), sent);
             }
             break;
         }
@@ -460,15 +459,15 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
         case Encoding::int4: {
             std::vector<float> scales(block_count(n, o.block));
             if (enc == Encoding::int8) {
-                std::vector<int8_t> q(n);
-                quantize_int8(v, o.block, rounding, q, scales);
+                Scratch<int8_t> q(n);
+                quantize_int8(v, o.block, rounding, q.span(), scales);
                 seg.put(as_bytes(q.data(), n), 1);
-                if (feedback) dequantize_int8(q, scales, o.block, sent);
+                if (feedback) dequantize_int8(q.cspan(), scales, o.block, sent);
             } else {
-                Bytes q((n + 1) / 2);
-                quantize_int4(v, o.block, rounding, q, scales);
-                seg.put(q, 1);
-                if (feedback) dequantize_int4(q, scales, o.block, sent);
+                Scratch<uint8_t> q((n + 1) / 2);
+                quantize_int4(v, o.block, rounding, q.span(), scales);
+                seg.put(q.cspan(), 1);
+                if (feedback) dequantize_int4(q.cspan(), scales, o.block, sent);
             }
             seg.put(as_bytes(scales.data(), scales.size() * 4), 4);
             break;
@@ -481,7 +480,7 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
             } else {
                 for (size_t i = 0; i < n; ++i) x[i] -= sent[i];
             }
-            feedback->values[t.name] = std::move(x);
+            feedback->values[t.name].assign(x.data(), x.data() + x.size());
             feedback->shapes[t.name] = t.shape;
         }
     }
@@ -645,17 +644,18 @@ void unpack(ByteView packed, Sink& out, const std::string& where) {
             decode_segment(e.values, dst, dctx.get(), scratch, what);
             continue;
         }
-        Bytes vb(static_cast<size_t>(e.values.raw));
+        Scratch<uint8_t> vb(static_cast<size_t>(e.values.raw));
         decode_segment(e.values, vb.data(), dctx.get(), scratch, what);
-        std::vector<float> v(n);
+        Scratch<float> v(n);
         switch (e.enc) {
-        case Encoding::raw: v = load_floats(t.dtype, vb); break;
+        case Encoding::raw: load_floats(t.dtype, vb.cspan(), v.data()); break;
         case Encoding::f16:
         case Encoding::bf16: {
-            std::vector<uint16_t> hv(n);
-            std::memcpy(hv.data(), vb.data(), n * 2);
-            if (e.enc == Encoding::f16) from_f16(hv, v);
-            else from_bf16(hv, v);
+            for (size_t i = 0; i < n; ++i) {
+                uint16_t half;
+                std::memcpy(&half, vb.data() + 2 * i, 2);
+                v[i] = e.enc == Encoding::f16 ? f16_to_f32(half) : bf16_to_f32(half);
+            }
             break;
         }
         case Encoding::int8:
@@ -666,25 +666,23 @@ void unpack(ByteView packed, Sink& out, const std::string& where) {
             for (float s : scales)
                 if (!(s >= 0.0f) || !std::isfinite(s))
                     throw DataError(what + ": corrupted packed data (bad scale)");
-            if (e.enc == Encoding::int8) {
-                std::vector<int8_t> q(n);
-                std::memcpy(q.data(), vb.data(), n);
-                dequantize_int8(q, scales, e.block, v);
-            } else {
-                dequantize_int4(vb, scales, e.block, v);
-            }
+            if (e.enc == Encoding::int8)
+                dequantize_int8(std::span<const int8_t>(reinterpret_cast<const int8_t*>(vb.data()), n),
+                                scales, e.block, v.span());
+            else
+                dequantize_int4(vb.cspan(), scales, e.block, v.span());
             break;
         }
         }
         if (!e.sparse()) {
-            store_floats(t.dtype, v, dst);
+            store_floats(t.dtype, v.cspan(), dst);
             continue;
         }
         std::vector<uint32_t> delta(n);
         decode_segment(e.indices, reinterpret_cast<uint8_t*>(delta.data()), dctx.get(), scratch,
                        what);
         uint64_t numel = t.numel(), at = 0;
-        std::vector<float> dense(static_cast<size_t>(numel), 0.0f);
+        Scratch<float> dense(static_cast<size_t>(numel)); // zero-filled
         for (size_t i = 0; i < n; ++i) {
             if (i > 0 && delta[i] == 0)
                 throw DataError(what + ": corrupted packed data (repeated index)");
@@ -692,7 +690,7 @@ void unpack(ByteView packed, Sink& out, const std::string& where) {
             if (at >= numel) throw DataError(what + ": corrupted packed data (index out of range)");
             dense[static_cast<size_t>(at)] = v[i];
         }
-        store_floats(t.dtype, dense, dst);
+        store_floats(t.dtype, dense.cspan(), dst);
     }
 
     if (!any_lossy) {
