@@ -155,22 +155,30 @@ void from_bf16(std::span<const uint16_t> h, std::span<float> out) {
     for (size_t i = 0; i < h.size(); ++i) out[i] = bf16_to_f32(h[i]);
 }
 
+// The k-th largest magnitude by radix selection on the magnitude bits (for non-NaN floats
+// their order is the order of the values): a histogram of the high 16 bits, then of the low 16
+// bits within the bin that holds the k-th; two streaming passes instead of nth_element.
 std::vector<uint32_t> topk_indices(std::span<const float> x, size_t k) {
     size_t n = x.size();
     k = std::min(k, n);
     std::vector<uint32_t> out;
     if (k == 0) return out;
-    Scratch<uint32_t> mags(n);
-    for (size_t i = 0; i < n; ++i) mags[i] = std::bit_cast<uint32_t>(x[i]) & 0x7fffffffU;
-    std::nth_element(mags.data(), mags.data() + (k - 1), mags.data() + n, std::greater<>());
-    uint32_t thr = mags[k - 1];
-    size_t above = 0;
+    auto mag = [&](size_t i) { return std::bit_cast<uint32_t>(x[i]) & 0x7fffffffU; };
+    std::vector<uint64_t> hist(65536, 0);
+    for (size_t i = 0; i < n; ++i) ++hist[mag(i) >> 16];
+    uint32_t hi = 65535;
+    uint64_t above = 0; // elements in bins above hi
+    while (above + hist[hi] < k) above += hist[hi--];
+    std::fill(hist.begin(), hist.end(), 0);
     for (size_t i = 0; i < n; ++i)
-        above += (std::bit_cast<uint32_t>(x[i]) & 0x7fffffffU) > thr ? 1 : 0;
-    size_t ties = k - above;
+        if ((mag(i) >> 16) == hi) ++hist[mag(i) & 0xffffU];
+    uint32_t lo = 65535;
+    while (above + hist[lo] < k) above += hist[lo--];
+    uint32_t thr = (hi << 16) | lo;
+    size_t ties = k - above; // how many elements equal to thr to keep
     out.reserve(k);
     for (size_t i = 0; i < n; ++i) {
-        uint32_t m = std::bit_cast<uint32_t>(x[i]) & 0x7fffffffU;
+        uint32_t m = mag(i);
         if (m > thr || (m == thr && ties > 0)) {
             if (m == thr) --ties;
             out.push_back(static_cast<uint32_t>(i));
