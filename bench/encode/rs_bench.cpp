@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
                 k, m, gb / n3_enc1, gb / raw_enc, raw_enc / n3_enc1);
     std::printf("rs %u+%u encode: n3 %.2f GB/s (1 thread), raw ISA-L with a fresh parity buffer %.2f GB/s: ratio %.2fx\n",
                 k, m, gb / n3_enc1, gb / raw_enc_alloc, raw_enc_alloc / n3_enc1);
-    std::printf("rs %u+%u encode: n3 %.2f GB/s (2 threads, the tool's default), raw ISA-L %.2f GB/s (1 thread): ratio %.2fx\n",
+    std::printf("rs %u+%u encode: n3 %.2f GB/s (2 threads, --threads 2), raw ISA-L %.2f GB/s (1 thread): ratio %.2fx\n",
                 k, m, gb / n3_enc, gb / raw_enc, raw_enc / n3_enc);
     std::printf("rs %u+%u rebuild (%u lost): n3 %.2f GB/s (parse + CRC + copy + decode), raw ISA-L %.2f GB/s, ratio %.2fx\n",
                 k, m, lost, gb / n3_dec, gb / raw_dec, raw_dec / n3_dec);

@@ -67,7 +67,7 @@ public:
 // verified it; it is then checked in the same pass (DataError before any shard is written).
 // threads: records of 16 MiB and more are coded in two halves on two threads when > 1.
 GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink,
-                     std::optional<uint64_t> record_crc = std::nullopt, unsigned threads = 2);
+                     std::optional<uint64_t> record_crc = std::nullopt, unsigned threads = 1);
 
 // The same, for a record being read from a pipe: reader.begin() has returned `pre`, and the
 // payload is read from `reader` as the data shards go out, so only one shard and the parity
