@@ -1,6 +1,10 @@
 // n3-inspect: print, check and convert n3 records (man/n3-inspect.1).
 #include "common/tool.hpp"
 #include "record/format.hpp"
+#ifdef N3_INSPECT_CODEC
+#include "codec/packed.hpp"
+#include "codec/shard.hpp"
+#endif
 #include "record/safetensors.hpp"
 
 #include <cmath>
@@ -104,6 +108,23 @@ Description describe(const Record& rec, const std::string& input, int verbosity)
         }
         j["tensors"] = std::move(tensors);
     }
+#ifdef N3_INSPECT_CODEC
+    std::string where = input + ": record " + std::to_string(rec.index + 1);
+    if (rec.type() == RecordType::packed) {
+        auto p = codec::packed_info(rec.payload(), where);
+        j["packed"] = {{"type", std::string(type_name(p.type))}, {"codec", p.chain},
+                       {"payload", p.payload_len}, {"tensors", p.tensors}};
+        t << "  packs       " << type_name(p.type) << " (" << p.payload_len << "-byte payload, "
+          << p.tensors << " tensors)\n  codec       " << p.chain << "\n";
+    } else if (rec.type() == RecordType::shard) {
+        auto h = codec::parse_shard(rec.payload(), where);
+        j["shard"] = {{"group", codec::group_hex(h.group)}, {"index", h.index}, {"k", h.k},
+                      {"m", h.m}, {"record", h.record_len}};
+        t << "  group       " << codec::group_hex(h.group) << "\n  shard       " << h.index
+          << " of " << h.k << "+" << h.m << (h.index < h.k ? " (data)" : " (parity)")
+          << ", record of " << h.record_len << " bytes\n";
+    }
+#endif
     return {std::move(j), t.str()};
 }
 

@@ -1,0 +1,84 @@
+// n3/codec/packed.hpp — packed records: a model, update or masked record made smaller.
+//
+// pack() turns the safetensors payload of a plain record into the payload of a packed record
+// (type 3; byte layout in man/n3-record.5, PACKED RECORDS): the original safetensors header
+// is kept verbatim, and each tensor is stored as up to three segments (indices, values,
+// scales) after its lossy stages (top-k, fp16/bf16/int8/int4) and the lossless one (byte-plane
+// shuffle + zstd, multithreaded for large segments). Every stage is written into the record,
+// so unpack() needs no options: it writes back a record of the original type with the
+// original metadata, bit-exact when only lossless stages ran, and with the metadata key
+// "codec" naming the lossy stages otherwise.
+//
+//   PackOptions o; o.quantize = Encoding::int8; o.zstd = true;
+//   Bytes p = pack(RecordType::update, payload, o, nullptr, "stdin: record 1");
+//   write_record(out, RecordType::packed, p);   ...   unpack(p, out, "where");
+//
+// Error feedback (Residual): what a lossy stage did not send is kept and added to the next
+// round's update before packing, so the sum of everything sent plus the residual equals the
+// sum of the updates.
+//
+// Failures throw DataError naming `where` and the tensor: NaN or Inf under a lossy stage, a
+// residual that does not match, and in unpack every malformed or inconsistent field.
+#pragma once
+
+#include "record/format.hpp"
+#include "record/io.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace n3::codec {
+
+// How a tensor's values are stored. raw: the tensor's own dtype.
+enum class Encoding : uint8_t { raw = 0, f16 = 1, bf16 = 2, int8 = 3, int4 = 4 };
+
+std::string_view encoding_name(Encoding e); // "raw", "fp16", "bf16", "int8", "int4"
+std::optional<Encoding> parse_quantize(std::string_view name); // fp16 bf16 int8 int4
+
+struct PackOptions {
+    Encoding quantize = Encoding::raw; // raw: no quantization
+    uint32_t block = 128;              // elements per scale (int8, int4)
+    bool stochastic = false;           // unbiased stochastic rounding (int8, int4)
+    double topk = 0;                   // keep this fraction of each tensor; 0: keep all
+    bool zstd = false;                 // byte-plane shuffle + zstd
+    int level = 1;                     // zstd level
+    unsigned threads = 0;              // zstd workers for segments >= 8 MiB; 0: one per core
+    bool lossy() const { return quantize != Encoding::raw || topk > 0; }
+};
+
+constexpr uint32_t kMaxBlock = uint32_t(1) << 24;
+
+// The chain recorded in a packed record, stages in the order applied, e.g.
+// "topk=0.01,int8/128,feedback,shuffle,zstd=1".
+std::string chain_text(const PackOptions& o, bool feedback);
+
+// Error-feedback state between rounds: per tensor, the float32 part not yet sent.
+struct Residual {
+    std::map<std::string, std::vector<float>> values;
+    std::map<std::string, std::vector<int64_t>> shapes;
+    // A missing file is an empty residual (the first round); a bad file throws DataError.
+    static Residual load(const std::string& path);
+    // Written atomically as an update record of F32 tensors.
+    void save(const std::string& path) const;
+};
+
+Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* feedback,
+           const std::string& where);
+
+// Writes the plain record that a packed payload stands for (nothing is written on error).
+void unpack(ByteView packed, Sink& out, const std::string& where);
+
+struct PackedInfo {
+    RecordType type = RecordType::update; // of the original record
+    std::string chain;
+    uint64_t payload_len = 0; // of the original record's payload
+    uint32_t tensors = 0;
+};
+// Reads and checks the fixed header only.
+PackedInfo packed_info(ByteView packed, const std::string& where);
+
+} // namespace n3::codec

@@ -1,0 +1,506 @@
+#include "codec/shard.hpp"
+
+#include "codec/buffer.hpp"
+#include "record/error.hpp"
+#include "record/safetensors.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <isa-l/erasure_code.h>
+#include <exception>
+#include <sys/random.h>
+#include <thread>
+
+namespace n3::codec {
+
+namespace {
+
+constexpr uint8_t kShardMagic[4] = {'N', '3', 'S', 'H'};
+constexpr uint8_t kShardVersion = 1;
+constexpr size_t kStripe = size_t(1) << 20;
+constexpr size_t kEncodeStripe = size_t(64) << 10;
+constexpr uint64_t kParallelShards = uint64_t(16) << 20; // records this large use two threads
+constexpr uint64_t kMinRecord = kPreambleSize + kTrailerSize;
+
+uint64_t get_le(const uint8_t* p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+void put_le(uint8_t* p, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+GroupId random_group() {
+    GroupId g;
+    if (getrandom(g.data(), g.size(), 0) != static_cast<ssize_t>(g.size()))
+        throw_errno("getrandom");
+    return g;
+}
+
+std::vector<uint8_t> cauchy(unsigned k, unsigned m) {
+    std::vector<uint8_t> a((k + m) * k);
+    gf_gen_cauchy1_matrix(a.data(), static_cast<int>(k + m), static_cast<int>(k));
+    return a;
+}
+
+// ec_encode_data takes an int length: run it over stripes.
+void ec_run(uint64_t len, unsigned k, unsigned rows, uint8_t* tables, uint8_t** src,
+            uint8_t** dst) {
+    std::vector<uint8_t*> s(src, src + k), d(dst, dst + rows);
+    for (uint64_t off = 0; off < len; off += kStripe) {
+        int n = static_cast<int>(std::min<uint64_t>(kStripe, len - off));
+        for (unsigned i = 0; i < k; ++i) s[i] = src[i] + off;
+        for (unsigned i = 0; i < rows; ++i) d[i] = dst[i] + off;
+        ec_encode_data(n, static_cast<int>(k), static_cast<int>(rows), tables, s.data(), d.data());
+    }
+}
+
+// The bytes a record's shards cover: preamble, payload, trailer, then zeros up to K * S.
+class RecordImage {
+public:
+    RecordImage(RecordType type, ByteView payload, std::optional<uint64_t> known_crc)
+        : payload_(payload) {
+        encode_preamble(Preamble{kFormatVersion, type, payload.size()}, pre_);
+        uint64_t crc = known_crc ? *known_crc
+                                 : crc64(crc64(0, ByteView(pre_, kPreambleSize)), payload);
+        put_le(trailer_, crc, 8);
+        len_ = kPreambleSize + payload.size() + kTrailerSize;
+    }
+    uint64_t size() const { return len_; }
+    // Calls f on consecutive views covering [off, off + len).
+    template <class F> void pieces(uint64_t off, uint64_t len, F&& f) const {
+        static const uint8_t zeros[65536] = {};
+        uint64_t end = off + len, p_end = kPreambleSize + payload_.size();
+        while (off < end) {
+            uint64_t n;
+            if (off < kPreambleSize) {
+                n = std::min(end, uint64_t(kPreambleSize)) - off;
+                f(ByteView(pre_ + off, n));
+            } else if (off < p_end) {
+                n = std::min(end, p_end) - off;
+                f(payload_.subspan(off - kPreambleSize, n));
+            } else if (off < len_) {
+                n = std::min(end, len_) - off;
+                f(ByteView(trailer_ + (off - p_end), n));
+            } else {
+                n = std::min<uint64_t>(end - off, sizeof zeros);
+                f(ByteView(zeros, n));
+            }
+            off += n;
+        }
+    }
+    // A pointer to [off, off + len) inside the payload, or null when the range leaves it.
+    const uint8_t* direct(uint64_t off, uint64_t len) const {
+        if (off >= kPreambleSize && off + len <= kPreambleSize + payload_.size())
+            return payload_.data() + (off - kPreambleSize);
+        return nullptr;
+    }
+
+private:
+    ByteView payload_;
+    uint8_t pre_[kPreambleSize];
+    uint8_t trailer_[kTrailerSize];
+    uint64_t len_;
+};
+
+} // namespace
+
+ShardSpec parse_shard_spec(std::string_view text) {
+    auto bad = [&] {
+        return UsageError("--shards takes K+M (e.g. 10+4), not '" + std::string(text) + "'",
+                          "K data shards, M parity shards: any K of the K+M rebuild the record");
+    };
+    auto plus = text.find('+');
+    if (plus == std::string_view::npos) throw bad();
+    ShardSpec s;
+    auto a = text.substr(0, plus), b = text.substr(plus + 1);
+    if (a.empty() || b.empty()) throw bad();
+    auto r1 = std::from_chars(a.data(), a.data() + a.size(), s.k);
+    auto r2 = std::from_chars(b.data(), b.data() + b.size(), s.m);
+    if (r1.ec != std::errc() || r1.ptr != a.data() + a.size() || r2.ec != std::errc() ||
+        r2.ptr != b.data() + b.size())
+        throw bad();
+    if (s.k < 1 || s.k + s.m > kMaxShards)
+        throw UsageError("--shards " + std::string(text) + ": need K >= 1 and K+M <= " +
+                         std::to_string(kMaxShards));
+    return s;
+}
+
+std::string group_hex(const GroupId& g) { return to_hex(ByteView(g.data(), g.size())); }
+
+Bytes encode_shard_header(const ShardHeader& h) {
+    Bytes b(kShardHeaderSize, 0);
+    std::memcpy(b.data(), kShardMagic, 4);
+    b[4] = kShardVersion;
+    std::memcpy(b.data() + 8, h.group.data(), 16);
+    put_le(b.data() + 24, h.index, 2);
+    put_le(b.data() + 26, h.k, 2);
+    put_le(b.data() + 28, h.m, 2);
+    put_le(b.data() + 32, h.record_len, 8);
+    put_le(b.data() + 40, h.shard_len, 8);
+    put_le(b.data() + 48, h.data_crc, 8);
+    return b;
+}
+
+ShardHeader parse_shard(ByteView p, const std::string& where) {
+    if (p.size() < kShardHeaderSize)
+        throw DataError(where + ": truncated shard (" + std::to_string(p.size()) + " bytes)");
+    if (std::memcmp(p.data(), kShardMagic, 4) != 0)
+        throw DataError(where + ": not a shard payload (bad magic)");
+    if (p[4] != kShardVersion)
+        throw DataError(where + ": unsupported shard format version " + std::to_string(p[4]) +
+                            " (this n3 reads version 1)",
+                        "a newer n3 wrote this shard; upgrade n3 to read it");
+    if (p[5] || p[6] || p[7] || p[30] || p[31])
+        throw DataError(where + ": shard reserved bytes are set");
+    ShardHeader h;
+    std::memcpy(h.group.data(), p.data() + 8, 16);
+    h.index = static_cast<unsigned>(get_le(p.data() + 24, 2));
+    h.k = static_cast<unsigned>(get_le(p.data() + 26, 2));
+    h.m = static_cast<unsigned>(get_le(p.data() + 28, 2));
+    h.record_len = get_le(p.data() + 32, 8);
+    h.shard_len = get_le(p.data() + 40, 8);
+    h.data_crc = get_le(p.data() + 48, 8);
+    std::string g = "shard " + std::to_string(h.index) + " of group " + group_hex(h.group);
+    if (h.k < 1 || h.k + h.m > kMaxShards)
+        throw DataError(where + ": " + g + " claims " + std::to_string(h.k) + "+" +
+                        std::to_string(h.m) + " shards (need K >= 1, K+M <= 255)");
+    if (h.index >= h.k + h.m)
+        throw DataError(where + ": " + g + " has an index beyond " + std::to_string(h.k) + "+" +
+                        std::to_string(h.m));
+    if (h.record_len < kMinRecord || h.record_len > kDefaultMaxPayload + kMinRecord)
+        throw DataError(where + ": " + g + " claims a record of " +
+                        std::to_string(h.record_len) + " bytes");
+    if (h.shard_len != (h.record_len + h.k - 1) / h.k)
+        throw DataError(where + ": " + g + " has a shard length that does not match K and the "
+                                           "record length");
+    if (p.size() - kShardHeaderSize != h.shard_len)
+        throw DataError(where + ": " + g + " holds " + std::to_string(p.size() - kShardHeaderSize) +
+                        " bytes, not " + std::to_string(h.shard_len));
+    if (crc64(0, p.subspan(kShardHeaderSize)) != h.data_crc)
+        throw DataError(where + ": " + g + " is corrupted (data checksum mismatch)");
+    return h;
+}
+
+GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink,
+                     std::optional<uint64_t> record_crc, unsigned threads) {
+    RecordImage img(type, payload, record_crc);
+    unsigned k = spec.k, m = spec.m;
+    uint64_t L = img.size(), S = (L + k - 1) / k, body = L - kTrailerSize;
+    GroupId group = random_group();
+    // crc[i]: CRC-64 of shard i's data. before[i]: of its part inside the record's checksummed
+    // bytes [0, L - 8); joined, they give the record checksum without another pass.
+    PageBuffer parity(static_cast<size_t>(m * S));
+
+    std::vector<uint8_t> tables(static_cast<size_t>(k) * m * 32);
+    if (m > 0) {
+        auto a = cauchy(k, m);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(m), a.data() + k * k, tables.data());
+    }
+    // One pass over [from, to) of every shard: parity and CRCs, in stripes small enough that
+    // the CRCs read the data while ISA-L left it in cache. Large records run as two halves on
+    // two threads; their CRCs are joined with crc64_combine.
+    struct Part {
+        uint64_t from = 0, to = 0;
+        std::vector<uint64_t> crc, inside; // per shard: all bytes; bytes inside [0, body)
+        std::vector<uint64_t> inside_len;
+    };
+    auto run = [&](Part& p) {
+        p.crc.assign(k + m, 0);
+        p.inside.assign(k, 0);
+        p.inside_len.assign(k, 0);
+        uint64_t stripe = std::min<uint64_t>(kEncodeStripe, std::max<uint64_t>(p.to - p.from, 1));
+        std::vector<uint8_t> scratch(k * stripe);
+        std::vector<uint8_t*> src(k), dst(m);
+        for (uint64_t off = p.from; off < p.to; off += stripe) {
+            uint64_t len = std::min<uint64_t>(stripe, p.to - off);
+            for (unsigned i = 0; i < k; ++i) {
+                uint64_t at = i * S + off;
+                const uint8_t* d = img.direct(at, len);
+                if (!d) {
+                    uint8_t* s = scratch.data() + i * stripe;
+                    size_t pos = 0;
+                    img.pieces(at, len, [&](ByteView v) {
+                        std::memcpy(s + pos, v.data(), v.size());
+                        pos += v.size();
+                    });
+                    d = s;
+                }
+                src[i] = const_cast<uint8_t*>(d); // ISA-L is not const-correct; it only reads
+                uint64_t in = at >= body ? 0 : std::min(len, body - at);
+                if (in == len) {
+                    p.crc[i] = crc64(p.crc[i], ByteView(d, len));
+                    p.inside[i] = p.crc[i];
+                } else {
+                    p.crc[i] = crc64(p.crc[i], ByteView(d, in));
+                    if (in) p.inside[i] = p.crc[i];
+                    p.crc[i] = crc64(p.crc[i], ByteView(d + in, len - in));
+                }
+                p.inside_len[i] += in;
+            }
+            if (m == 0) continue;
+            for (unsigned j = 0; j < m; ++j) dst[j] = parity.data() + j * S + off;
+            ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(m),
+                           tables.data(), src.data(), dst.data());
+            for (unsigned j = 0; j < m; ++j)
+                p.crc[k + j] = crc64(p.crc[k + j], ByteView(dst[j], len));
+        }
+    };
+    std::vector<Part> parts(S * k >= kParallelShards && threads > 1 ? 2 : 1);
+    for (size_t t = 0; t < parts.size(); ++t) {
+        parts[t].from = S * t / parts.size();
+        parts[t].to = S * (t + 1) / parts.size();
+    }
+    if (parts.size() == 2) {
+        std::exception_ptr failed;
+        std::thread second([&] {
+            try {
+                run(parts[1]);
+            } catch (...) {
+                failed = std::current_exception();
+            }
+        });
+        run(parts[0]);
+        second.join();
+        if (failed) std::rethrow_exception(failed);
+    } else {
+        run(parts[0]);
+    }
+    std::vector<uint64_t> crc = parts[0].crc, before = parts[0].inside;
+    for (size_t t = 1; t < parts.size(); ++t) {
+        uint64_t len = parts[t].to - parts[t].from;
+        for (unsigned i = 0; i < k + m; ++i) crc[i] = crc64_combine(crc[i], parts[t].crc[i], len);
+        for (unsigned i = 0; i < k; ++i)
+            before[i] = crc64_combine(before[i], parts[t].inside[i], parts[t].inside_len[i]);
+    }
+    if (record_crc) {
+        // The caller gave the record's stored checksum without checking it: check it now,
+        // before any shard is written.
+        uint64_t whole = 0;
+        for (unsigned i = 0; i < k; ++i) {
+            uint64_t part = i * S >= body ? 0 : std::min<uint64_t>(S, body - i * S);
+            whole = crc64_combine(whole, before[i], part);
+        }
+        if (whole != *record_crc)
+            throw DataError("corrupted record (checksum mismatch)");
+    }
+
+    uint8_t pre[kPreambleSize];
+    encode_preamble(Preamble{kFormatVersion, RecordType::shard, kShardHeaderSize + S}, pre);
+    for (unsigned i = 0; i < k + m; ++i) {
+        ShardHeader h{group, i, k, m, L, S, crc[i]};
+        Bytes head = encode_shard_header(h);
+        uint64_t rc = crc64(crc64(0, ByteView(pre, kPreambleSize)), head);
+        rc = crc64_combine(rc, crc[i], S);
+        uint8_t trailer[kTrailerSize];
+        put_le(trailer, rc, 8);
+        Sink& out = sink.open(h);
+        out.write(ByteView(pre, kPreambleSize));
+        out.write(head);
+        if (i < k)
+            img.pieces(i * S, S, [&](ByteView v) { out.write(v); });
+        else
+            out.write(ByteView(parity.data() + (i - k) * S, S));
+        out.write(ByteView(trailer, kTrailerSize));
+        sink.close(h);
+    }
+    return group;
+}
+
+GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSpec spec,
+                              ShardSink& sink) {
+    unsigned k = spec.k, m = spec.m;
+    uint64_t L = pre.record_size(), S = (L + k - 1) / k, body = L - kTrailerSize;
+    GroupId group = random_group();
+    uint8_t head[kPreambleSize], tail[kTrailerSize];
+    encode_preamble(pre, head);
+    uint64_t rec_crc = crc64(0, ByteView(head, kPreambleSize));
+    bool payload_done = false;
+
+    std::vector<uint8_t> tables(static_cast<size_t>(k) * m * 32);
+    if (m > 0) {
+        auto a = cauchy(k, m);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(m), a.data() + k * k, tables.data());
+    }
+    PageBuffer buf(static_cast<size_t>(S)), parity(static_cast<size_t>(m * S)); // parity starts zero
+    std::vector<uint64_t> crc(k + m, 0);
+    uint8_t spre[kPreambleSize];
+    encode_preamble(Preamble{kFormatVersion, RecordType::shard, kShardHeaderSize + S}, spre);
+    auto emit = [&](unsigned i, const uint8_t* data) {
+        ShardHeader h{group, i, k, m, L, S, crc[i]};
+        Bytes hb = encode_shard_header(h);
+        uint64_t rc = crc64_combine(crc64(crc64(0, ByteView(spre, kPreambleSize)), hb), crc[i], S);
+        uint8_t trailer[kTrailerSize];
+        put_le(trailer, rc, 8);
+        Sink& out = sink.open(h);
+        out.write(ByteView(spre, kPreambleSize));
+        out.write(hb);
+        out.write(ByteView(data, S));
+        out.write(ByteView(trailer, kTrailerSize));
+        sink.close(h);
+    };
+    for (unsigned i = 0; i < k; ++i) {
+        // Shard i is the record's bytes [i*S, (i+1)*S): preamble, payload, trailer, zeros.
+        uint64_t pos = i * S, end = pos + S, at = 0;
+        while (pos < end) {
+            uint8_t* dst = buf.data() + at;
+            uint64_t n;
+            if (pos < kPreambleSize) {
+                n = std::min<uint64_t>(end, kPreambleSize) - pos;
+                std::memcpy(dst, head + pos, n);
+            } else if (pos < body) {
+                n = reader.read_payload(std::span<uint8_t>(dst, std::min<uint64_t>(end, body) - pos));
+                if (n == 0) throw DataError(reader.where() + ": truncated record");
+                rec_crc = crc64(rec_crc, ByteView(dst, n));
+            } else {
+                if (!payload_done) {
+                    reader.end(); // verifies the stored checksum, which equals rec_crc
+                    put_le(tail, rec_crc, 8);
+                    payload_done = true;
+                }
+                if (pos < L) {
+                    n = std::min(end, L) - pos;
+                    std::memcpy(dst, tail + (pos - body), n);
+                } else {
+                    n = end - pos;
+                    std::memset(dst, 0, n);
+                }
+            }
+            pos += n;
+            at += n;
+        }
+        crc[i] = crc64(0, buf.view());
+        if (m > 0) {
+            std::vector<uint8_t*> dst(m);
+            for (uint64_t off = 0; off < S; off += kStripe) {
+                int len = static_cast<int>(std::min<uint64_t>(kStripe, S - off));
+                for (unsigned j = 0; j < m; ++j) dst[j] = parity.data() + j * S + off;
+                ec_encode_data_update(len, static_cast<int>(k), static_cast<int>(m),
+                                      static_cast<int>(i), tables.data(), buf.data() + off,
+                                      dst.data());
+            }
+        }
+        emit(i, buf.data());
+    }
+    if (!payload_done) reader.end();
+    for (unsigned j = 0; j < m; ++j) {
+        crc[k + j] = crc64(0, ByteView(parity.data() + j * S, S));
+        emit(k + j, parity.data() + j * S);
+    }
+    return group;
+}
+
+// ShardAssembler -----------------------------------------------------------------------------
+
+struct ShardAssembler::Group {
+    ShardHeader claim;
+    std::shared_ptr<PageBuffer> data; // K * S: the record, once complete
+    std::vector<PageBuffer> parity;
+    std::vector<bool> have;
+    std::vector<uint64_t> crc; // data CRC of each shard that is in (checked by parse_shard)
+    unsigned count = 0;
+};
+
+ShardAssembler::ShardAssembler() = default;
+ShardAssembler::~ShardAssembler() = default;
+
+std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload,
+                                          const std::string& where) {
+    Key key{h.group, h.k, h.m, h.record_len};
+    claims_[h.group].insert(key);
+    if (done_.count(key)) return std::nullopt;
+    auto& slot = open_[key];
+    if (!slot) {
+        slot = std::make_unique<Group>();
+        slot->claim = h;
+        slot->data = std::make_shared<PageBuffer>(static_cast<size_t>(h.k * h.shard_len));
+        slot->parity.resize(h.m);
+        slot->have.assign(h.k + h.m, false);
+        slot->crc.assign(h.k + h.m, 0);
+    }
+    Group& g = *slot;
+    if (g.have[h.index]) return std::nullopt;
+    ByteView data = payload.subspan(kShardHeaderSize);
+    uint64_t S = h.shard_len;
+    if (h.index < h.k) {
+        std::memcpy(g.data->data() + h.index * S, data.data(), S);
+    } else {
+        g.parity[h.index - h.k] = PageBuffer(static_cast<size_t>(S));
+        std::memcpy(g.parity[h.index - h.k].data(), data.data(), S);
+    }
+    g.have[h.index] = true;
+    g.crc[h.index] = h.data_crc;
+    if (++g.count < h.k) return std::nullopt;
+
+    // K shards are in: rebuild the missing data shards from the first K present ones.
+    unsigned k = h.k, m = h.m;
+    std::vector<unsigned> present, missing;
+    for (unsigned i = 0; i < k + m && present.size() < k; ++i)
+        if (g.have[i]) present.push_back(i);
+    for (unsigned i = 0; i < k; ++i)
+        if (!g.have[i]) missing.push_back(i);
+    std::string name = "group " + group_hex(h.group);
+    if (!missing.empty()) {
+        auto a = cauchy(k, m);
+        std::vector<uint8_t> b(k * k), inv(k * k);
+        for (unsigned r = 0; r < k; ++r)
+            std::memcpy(b.data() + r * k, a.data() + present[r] * k, k);
+        if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0)
+            throw DataError(where + ": " + name + ": shard matrix is singular");
+        auto nmiss = static_cast<unsigned>(missing.size());
+        std::vector<uint8_t> rows(nmiss * k), tables(k * nmiss * 32);
+        for (unsigned r = 0; r < nmiss; ++r)
+            std::memcpy(rows.data() + r * k, inv.data() + missing[r] * k, k);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
+        std::vector<uint8_t*> src(k), dst(nmiss);
+        for (unsigned r = 0; r < k; ++r)
+            src[r] = present[r] < k ? g.data->data() + present[r] * S
+                                    : g.parity[present[r] - k].data();
+        for (unsigned r = 0; r < nmiss; ++r) dst[r] = g.data->data() + missing[r] * S;
+        ec_run(S, k, nmiss, tables.data(), src.data(), dst.data());
+    }
+    std::shared_ptr<PageBuffer> buf = std::move(g.data);
+    std::vector<bool> have = g.have;
+    std::vector<uint64_t> crcs = g.crc;
+    open_.erase(key);
+    done_.insert(key);
+
+    // The record's checksum, from the shards' CRCs: only rebuilt shards and the one holding
+    // the trailer are read again.
+    ByteView rec(buf->data(), h.record_len);
+    Preamble pre = decode_preamble(rec.data(), where + ": " + name + ": rebuilt record");
+    uint64_t body = h.record_len - kTrailerSize, whole = 0;
+    for (unsigned i = 0; i < k && i * S < body; ++i) {
+        uint64_t part = std::min<uint64_t>(S, body - i * S);
+        uint64_t c = part < S || !have[i] ? crc64(0, rec.subspan(i * S, part)) : crcs[i];
+        whole = crc64_combine(whole, c, part);
+    }
+    uint64_t want = get_le(rec.data() + body, 8);
+    if (pre.record_size() != rec.size() || whole != want)
+        throw DataError(name + ": the rebuilt record fails its checksum",
+                        "shards of different records share this group id");
+    ++rebuilt_;
+    Record r(pre.type, rec.subspan(kPreambleSize, pre.payload_len),
+             std::shared_ptr<const void>(buf));
+    return r;
+}
+
+std::vector<std::string> ShardAssembler::incomplete() const {
+    std::vector<std::string> out;
+    for (auto& [key, g] : open_) {
+        const ShardHeader& h = g->claim;
+        std::string msg = "group " + group_hex(h.group) + ": only " + std::to_string(g->count) +
+                          " of the " + std::to_string(h.k) + " shards needed (" +
+                          std::to_string(h.k) + "+" + std::to_string(h.m) +
+                          "); cannot rebuild its record";
+        auto c = claims_.find(h.group);
+        if (c != claims_.end() && c->second.size() > 1)
+            msg += " (shards under this group id disagree on K, M or length)";
+        out.push_back(msg);
+    }
+    return out;
+}
+
+} // namespace n3::codec
