@@ -173,6 +173,15 @@ Output::Output(const std::string& path, OutputOptions opts) : path_(path), opts_
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0) {
         if (S_ISDIR(st.st_mode)) throw EnvError(path + ": is a directory");
+        if (!S_ISREG(st.st_mode)) {
+            // A device, FIFO or socket (/dev/null, a named pipe): write to it in place. A
+            // temporary file renamed over it would replace the device with a regular file.
+            if (opts.secret) throw EnvError("refusing to write a secret to " + path + ", not a regular file");
+            fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+            if (fd_ < 0) throw_errno("cannot open " + path);
+            special_ = true;
+            return;
+        }
         if (opts.secret && !opts.force)
             throw EnvError("refusing to overwrite " + path, "use --force to replace it");
     }
@@ -193,6 +202,10 @@ Output::Output(const std::string& path, OutputOptions opts) : path_(path), opts_
 }
 
 Output::~Output() {
+    if (special_) {
+        if (fd_ >= 0) ::close(fd_);
+        return;
+    }
     if (!path_.empty() && path_ != "-" && !committed_) {
         if (fd_ >= 0) ::close(fd_);
         if (!temp_.empty()) ::unlink(temp_.c_str());
@@ -228,7 +241,7 @@ void Output::write(ByteView bytes) {
 void Output::commit() {
     if (committed_) return;
     flush();
-    if (path_ == "-") {
+    if (path_ == "-" || special_) {
         committed_ = true;
         return;
     }

@@ -5,7 +5,8 @@
 // file in the same folder that commit() fsyncs and renames into place; an Output destroyed
 // without commit() (an error unwound the stack) removes its temporary file, and so does
 // SIGINT/SIGTERM once install_signal_cleanup() ran. So an output file appears whole or not
-// at all. Secret files are created 0600 with O_EXCL (OutputOptions::secret).
+// at all. Secret files are created 0600 with O_EXCL (OutputOptions::secret). An existing
+// device or FIFO (-o /dev/null, a named pipe) is written in place, never replaced.
 //
 // Failures throw EnvError (missing file, a directory, permission, disk full) naming the path.
 #pragma once
@@ -116,6 +117,7 @@ private:
     int fd_ = -1;
     int slot_ = -1;
     bool committed_ = false;
+    bool special_ = false; // a device or FIFO, written in place
     OutputOptions opts_;
     std::vector<uint8_t> buf_;
     uint64_t written_ = 0;

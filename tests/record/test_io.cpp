@@ -129,3 +129,33 @@ TEST_CASE("same_file sees through different names", "[io]") {
     REQUIRE_FALSE(same_file(a, (d.path / "b").string()));
     REQUIRE_FALSE(same_file("-", a));
 }
+
+TEST_CASE("a device or FIFO is written in place, never replaced", "[io]") {
+    {
+        Output o("/dev/null");
+        o.write(text("discarded"));
+        o.commit();
+    }
+    struct stat st {};
+    REQUIRE(stat("/dev/null", &st) == 0);
+    REQUIRE(S_ISCHR(st.st_mode));
+    TempDir d;
+    std::string fifo = (d.path / "pipe").string();
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        Output o(fifo);
+        o.write(text("through the fifo"));
+        o.commit();
+        _exit(0);
+    }
+    REQUIRE(read_text_file(fifo) == "through the fifo");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(stat(fifo.c_str(), &st) == 0);
+    REQUIRE(S_ISFIFO(st.st_mode));
+    OutputOptions secret;
+    secret.secret = true;
+    REQUIRE_THROWS_AS(Output("/dev/null", secret), EnvError);
+}
