@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
         so.warn = notify_warn;
         so.verbose = notify_verbose;
         auto st = net::send_records(in, so);
-        if (st.records == 0) tool.warn(in.name() + ": no records to send (empty input)");
+        if (st.records == 0) throw DataError(in.name() + ": no records (empty input)");
         tool.verbose("sent " + std::to_string(st.records) + " records (" + std::to_string(st.bytes) +
                      " bytes)");
         return 0;
