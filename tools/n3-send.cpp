@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
     std::string recv_ep, pub_ep, sub_ep, spool_dir, max_size_text, curve_key, curve_server, curve_allow;
     uint64_t count = 0, quorum = 0, subscribers = 1;
     double timeout = 0;
-    int hwm = net::kDefaultHwm;
+    int hwm = 0;
     app.add_option("ENDPOINT/IN", args, "Endpoints to send to, then the input (default stdin)");
     auto* o_scatter = app.add_flag("--scatter", scatter, "Deal records round-robin over the endpoints");
     auto* o_broadcast = app.add_flag("--broadcast", broadcast, "Send every record to every endpoint");
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
                         ->type_name("DIR");
     auto* o_max = app.add_option("--max-size", max_size_text, "Refuse records larger than SIZE (8G)")
                       ->type_name("SIZE");
-    app.add_option("--hwm", hwm, "Whole records queued per peer (16)")->type_name("N");
+    app.add_option("--hwm", hwm, "Records queued per peer (receiving 16, sending 1000)")->type_name("N");
     auto* o_key = app.add_option("--curve-key", curve_key, "Our CURVE secret key file (n3-keys curve)")
                       ->type_name("KEY");
     auto* o_server = app.add_option("--curve-server", curve_server,
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     return tool.run(argc, argv, [&]() -> int {
         const bool receiving = !recv_ep.empty() || !sub_ep.empty();
         const bool server = !recv_ep.empty() || !pub_ep.empty();
-        if (hwm < 1) throw UsageError("--hwm must be at least 1");
+        if (app.count("--hwm") && hwm < 1) throw UsageError("--hwm must be at least 1");
         if (!std::isfinite(timeout) || timeout < 0) throw UsageError("--timeout must be 0 or more seconds");
         if (!receiving && (o_count->count() || o_quorum->count() || o_spool->count() || o_max->count()))
             throw UsageError("--count, --quorum, --spool and --max-size are for --recv and --sub",
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
             ro.count = count;
             ro.quorum = quorum;
             ro.timeout = timeout;
-            ro.hwm = hwm;
+            if (hwm) ro.hwm = hwm;
             ro.max_payload = (max_size_text.empty() ? kDefaultMaxSize : parse_size(max_size_text));
             ro.curve_server = cserver ? &*cserver : nullptr;
             ro.curve_client = cclient ? &*cclient : nullptr;
@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
             po.endpoint = pub_ep;
             po.subscribers = subscribers;
             po.timeout = timeout;
-            po.hwm = hwm;
+            if (hwm) po.hwm = hwm;
             po.curve = cserver ? &*cserver : nullptr;
             po.warn = notify_warn;
             po.verbose = notify_verbose;
@@ -224,7 +224,7 @@ int main(int argc, char** argv) {
         so.endpoints = endpoints;
         so.fanout = scatter ? net::Fanout::scatter : broadcast ? net::Fanout::broadcast : net::Fanout::single;
         so.timeout = timeout;
-        so.hwm = hwm;
+        if (hwm) so.hwm = hwm;
         so.curve = cclient ? &*cclient : nullptr;
         so.warn = notify_warn;
         so.verbose = notify_verbose;

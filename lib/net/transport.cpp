@@ -274,6 +274,17 @@ void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, 
     }
 }
 
+// Bytes of copied frames that ZeroMQ still holds. A frame's free function (run by ZeroMQ's
+// I/O thread once the bytes are on the wire) gives its bytes back.
+struct FrameBudget {
+    std::atomic<uint64_t> in_flight{0};
+    static void release(void* data, void* hint) {
+        auto* self = static_cast<FrameBudget*>(hint);
+        self->in_flight -= malloc_usable_size(data);
+        std::free(data);
+    }
+};
+
 // Cuts the records of an input into frames. A regular file is memory-mapped and its frames
 // point into the mapping (no copy); a pipe is read into fresh frames. The last frame of a
 // record is only produced once the record's checksum matched, so a corrupt record never
@@ -335,8 +346,11 @@ public:
             sent_ += n;
             return last;
         }
-        msg.rebuild(n);
-        uint8_t* out = msg.data<uint8_t>();
+        auto* out = static_cast<uint8_t*>(std::malloc(n ? n : 1));
+        if (!out) throw std::bad_alloc();
+        budget_.in_flight += malloc_usable_size(out);
+        current_ += malloc_usable_size(out);
+        msg.rebuild(out, n, &FrameBudget::release, &budget_);
         size_t pos = 0;
         if (sent_ < kPreambleSize) {
             size_t k = static_cast<size_t>(std::min<uint64_t>(n, kPreambleSize - sent_));
@@ -370,6 +384,14 @@ public:
 
     uint64_t records() const { return index_; }
 
+    // Bytes of earlier records that ZeroMQ has not written out yet (copied frames only; a
+    // mapped file's frames point into the page cache and cost nothing).
+    uint64_t backlog() const {
+        uint64_t all = budget_.in_flight.load();
+        return all > current_ ? all - current_ : 0;
+    }
+    void start_record() { current_ = 0; }
+
 private:
     std::string where() const {
         return in_.name() + ": record " + std::to_string(index_ + 1) + " at byte " +
@@ -381,11 +403,27 @@ private:
     Preamble pre_{};
     uint8_t head_[kPreambleSize]{};
     uint64_t offset_ = 0, rec_start_ = 0, sent_ = 0, crc_ = 0, index_ = 0;
+    uint64_t current_ = 0; // approximate bytes of the record being cut (frames are malloc'd)
+    FrameBudget budget_;
 };
+
+// Bounded memory: a sender reading a pipe holds at most the record it is cutting plus this
+// much of earlier records that ZeroMQ has not written yet. The message high-water mark can
+// then be large, which small records need for throughput.
+constexpr uint64_t kSendBacklog = uint64_t(64) << 20;
 
 // Sends one record to the given links (each gets its own reference to every frame).
 void send_record(FrameSource& src, const std::vector<Link*>& to, const Deadline& d, uint64_t index,
                  bool connecting) {
+    src.start_record();
+    while (src.backlog() > kSendBacklog) {
+        for (Link* l : to) l->check(d);
+        if (d.expired())
+            throw IncompleteError("timed out after " + d.text() + ": " + to.front()->text +
+                                      " did not take record " + std::to_string(index),
+                                  waiting_hint(*to.front(), connecting));
+        std::this_thread::sleep_for(milliseconds(1));
+    }
     for (;;) {
         zmq::message_t frame;
         const bool last = src.next_frame(frame);

@@ -49,8 +49,12 @@ struct CurveServer {
     std::vector<CurveKey> allowed;
 };
 
-// Bounded memory: at most `hwm` whole records queue per peer in each direction.
-constexpr int kDefaultHwm = 16;
+// Bounded memory. A receiver queues at most `hwm` whole records per peer (ZeroMQ holds a
+// record whole until it is complete, so memory is about hwm x the largest record). A sender
+// queues up to `hwm` records per peer but holds at most 64 MiB of copied frames besides the
+// record it is cutting (frames of a mapped file are not copied).
+constexpr int kDefaultRecvHwm = 16;
+constexpr int kDefaultSendHwm = 1000;
 
 enum class Fanout { single, scatter, broadcast };
 
@@ -58,7 +62,7 @@ struct SendOptions {
     std::vector<std::string> endpoints;
     Fanout fanout = Fanout::single;
     double timeout = 0; // seconds; 0 waits as long as it takes
-    int hwm = kDefaultHwm;
+    int hwm = kDefaultSendHwm;
     const CurveClient* curve = nullptr;
     Notify warn, verbose;
 };
@@ -75,7 +79,7 @@ struct ReceiveOptions {
     uint64_t count = 0;  // 0: until the timeout or a signal
     uint64_t quorum = 0; // records needed at the timeout
     double timeout = 0;  // seconds; 0 waits as long as it takes
-    int hwm = kDefaultHwm;
+    int hwm = kDefaultRecvHwm;
     uint64_t max_payload = kDefaultMaxPayload;
     const CurveServer* curve_server = nullptr; // pull: bind as CURVE server
     const CurveClient* curve_client = nullptr; // sub: connect as CURVE client
@@ -100,7 +104,7 @@ struct PublishOptions {
     std::string endpoint;
     uint64_t subscribers = 1; // wait for this many before publishing
     double timeout = 0;
-    int hwm = kDefaultHwm;
+    int hwm = kDefaultSendHwm;
     const CurveServer* curve = nullptr;
     Notify warn, verbose;
 };
