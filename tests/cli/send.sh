@@ -256,5 +256,21 @@ rc pub s1 s2; assert_eq "$RC" 000 "publisher and both subscribers exit 0"
 same "$T/s1.out" "$T/big.n3" "subscriber 1 got the model"
 same "$T/s2.out" "$T/big.n3" "subscriber 2 got the model"
 expect 3 'no subscriber joined' -- n3-send --pub "ipc://$T/lonely" --timeout 1 "$T/r1.n3"
+bg pub n3-send --pub "ipc://$T/cpub" --timeout 30 --curve-key "$T/srv.key" --curve-allow "$T/allow" "$T/r4.n3"
+expect 0 '' -- n3-send --sub "ipc://$T/cpub" --count 1 --timeout 30 --curve-key "$T/cli.key" --curve-server "$T/srv.pub"
+rc pub; assert_eq "$RC" 0 "CURVE publisher exits 0"
+same "$T/out" "$T/r4.n3" "CURVE subscriber got the record"
+
+# --- a relay: --count 0 until the timeout, piped into a sender -----------------------------------
+bg hub n3-send --recv "ipc://$T/hub" --count 3 --timeout 30
+bg relay bash -c "n3-send --recv ipc://$T/relay --count 0 --timeout 3 | n3-send --timeout 30 ipc://$T/hub"
+for i in 1 2 3; do expect 0 '' -- n3-send --timeout 10 "ipc://$T/relay" "$T/r$i.n3"; done
+rc relay hub; assert_eq "$RC" 00 "relay and hub exit 0"
+cat "$T/r1.n3" "$T/r2.n3" "$T/r3.n3" >"$T/want"
+same "$T/hub.out" "$T/want" "the relay forwarded three records in order"
+bare sig n3-send --recv "ipc://$T/sig" --count 0 --timeout 30
+sleep 0.5
+kill -INT "$PID_sig"
+rc sig; assert_eq "$RC" 130 "SIGINT ends a --count 0 receiver with 130"
 
 finish
