@@ -7,7 +7,9 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <arpa/inet.h>
 #include <linux/sockios.h>
+#include <netdb.h>
 #include <malloc.h>
 #include <memory>
 #include <optional>
@@ -97,8 +99,14 @@ void check_ipc_free(const Endpoint& ep) {
                        "another receiver listens there; pick another path");
 }
 
+// ZeroMQ speaks IPv6 only when asked; an IPv6 literal asks.
+void allow_ipv6(zmq::socket_t& s, const Endpoint& ep) {
+    if (ep.transport == "tcp" && ep.host.find(':') != std::string::npos) s.set(zmq::sockopt::ipv6, 1);
+}
+
 void bind_or_throw(zmq::socket_t& s, const Endpoint& ep) {
     if (ep.transport == "ipc") check_ipc_free(ep);
+    allow_ipv6(s, ep);
     try {
         s.bind(ep.text);
     } catch (const zmq::error_t& e) {
@@ -121,7 +129,25 @@ void bind_or_throw(zmq::socket_t& s, const Endpoint& ep) {
     }
 }
 
+// A host name that does not exist is a typo, not a peer that is late: say so now instead of
+// retrying until the timeout. (A failing name server is left to ZeroMQ's retries.)
+void check_host(const Endpoint& ep) {
+    if (ep.transport != "tcp") return;
+    unsigned char buf[sizeof(in6_addr)];
+    if (inet_pton(AF_INET, ep.host.c_str(), buf) == 1 || inet_pton(AF_INET6, ep.host.c_str(), buf) == 1)
+        return;
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(ep.host.c_str(), nullptr, &hints, &res);
+    if (res) freeaddrinfo(res);
+    if (rc == EAI_NONAME)
+        throw EnvError("cannot connect to " + ep.text + ": unknown host '" + ep.host + "'");
+}
+
 void connect_or_throw(zmq::socket_t& s, const Endpoint& ep) {
+    check_host(ep);
+    allow_ipv6(s, ep);
     try {
         s.connect(ep.text);
     } catch (const zmq::error_t& e) {

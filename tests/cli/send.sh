@@ -57,6 +57,8 @@ expect 2 "has no transport" -- n3-send --recv localhost:7000 --count 1
 expect 2 "bad port '99999'" -- n3-send --recv 'tcp://*:99999' --count 1
 expect 2 "'\*' is for listening" -- n3-send 'tcp://*:7000' "$T/r1.n3"
 expect 2 "IPv6 address in brackets" -- n3-send tcp://::1:7000 "$T/r1.n3"
+expect 2 "unknown host 'nosuchhost.invalid'" -- n3-send tcp://nosuchhost.invalid:7000 "$T/r1.n3"
+expect 2 "no such address on this host" -- n3-send --recv tcp://192.0.2.1:7000 --count 1
 expect 2 "2 endpoints: say how" -- n3-send tcp://127.0.0.1:9 tcp://127.0.0.1:10 "$T/r1.n3"
 expect 2 "is not an endpoint" -- n3-send "$T/r1.n3" tcp://127.0.0.1:9
 expect 2 "quorum matters only at a timeout" -- n3-send --recv ipc://$T/q --count 3 --quorum 2
@@ -99,6 +101,17 @@ sleep 1
 expect 0 '' -- n3-send --recv "tcp://127.0.0.1:$P" --count 5 --timeout 30
 same "$T/out" "$T/five.n3" "a late receiver gets all 5 records"
 rc tx; assert_eq "$RC" 0 "the early sender exits 0 once delivered"
+
+# --- IPv6 loopback, when this host has it ---------------------------------------------------------
+if "$PY" -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+    P=$(free_port)
+    bg rx n3-send --recv "tcp://[::1]:$P" --count 1 --timeout 20
+    expect 0 '' -- n3-send --timeout 20 "tcp://[::1]:$P" "$T/r2.n3"
+    rc rx; assert_eq "$RC" 0 "IPv6 receiver exits 0"
+    same "$T/rx.out" "$T/r2.n3" "a record over IPv6"
+else
+    echo "note: no IPv6 loopback here, IPv6 case skipped"
+fi
 
 # --- several senders to one receiver, into a spool ---------------------------------------------
 mkdir "$T/spool"
