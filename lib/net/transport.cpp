@@ -269,7 +269,7 @@ void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, 
             l->check(d);
             if (l->mon->handshakes > 0 && l->mon->fds.empty()) break;
             if (l->mon->handshakes > 0) quiet = l->mon->unsent() == 0 ? quiet + 1 : 0;
-            std::this_thread::sleep_for(d.step(milliseconds(10)));
+            std::this_thread::sleep_for(d.step(milliseconds(1)));
         }
     }
     std::vector<std::string> late;
@@ -562,11 +562,14 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
             st.timed_out = true;
             break;
         }
-        zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
-        if (zmq::poll(&item, 1, d.step(milliseconds(200))) == 0) continue;
         frames.clear();
         zmq::message_t first;
-        if (!sock.recv(first, zmq::recv_flags::dontwait)) continue;
+        if (!sock.recv(first, zmq::recv_flags::dontwait)) {
+            if (o.on_idle) o.on_idle();
+            zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+            zmq::poll(&item, 1, d.step(milliseconds(200)));
+            continue;
+        }
         frames.push_back(std::move(first));
         // ZeroMQ hands over a multipart message only once all of it arrived.
         while (frames.back().more()) {
@@ -593,6 +596,7 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
         ++st.received;
         frames.clear(); // give the memory back before waiting for the next record
     }
+    if (o.on_idle) o.on_idle();
     if (st.timed_out && st.received < o.quorum) {
         std::string got = std::to_string(st.received) + " of " +
                           (o.count ? std::to_string(o.count) : std::string("any")) + " records";

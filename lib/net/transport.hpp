@@ -84,6 +84,8 @@ struct ReceiveOptions {
     const CurveServer* curve_server = nullptr; // pull: bind as CURVE server
     const CurveClient* curve_client = nullptr; // sub: connect as CURVE client
     Notify warn, verbose;
+    // Called when no record is waiting (before sleeping) and at the end: flush buffers here.
+    std::function<void()> on_idle;
 };
 struct Arrival {
     std::span<const ByteView> frames; // concatenated, the record's bytes
