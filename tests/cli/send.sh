@@ -216,7 +216,7 @@ for name in ['srv', 'cli', 'stranger']:
 PYEOF
 { echo "# members"; echo "$(cat "$T/cli.pub") node-1"; } >"$T/allow"
 P=$(free_port)
-bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 2 --quorum 1 --timeout 6 \
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 2 --quorum 1 --timeout 4 \
     --curve-key "$T/srv.key" --curve-allow "$T/allow"
 expect 2 'refused our CURVE key' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r2.n3" \
     --curve-key "$T/stranger.key" --curve-server "$T/srv.pub"
