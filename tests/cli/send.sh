@@ -260,6 +260,12 @@ rc a b; assert_eq "$RC" 00 "broadcast receivers exit 0"
 same "$T/a.out" "$T/five.n3" "broadcast: all to the first"
 same "$T/b.out" "$T/five.n3" "broadcast: all to the second"
 
+bg a n3-send --recv "ipc://$T/live" --count 5 --timeout 30
+expect 3 "ipc://$T/dead did not take every record" -- \
+    n3-send --broadcast --timeout 1 "ipc://$T/live" "ipc://$T/dead" "$T/five.n3"
+rc a; assert_eq "$RC" 0 "broadcast with a dead peer: the live one got everything"
+same "$T/a.out" "$T/five.n3" "broadcast with a dead peer: all five records"
+
 # --- pub/sub: a model to every node ----------------------------------------------------------
 P=$(free_port)
 bg pub n3-send --pub "tcp://127.0.0.1:$P" --subscribers 2 --timeout 30 "$T/big.n3"
