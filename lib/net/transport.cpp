@@ -216,15 +216,18 @@ private:
 
 // One socket in its own context, so that each endpoint's delivery is confirmed on its own.
 struct Link {
-    Link(const std::string& endpoint, zmq::socket_type type) : text(endpoint), ctx(1), sock(ctx, type) {}
+    Link(const std::string& endpoint, zmq::socket_type type, bool connects)
+        : text(endpoint), connecting(connects), ctx(1), sock(ctx, type) {}
     void check(const Deadline&) {
         mon->drain();
-        if (mon->auth_status != 0)
+        // A listener sees refused clients here too; its ZAP handler reports those.
+        if (connecting && mon->auth_status != 0)
             throw EnvError(text + " refused our CURVE key (ZAP status " +
                                std::to_string(mon->auth_status) + ")",
                            "ask the receiver's operator to add our public key to its --curve-allow file");
     }
     std::string text;
+    bool connecting;
     zmq::context_t ctx;
     zmq::socket_t sock;
     std::unique_ptr<Monitor> mon;
@@ -488,7 +491,7 @@ SendStats send_records(Input& in, const SendOptions& o) {
     FrameSource src(in);
     std::vector<std::unique_ptr<Link>> links;
     for (auto& ep : eps) {
-        auto l = std::make_unique<Link>(ep.text, zmq::socket_type::push);
+        auto l = std::make_unique<Link>(ep.text, zmq::socket_type::push, true);
         l->sock.set(zmq::sockopt::sndhwm, o.hwm);
         l->sock.set(zmq::sockopt::linger, 0);
         if (o.curve) set_curve_client(l->sock, *o.curve);
@@ -546,8 +549,11 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     if (pull) {
         bind_or_throw(sock, ep);
         if (o.verbose) o.verbose("listening on " + sock.get(zmq::sockopt::last_endpoint));
-    } else {
+    }
+    std::unique_ptr<Monitor> mon;
+    if (!pull) {
         sock.set(zmq::sockopt::subscribe, "");
+        mon = std::make_unique<Monitor>(ctx, sock);
         connect_or_throw(sock, ep);
     }
 
@@ -558,6 +564,13 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     while (o.count == 0 || st.received < o.count) {
         if (zap && o.warn)
             for (auto& r : zap->take_rejections()) o.warn(r);
+        if (mon) {
+            mon->drain();
+            if (mon->auth_status != 0)
+                throw EnvError(ep.text + " refused our CURVE key (ZAP status " +
+                                   std::to_string(mon->auth_status) + ")",
+                               "ask the publisher's operator to add our public key to its --curve-allow file");
+        }
         if (d.expired()) {
             st.timed_out = true;
             break;
@@ -616,7 +629,7 @@ PublishStats publish_records(Input& in, const PublishOptions& o) {
     const Deadline d(o.timeout);
     FrameSource src(in);
     std::vector<std::unique_ptr<Link>> links;
-    links.push_back(std::make_unique<Link>(ep.text, zmq::socket_type::xpub));
+    links.push_back(std::make_unique<Link>(ep.text, zmq::socket_type::xpub, false));
     Link& l = *links.front();
     if (o.curve) l.zap = std::make_unique<ZapHandler>(l.ctx, o.curve->allowed);
     l.sock.set(zmq::sockopt::sndhwm, o.hwm);

@@ -276,8 +276,12 @@ same "$T/s1.out" "$T/big.n3" "subscriber 1 got the model"
 same "$T/s2.out" "$T/big.n3" "subscriber 2 got the model"
 expect 3 'no subscriber joined' -- n3-send --pub "ipc://$T/lonely" --timeout 1 "$T/r1.n3"
 bg pub n3-send --pub "ipc://$T/cpub" --timeout 30 --curve-key "$T/srv.key" --curve-allow "$T/allow" "$T/r4.n3"
+expect 2 'refused our CURVE key' -- n3-send --sub "ipc://$T/cpub" --count 1 --timeout 10 \
+    --curve-key "$T/stranger.key" --curve-server "$T/srv.pub"
+assert_eq "$(stat -c %s "$T/out")" 0 "a refused subscriber gets nothing"
 expect 0 '' -- n3-send --sub "ipc://$T/cpub" --count 1 --timeout 30 --curve-key "$T/cli.key" --curve-server "$T/srv.pub"
-rc pub; assert_eq "$RC" 0 "CURVE publisher exits 0"
+rc pub; assert_eq "$RC" 0 "CURVE publisher exits 0 (a stranger does not stop it)"
+assert_match 'rejected CURVE client' "$T/pub.err" "the publisher names the stranger"
 same "$T/out" "$T/r4.n3" "CURVE subscriber got the record"
 
 # --- a relay: --count 0 until the timeout, piped into a sender -----------------------------------
