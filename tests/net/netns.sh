@@ -114,4 +114,21 @@ assert_eq "$rh$ra" 00 "round 2: hub closes on its quorum, node a exits 0"
 _case="round 2: only node a's record, whole"; cmp -s "$T/round2.n3" "$T/ra.n3" && _pass || _fail "$(stat -c %s "$T/round2.n3") bytes"
 assert_match 'timed out after 8 s with 1 of 2 records; quorum 1 met' "$T/hub2.err" "the hub says the quorum closed it"
 
+# Round 3: the hub's receiver dies and is restarted; node a's records wait and then go to it.
+# (ip netns exec execs the tool, so $! is the receiver itself; --timeout bounds it)
+ip netns exec "$NS_HUB" n3-send --recv "tcp://*:7003" --count 0 --timeout 30 >/dev/null 2>&1 &
+hub=$!
+sleep 0.3
+kill -9 $hub
+wait $hub 2>/dev/null
+cat "$T/ra.n3" "$T/rb.n3" >"$T/ab.n3"
+in_ns "$NS_A" timeout 60 n3-send --timeout 20 tcp://10.77.1.1:7003 "$T/ab.n3" 2>>"$T/a.err" &
+a=$!
+sleep 1
+in_ns "$NS_HUB" timeout 60 n3-send --recv 'tcp://*:7003' --count 2 --timeout 20 >"$T/round3.n3" 2>"$T/hub3.err" &
+hub=$!
+wait $a; ra=$?; wait $hub; rh=$?
+assert_eq "$rh$ra" 00 "round 3: the restarted receiver gets node a's records"
+_case="round 3: both records whole, in order"; cmp -s "$T/round3.n3" "$T/ab.n3" && _pass || _fail "differs"
+
 finish
