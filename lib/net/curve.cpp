@@ -4,8 +4,8 @@
 #include "record/io.hpp"
 
 #include <algorithm>
-#include <sodium.h>
 #include <cstring>
+#include <sodium.h>
 #include <sstream>
 #include <utility>
 
@@ -37,7 +37,8 @@ std::vector<KeyLine> key_lines(const std::string& text, const std::string& prefi
         std::string t = trim(line);
         if (t.empty() || t[0] == '#') continue;
         if (t.rfind(prefix, 0) != 0) {
-            const bool other = t.rfind(kCurveSecretPrefix, 0) == 0 || t.rfind(kCurvePublicPrefix, 0) == 0;
+            const bool other =
+                t.rfind(kCurveSecretPrefix, 0) == 0 || t.rfind(kCurvePublicPrefix, 0) == 0;
             throw DataError(where + ": line " + std::to_string(n) + " is not " + what +
                                 (other ? " (it holds the other half of a key pair)" : ""),
                             "make keys with: n3-keys curve");
@@ -71,13 +72,18 @@ CurveKey curve_public(const CurveKey& secret) {
     return pub;
 }
 
-std::string public_key_line(const CurveKey& pub) { return kCurvePublicPrefix + z85_encode(pub); }
+std::string public_key_line(const CurveKey& pub) {
+    return kCurvePublicPrefix + z85_encode(pub);
+}
 
-CurveKeyPair::~CurveKeyPair() { sodium_memzero(secret.data(), secret.size()); }
+CurveKeyPair::~CurveKeyPair() {
+    sodium_memzero(secret.data(), secret.size());
+}
 
 CurveKeyPair load_secret_key(const std::string& path) {
     std::string text = read_text_file(path);
-    auto lines = key_lines(text, kCurveSecretPrefix, path, "a CURVE secret key line (N3CURVE-SECRET-...)");
+    auto lines =
+        key_lines(text, kCurveSecretPrefix, path, "a CURVE secret key line (N3CURVE-SECRET-...)");
     sodium_memzero(text.data(), text.size());
     if (lines.size() != 1)
         throw DataError(path + ": holds " + std::to_string(lines.size()) +
@@ -93,7 +99,8 @@ CurveKeyPair load_secret_key(const std::string& path) {
 CurveKey load_public_key(const std::string& spec) {
     std::string t = trim(spec);
     if (t.rfind(kCurvePublicPrefix, 0) == 0)
-        return z85_decode(t.substr(std::string(kCurvePublicPrefix).size()), "public key '" + t + "'");
+        return z85_decode(t.substr(std::string(kCurvePublicPrefix).size()),
+                          "public key '" + t + "'");
     if (t.rfind(kCurveSecretPrefix, 0) == 0)
         throw UsageError("that is a secret key; give the server's public key (N3CURVE-PUBLIC-...)");
     auto lines = key_lines(read_text_file(spec), kCurvePublicPrefix, spec,
@@ -108,7 +115,8 @@ std::vector<CurveKey> load_allow_list(const std::string& path) {
     auto lines = key_lines(read_text_file(path), kCurvePublicPrefix, path,
                            "a CURVE public key line (N3CURVE-PUBLIC-...)");
     std::vector<CurveKey> keys;
-    for (auto& l : lines) keys.push_back(z85_decode(l.key, path + ": line " + std::to_string(l.line)));
+    for (auto& l : lines)
+        keys.push_back(z85_decode(l.key, path + ": line " + std::to_string(l.line)));
     if (keys.empty())
         throw DataError(path + ": lists no CURVE public keys, so no client could connect");
     return keys;
@@ -156,7 +164,8 @@ void ZapHandler::serve() {
                 if (!ok) {
                     std::lock_guard<std::mutex> lock(mutex_);
                     rejections_.push_back("rejected CURVE client " + public_key_line(key) +
-                                          (who.empty() ? "" : " from " + who) + " (not in the allow list)");
+                                          (who.empty() ? "" : " from " + who) +
+                                          " (not in the allow list)");
                 }
             } else {
                 std::lock_guard<std::mutex> lock(mutex_);

@@ -3,15 +3,15 @@
 #include "record/error.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstring>
-#include <arpa/inet.h>
 #include <linux/sockios.h>
-#include <netdb.h>
 #include <malloc.h>
 #include <memory>
+#include <netdb.h>
 #include <optional>
 #include <set>
 #include <sys/ioctl.h>
@@ -101,7 +101,8 @@ void check_ipc_free(const Endpoint& ep) {
 
 // ZeroMQ speaks IPv6 only when asked; an IPv6 literal asks.
 void allow_ipv6(zmq::socket_t& s, const Endpoint& ep) {
-    if (ep.transport == "tcp" && ep.host.find(':') != std::string::npos) s.set(zmq::sockopt::ipv6, 1);
+    if (ep.transport == "tcp" && ep.host.find(':') != std::string::npos)
+        s.set(zmq::sockopt::ipv6, 1);
 }
 
 void bind_or_throw(zmq::socket_t& s, const Endpoint& ep) {
@@ -134,7 +135,8 @@ void bind_or_throw(zmq::socket_t& s, const Endpoint& ep) {
 void check_host(const Endpoint& ep) {
     if (ep.transport != "tcp") return;
     unsigned char buf[sizeof(in6_addr)];
-    if (inet_pton(AF_INET, ep.host.c_str(), buf) == 1 || inet_pton(AF_INET6, ep.host.c_str(), buf) == 1)
+    if (inet_pton(AF_INET, ep.host.c_str(), buf) == 1 ||
+        inet_pton(AF_INET6, ep.host.c_str(), buf) == 1)
         return;
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
@@ -184,12 +186,21 @@ public:
                 fds.insert(static_cast<int>(value));
                 ++connections;
                 break;
-            case ZMQ_EVENT_DISCONNECTED: fds.erase(static_cast<int>(value)); break;
-            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: ++handshakes; break;
-            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: auth_status = static_cast<int>(value); break;
+            case ZMQ_EVENT_DISCONNECTED:
+                fds.erase(static_cast<int>(value));
+                break;
+            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+                ++handshakes;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+                auth_status = static_cast<int>(value);
+                break;
             case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: ++failed_handshakes; break;
-            default: break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                ++failed_handshakes;
+                break;
+            default:
+                break;
             }
         }
     }
@@ -222,9 +233,10 @@ struct Link {
         mon->drain();
         // A listener sees refused clients here too; its ZAP handler reports those.
         if (connecting && mon->auth_status != 0)
-            throw EnvError(text + " refused our CURVE key (ZAP status " +
-                               std::to_string(mon->auth_status) + ")",
-                           "ask the receiver's operator to add our public key to its --curve-allow file");
+            throw EnvError(
+                text + " refused our CURVE key (ZAP status " + std::to_string(mon->auth_status) +
+                    ")",
+                "ask the receiver's operator to add our public key to its --curve-allow file");
     }
     std::string text;
     bool connecting;
@@ -236,7 +248,8 @@ struct Link {
 
 std::string waiting_hint(const Link& l, bool connecting) {
     if (l.mon->failed_handshakes > 0 || (l.mon->connections > 0 && l.mon->handshakes == 0))
-        return "connections to " + l.text + " never completed their handshake: check --curve-server "
+        return "connections to " + l.text +
+               " never completed their handshake: check --curve-server "
                "(the receiver's public key) and that both sides use CURVE";
     if (connecting && l.mon->handshakes == 0)
         return "is a receiver running? n3-send --recv " + l.text + " --count N";
@@ -245,7 +258,8 @@ std::string waiting_hint(const Link& l, bool connecting) {
 
 void send_frame(Link& l, zmq::message_t& m, bool more, const Deadline& d, uint64_t record,
                 bool connecting) {
-    const auto flags = (more ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait;
+    const auto flags =
+        (more ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait;
     for (;;) {
         if (l.sock.send(m, flags)) return;
         l.check(d);
@@ -296,7 +310,8 @@ void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, 
     }
     if (!late.empty()) {
         std::string names;
-        for (auto& n : late) names += (names.empty() ? "" : ", ") + n;
+        for (auto& n : late)
+            names += (names.empty() ? "" : ", ") + n;
         throw IncompleteError("timed out after " + d.text() + ": " + names +
                                   " did not take every record",
                               hints.front());
@@ -339,8 +354,9 @@ public:
                                 std::to_string(kPreambleSize) + " bytes)");
             pre_ = decode_preamble(all.data() + offset_, where());
             if (all.size() - offset_ < pre_.record_size())
-                throw DataError(where() + ": truncated record (" + std::to_string(all.size() - offset_) +
-                                " of " + std::to_string(pre_.record_size()) + " bytes)");
+                throw DataError(where() + ": truncated record (" +
+                                std::to_string(all.size() - offset_) + " of " +
+                                std::to_string(pre_.record_size()) + " bytes)");
             crc_ = 0;
             return true;
         }
@@ -365,8 +381,10 @@ public:
             if (body > sent_) crc_ = crc64(crc_, ByteView(base + sent_, body - sent_));
             if (last) {
                 uint64_t want = 0;
-                for (int i = 7; i >= 0; --i) want = (want << 8) | base[body_end + i];
-                if (want != crc_) throw DataError(where() + ": corrupted record (checksum mismatch)");
+                for (int i = 7; i >= 0; --i)
+                    want = (want << 8) | base[body_end + i];
+                if (want != crc_)
+                    throw DataError(where() + ": corrupted record (checksum mismatch)");
                 offset_ = rec_start_ + total;
                 ++index_;
             }
@@ -387,7 +405,8 @@ public:
             pos = k;
         }
         if (sent_ + pos < body_end && pos < n) {
-            size_t want = static_cast<size_t>(std::min<uint64_t>(n - pos, body_end - (sent_ + pos)));
+            size_t want =
+                static_cast<size_t>(std::min<uint64_t>(n - pos, body_end - (sent_ + pos)));
             size_t got = 0;
             while (got < want) {
                 size_t r = reader_->read_payload(std::span<uint8_t>(out + pos + got, want - got));
@@ -401,7 +420,8 @@ public:
             // The trailer: the reader checks the input's own checksum first.
             reader_->end();
             uint8_t tail[kTrailerSize];
-            for (int i = 0; i < 8; ++i) tail[i] = static_cast<uint8_t>(crc_ >> (8 * i));
+            for (int i = 0; i < 8; ++i)
+                tail[i] = static_cast<uint8_t>(crc_ >> (8 * i));
             uint64_t at = sent_ + pos - body_end;
             std::memcpy(out + pos, tail + at, n - pos);
             pos = n;
@@ -446,7 +466,8 @@ void send_record(FrameSource& src, const std::vector<Link*>& to, const Deadline&
                  bool connecting) {
     src.start_record();
     while (src.backlog() > kSendBacklog) {
-        for (Link* l : to) l->check(d);
+        for (Link* l : to)
+            l->check(d);
         if (d.expired())
             throw IncompleteError("timed out after " + d.text() + ": " + to.front()->text +
                                       " did not take record " + std::to_string(index),
@@ -483,7 +504,8 @@ SendStats send_records(Input& in, const SendOptions& o) {
     if (o.fanout == Fanout::single && o.endpoints.size() > 1)
         throw UsageError("several endpoints need --scatter or --broadcast");
     std::vector<Endpoint> eps;
-    for (auto& e : o.endpoints) eps.push_back(check_endpoint(e, EndpointRole::connect));
+    for (auto& e : o.endpoints)
+        eps.push_back(check_endpoint(e, EndpointRole::connect));
     keep_frame_memory();
     const Deadline d(o.timeout);
     // Declared before the links: zero-copy frames point into the input's mapping, which must
@@ -504,13 +526,15 @@ SendStats send_records(Input& in, const SendOptions& o) {
         while (src.next_record()) {
             std::vector<Link*> to;
             if (o.fanout == Fanout::broadcast)
-                for (auto& l : links) to.push_back(l.get());
+                for (auto& l : links)
+                    to.push_back(l.get());
             else
                 to.push_back(links[st.records % links.size()].get());
             send_record(src, to, d, st.records, true);
             if (o.verbose)
                 o.verbose("record " + std::to_string(st.records + 1) + " (" +
-                          std::to_string(src.record_size()) + " bytes) queued for " + to.front()->text +
+                          std::to_string(src.record_size()) + " bytes) queued for " +
+                          to.front()->text +
                           (to.size() > 1 ? " and " + std::to_string(to.size() - 1) + " more" : ""));
             st.bytes += src.record_size();
             ++st.records;
@@ -518,7 +542,8 @@ SendStats send_records(Input& in, const SendOptions& o) {
     } catch (const DataError&) {
         // Records before the bad one still go (briefly); the bad one's frames are rolled back.
         for (auto& l : links) {
-            l->sock.set(zmq::sockopt::linger, std::min(1000, d.linger_ms() < 0 ? 1000 : d.linger_ms()));
+            l->sock.set(zmq::sockopt::linger,
+                        std::min(1000, d.linger_ms() < 0 ? 1000 : d.linger_ms()));
             l->mon->close();
             l->sock.close();
         }
@@ -541,8 +566,8 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     sock.set(zmq::sockopt::rcvhwm, o.hwm);
     sock.set(zmq::sockopt::linger, 0);
     // A frame longer than any record could be is refused before ZeroMQ allocates it.
-    const uint64_t frame_cap = std::min<uint64_t>(o.max_payload + kPreambleSize + kTrailerSize,
-                                                  uint64_t(INT64_MAX));
+    const uint64_t frame_cap =
+        std::min<uint64_t>(o.max_payload + kPreambleSize + kTrailerSize, uint64_t(INT64_MAX));
     sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(frame_cap));
     if (pull && o.curve_server) set_curve_server(sock, *o.curve_server);
     if (!pull && o.curve_client) set_curve_client(sock, *o.curve_client);
@@ -563,13 +588,15 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     std::vector<ByteView> views;
     while (o.count == 0 || st.received < o.count) {
         if (zap && o.warn)
-            for (auto& r : zap->take_rejections()) o.warn(r);
+            for (auto& r : zap->take_rejections())
+                o.warn(r);
         if (mon) {
             mon->drain();
             if (mon->auth_status != 0)
-                throw EnvError(ep.text + " refused our CURVE key (ZAP status " +
-                                   std::to_string(mon->auth_status) + ")",
-                               "ask the publisher's operator to add our public key to its --curve-allow file");
+                throw EnvError(
+                    ep.text + " refused our CURVE key (ZAP status " +
+                        std::to_string(mon->auth_status) + ")",
+                    "ask the publisher's operator to add our public key to its --curve-allow file");
         }
         if (d.expired()) {
             st.timed_out = true;
@@ -613,10 +640,11 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     if (st.timed_out && st.received < o.quorum) {
         std::string got = std::to_string(st.received) + " of " +
                           (o.count ? std::to_string(o.count) : std::string("any")) + " records";
-        throw IncompleteError("timed out after " + d.text() + " with " + got + " (quorum " +
-                                  std::to_string(o.quorum) + ")",
-                              st.dropped ? std::to_string(st.dropped) + " bad records were dropped"
-                                         : "the missing peers may have died; raise --timeout or lower --quorum");
+        throw IncompleteError(
+            "timed out after " + d.text() + " with " + got + " (quorum " +
+                std::to_string(o.quorum) + ")",
+            st.dropped ? std::to_string(st.dropped) + " bad records were dropped"
+                       : "the missing peers may have died; raise --timeout or lower --quorum");
     }
     return st;
 }
@@ -648,7 +676,8 @@ PublishStats publish_records(Input& in, const PublishOptions& o) {
         while (l.sock.recv(m, zmq::recv_flags::dontwait))
             if (m.size() >= 1) subscribers += m.data<uint8_t>()[0] == 1 ? 1 : -1;
         if (l.zap && o.warn)
-            for (auto& r : l.zap->take_rejections()) o.warn(r);
+            for (auto& r : l.zap->take_rejections())
+                o.warn(r);
     };
     while (subscribers < static_cast<int64_t>(o.subscribers) && !d.expired()) {
         zmq::pollitem_t item{l.sock.handle(), 0, ZMQ_POLLIN, 0};
@@ -667,9 +696,9 @@ PublishStats publish_records(Input& in, const PublishOptions& o) {
     }
     finish_links(links, d, false, st.records > 0);
     if (st.subscribers < o.subscribers)
-        throw IncompleteError("timed out after " + d.text() + ": only " + std::to_string(st.subscribers) +
-                                  " of " + std::to_string(o.subscribers) +
-                                  " subscribers joined (they got every record)");
+        throw IncompleteError(
+            "timed out after " + d.text() + ": only " + std::to_string(st.subscribers) + " of " +
+            std::to_string(o.subscribers) + " subscribers joined (they got every record)");
     return st;
 }
 

@@ -51,7 +51,8 @@ Preamble RecordAssembler::finish() {
         throw DataError(where_ + ": truncated record (" + std::to_string(seen_) + " of " +
                         std::to_string(pre_.record_size()) + " bytes)");
     uint64_t want = 0;
-    for (int i = 7; i >= 0; --i) want = (want << 8) | tail_[i];
+    for (int i = 7; i >= 0; --i)
+        want = (want << 8) | tail_[i];
     if (want != crc_) throw DataError(where_ + ": corrupted record (checksum mismatch)");
     return pre_;
 }
@@ -59,7 +60,8 @@ Preamble RecordAssembler::finish() {
 namespace {
 
 bool all_digits(const std::string& s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 } // namespace
@@ -76,7 +78,8 @@ Endpoint check_endpoint(const std::string& text, EndpointRole role) {
     ep.transport = text.substr(0, sep);
     std::string rest = text.substr(sep + 3);
     if (ep.transport == "ipc") {
-        if (rest.empty()) throw UsageError("endpoint '" + text + "' names no socket path", hint_tcp);
+        if (rest.empty())
+            throw UsageError("endpoint '" + text + "' names no socket path", hint_tcp);
         if (rest == "*")
             throw UsageError("endpoint '" + text + "': name the socket path", "ipc:///tmp/n3.sock");
         if (rest.size() >= sizeof(sockaddr_un::sun_path))

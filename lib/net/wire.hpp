@@ -28,7 +28,8 @@ constexpr size_t kFrameSize = size_t(1) << 20;
 // Checks one record arriving in pieces. `where` prefixes messages ("message from 10.0.0.2").
 class RecordAssembler {
 public:
-    explicit RecordAssembler(uint64_t max_payload = kDefaultMaxPayload, std::string where = "message");
+    explicit RecordAssembler(uint64_t max_payload = kDefaultMaxPayload,
+                             std::string where = "message");
     void add(ByteView frame);
     // Verifies length and checksum; returns the record's preamble.
     Preamble finish();

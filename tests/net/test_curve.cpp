@@ -80,8 +80,8 @@ TEST_CASE("allow lists take comments and labels") {
     char p1[41], s1[41], p2[41], s2[41];
     REQUIRE(zmq_curve_keypair(p1, s1) == 0);
     REQUIRE(zmq_curve_keypair(p2, s2) == 0);
-    TempFile f(std::string("# federation members\nN3CURVE-PUBLIC-") + p1 + " node-1\n\n  N3CURVE-PUBLIC-" +
-               p2 + "\n");
+    TempFile f(std::string("# federation members\nN3CURVE-PUBLIC-") + p1 +
+               " node-1\n\n  N3CURVE-PUBLIC-" + p2 + "\n");
     auto keys = load_allow_list(f.path);
     REQUIRE(keys.size() == 2);
     CHECK(z85_encode(keys[0]) == p1);

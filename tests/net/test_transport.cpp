@@ -26,13 +26,15 @@ struct TempDir {
 Bytes record_bytes(size_t payload, uint32_t seed) {
     Bytes p(payload);
     std::mt19937 rng(seed);
-    for (auto& b : p) b = static_cast<uint8_t>(rng());
+    for (auto& b : p)
+        b = static_cast<uint8_t>(rng());
     return encode_record(RecordType::packed, p);
 }
 
 std::string write_file(const std::string& path, const std::vector<Bytes>& recs) {
     std::ofstream f(path, std::ios::binary);
-    for (auto& r : recs) f.write(reinterpret_cast<const char*>(r.data()), static_cast<std::streamsize>(r.size()));
+    for (auto& r : recs)
+        f.write(reinterpret_cast<const char*>(r.data()), static_cast<std::streamsize>(r.size()));
     return path;
 }
 
@@ -42,7 +44,8 @@ std::future<std::vector<Bytes>> receive_async(ReceiveOptions o) {
         std::vector<Bytes> got;
         receive_records(o, [&](const Arrival& a) {
             Bytes b;
-            for (auto f : a.frames) b.insert(b.end(), f.begin(), f.end());
+            for (auto f : a.frames)
+                b.insert(b.end(), f.begin(), f.end());
             got.push_back(std::move(b));
         });
         return got;
@@ -54,7 +57,8 @@ std::future<std::vector<Bytes>> receive_async(ReceiveOptions o) {
 TEST_CASE("records arrive intact and in order, small and larger than a frame") {
     TempDir dir;
     std::vector<Bytes> recs;
-    for (uint32_t i = 0; i < 20; ++i) recs.push_back(record_bytes(i == 7 ? 3 * kFrameSize + 5 : 100 * i, i));
+    for (uint32_t i = 0; i < 20; ++i)
+        recs.push_back(record_bytes(i == 7 ? 3 * kFrameSize + 5 : 100 * i, i));
     ReceiveOptions ro;
     ro.endpoint = dir.ipc("in");
     ro.count = recs.size();
@@ -71,7 +75,8 @@ TEST_CASE("records arrive intact and in order, small and larger than a frame") {
         int fds[2];
         REQUIRE(pipe(fds) == 0);
         std::thread writer([&] {
-            for (auto& r : recs) REQUIRE(write(fds[1], r.data(), r.size()) == static_cast<ssize_t>(r.size()));
+            for (auto& r : recs)
+                REQUIRE(write(fds[1], r.data(), r.size()) == static_cast<ssize_t>(r.size()));
             close(fds[1]);
         });
         Input in("/proc/self/fd/" + std::to_string(fds[0]));
@@ -88,7 +93,8 @@ TEST_CASE("records arrive intact and in order, small and larger than a frame") {
 TEST_CASE("scatter deals records round-robin, broadcast sends all to all") {
     TempDir dir;
     std::vector<Bytes> recs;
-    for (uint32_t i = 0; i < 6; ++i) recs.push_back(record_bytes(1000 + i, i));
+    for (uint32_t i = 0; i < 6; ++i)
+        recs.push_back(record_bytes(1000 + i, i));
     Input in(write_file(dir.path + "/recs.n3", recs));
     const bool scatter = GENERATE(true, false);
     ReceiveOptions a, b;
@@ -114,7 +120,8 @@ TEST_CASE("scatter deals records round-robin, broadcast sends all to all") {
 
 TEST_CASE("a corrupt input record never leaves; the ones before it do") {
     TempDir dir;
-    std::vector<Bytes> recs = {record_bytes(500, 1), record_bytes(2 * kFrameSize, 2), record_bytes(10, 3)};
+    std::vector<Bytes> recs = {record_bytes(500, 1), record_bytes(2 * kFrameSize, 2),
+                               record_bytes(10, 3)};
     recs[1][kFrameSize + 100] ^= 1;
     Input in(write_file(dir.path + "/recs.n3", recs));
     ReceiveOptions ro;
@@ -125,7 +132,8 @@ TEST_CASE("a corrupt input record never leaves; the ones before it do") {
     SendOptions so;
     so.endpoints = {ro.endpoint};
     so.timeout = 10;
-    CHECK_THROWS_WITH(send_records(in, so), Catch::Contains("record 2") && Catch::Contains("checksum mismatch"));
+    CHECK_THROWS_WITH(send_records(in, so),
+                      Catch::Contains("record 2") && Catch::Contains("checksum mismatch"));
     CHECK(got.get() == std::vector<Bytes>{recs[0]});
 }
 
@@ -166,6 +174,7 @@ TEST_CASE("a second listener on the same address is refused") {
     usleep(200000);
     ReceiveOptions again = ro;
     again.timeout = 0.2;
-    CHECK_THROWS_WITH(receive_records(again, [](const Arrival&) {}), Catch::Contains("address already in use"));
+    CHECK_THROWS_WITH(receive_records(again, [](const Arrival&) {}),
+                      Catch::Contains("address already in use"));
     first.get();
 }

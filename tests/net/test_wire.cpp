@@ -12,7 +12,8 @@ namespace {
 Bytes sample_record(size_t payload, uint32_t seed = 1) {
     Bytes p(payload);
     std::mt19937 rng(seed);
-    for (auto& b : p) b = static_cast<uint8_t>(rng());
+    for (auto& b : p)
+        b = static_cast<uint8_t>(rng());
     return encode_record(RecordType::shard, p);
 }
 
@@ -59,7 +60,8 @@ TEST_CASE("truncated, long, corrupt and foreign messages are refused") {
     SECTION("two records in one message") {
         Bytes two = rec;
         two.insert(two.end(), rec.begin(), rec.end());
-        CHECK_THROWS_WITH(check_split(two, 999), Catch::Contains("more bytes than its record declares"));
+        CHECK_THROWS_WITH(check_split(two, 999),
+                          Catch::Contains("more bytes than its record declares"));
     }
     SECTION("a flipped payload bit") {
         rec[100] ^= 0x10;
