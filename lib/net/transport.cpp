@@ -240,6 +240,11 @@ struct Link {
     }
     std::string text;
     bool connecting;
+    // Frames handed to ZeroMQ and not yet released by it. ZeroMQ releases a frame once its
+    // bytes were written to the connection (or dropped with it), so 0 means ZeroMQ's queue for
+    // this peer is empty. Declared before the context: released from its I/O thread.
+    std::atomic<uint64_t> pending{0};
+    uint64_t frames_sent = 0;
     zmq::context_t ctx;
     zmq::socket_t sock;
     std::unique_ptr<Monitor> mon;
@@ -261,7 +266,10 @@ void send_frame(Link& l, zmq::message_t& m, bool more, const Deadline& d, uint64
     const auto flags =
         (more ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait;
     for (;;) {
-        if (l.sock.send(m, flags)) return;
+        if (l.sock.send(m, flags)) {
+            ++l.frames_sent;
+            return;
+        }
         l.check(d);
         if (d.expired())
             throw IncompleteError("timed out after " + d.text() + ": " + l.text +
@@ -274,58 +282,99 @@ void send_frame(Link& l, zmq::message_t& m, bool more, const Deadline& d, uint64
 
 // Waits until each link's records left every queue; throws IncompleteError naming the links
 // that did not finish before the deadline.
-void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, bool connecting,
-                  bool sent_any) {
-    // Until a handshake completed nothing was delivered (and a refused CURVE key shows up
-    // here). Then the kernel's queue: empty three times in a row while connected means ZeroMQ
-    // has nothing left to write and the peer acknowledged every byte. A peer that went away
-    // leaves the decision to the linger: records still queued wait for it to come back.
-    for (auto& l : links) {
-        int quiet = 0;
-        while (sent_any && !d.expired() && quiet < 3) {
-            l->check(d);
-            if (l->mon->handshakes > 0 && l->mon->fds.empty()) break;
-            if (l->mon->handshakes > 0) quiet = l->mon->unsent() == 0 ? quiet + 1 : 0;
-            std::this_thread::sleep_for(d.step(milliseconds(1)));
+void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, bool connecting) {
+    // A link is done when ZeroMQ released every frame we gave it (its queue is empty and the
+    // bytes were written to the connection) and the kernel's send queue is empty (the peer
+    // acknowledged every byte), or the peer left after taking every frame. Frames still
+    // pending wait, up to the deadline, for the peer to come (back).
+    const size_t n = links.size();
+    std::vector<char> done(n, 0);
+    for (;;) {
+        bool waiting = false;
+        for (size_t i = 0; i < n; ++i) {
+            if (done[i]) continue;
+            Link& l = *links[i];
+            l.check(d);
+            // Frames released before any handshake were dropped, not delivered.
+            const bool drained = l.pending.load() == 0 && l.mon->handshakes > 0;
+            if (l.frames_sent == 0 || (drained && (l.mon->fds.empty() || l.mon->unsent() == 0)))
+                done[i] = 1;
+            else
+                waiting = true;
         }
+        if (!waiting || d.expired()) break;
+        std::this_thread::sleep_for(d.step(milliseconds(1)));
     }
     std::vector<std::string> late;
-    std::vector<std::string> hints;
-    for (auto& l : links) {
-        l->check(d);
-        const int linger = d.linger_ms();
-        l->sock.set(zmq::sockopt::linger, linger);
-        l->mon->drain();
-        std::string hint = waiting_hint(*l, connecting);
-        l->mon->close();
-        l->sock.close();
-        l->zap.reset();
-        auto start = Clock::now();
-        l->ctx.close(); // blocks until the queue is empty or the linger ran out
-        auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
-        if (linger >= 0 && took + 5 >= linger) {
-            late.push_back(l->text);
-            hints.push_back(hint);
+    std::string hint;
+    for (size_t i = 0; i < n; ++i) {
+        Link& l = *links[i];
+        l.check(d);
+        if (!done[i]) {
+            late.push_back(l.text);
+            if (hint.empty()) hint = waiting_hint(l, connecting);
         }
+        l.sock.set(zmq::sockopt::linger, 0); // nothing left, or the deadline passed
+        l.mon->close();
+        l.sock.close();
+        l.zap.reset();
+        l.ctx.close();
     }
     if (!late.empty()) {
         std::string names;
-        for (auto& n : late)
-            names += (names.empty() ? "" : ", ") + n;
+        for (auto& name : late)
+            names += (names.empty() ? "" : ", ") + name;
         throw IncompleteError("timed out after " + d.text() + ": " + names +
                                   " did not take every record",
-                              hints.front());
+                              hint);
     }
 }
 
-// Bytes of copied frames that ZeroMQ still holds. A frame's free function (run by ZeroMQ's
-// I/O thread once the bytes are on the wire) gives its bytes back.
-struct FrameBudget {
-    std::atomic<uint64_t> in_flight{0};
-    static void release(void* data, void* hint) {
-        auto* self = static_cast<FrameBudget*>(hint);
-        self->in_flight -= malloc_usable_size(data);
-        std::free(data);
+// A frame read from a pipe lives in a buffer that every link's message references; the
+// header before the bytes counts the references and the bytes for the send budget.
+struct FrameBuffer {
+    std::atomic<int> refs{1};
+    size_t size = 0;
+    std::atomic<uint64_t>* budget = nullptr;
+};
+constexpr size_t kFrameHeader = 64; // keeps the bytes 64-byte aligned
+
+FrameBuffer* buffer_of(void* data) {
+    return reinterpret_cast<FrameBuffer*>(static_cast<uint8_t*>(data) - kFrameHeader);
+}
+
+void drop_buffer_ref(FrameBuffer* b) {
+    if (b->refs.fetch_sub(1) == 1) {
+        *b->budget -= b->size;
+        b->~FrameBuffer();
+        std::free(b);
+    }
+}
+
+// ZeroMQ's free functions: a link's frame was written (or dropped).
+void release_mapped(void*, void* hint) { --*static_cast<std::atomic<uint64_t>*>(hint); }
+void release_owned(void* data, void* hint) {
+    --*static_cast<std::atomic<uint64_t>*>(hint);
+    drop_buffer_ref(buffer_of(data));
+}
+
+// One frame of a record: a view into the input's mapping, or an owned buffer.
+struct Frame {
+    const uint8_t* data = nullptr;
+    size_t size = 0;
+    bool owned = false;
+    Frame() = default;
+    Frame(const Frame&) = delete;
+    Frame& operator=(const Frame&) = delete;
+    ~Frame() {
+        if (owned) drop_buffer_ref(buffer_of(const_cast<uint8_t*>(data)));
+    }
+    // A message for one link, sharing the bytes; the link counts it until ZeroMQ lets go.
+    zmq::message_t message_for(std::atomic<uint64_t>& pending) const {
+        if (owned) ++buffer_of(const_cast<uint8_t*>(data))->refs;
+        ++pending;
+        return zmq::message_t(const_cast<uint8_t*>(data), size, owned ? &release_owned : &release_mapped,
+                              &pending);
     }
 };
 
@@ -370,8 +419,8 @@ public:
 
     uint64_t record_size() const { return pre_.record_size(); }
 
-    // Fills `msg` with the record's next frame; returns true when it is the last one.
-    bool next_frame(zmq::message_t& msg) {
+    // Fills `frame` with the record's next frame; returns true when it is the last one.
+    bool next_frame(Frame& frame) {
         const uint64_t total = pre_.record_size(), body_end = kPreambleSize + pre_.payload_len;
         const size_t n = static_cast<size_t>(std::min<uint64_t>(kFrameSize, total - sent_));
         const bool last = sent_ + n == total;
@@ -388,16 +437,23 @@ public:
                 offset_ = rec_start_ + total;
                 ++index_;
             }
-            // The mapping outlives every context (see send_records), so no free function.
-            msg.rebuild(const_cast<uint8_t*>(base + sent_), n, nullptr, nullptr);
+            // The mapping outlives every context (see send_records).
+            frame.data = base + sent_;
+            frame.size = n;
             sent_ += n;
             return last;
         }
-        auto* out = static_cast<uint8_t*>(std::malloc(n ? n : 1));
-        if (!out) throw std::bad_alloc();
-        budget_.in_flight += malloc_usable_size(out);
-        current_ += malloc_usable_size(out);
-        msg.rebuild(out, n, &FrameBudget::release, &budget_);
+        void* raw = std::malloc(kFrameHeader + n);
+        if (!raw) throw std::bad_alloc();
+        auto* header = new (raw) FrameBuffer;
+        header->size = n;
+        header->budget = &budget_;
+        budget_ += n;
+        current_ += n;
+        auto* out = static_cast<uint8_t*>(raw) + kFrameHeader;
+        frame.data = out;
+        frame.size = n;
+        frame.owned = true;
         size_t pos = 0;
         if (sent_ < kPreambleSize) {
             size_t k = static_cast<size_t>(std::min<uint64_t>(n, kPreambleSize - sent_));
@@ -436,7 +492,7 @@ public:
     // Bytes of earlier records that ZeroMQ has not written out yet (copied frames only; a
     // mapped file's frames point into the page cache and cost nothing).
     uint64_t backlog() const {
-        uint64_t all = budget_.in_flight.load();
+        uint64_t all = budget_.load();
         return all > current_ ? all - current_ : 0;
     }
     void start_record() { current_ = 0; }
@@ -452,8 +508,8 @@ private:
     Preamble pre_{};
     uint8_t head_[kPreambleSize]{};
     uint64_t offset_ = 0, rec_start_ = 0, sent_ = 0, crc_ = 0, index_ = 0;
-    uint64_t current_ = 0; // approximate bytes of the record being cut (frames are malloc'd)
-    FrameBudget budget_;
+    uint64_t current_ = 0;                // bytes of the record being cut
+    std::atomic<uint64_t> budget_{0};     // bytes of owned frames ZeroMQ still holds
 };
 
 // Bounded memory: a sender reading a pipe holds at most the record it is cutting plus this
@@ -475,16 +531,11 @@ void send_record(FrameSource& src, const std::vector<Link*>& to, const Deadline&
         std::this_thread::sleep_for(milliseconds(1));
     }
     for (;;) {
-        zmq::message_t frame;
+        Frame frame;
         const bool last = src.next_frame(frame);
-        for (size_t i = 0; i < to.size(); ++i) {
-            if (i + 1 == to.size()) {
-                send_frame(*to[i], frame, !last, d, index, connecting);
-            } else {
-                zmq::message_t copy;
-                copy.copy(frame);
-                send_frame(*to[i], copy, !last, d, index, connecting);
-            }
+        for (Link* l : to) {
+            zmq::message_t msg = frame.message_for(l->pending);
+            send_frame(*l, msg, !last, d, index, connecting);
         }
         if (last) return;
     }
@@ -549,7 +600,7 @@ SendStats send_records(Input& in, const SendOptions& o) {
         }
         throw;
     }
-    finish_links(links, d, true, st.records > 0);
+    finish_links(links, d, true);
     return st;
 }
 
@@ -694,7 +745,7 @@ PublishStats publish_records(Input& in, const PublishOptions& o) {
         st.bytes += src.record_size();
         ++st.records;
     }
-    finish_links(links, d, false, st.records > 0);
+    finish_links(links, d, false);
     if (st.subscribers < o.subscribers)
         throw IncompleteError(
             "timed out after " + d.text() + ": only " + std::to_string(st.subscribers) + " of " +
