@@ -15,10 +15,11 @@
 // it arrived, so a sender that dies mid-record never produces a partial record.
 //
 // Sending: one PUSH socket (and context) per endpoint; --scatter deals record i to endpoint
-// i mod n, --broadcast sends every record to every endpoint. A sender is done when every
-// record left its queues: it waits until the kernel's send queue of each connection is empty
-// (SIOCOUTQ: the peer acknowledged every byte), then closes with ZMQ_LINGER set to what is left
-// of the timeout and checks that the context terminated before the linger ran out.
+// i mod n, --broadcast sends every record to every endpoint. A sender is done with a peer
+// when ZeroMQ released every frame queued for it (each frame carries a free function that
+// counts it out once its bytes were written to the connection) and the kernel's send queue
+// is empty (SIOCOUTQ: the receiving host acknowledged every byte); frames still queued wait
+// for the peer, up to the timeout, also across a reconnect.
 //
 // Failures: UsageError for a malformed endpoint; EnvError for an address in use, a refused
 // CURVE key, a missing file; DataError for a corrupt input record (records before it are
