@@ -287,8 +287,11 @@ void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, 
     // bytes were written to the connection) and the kernel's send queue is empty (the peer
     // acknowledged every byte), or the peer left after taking every frame. Frames still
     // pending wait, up to the deadline, for the peer to come (back).
+    // ZeroMQ releases a small frame once it is copied into the engine's batch, a moment
+    // before the batch is written, so the condition must hold three times, 2 ms apart.
     const size_t n = links.size();
     std::vector<char> done(n, 0);
+    std::vector<int> quiet(n, 0);
     for (;;) {
         bool waiting = false;
         for (size_t i = 0; i < n; ++i) {
@@ -297,13 +300,16 @@ void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, 
             l.check(d);
             // Frames released before any handshake were dropped, not delivered.
             const bool drained = l.pending.load() == 0 && l.mon->handshakes > 0;
-            if (l.frames_sent == 0 || (drained && (l.mon->fds.empty() || l.mon->unsent() == 0)))
+            if (l.frames_sent == 0)
                 done[i] = 1;
+            else if (drained && (l.mon->fds.empty() || l.mon->unsent() == 0))
+                done[i] = ++quiet[i] >= 3;
             else
-                waiting = true;
+                quiet[i] = 0;
+            if (!done[i]) waiting = true;
         }
         if (!waiting || d.expired()) break;
-        std::this_thread::sleep_for(d.step(milliseconds(1)));
+        std::this_thread::sleep_for(d.step(milliseconds(2)));
     }
     std::vector<std::string> late;
     std::string hint;
