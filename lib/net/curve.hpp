@@ -1,0 +1,71 @@
+// n3/net/curve.hpp — CURVE transport keys (made by `n3-keys curve`) and the ZAP handler that
+// admits only listed clients.
+//
+// Key text, one line each, '#' starts a comment line:
+//   N3CURVE-SECRET-<40 Z85 characters>   the 32-byte Curve25519 secret (a 0600 file)
+//   N3CURVE-PUBLIC-<40 Z85 characters>   its public key, crypto_scalarmult_base(secret)
+// An allow file lists public key lines; text after the key on the same line is a label.
+//
+//   CurveKeyPair me = load_secret_key("node.key");            // derives the public half
+//   std::string hub = load_public_key("hub.pub");            // a file or the key line itself
+//   std::vector<CurveKey> allowed = load_allow_list("clients.allow");
+//   ZapHandler zap(ctx, allowed);   // before the server socket binds; destroy before ctx
+//
+// Bad key files throw DataError (exit 1) naming the file and line; missing files EnvError.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+namespace n3::net {
+
+using CurveKey = std::array<uint8_t, 32>;
+
+inline constexpr const char* kCurveSecretPrefix = "N3CURVE-SECRET-";
+inline constexpr const char* kCurvePublicPrefix = "N3CURVE-PUBLIC-";
+
+std::string z85_encode(const CurveKey& key);
+// Parses 40 Z85 characters; throws DataError naming `where`.
+CurveKey z85_decode(const std::string& text, const std::string& where);
+CurveKey curve_public(const CurveKey& secret);
+std::string public_key_line(const CurveKey& pub); // "N3CURVE-PUBLIC-..."
+
+struct CurveKeyPair {
+    CurveKey secret{};
+    CurveKey public_key{};
+    ~CurveKeyPair();
+};
+
+CurveKeyPair load_secret_key(const std::string& path);
+// `spec` is a key line "N3CURVE-PUBLIC-..." or a file holding one.
+CurveKey load_public_key(const std::string& spec);
+std::vector<CurveKey> load_allow_list(const std::string& path);
+
+// Answers ZAP requests (RFC 27) for sockets of `ctx`: CURVE clients whose public key is in
+// `allowed` get 200, everyone else 400. Rejections are queued for the caller to report.
+class ZapHandler {
+public:
+    ZapHandler(zmq::context_t& ctx, std::vector<CurveKey> allowed);
+    ~ZapHandler();
+    ZapHandler(const ZapHandler&) = delete;
+    ZapHandler& operator=(const ZapHandler&) = delete;
+    // Messages about rejected clients since the last call ("rejected CURVE client ... from ...").
+    std::vector<std::string> take_rejections();
+
+private:
+    void serve();
+    zmq::socket_t socket_;
+    std::vector<CurveKey> allowed_;
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::vector<std::string> rejections_;
+    std::thread thread_;
+};
+
+} // namespace n3::net

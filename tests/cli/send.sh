@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# CLI tests for n3-send: the real binaries over loopback and ipc:// sockets under $T.
+# Every background process is bounded by `timeout` and killed at exit.
+source "$(dirname "$0")/lib.sh"
+PEER="$N3_SRC/tests/net/peer.py"
+PY="$N3_PYTHON"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listen() { # PORT: until something listens on 127.0.0.1:PORT (5 s at most)
+    for _ in $(seq 50); do ss -ltnH "sport = :$1" 2>/dev/null | grep -q . && return 0; sleep 0.1; done
+    return 1
+}
+wait_file() { for _ in $(seq 50); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
+# bg NAME cmd...: runs in the background, stdout to $T/NAME.out, stderr to $T/NAME.err
+bg() {
+    local name=$1
+    shift
+    timeout 60 "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
+    PIDS+=($!)
+    eval "PID_$name=$!"
+}
+# bare NAME cmd...: like bg, without the timeout wrapper, so that $PID_NAME is the tool itself
+# (for SIGKILL tests); the command must bound its own run time (--timeout)
+bare() {
+    local name=$1
+    shift
+    "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
+    PIDS+=($!)
+    eval "PID_$name=$!"
+}
+# rc NAME...: waits for each and sets RC to their exit codes, concatenated
+rc() {
+    RC=""
+    local n p
+    for n in "$@"; do
+        eval "p=\$PID_$n"
+        wait "$p"
+        RC="$RC$?"
+    done
+}
+mkrec() { # OUT FLOATS SEED [kind]
+    "$PY" "$PEER" st "$T/st.tmp" "$2" "$3" && n3-inspect --from-safetensors "$T/st.tmp" --kind "${4:-update}" -o "$1"
+}
+same() { _case="$3"; if cmp -s "$1" "$2"; then _pass; else _fail "$1 and $2 differ"; fi; }
+
+for i in 1 2 3 4 5; do mkrec "$T/r$i.n3" $((1000 * i)) "$i"; done
+mkrec "$T/big.n3" $((6 * 1024 * 1024)) 9 model # 24 MiB: many frames
+cat "$T"/r[1-5].n3 > "$T/five.n3"
+
+# --- usage and bad input -----------------------------------------------------------------------
+expect 2 'no endpoint to send to' -- n3-send "$T/r1.n3"
+expect 2 "unsupported transport 'udp'" -- n3-send udp://127.0.0.1:9 "$T/r1.n3"
+expect 2 "has no transport" -- n3-send --recv localhost:7000 --count 1
+expect 2 "bad port '99999'" -- n3-send --recv 'tcp://*:99999' --count 1
+expect 2 "'\*' is for listening" -- n3-send 'tcp://*:7000' "$T/r1.n3"
+expect 2 "IPv6 address in brackets" -- n3-send tcp://::1:7000 "$T/r1.n3"
+expect 2 "unknown host 'nosuchhost.invalid'" -- n3-send tcp://nosuchhost.invalid:7000 "$T/r1.n3"
+expect 2 "no such address on this host" -- n3-send --recv tcp://192.0.2.1:7000 --count 1
+expect 2 "2 endpoints: say how" -- n3-send tcp://127.0.0.1:9 tcp://127.0.0.1:10 "$T/r1.n3"
+expect 2 "is not an endpoint" -- n3-send "$T/r1.n3" tcp://127.0.0.1:9
+expect 2 "quorum matters only at a timeout" -- n3-send --recv ipc://$T/q --count 3 --quorum 2
+expect 2 "more than --count" -- n3-send --recv ipc://$T/q --count 3 --quorum 4 --timeout 1
+expect 2 "are for --recv and --sub" -- n3-send --count 3 ipc://$T/q "$T/r1.n3"
+expect 2 "excludes" -- n3-send --recv ipc://$T/q --pub ipc://$T/p
+expect 2 "needs --curve-server" -- n3-send --curve-key "$T/none.key" ipc://$T/q "$T/r1.n3"
+expect 2 "needs --curve-allow" -- n3-send --recv ipc://$T/q --count 1 --curve-key "$T/none.key"
+expect 2 "max-size takes a size" -- n3-send --recv ipc://$T/q --count 1 --max-size 12Q
+expect 2 "spool directory .*/nodir" -- n3-send --recv ipc://$T/q --count 1 --spool "$T/nodir"
+expect 2 "cannot open .*/missing.n3" -- n3-send ipc://$T/q "$T/missing.n3"
+: >"$T/empty.n3"
+expect 1 "no records \(empty input\)" -- n3-send --timeout 1 ipc://$T/q "$T/empty.n3"
+head -c 3000 "$T/r2.n3" >"$T/cut.n3"
+expect 1 "truncated record" -- n3-send --timeout 1 ipc://$T/q "$T/cut.n3"
+cp "$T/r2.n3" "$T/bad.n3"
+printf '\xff' | dd of="$T/bad.n3" bs=1 seek=500 conv=notrunc status=none
+expect 1 "checksum mismatch" -- n3-send --timeout 1 ipc://$T/q "$T/bad.n3"
+expect_stdin "$T/bad.n3" 1 "stdin: record 1.*checksum mismatch" -- n3-send --timeout 1 ipc://$T/q
+printf 'hello\n' >"$T/text.key"
+expect 1 "text.key: line 1 is not a CURVE secret key" -- n3-send --curve-key "$T/text.key" \
+    --curve-server "$T/text.key" --timeout 1 ipc://$T/q "$T/r1.n3"
+
+# --- many records intact and in order from one sender; a pipe and a mapped file -------------------
+for i in $(seq 40); do cat "$T/r$((i % 5 + 1)).n3"; done >"$T/many.n3"
+cat "$T/big.n3" >>"$T/many.n3"
+bg rx n3-send --recv "ipc://$T/many" --count 41 --timeout 30
+expect_stdin "$T/many.n3" 0 '' -- n3-send --timeout 30 "ipc://$T/many"
+rc rx; assert_eq "$RC" 0 "receiver of 41 records exits 0"
+same "$T/rx.out" "$T/many.n3" "41 records arrive intact and in order (stdin)"
+bg rx n3-send --recv "ipc://$T/many" --count 41 --timeout 30
+expect 0 '' -- n3-send --timeout 30 "ipc://$T/many" "$T/many.n3"
+rc rx; assert_eq "$RC" 0 "receiver of a mapped file exits 0"
+same "$T/rx.out" "$T/many.n3" "41 records arrive intact and in order (mapped file)"
+
+# --- a receiver that starts after the sender; tcp ------------------------------------------------
+P=$(free_port)
+bg tx n3-send --timeout 30 "tcp://127.0.0.1:$P" "$T/five.n3"
+sleep 1
+expect 0 '' -- n3-send --recv "tcp://127.0.0.1:$P" --count 5 --timeout 30
+same "$T/out" "$T/five.n3" "a late receiver gets all 5 records"
+rc tx; assert_eq "$RC" 0 "the early sender exits 0 once delivered"
+
+# --- IPv6 loopback, when this host has it ---------------------------------------------------------
+if "$PY" -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+    P=$(free_port)
+    bg rx n3-send --recv "tcp://[::1]:$P" --count 1 --timeout 20
+    expect 0 '' -- n3-send --timeout 20 "tcp://[::1]:$P" "$T/r2.n3"
+    rc rx; assert_eq "$RC" 0 "IPv6 receiver exits 0"
+    same "$T/rx.out" "$T/r2.n3" "a record over IPv6"
+else
+    echo "note: no IPv6 loopback here, IPv6 case skipped"
+fi
+
+# --- several senders to one receiver, into a spool ---------------------------------------------
+mkdir "$T/spool"
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 4 --timeout 30 --spool "$T/spool"
+for i in 1 2 3 4; do bg "tx$i" n3-send --timeout 30 "tcp://127.0.0.1:$P" "$T/r$i.n3"; done
+rc rx; assert_eq "$RC" 0 "receiver of 4 senders exits 0"
+for i in 1 2 3 4; do rc "tx$i"; assert_eq "$RC" 0 "sender $i exits 0"; done
+assert_eq "$(ls "$T/spool" | grep -c '\.n3$')" 4 "4 spool files"
+assert_eq "$(cat "$T"/spool/*.n3 | sha256sum | cut -c1-16)" \
+    "$(cat "$T"/spool/*.n3 | sha256sum | cut -c1-16)" "spool readable"
+want=$(for i in 1 2 3 4; do sha256sum <"$T/r$i.n3"; done | sort)
+got=$(for f in "$T"/spool/*.n3; do sha256sum <"$f"; done | sort)
+assert_eq "$got" "$want" "each sender's record is one spool file, byte for byte"
+assert_no_file "$T/spool/.tmp"
+
+# --- quorum met and missed ---------------------------------------------------------------------
+bg tx1 n3-send --timeout 10 "ipc://$T/quorum" "$T/r1.n3"
+bg tx2 n3-send --timeout 10 "ipc://$T/quorum" "$T/r2.n3"
+expect 0 'timed out after 2 s with 2 of 3 records; quorum 2 met' -- \
+    n3-send --recv "ipc://$T/quorum" --count 3 --quorum 2 --timeout 2
+assert_eq "$(n3-inspect "$T/out" | grep -c ': record ')" 2 "quorum met: both records on stdout"
+rc tx1 tx2
+bg tx1 n3-send --timeout 10 "ipc://$T/quorum2" "$T/r1.n3"
+expect 3 'timed out after 1 s with 1 of 3 records \(quorum 2\)' -- \
+    n3-send --recv "ipc://$T/quorum2" --count 3 --quorum 2 --timeout 1
+rc tx1
+expect 3 'timed out after 1 s: ipc://.* did not take every record' -- \
+    n3-send --timeout 1 "ipc://$T/nobody" "$T/r1.n3"
+assert_match 'is a receiver running' "$T/err" "the timeout says what to check"
+
+# --- address in use ----------------------------------------------------------------------------
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 20
+wait_listen "$P"
+expect 2 "cannot listen on tcp://127.0.0.1:$P: address already in use" -- \
+    n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 1
+bg rx2 n3-send --recv "ipc://$T/inuse" --count 1 --timeout 20
+wait_file "$T/inuse"
+expect 2 "address already in use" -- n3-send --recv "ipc://$T/inuse" --count 1 --timeout 1
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r1.n3"
+expect 0 '' -- n3-send --timeout 10 "ipc://$T/inuse" "$T/r1.n3"
+rc rx rx2; assert_eq "$RC" 00 "the first listeners kept serving"
+
+# --- garbage, huge lengths, a raw stranger, a half-sent record: the receiver keeps serving ---------
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 2 --timeout 30 --max-size 30M
+wait_listen "$P"
+"$PY" "$PEER" zmtp 127.0.0.1 "$P" garbage
+"$PY" "$PEER" zmtp 127.0.0.1 "$P" huge
+"$PY" "$PEER" zmtp 127.0.0.1 "$P" raw
+"$PY" "$PEER" zmtp 127.0.0.1 "$P" partial "$T/big.n3"
+"$PY" "$PEER" push "tcp://127.0.0.1:$P" 1000000 "$T/five.n3" # 5 records in one message
+mkrec "$T/huge.n3" $((8 * 1024 * 1024)) 10                    # 32 MiB, over --max-size
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/huge.n3"
+cat "$T/r3.n3" "$T/r4.n3" >"$T/want34"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/want34"
+rc rx; assert_eq "$RC" 0 "the receiver survived every bad peer"
+same "$T/rx.out" "$T/want34" "only the honest records came out, whole"
+assert_match 'warning: message from 127.0.0.1: not an n3 record.*dropped' "$T/rx.err" "garbage dropped"
+assert_match 'more bytes than its record declares.*dropped' "$T/rx.err" "a message of 5 records dropped"
+assert_match 'record too large \([0-9]+ bytes, limit 31457280\).*dropped' "$T/rx.err" "--max-size refused"
+
+# --- a sender killed in the middle of a large record --------------------------------------------
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30
+mkfifo "$T/slow"
+(head -c 15000000 "$T/big.n3"; exec sleep 20) >"$T/slow" &
+writer=$!
+PIDS+=($writer)
+n3-send --timeout 30 "tcp://127.0.0.1:$P" <"$T/slow" 2>/dev/null &
+slow=$!
+PIDS+=($slow)
+sleep 1
+kill -9 "$slow" "$writer"
+sleep 0.3
+assert_eq "$(stat -c %s "$T/rx.out")" 0 "nothing of the killed sender's record came out"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
+rc rx; assert_eq "$RC" 0 "the receiver then took an honest record"
+same "$T/rx.out" "$T/r5.n3" "exactly that record"
+
+# --- spool files stay whole when the receiver is killed -----------------------------------------
+mkdir "$T/spool2"
+for i in $(seq 12); do cat "$T/big.n3"; done >"$T/stream.n3"
+bare rx n3-send --recv "ipc://$T/spool2.sock" --count 0 --timeout 30 --spool "$T/spool2"
+bg tx n3-send --timeout 4 "ipc://$T/spool2.sock" "$T/stream.n3"
+for _ in $(seq 100); do [ "$(ls "$T/spool2" | grep -c '\.n3$')" -ge 3 ] && break; sleep 0.05; done
+kill -9 "$PID_rx"
+rc rx tx # the sender may have handed everything to the receiver's queue before the kill
+assert_eq "${RC:0:3}" 137 "the receiver died of SIGKILL"
+n=$(ls "$T/spool2" | grep -c '\.n3$')
+_case="spool has records after SIGKILL ($n)"; if [ "$n" -ge 3 ]; then _pass; else _fail "only $n"; fi
+for f in "$T"/spool2/*.n3; do expect 0 '' -- cmp "$f" "$T/big.n3"; done
+
+# --- CURVE: an allowed client gets through, an unknown one is refused ----------------------------
+"$PY" - "$T" <<'PYEOF'
+import sys, zmq
+for name in ['srv', 'cli', 'stranger']:
+    pub, sec = zmq.curve_keypair()
+    open('%s/%s.key' % (sys.argv[1], name), 'w').write('# n3 CURVE key\nN3CURVE-SECRET-%s\n' % sec.decode())
+    open('%s/%s.pub' % (sys.argv[1], name), 'w').write('N3CURVE-PUBLIC-%s\n' % pub.decode())
+PYEOF
+{ echo "# members"; echo "$(cat "$T/cli.pub") node-1"; } >"$T/allow"
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 2 --quorum 1 --timeout 4 \
+    --curve-key "$T/srv.key" --curve-allow "$T/allow"
+expect 2 'refused our CURVE key' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r2.n3" \
+    --curve-key "$T/stranger.key" --curve-server "$T/srv.pub"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r1.n3" \
+    --curve-key "$T/cli.key" --curve-server "$(cat "$T/srv.pub")"
+expect 3 'did not take every record' -- n3-send --timeout 2 "tcp://127.0.0.1:$P" "$T/r3.n3"
+assert_match 'handshake' "$T/err" "a plain client to a CURVE server gets a hint"
+rc rx; assert_eq "$RC" 0 "CURVE receiver: quorum 1 met"
+same "$T/rx.out" "$T/r1.n3" "only the allowed client's record arrived"
+assert_match 'rejected CURVE client N3CURVE-PUBLIC-.* from 127.0.0.1' "$T/rx.err" "the receiver names the stranger"
+
+# --- pyzmq peers on each side --------------------------------------------------------------------
+bg rx n3-send --recv "ipc://$T/py" --count 3 --timeout 30
+"$PY" "$PEER" push "ipc://$T/py" 100000000 "$T/r1.n3"  # one frame
+"$PY" "$PEER" push "ipc://$T/py" 777 "$T/r2.n3"        # odd frames
+"$PY" "$PEER" push "ipc://$T/py" 1048576 "$T/big.n3"
+rc rx; assert_eq "$RC" 0 "n3-send takes records from pyzmq"
+cat "$T/r1.n3" "$T/r2.n3" "$T/big.n3" >"$T/want"
+same "$T/rx.out" "$T/want" "pyzmq records intact whatever the framing"
+bg py "$PY" "$PEER" pull "ipc://$T/pyrx" 2 "$T/pyrx" 30
+wait_file "$T/pyrx"
+cat "$T/big.n3" "$T/r3.n3" >"$T/want"
+expect 0 '' -- n3-send --timeout 30 "ipc://$T/pyrx" "$T/want"
+rc py; assert_eq "$RC" 0 "pyzmq takes records from n3-send"
+same "$T/pyrx.1" "$T/big.n3" "pyzmq: frames concatenate to the big record"
+same "$T/pyrx.2" "$T/r3.n3" "pyzmq: and the small one"
+
+# --- scatter and broadcast ---------------------------------------------------------------------
+bg a n3-send --recv "ipc://$T/sa" --count 3 --timeout 30
+bg b n3-send --recv "ipc://$T/sb" --count 2 --timeout 30
+expect 0 '' -- n3-send --scatter --timeout 30 "ipc://$T/sa" "ipc://$T/sb" "$T/five.n3"
+rc a b; assert_eq "$RC" 00 "scatter receivers exit 0"
+cat "$T/r1.n3" "$T/r3.n3" "$T/r5.n3" >"$T/want"
+same "$T/a.out" "$T/want" "scatter: records 1, 3, 5 to the first"
+cat "$T/r2.n3" "$T/r4.n3" >"$T/want"
+same "$T/b.out" "$T/want" "scatter: records 2, 4 to the second"
+bg a n3-send --recv "ipc://$T/ba" --count 5 --timeout 30
+bg b n3-send --recv "ipc://$T/bb" --count 5 --timeout 30
+expect 0 '' -- n3-send --broadcast --timeout 30 "ipc://$T/ba" "ipc://$T/bb" "$T/five.n3"
+rc a b; assert_eq "$RC" 00 "broadcast receivers exit 0"
+same "$T/a.out" "$T/five.n3" "broadcast: all to the first"
+same "$T/b.out" "$T/five.n3" "broadcast: all to the second"
+
+bg a n3-send --recv "ipc://$T/live" --count 5 --timeout 30
+expect 3 "ipc://$T/dead did not take every record" -- \
+    n3-send --broadcast --timeout 1 "ipc://$T/live" "ipc://$T/dead" "$T/five.n3"
+rc a; assert_eq "$RC" 0 "broadcast with a dead peer: the live one got everything"
+same "$T/a.out" "$T/five.n3" "broadcast with a dead peer: all five records"
+
+# --- pub/sub: a model to every node ----------------------------------------------------------
+P=$(free_port)
+bg pub n3-send --pub "tcp://127.0.0.1:$P" --subscribers 2 --timeout 30 "$T/big.n3"
+bg s1 n3-send --sub "tcp://127.0.0.1:$P" --count 1 --timeout 30
+bg s2 n3-send --sub "tcp://127.0.0.1:$P" --count 1 --timeout 30
+rc pub s1 s2; assert_eq "$RC" 000 "publisher and both subscribers exit 0"
+same "$T/s1.out" "$T/big.n3" "subscriber 1 got the model"
+same "$T/s2.out" "$T/big.n3" "subscriber 2 got the model"
+expect 3 'no subscriber joined' -- n3-send --pub "ipc://$T/lonely" --timeout 1 "$T/r1.n3"
+bg pub n3-send --pub "ipc://$T/cpub" --timeout 30 --curve-key "$T/srv.key" --curve-allow "$T/allow" "$T/r4.n3"
+expect 2 'refused our CURVE key' -- n3-send --sub "ipc://$T/cpub" --count 1 --timeout 10 \
+    --curve-key "$T/stranger.key" --curve-server "$T/srv.pub"
+assert_eq "$(stat -c %s "$T/out")" 0 "a refused subscriber gets nothing"
+expect 0 '' -- n3-send --sub "ipc://$T/cpub" --count 1 --timeout 30 --curve-key "$T/cli.key" --curve-server "$T/srv.pub"
+rc pub; assert_eq "$RC" 0 "CURVE publisher exits 0 (a stranger does not stop it)"
+assert_match 'rejected CURVE client' "$T/pub.err" "the publisher names the stranger"
+same "$T/out" "$T/r4.n3" "CURVE subscriber got the record"
+
+# --- a relay: --count 0 until the timeout, piped into a sender -----------------------------------
+bg hub n3-send --recv "ipc://$T/hub" --count 3 --timeout 30
+bg relay bash -c "n3-send --recv ipc://$T/relay --count 0 --timeout 3 | n3-send --timeout 30 ipc://$T/hub"
+for i in 1 2 3; do expect 0 '' -- n3-send --timeout 10 "ipc://$T/relay" "$T/r$i.n3"; done
+rc relay hub; assert_eq "$RC" 00 "relay and hub exit 0"
+cat "$T/r1.n3" "$T/r2.n3" "$T/r3.n3" >"$T/want"
+same "$T/hub.out" "$T/want" "the relay forwarded three records in order"
+bare sig n3-send --recv "ipc://$T/sig" --count 0 --timeout 30
+sleep 0.5
+kill -INT "$PID_sig"
+rc sig; assert_eq "$RC" 130 "SIGINT ends a --count 0 receiver with 130"
+
+finish

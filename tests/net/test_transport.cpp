@@ -1,0 +1,180 @@
+#include "net/transport.hpp"
+#include "record/error.hpp"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <future>
+#include <random>
+#include <unistd.h>
+
+using namespace n3;
+using namespace n3::net;
+
+namespace {
+
+struct TempDir {
+    TempDir() {
+        char tmpl[] = "/tmp/n3-net-test.XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() { (void)!std::system(("rm -rf '" + path + "'").c_str()); }
+    std::string ipc(const std::string& name) const { return "ipc://" + path + "/" + name; }
+    std::string path;
+};
+
+Bytes record_bytes(size_t payload, uint32_t seed) {
+    Bytes p(payload);
+    std::mt19937 rng(seed);
+    for (auto& b : p)
+        b = static_cast<uint8_t>(rng());
+    return encode_record(RecordType::packed, p);
+}
+
+std::string write_file(const std::string& path, const std::vector<Bytes>& recs) {
+    std::ofstream f(path, std::ios::binary);
+    for (auto& r : recs)
+        f.write(reinterpret_cast<const char*>(r.data()), static_cast<std::streamsize>(r.size()));
+    return path;
+}
+
+// Receives in a thread; the records come back as whole byte strings.
+std::future<std::vector<Bytes>> receive_async(ReceiveOptions o) {
+    return std::async(std::launch::async, [o] {
+        std::vector<Bytes> got;
+        receive_records(o, [&](const Arrival& a) {
+            Bytes b;
+            for (auto f : a.frames)
+                b.insert(b.end(), f.begin(), f.end());
+            got.push_back(std::move(b));
+        });
+        return got;
+    });
+}
+
+} // namespace
+
+TEST_CASE("records arrive intact and in order, small and larger than a frame") {
+    TempDir dir;
+    std::vector<Bytes> recs;
+    for (uint32_t i = 0; i < 20; ++i)
+        recs.push_back(record_bytes(i == 7 ? 3 * kFrameSize + 5 : 100 * i, i));
+    ReceiveOptions ro;
+    ro.endpoint = dir.ipc("in");
+    ro.count = recs.size();
+    ro.timeout = 20;
+    auto got = receive_async(ro);
+    SECTION("from a mapped file") {
+        Input in(write_file(dir.path + "/recs.n3", recs));
+        SendOptions so;
+        so.endpoints = {ro.endpoint};
+        so.timeout = 20;
+        CHECK(send_records(in, so).records == recs.size());
+    }
+    SECTION("from a pipe") {
+        int fds[2];
+        REQUIRE(pipe(fds) == 0);
+        std::thread writer([&] {
+            for (auto& r : recs)
+                REQUIRE(write(fds[1], r.data(), r.size()) == static_cast<ssize_t>(r.size()));
+            close(fds[1]);
+        });
+        Input in("/proc/self/fd/" + std::to_string(fds[0]));
+        SendOptions so;
+        so.endpoints = {ro.endpoint};
+        so.timeout = 20;
+        CHECK(send_records(in, so).records == recs.size());
+        writer.join();
+        close(fds[0]);
+    }
+    CHECK(got.get() == recs);
+}
+
+TEST_CASE("scatter deals records round-robin, broadcast sends all to all") {
+    TempDir dir;
+    std::vector<Bytes> recs;
+    for (uint32_t i = 0; i < 6; ++i)
+        recs.push_back(record_bytes(1000 + i, i));
+    Input in(write_file(dir.path + "/recs.n3", recs));
+    const bool scatter = GENERATE(true, false);
+    ReceiveOptions a, b;
+    a.endpoint = dir.ipc("a");
+    b.endpoint = dir.ipc("b");
+    a.count = b.count = scatter ? 3 : 6;
+    a.timeout = b.timeout = 20;
+    auto got_a = receive_async(a);
+    auto got_b = receive_async(b);
+    SendOptions so;
+    so.endpoints = {a.endpoint, b.endpoint};
+    so.fanout = scatter ? Fanout::scatter : Fanout::broadcast;
+    so.timeout = 20;
+    send_records(in, so);
+    if (scatter) {
+        CHECK(got_a.get() == std::vector<Bytes>{recs[0], recs[2], recs[4]});
+        CHECK(got_b.get() == std::vector<Bytes>{recs[1], recs[3], recs[5]});
+    } else {
+        CHECK(got_a.get() == recs);
+        CHECK(got_b.get() == recs);
+    }
+}
+
+TEST_CASE("a corrupt input record never leaves; the ones before it do") {
+    TempDir dir;
+    std::vector<Bytes> recs = {record_bytes(500, 1), record_bytes(2 * kFrameSize, 2),
+                               record_bytes(10, 3)};
+    recs[1][kFrameSize + 100] ^= 1;
+    Input in(write_file(dir.path + "/recs.n3", recs));
+    ReceiveOptions ro;
+    ro.endpoint = dir.ipc("in");
+    ro.count = 1;
+    ro.timeout = 10;
+    auto got = receive_async(ro);
+    SendOptions so;
+    so.endpoints = {ro.endpoint};
+    so.timeout = 10;
+    CHECK_THROWS_WITH(send_records(in, so),
+                      Catch::Contains("record 2") && Catch::Contains("checksum mismatch"));
+    CHECK(got.get() == std::vector<Bytes>{recs[0]});
+}
+
+TEST_CASE("a quorum missed at the timeout is an incomplete round") {
+    TempDir dir;
+    ReceiveOptions ro;
+    ro.endpoint = dir.ipc("in");
+    ro.count = 3;
+    ro.timeout = 0.5;
+    SECTION("none arrived") {
+        ro.quorum = 1;
+        CHECK_THROWS_AS(receive_records(ro, [](const Arrival&) {}), IncompleteError);
+    }
+    SECTION("quorum 0 is met by nothing") {
+        ro.quorum = 0;
+        auto st = receive_records(ro, [](const Arrival&) {});
+        CHECK(st.timed_out);
+        CHECK(st.received == 0);
+    }
+}
+
+TEST_CASE("a sender without a receiver times out") {
+    TempDir dir;
+    std::vector<Bytes> recs = {record_bytes(50, 1)};
+    Input in(write_file(dir.path + "/recs.n3", recs));
+    SendOptions so;
+    so.endpoints = {dir.ipc("nobody")};
+    so.timeout = 0.3;
+    CHECK_THROWS_AS(send_records(in, so), IncompleteError);
+}
+
+TEST_CASE("a second listener on the same address is refused") {
+    TempDir dir;
+    ReceiveOptions ro;
+    ro.endpoint = dir.ipc("in");
+    ro.timeout = 0.6;
+    auto first = receive_async(ro);
+    usleep(200000);
+    ReceiveOptions again = ro;
+    again.timeout = 0.2;
+    CHECK_THROWS_WITH(receive_records(again, [](const Arrival&) {}),
+                      Catch::Contains("address already in use"));
+    first.get();
+}

@@ -1,0 +1,293 @@
+// n3-send: move records over ZeroMQ (man/n3-send.1).
+#include "common/tool.hpp"
+#include "net/curve.hpp"
+#include "net/spool.hpp"
+#include "net/transport.hpp"
+#include "record/format.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <optional>
+#include <unistd.h>
+
+using namespace n3;
+
+namespace {
+
+constexpr uint64_t kDefaultMaxSize = uint64_t(8) << 30;
+
+uint64_t parse_size(const std::string& s) {
+    size_t end = 0;
+    unsigned long long v = 0;
+    try {
+        v = std::stoull(s, &end);
+    } catch (const std::exception&) {
+        throw UsageError("--max-size takes a size like 512M or 4G, not '" + s + "'");
+    }
+    std::string unit = s.substr(end);
+    int shift = 0;
+    if (unit == "" || unit == "B")
+        shift = 0;
+    else if (unit == "K" || unit == "KiB")
+        shift = 10;
+    else if (unit == "M" || unit == "MiB")
+        shift = 20;
+    else if (unit == "G" || unit == "GiB")
+        shift = 30;
+    else if (unit == "T" || unit == "TiB")
+        shift = 40;
+    else
+        throw UsageError("--max-size takes a size like 512M or 4G, not '" + s + "'");
+    if (v == 0 || v > (uint64_t(1) << (62 - shift)))
+        throw UsageError("--max-size out of range: '" + s + "'");
+    return uint64_t(v) << shift;
+}
+
+void write_fd(int fd, ByteView bytes) {
+    const uint8_t* p = bytes.data();
+    size_t n = bytes.size();
+    while (n > 0) {
+        ssize_t w = ::write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("cannot write stdout");
+        }
+        p += w;
+        n -= static_cast<size_t>(w);
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Tool tool("n3-send", "Move n3 records over ZeroMQ.\n\n"
+                         "  n3-send ENDPOINT... [IN]          send records (PUSH, connect)\n"
+                         "  n3-send --recv ENDPOINT --count N receive records (PULL, bind)\n"
+                         "  n3-send --pub ENDPOINT [IN]       broadcast a model (PUB, bind)\n"
+                         "  n3-send --sub ENDPOINT --count N  take a broadcast (SUB, connect)\n\n"
+                         "Endpoints are tcp://HOST:PORT (tcp://*:PORT to listen) or ipc://PATH.");
+    auto& app = tool.app();
+    std::vector<std::string> args;
+    bool scatter = false, broadcast = false, force = false;
+    std::string recv_ep, pub_ep, sub_ep, spool_dir, max_size_text, curve_key, curve_server,
+        curve_allow;
+    uint64_t count = 0, quorum = 0, subscribers = 1;
+    double timeout = 0;
+    int hwm = 0;
+    app.add_option("ENDPOINT/IN", args, "Endpoints to send to, then the input (default stdin)");
+    auto* o_scatter =
+        app.add_flag("--scatter", scatter, "Deal records round-robin over the endpoints");
+    auto* o_broadcast =
+        app.add_flag("--broadcast", broadcast, "Send every record to every endpoint");
+    auto* o_recv =
+        app.add_option("--recv", recv_ep, "Receive on ENDPOINT (bind)")->type_name("ENDPOINT");
+    auto* o_pub = app.add_option("--pub", pub_ep, "Publish the input on ENDPOINT (bind)")
+                      ->type_name("ENDPOINT");
+    auto* o_sub = app.add_option("--sub", sub_ep, "Subscribe to a publisher at ENDPOINT")
+                      ->type_name("ENDPOINT");
+    auto* o_count =
+        app.add_option("--count", count, "Records to receive (0: until stopped)")->type_name("N");
+    auto* o_quorum =
+        app.add_option("--quorum", quorum, "Records that suffice at the timeout")->type_name("Q");
+    auto* o_subs = app.add_option("--subscribers", subscribers,
+                                  "Subscribers to wait for before publishing (1)")
+                       ->type_name("K");
+    app.add_option("--timeout", timeout, "Give up after S seconds (0: never)")->type_name("S");
+    auto* o_spool = app.add_option("--spool", spool_dir, "Write each record to its own file in DIR")
+                        ->type_name("DIR");
+    auto* o_max =
+        app.add_option("--max-size", max_size_text, "Refuse records larger than SIZE (8G)")
+            ->type_name("SIZE");
+    app.add_option("--hwm", hwm, "Records queued per peer (receiving 16, sending 1000)")
+        ->type_name("N");
+    auto* o_key =
+        app.add_option("--curve-key", curve_key, "Our CURVE secret key file (n3-keys curve)")
+            ->type_name("KEY");
+    auto* o_server = app.add_option("--curve-server", curve_server,
+                                    "The receiver's CURVE public key (file or N3CURVE-PUBLIC-...)")
+                         ->type_name("PUB");
+    auto* o_allow =
+        app.add_option("--curve-allow", curve_allow, "Admit only the CURVE public keys in FILE")
+            ->type_name("FILE");
+    app.add_flag("-f,--force", force, "Write records to stdout even when it is a terminal");
+    o_recv->excludes(o_pub)
+        ->excludes(o_sub)
+        ->excludes(o_scatter)
+        ->excludes(o_broadcast)
+        ->excludes(o_subs);
+    o_sub->excludes(o_pub)
+        ->excludes(o_scatter)
+        ->excludes(o_broadcast)
+        ->excludes(o_subs)
+        ->excludes(o_allow);
+    o_pub->excludes(o_scatter)
+        ->excludes(o_broadcast)
+        ->excludes(o_count)
+        ->excludes(o_quorum)
+        ->excludes(o_spool)
+        ->excludes(o_max)
+        ->excludes(o_server);
+    o_scatter->excludes(o_broadcast);
+    o_server->needs(o_key);
+    o_allow->needs(o_key);
+
+    return tool.run(argc, argv, [&]() -> int {
+        const bool receiving = !recv_ep.empty() || !sub_ep.empty();
+        const bool server = !recv_ep.empty() || !pub_ep.empty();
+        if (app.count("--hwm") && hwm < 1) throw UsageError("--hwm must be at least 1");
+        if (!std::isfinite(timeout) || timeout < 0)
+            throw UsageError("--timeout must be 0 or more seconds");
+        if (!receiving &&
+            (o_count->count() || o_quorum->count() || o_spool->count() || o_max->count()))
+            throw UsageError("--count, --quorum, --spool and --max-size are for --recv and --sub",
+                             "receive with: n3-send --recv tcp://*:7000 --count N");
+        if (o_quorum->count()) {
+            if (timeout == 0)
+                throw UsageError("--quorum matters only at a timeout", "add --timeout S");
+            if (count && quorum > count)
+                throw UsageError("--quorum " + std::to_string(quorum) + " is more than --count " +
+                                 std::to_string(count));
+        } else {
+            quorum = count;
+        }
+        if (!curve_key.empty() && !server && curve_server.empty())
+            throw UsageError("--curve-key needs --curve-server PUB (the receiver's public key)");
+        if (!curve_key.empty() && server && curve_allow.empty())
+            throw UsageError("--curve-key on a listening side needs --curve-allow FILE",
+                             "list the clients' N3CURVE-PUBLIC-... lines in FILE");
+        if (server && !curve_server.empty())
+            throw UsageError(
+                "--curve-server is for the connecting side; a listener uses --curve-allow");
+        if (!server && !curve_allow.empty())
+            throw UsageError("--curve-allow is for the listening side (--recv, --pub)");
+        auto notify_warn = [&](const std::string& m) { tool.warn(m); };
+        auto notify_verbose = [&](const std::string& m) { tool.verbose(m); };
+
+        std::optional<net::CurveClient> cclient;
+        std::optional<net::CurveServer> cserver;
+        if (!curve_key.empty()) {
+            if (server) {
+                cserver.emplace();
+                cserver->keys = net::load_secret_key(curve_key);
+                cserver->allowed = net::load_allow_list(curve_allow);
+            } else {
+                cclient.emplace();
+                cclient->keys = net::load_secret_key(curve_key);
+                cclient->server = net::load_public_key(curve_server);
+            }
+        }
+
+        if (receiving) {
+            if (!args.empty())
+                throw UsageError("unexpected argument '" + args.front() + "' with --" +
+                                     (recv_ep.empty() ? "sub" : "recv"),
+                                 "a receiver writes to stdout or --spool DIR and reads no input");
+            net::ReceiveOptions ro;
+            ro.endpoint = recv_ep.empty() ? sub_ep : recv_ep;
+            ro.pattern = recv_ep.empty() ? net::Pattern::sub : net::Pattern::pull;
+            ro.count = count;
+            ro.quorum = quorum;
+            ro.timeout = timeout;
+            if (hwm) ro.hwm = hwm;
+            ro.max_payload = (max_size_text.empty() ? kDefaultMaxSize : parse_size(max_size_text));
+            ro.curve_server = cserver ? &*cserver : nullptr;
+            ro.curve_client = cclient ? &*cclient : nullptr;
+            ro.warn = notify_warn;
+            ro.verbose = notify_verbose;
+            std::optional<net::Spool> spool;
+            if (!spool_dir.empty())
+                spool.emplace(spool_dir);
+            else if (!force && is_terminal(1))
+                throw UsageError("refusing to write binary records to a terminal",
+                                 "redirect the output, use --spool DIR, or force it with -f");
+            // Small records that arrive back to back leave in one write; nothing waits
+            // in the buffer while the receiver waits for the network.
+            Bytes pending;
+            auto flush = [&] {
+                if (!pending.empty()) write_fd(1, pending);
+                pending.clear();
+            };
+            ro.on_idle = flush;
+            auto st = net::receive_records(ro, [&](const net::Arrival& a) {
+                std::string where;
+                if (spool) {
+                    where = spool->write(a.frames);
+                } else if (a.preamble.record_size() < (64 << 10)) {
+                    for (auto f : a.frames)
+                        pending.insert(pending.end(), f.begin(), f.end());
+                    if (pending.size() >= (1 << 20)) flush();
+                } else {
+                    flush();
+                    for (auto f : a.frames)
+                        write_fd(1, f);
+                }
+                if (tool.verbosity() > 0)
+                    tool.verbose("record " + std::to_string(a.index + 1) +
+                                 (a.peer.empty() ? "" : " from " + a.peer) + " (" +
+                                 std::to_string(a.preamble.record_size()) + " bytes)" +
+                                 (where.empty() ? "" : " -> " + where));
+            });
+            if (st.timed_out && count)
+                tool.warn("timed out after " + std::to_string(static_cast<long long>(timeout)) +
+                          " s with " + std::to_string(st.received) + " of " +
+                          std::to_string(count) + " records; quorum " + std::to_string(quorum) +
+                          " met");
+            return 0;
+        }
+
+        // Sending: ENDPOINT... [IN]; an argument without "://" is the input.
+        std::vector<std::string> endpoints;
+        std::string input = "-";
+        for (size_t i = 0; i < args.size(); ++i) {
+            if (args[i].find("://") != std::string::npos) {
+                endpoints.push_back(args[i]);
+            } else if (i + 1 == args.size()) {
+                input = args[i];
+            } else {
+                throw UsageError("'" + args[i] +
+                                     "' is not an endpoint (tcp://HOST:PORT or ipc://PATH)",
+                                 "the input file comes last");
+            }
+        }
+        Input in(input);
+        if (!pub_ep.empty()) {
+            if (!endpoints.empty())
+                throw UsageError("--pub publishes on one endpoint; '" + endpoints.front() +
+                                 "' is extra");
+            net::PublishOptions po;
+            po.endpoint = pub_ep;
+            po.subscribers = subscribers;
+            po.timeout = timeout;
+            if (hwm) po.hwm = hwm;
+            po.curve = cserver ? &*cserver : nullptr;
+            po.warn = notify_warn;
+            po.verbose = notify_verbose;
+            auto st = net::publish_records(in, po);
+            tool.verbose("published " + std::to_string(st.records) + " records (" +
+                         std::to_string(st.bytes) + " bytes) to " + std::to_string(st.subscribers) +
+                         " subscribers");
+            return 0;
+        }
+        if (endpoints.empty())
+            throw UsageError("no endpoint to send to",
+                             "n3-send tcp://HOST:PORT [IN], or --recv/--pub/--sub ENDPOINT");
+        if (endpoints.size() > 1 && !scatter && !broadcast)
+            throw UsageError(std::to_string(endpoints.size()) + " endpoints: say how to use them",
+                             "--scatter deals records round-robin, --broadcast sends each to all");
+        net::SendOptions so;
+        so.endpoints = endpoints;
+        so.fanout = scatter     ? net::Fanout::scatter
+                    : broadcast ? net::Fanout::broadcast
+                                : net::Fanout::single;
+        so.timeout = timeout;
+        if (hwm) so.hwm = hwm;
+        so.curve = cclient ? &*cclient : nullptr;
+        so.warn = notify_warn;
+        so.verbose = notify_verbose;
+        auto st = net::send_records(in, so);
+        if (st.records == 0) throw DataError(in.name() + ": no records (empty input)");
+        tool.verbose("sent " + std::to_string(st.records) + " records (" +
+                     std::to_string(st.bytes) + " bytes)");
+        return 0;
+    });
+}
