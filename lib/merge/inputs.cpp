@@ -1,0 +1,221 @@
+#include "merge/inputs.hpp"
+
+#include "record/error.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <fcntl.h>
+#include <mutex>
+#include <sys/mman.h>
+#include <thread>
+#include <unistd.h>
+
+namespace n3::merge {
+
+namespace {
+
+// A file descriptor that closes itself.
+struct Fd {
+    int fd = -1;
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+void write_all(int fd, const uint8_t* p, size_t n, const std::string& what) {
+    while (n > 0) {
+        ssize_t w = ::write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("cannot write " + what);
+        }
+        p += w;
+        n -= static_cast<size_t>(w);
+    }
+}
+
+uint64_t read_le64(const uint8_t* p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+struct Loaded {
+    std::vector<LoadedRecord> records;
+    std::vector<std::string> warnings;
+    std::exception_ptr error;
+};
+
+// Names records "file" when the file holds one record, "file: record N" otherwise.
+void name_records(std::vector<LoadedRecord>& recs, const std::string& input) {
+    for (size_t i = 0; i < recs.size(); ++i)
+        recs[i].name = recs.size() == 1 ? input : input + ": record " + std::to_string(i + 1);
+}
+
+void load_mapped(Input& in, Loaded& out, bool skip_bad) {
+    RecordReader reader(in);
+    try {
+        while (auto rec = reader.next()) {
+            ByteView p = rec->payload();
+            LoadedRecord lr;
+            // The reader verified the trailer that follows the payload in the mapping.
+            lr.key = read_le64(p.data() + p.size());
+            release_pages(ByteView(p.data(), p.size() + kTrailerSize));
+            lr.record = std::move(*rec);
+            out.records.push_back(std::move(lr));
+        }
+    } catch (const DataError& e) {
+        if (!skip_bad) throw;
+        out.warnings.push_back(std::string(e.what()) + " (skipped, with the rest of " + in.name() +
+                               ")");
+    }
+}
+
+// Copies each record's payload from a stream to an unlinked temporary file, placed so that
+// tensor data lands 64-byte aligned, then maps the file.
+void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
+    std::string dir = opts.spool_dir;
+    if (dir.empty()) {
+        const char* t = std::getenv("TMPDIR");
+        dir = t && *t ? t : "/tmp";
+    }
+    std::string tmpl = dir + "/n3-merge-spool.XXXXXX";
+    Fd fd;
+    fd.fd = ::mkstemp(tmpl.data());
+    if (fd.fd < 0) throw_errno("cannot create a spool file for " + in.name() + " in " + dir);
+    ::unlink(tmpl.c_str());
+    std::string what = "the spool file for " + in.name() + " in " + dir;
+
+    RecordReader reader(in);
+    struct Placed {
+        RecordType type;
+        uint64_t offset, len, key;
+    };
+    std::vector<Placed> placed;
+    std::vector<uint8_t> buf(size_t(1) << 20);
+    uint64_t pos = 0;
+    try {
+        while (auto pre = reader.begin()) {
+            uint8_t head[kPreambleSize];
+            encode_preamble(*pre, head);
+            uint64_t crc = crc64(0, ByteView(head, kPreambleSize));
+            // Payload at 32 mod 64: the record's tensor data (64-aligned from the record's start)
+            // is then 64-aligned in the spool.
+            uint64_t start = pos + ((kPreambleSize - pos % 64) + 64) % 64;
+            if (start != pos) {
+                uint8_t pad[64] = {};
+                write_all(fd.fd, pad, start - pos, what);
+            }
+            pos = start;
+            for (;;) {
+                size_t n = reader.read_payload(buf);
+                if (n == 0) break;
+                crc = crc64(crc, ByteView(buf.data(), n));
+                write_all(fd.fd, buf.data(), n, what);
+                pos += n;
+            }
+            reader.end();
+            placed.push_back({pre->type, start, pre->payload_len, crc});
+        }
+    } catch (const DataError& e) {
+        if (!opts.skip_bad) throw;
+        out.warnings.push_back(std::string(e.what()) + " (skipped, with the rest of " + in.name() +
+                               ")");
+    }
+    if (placed.empty()) return;
+    void* addr = ::mmap(nullptr, pos, PROT_READ, MAP_SHARED, fd.fd, 0);
+    if (addr == MAP_FAILED) throw_errno("cannot map " + what);
+    auto mapping = std::make_shared<Mapping>(addr, pos);
+    ByteView all = mapping->bytes();
+    for (auto& p : placed) {
+        LoadedRecord lr;
+        lr.key = p.key;
+        lr.record = Record(p.type, all.subspan(p.offset, p.len), mapping);
+        out.records.push_back(std::move(lr));
+    }
+}
+
+void load_one(const std::string& path, Loaded& out, const LoadOptions& opts) {
+    try {
+        Input in(path);
+        if (in.is_regular())
+            load_mapped(in, out, opts.skip_bad);
+        else
+            load_spooled(in, out, opts);
+        name_records(out.records, in.name());
+        if (out.records.empty() && out.warnings.empty())
+            throw DataError(in.name() + ": no records (empty input)");
+    } catch (...) {
+        out.error = std::current_exception();
+    }
+}
+
+} // namespace
+
+unsigned default_threads() {
+    unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 1 : std::min(n, 64u);
+}
+
+void release_pages(ByteView bytes) {
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    uintptr_t b = reinterpret_cast<uintptr_t>(bytes.data());
+    uintptr_t e = b + bytes.size();
+    b = (b + page - 1) & ~(page - 1);
+    e &= ~(page - 1);
+    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+LoadResult load_records(const std::vector<std::string>& paths, const LoadOptions& opts) {
+    std::vector<Loaded> loaded(paths.size());
+    unsigned threads = std::min<unsigned>(opts.threads ? opts.threads : default_threads(),
+                                          static_cast<unsigned>(paths.size()));
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+        for (size_t i; (i = next.fetch_add(1)) < paths.size();) load_one(paths[i], loaded[i], opts);
+    };
+    if (threads <= 1) {
+        work();
+    } else {
+        std::vector<std::jthread> pool;
+        for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work);
+    }
+    LoadResult r;
+    for (auto& l : loaded) {
+        // An input that cannot be opened is the user's mistake even with --skip-bad (exit 2).
+        if (l.error) std::rethrow_exception(l.error);
+        for (auto& w : l.warnings) r.warnings.push_back(std::move(w));
+        for (auto& rec : l.records) {
+            rec.position = r.records.size();
+            r.records.push_back(std::move(rec));
+        }
+    }
+    return r;
+}
+
+LoadedRecord load_single(const std::string& path, const std::string& what, const LoadOptions& opts) {
+    Loaded l;
+    LoadOptions o = opts;
+    o.skip_bad = false;
+    load_one(path, l, o);
+    if (l.error) std::rethrow_exception(l.error);
+    if (l.records.size() != 1)
+        throw DataError(what + " " + path + " holds " + std::to_string(l.records.size()) +
+                        " records, not one");
+    return std::move(l.records[0]);
+}
+
+int canonical_compare(const LoadedRecord& a, const LoadedRecord& b) {
+    if (a.key != b.key) return a.key < b.key ? -1 : 1;
+    if (a.record.type() != b.record.type()) return a.record.type() < b.record.type() ? -1 : 1;
+    ByteView pa = a.record.payload(), pb = b.record.payload();
+    if (pa.size() != pb.size()) return pa.size() < pb.size() ? -1 : 1;
+    int c = pa.empty() ? 0 : std::memcmp(pa.data(), pb.data(), pa.size());
+    return c < 0 ? -1 : c > 0 ? 1 : 0;
+}
+
+} // namespace n3::merge

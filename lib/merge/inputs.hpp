@@ -1,0 +1,60 @@
+// n3/merge/inputs.hpp — reading the records n3-merge aggregates, without holding them in RAM.
+//
+//   LoadResult r = load_records({"a.n3", "-"}, {.skip_bad = false});
+//   for (auto& rec : r.records) ... rec.record.payload() ...
+//
+// Regular files are memory-mapped (records are views into the mapping). Stdin and other
+// streams are spooled record by record to a temporary file that is unlinked as soon as it is
+// created and then mapped, so a stream of N updates costs disk or page cache, never N records
+// of anonymous memory. Every record's checksum is verified while loading; release_pages()
+// drops the pages a pass has finished with from the process (they stay in the page cache), so
+// the resident set stays small however many inputs there are.
+//
+// Inputs are put in a canonical order that depends only on their bytes (the record's CRC-64,
+// then the payload itself), so the same set of inputs in any order is processed identically.
+//
+// Failures: EnvError for a missing or unreadable file or a spool that cannot be written;
+// DataError naming the input, record and byte offset for a truncated or corrupted record (with
+// skip_bad: a warning, and the records read before it are kept).
+#pragma once
+
+#include "record/format.hpp"
+
+#include <string>
+#include <vector>
+
+namespace n3::merge {
+
+struct LoadedRecord {
+    std::string name;    // "a.n3" when the file holds one record, else "a.n3: record 3"
+    Record record;       // the payload views a mapping kept alive by the record
+    uint64_t key = 0;    // CRC-64 of the record as written in its trailer
+    size_t position = 0; // 0-based position in command-line and stream order
+};
+
+struct LoadOptions {
+    bool skip_bad = false;
+    unsigned threads = 0;  // 0: one per core
+    std::string spool_dir; // empty: $TMPDIR, else /tmp
+};
+
+struct LoadResult {
+    std::vector<LoadedRecord> records; // in command-line and stream order
+    std::vector<std::string> warnings;
+};
+
+LoadResult load_records(const std::vector<std::string>& paths, const LoadOptions& opts = {});
+
+// Loads one regular file or stream holding exactly one record (a base model).
+LoadedRecord load_single(const std::string& path, const std::string& what,
+                         const LoadOptions& opts = {});
+
+// Total order on record contents: key, then type and size, then the payload bytes.
+int canonical_compare(const LoadedRecord& a, const LoadedRecord& b);
+
+// Drops the whole pages inside `bytes` from this process's resident set (mapped files only).
+void release_pages(ByteView bytes);
+
+unsigned default_threads();
+
+} // namespace n3::merge
