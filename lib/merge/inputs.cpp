@@ -3,6 +3,7 @@
 #include "record/error.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -56,17 +57,34 @@ void name_records(std::vector<LoadedRecord>& recs, const std::string& input) {
         recs[i].name = recs.size() == 1 ? input : input + ": record " + std::to_string(i + 1);
 }
 
+// Finds the records of a mapped file without reading their payloads: the checksum is verified
+// when the data is first used (LoadedRecord::verified).
 void load_mapped(Input& in, Loaded& out, bool skip_bad) {
-    RecordReader reader(in);
+    auto map = in.map();
+    ByteView all = map->bytes();
+    uint64_t off = 0, index = 0;
     try {
-        while (auto rec = reader.next()) {
-            ByteView p = rec->payload();
+        while (off < all.size()) {
+            std::string where = in.name() + ": record " + std::to_string(index + 1) + " at byte " +
+                                std::to_string(off);
+            uint64_t left = all.size() - off;
+            if (left < kPreambleSize)
+                throw DataError(where + ": truncated record header (" + std::to_string(left) +
+                                " of " + std::to_string(kPreambleSize) + " bytes)");
+            Preamble p = decode_preamble(all.data() + off, where);
+            if (left < p.record_size())
+                throw DataError(where + ": truncated record (" + std::to_string(left) + " of " +
+                                std::to_string(p.record_size()) + " bytes)");
+            ByteView payload = all.subspan(off + kPreambleSize, p.payload_len);
             LoadedRecord lr;
-            // The reader verified the trailer that follows the payload in the mapping.
-            lr.key = read_le64(p.data() + p.size());
-            release_pages(ByteView(p.data(), p.size() + kTrailerSize));
-            lr.record = std::move(*rec);
+            lr.key = read_le64(payload.data() + payload.size());
+            lr.record = Record(p.type, payload, map);
+            lr.record.index = index;
+            lr.record.offset = off;
+            lr.verified = false;
             out.records.push_back(std::move(lr));
+            off += p.record_size();
+            ++index;
         }
     } catch (const DataError& e) {
         if (!skip_bad) throw;
@@ -197,6 +215,61 @@ LoadResult load_records(const std::vector<std::string>& paths, const LoadOptions
     return r;
 }
 
+uint64_t crc_prefix(const LoadedRecord& r, uint64_t data_offset) {
+    uint8_t head[kPreambleSize];
+    encode_preamble(Preamble{r.record.version(), r.record.type(), r.record.payload().size()}, head);
+    uint64_t crc = crc64(0, ByteView(head, kPreambleSize));
+    return crc64(crc, r.record.payload().first(data_offset));
+}
+
+bool verify(const LoadedRecord& r) {
+    uint64_t crc = crc_prefix(r, r.record.payload().size());
+    release_pages(r.record.payload());
+    return crc == r.key;
+}
+
+namespace {
+constexpr uint64_t kPoly = 0xC96C5795D7870F42ull; // CRC-64/XZ, reflected
+
+// a * b modulo the polynomial, in the reflected bit order (bit 63 is x^0).
+uint64_t multmodp(uint64_t a, uint64_t b) {
+    uint64_t m = uint64_t(1) << 63, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) break;
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ kPoly : b >> 1;
+    }
+    return p;
+}
+
+// x^(n * 2^k) modulo the polynomial.
+uint64_t x2nmodp(uint64_t n, unsigned k) {
+    static const auto table = [] {
+        std::array<uint64_t, 64> t{};
+        uint64_t p = uint64_t(1) << 62; // x^1
+        for (auto& e : t) {
+            e = p;
+            p = multmodp(p, p);
+        }
+        return t;
+    }();
+    uint64_t p = uint64_t(1) << 63; // x^0
+    while (n) {
+        if (n & 1) p = multmodp(table[k & 63], p);
+        n >>= 1;
+        ++k;
+    }
+    return p;
+}
+} // namespace
+
+uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b) {
+    return multmodp(x2nmodp(len_b, 3), crc_a) ^ crc_b;
+}
+
 LoadedRecord load_single(const std::string& path, const std::string& what, const LoadOptions& opts) {
     Loaded l;
     LoadOptions o = opts;
@@ -206,7 +279,11 @@ LoadedRecord load_single(const std::string& path, const std::string& what, const
     if (l.records.size() != 1)
         throw DataError(what + " " + path + " holds " + std::to_string(l.records.size()) +
                         " records, not one");
-    return std::move(l.records[0]);
+    LoadedRecord& r = l.records[0];
+    if (!r.verified && !verify(r))
+        throw DataError(what + " " + r.name + ": corrupted record (checksum mismatch)");
+    r.verified = true;
+    return std::move(r);
 }
 
 int canonical_compare(const LoadedRecord& a, const LoadedRecord& b) {

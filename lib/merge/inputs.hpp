@@ -3,7 +3,9 @@
 //   LoadResult r = load_records({"a.n3", "-"}, {.skip_bad = false});
 //   for (auto& rec : r.records) ... rec.record.payload() ...
 //
-// Regular files are memory-mapped (records are views into the mapping). Stdin and other
+// Regular files are memory-mapped (records are views into the mapping) and their checksums are
+// left for the first pass over the data to verify, chunk by chunk on every core, instead of a
+// separate pass that would double the memory traffic (LoadedRecord::verified). Stdin and other
 // streams are spooled record by record to a temporary file that is unlinked as soon as it is
 // created and then mapped, so a stream of N updates costs disk or page cache, never N records
 // of anonymous memory. Every record's checksum is verified while loading; release_pages()
@@ -14,8 +16,8 @@
 // then the payload itself), so the same set of inputs in any order is processed identically.
 //
 // Failures: EnvError for a missing or unreadable file or a spool that cannot be written;
-// DataError naming the input, record and byte offset for a truncated or corrupted record (with
-// skip_bad: a warning, and the records read before it are kept).
+// DataError naming the input, record and byte offset for a truncated record or a corrupted
+// preamble (with skip_bad: a warning, and the records read before it are kept).
 #pragma once
 
 #include "record/format.hpp"
@@ -30,6 +32,9 @@ struct LoadedRecord {
     Record record;       // the payload views a mapping kept alive by the record
     uint64_t key = 0;    // CRC-64 of the record as written in its trailer
     size_t position = 0; // 0-based position in command-line and stream order
+    // False for records of mapped files: their checksum is verified later, during the first
+    // pass over the data (see crc64_combine), or by verify() when a check fails first.
+    bool verified = true;
 };
 
 struct LoadOptions {
@@ -51,6 +56,14 @@ LoadedRecord load_single(const std::string& path, const std::string& what,
 
 // Total order on record contents: key, then type and size, then the payload bytes.
 int canonical_compare(const LoadedRecord& a, const LoadedRecord& b);
+
+// Verifies the record's CRC-64 against its trailer; true when it matches.
+bool verify(const LoadedRecord& r);
+// The CRC-64 of the record's bytes before its tensor data (preamble and safetensors header),
+// to be continued with crc64_combine over the data in order.
+uint64_t crc_prefix(const LoadedRecord& r, uint64_t data_offset);
+// CRC-64/XZ of A||B from crc64(A), crc64(B) and the length of B (zlib's crc32_combine method).
+uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b);
 
 // Drops the whole pages inside `bytes` from this process's resident set (mapped files only).
 void release_pages(ByteView bytes);

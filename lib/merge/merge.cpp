@@ -440,6 +440,17 @@ private:
     bool finish_chunk(const Chunk& c, const double* acc, Scratch& s);
     [[noreturn]] void diagnose(const std::vector<Item*>& items, const Chunk& c, Scratch& s);
     void build_metadata(const std::vector<Item*>& items);
+    // Fused checksum verification of mapped records during a pass over chunks.
+    void crc_begin(const std::vector<Item*>& items, const std::vector<Chunk>& chunks);
+    void crc_chunk(size_t i, size_t c, const Item& it, const Chunk& ch) {
+        if (!crc_pending_.empty() && crc_pending_[i]) {
+            size_t es = dtype_size(it.src.dtype[ch.tensor]);
+            crc_table_[c * crc_pending_.size() + i] =
+                crc64(0, ByteView(it.src.data[ch.tensor] + ch.begin * es, ch.size * es));
+        }
+    }
+    void crc_end(const std::vector<Item*>& items);
+    size_t index_of(const Item* it) const { return static_cast<size_t>(it - items_.data()); }
 
     const Request& req_;
     const Options& opt_;
@@ -458,6 +469,9 @@ private:
     std::shared_ptr<Mapping> state_map_;
     std::optional<TensorSet> state_set_;
     Source state_m_src_, state_v_src_;
+    std::vector<char> crc_pending_;
+    std::vector<uint64_t> crc_table_;
+    const std::vector<Chunk>* crc_chunks_ = nullptr;
     uint64_t state_round_ = 0;
     std::unique_ptr<Result::Impl> out_ = std::make_unique<Result::Impl>();
 };
@@ -488,7 +502,14 @@ void Merger::check_request() const {
     if (!(opt_.tau > 0)) throw UsageError("--tau must be positive");
 }
 
-void Merger::reject(Item& it, const std::string& msg, const std::string& hint) {
+void Merger::reject(Item& it, const std::string& msg_in, const std::string& hint_in) {
+    // A corrupted record shows up as whatever its damage looks like; name the real cause.
+    std::string msg = msg_in, hint = hint_in;
+    if (!it.rec->verified) {
+        if (!verify(*it.rec))
+            msg = "corrupted record (checksum mismatch)", hint.clear();
+        it.rec->verified = true;
+    }
     if (!opt_.skip_bad) throw DataError(it.rec->name + ": " + msg, hint);
     it.bad = true;
     out_->warnings.push_back(it.rec->name + ": " + msg + " (skipped)");
@@ -584,6 +605,10 @@ void Merger::check_inputs() {
             it->set = TensorSet::parse(it->rec->record.payload(), it->rec->name);
             it->layout = layout_of(*it->set);
         } catch (const DataError& e) {
+            if (!it->rec->verified && !verify(*it->rec)) {
+                reject(*it, "corrupted record (checksum mismatch)");
+                continue;
+            }
             if (!opt_.skip_bad) throw;
             it->bad = true;
             out_->warnings.push_back(std::string(e.what()) + " (skipped)");
@@ -772,14 +797,57 @@ void Merger::load_state() {
     if (rule_.adaptive()) load("v.", state_v_src_);
 }
 
+void Merger::crc_begin(const std::vector<Item*>& items, const std::vector<Chunk>& chunks) {
+    crc_pending_.assign(items.size(), 0);
+    bool any = false;
+    for (size_t i = 0; i < items.size(); ++i) any |= (crc_pending_[i] = !items[i]->rec->verified);
+    if (!any) {
+        crc_pending_.clear();
+        return;
+    }
+    crc_table_.assign(items.size() * chunks.size(), 0);
+    crc_chunks_ = &chunks;
+}
+
+void Merger::crc_end(const std::vector<Item*>& items) {
+    if (crc_pending_.empty()) return;
+    const std::vector<Chunk>& chunks = *crc_chunks_;
+    std::map<std::string, size_t> index;
+    for (size_t t = 0; t < layout_.size(); ++t) index[layout_[t].name] = t;
+    std::vector<size_t> first(layout_.size() + 1, chunks.size());
+    for (size_t c = chunks.size(); c-- > 0;) first[chunks[c].tensor] = c;
+    size_t n = items.size();
+    for (size_t i = 0; i < n; ++i) {
+        if (!crc_pending_[i]) continue;
+        Item& it = *items[i];
+        ByteView payload = it.rec->record.payload();
+        uint64_t crc = crc_prefix(*it.rec, static_cast<uint64_t>(it.set->data_section().data() -
+                                                                 payload.data()));
+        for (auto& ti : it.set->tensors()) { // data order
+            size_t t = index.at(ti.name);
+            size_t es = dtype_size(ti.dtype);
+            for (size_t c = first[t]; c < chunks.size() && chunks[c].tensor == t; ++c)
+                crc = crc64_combine(crc, crc_table_[c * n + i], chunks[c].size * es);
+        }
+        if (crc != it.rec->key) {
+            crc_pending_.clear();
+            throw NonFinite{index_of(&it), "corrupted record (checksum mismatch)"};
+        }
+        it.rec->verified = true;
+    }
+    crc_pending_.clear();
+}
+
 void Merger::compute_norms(const std::vector<Item*>& items) {
     std::vector<Chunk> chunks = chunks_of(layout_, kChunk);
     size_t n = items.size();
     std::vector<double> partial(chunks.size() * n);
     std::vector<std::vector<float>> scratch(threads_, std::vector<float>(kChunk));
+    crc_begin(items, chunks);
     for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
         const Chunk& ch = chunks[c];
         for (size_t i = 0; i < n; ++i) {
+            crc_chunk(i, c, *items[i], ch);
             const float* x = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data());
             double s = kernel::sum_squares(x, 1.0, ch.size);
             if (!std::isfinite(s))
@@ -789,6 +857,7 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
             release(items[i]->src, ch.tensor, ch.begin, ch.size);
         }
     });
+    crc_end(items);
     for (size_t i = 0; i < n; ++i) {
         double s = 0;
         for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * n + i];
@@ -839,10 +908,12 @@ void Merger::select_krum(const std::vector<Item*>& items) {
     size_t pairs = n * (n - 1) / 2;
     std::vector<double> partial(chunks.size() * pairs);
     std::vector<std::vector<float>> scratch(threads_, std::vector<float>(n * chunk));
+    crc_begin(items, chunks);
     for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
         const Chunk& ch = chunks[c];
         std::vector<const float*> x(n);
         for (size_t i = 0; i < n; ++i) {
+            crc_chunk(i, c, *items[i], ch);
             x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data() + i * chunk);
             if (!kernel::all_finite(x[i], ch.size))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
@@ -854,6 +925,7 @@ void Merger::select_krum(const std::vector<Item*>& items) {
                 out[p] = kernel::squared_distance(x[i], items[i]->clip, x[j], items[j]->clip, ch.size);
         for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
     });
+    crc_end(items);
     std::vector<double> dist(n * n, 0.0);
     for (size_t i = 0, p = 0; i < n; ++i)
         for (size_t j = i + 1; j < n; ++j, ++p) {
@@ -968,10 +1040,12 @@ void Merger::average(const std::vector<Item*>& items) {
     std::vector<Item*> active;
     for (Item* it : items)
         if (it->weight > 0) active.push_back(it);
+    crc_begin(active, chunks);
     for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
         const Chunk& ch = chunks[c];
         Scratch& s = scratch[tid];
         for (size_t i = 0; i < active.size(); ++i) {
+            crc_chunk(i, c, *active[i], ch);
             const float* x = floats(active[i]->src, ch.tensor, ch.begin, ch.size, s.in.data());
             double w = active[i]->weight * active[i]->clip;
             if (i == 0)
@@ -984,6 +1058,7 @@ void Merger::average(const std::vector<Item*>& items) {
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(active, ch, s);
         for (Item* it : active) release(it->src, ch.tensor, ch.begin, ch.size);
     });
+    crc_end(active);
 }
 
 void Merger::robust_average(const std::vector<Item*>& items) {
@@ -1003,11 +1078,13 @@ void Merger::robust_average(const std::vector<Item*>& items) {
         s.gathered.resize(n * chunk);
         s.column.resize(n);
     }
+    crc_begin(items, chunks);
     for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
         const Chunk& ch = chunks[c];
         Scratch& s = scratch[tid];
         std::vector<const float*> x(n);
         for (size_t i = 0; i < n; ++i) {
+            crc_chunk(i, c, *items[i], ch);
             x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, s.gathered.data() + i * chunk);
             if (!kernel::all_finite(x[i], ch.size))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
@@ -1028,6 +1105,7 @@ void Merger::robust_average(const std::vector<Item*>& items) {
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(items, ch, s);
         for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
     });
+    crc_end(items);
 }
 
 void Merger::build_metadata(const std::vector<Item*>& items) {
@@ -1103,12 +1181,19 @@ std::unique_ptr<Result::Impl> Merger::run() {
                 robust_average(items);
             else
                 average(items);
+            for (Item* it : items)
+                if (!it->rec->verified) {
+                    if (!verify(*it->rec))
+                        throw NonFinite{index_of(it), "corrupted record (checksum mismatch)"};
+                    it->rec->verified = true;
+                }
             build_metadata(items);
             for (Item* it : items)
                 r.reports.push_back({it->rec->name, it->weight, it->norm, it->clip, it->selected});
             break;
         } catch (const NonFinite& nf) {
-            reject(items_[nf.item], nf.message);
+            crc_pending_.clear();
+            reject(items_[nf.item], nf.message); // names corruption first when the CRC fails
         }
     }
     if (rule_.stateful() && base_set_) {
