@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
         if (req.base) all.push_back(*req.base);
         if (req.self) all.push_back(*req.self);
         if (req.state) all.push_back(*req.state);
+        std::erase(all, std::string("-")); // stdin is never the output file
         tool.check_not_same(all, out_path);
         if (req.state && out_path != "-" && same_file(*req.state, out_path))
             throw UsageError("--state and -o name the same file");

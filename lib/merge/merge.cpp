@@ -191,6 +191,10 @@ std::string layout_difference(const Layout& got, const Layout& want) {
     return {};
 }
 
+std::string article(std::string_view word) {
+    return std::string(word.find_first_of("aeiou") == 0 ? "an " : "a ") + std::string(word);
+}
+
 bool mergeable(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 
 std::optional<uint64_t> parse_uint(const std::optional<std::string>& s) {
@@ -549,7 +553,7 @@ void Merger::load() {
     if (req_.base) {
         const std::string where = "--base " + base_rec_->name;
         if (base_rec_->record.type() != RecordType::model)
-            throw DataError(where + " is a " + std::string(type_name(base_rec_->record.type())) +
+            throw DataError(where + " is " + article(type_name(base_rec_->record.type())) +
                             " record, not a model");
         base_set_ = TensorSet::parse(base_rec_->record.payload(), where);
         layout_ = layout_of(*base_set_);
@@ -597,7 +601,7 @@ void Merger::check_inputs() {
                                    ? "decode it first: n3-encode -d"
                                : t == RecordType::sealed ? "open it first: n3-seal --open"
                                                          : "";
-            reject(*it, "is a " + std::string(type_name(t)) + " record, not an update or model",
+            reject(*it, "is " + article(type_name(t)) + " record, not an update or model",
                    hint);
             continue;
         }
@@ -628,7 +632,7 @@ void Merger::check_inputs() {
     for (Item* it : by_pos) {
         if (it->bad || it->is_self || it->rec->record.type() == kind_) continue;
         bool is_model = it->rec->record.type() == RecordType::model;
-        std::string msg = "is a " + std::string(is_model ? "model" : "update") + " record, ";
+        std::string msg = std::string(is_model ? "is a model" : "is an update") + " record, ";
         std::string hint;
         if (req_.base)
             msg += "but --base applies updates", hint = "models are averaged without --base";
