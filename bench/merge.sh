@@ -32,7 +32,7 @@ bytes=$(cat "${files[@]}" | wc -c)
 
 # best-of-RUNS wall time of a command, in seconds
 best() {
-    local b=999999 s e t
+    local b=999999999999 s e t
     for _ in $(seq 1 "$RUNS"); do
         s=$(date +%s%N)
         "$@"

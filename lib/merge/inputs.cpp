@@ -19,13 +19,6 @@ namespace n3::merge {
 
 namespace {
 
-// A file descriptor that closes itself.
-struct Fd {
-    int fd = -1;
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 void write_all(int fd, const uint8_t* p, size_t n, const std::string& what) {
     while (n > 0) {
@@ -62,6 +55,10 @@ void name_records(std::vector<LoadedRecord>& recs, const std::string& input) {
 void load_mapped(Input& in, Loaded& out, bool skip_bad) {
     auto map = in.map();
     ByteView all = map->bytes();
+    int fd = ::fcntl(in.fd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) throw_errno("cannot duplicate the descriptor of " + in.name());
+    auto file = std::make_shared<const FileRef>(fd);
+    uint64_t base = in.file_size() - all.size(); // file offset of all[0]
     uint64_t off = 0, index = 0;
     try {
         while (off < all.size()) {
@@ -82,6 +79,8 @@ void load_mapped(Input& in, Loaded& out, bool skip_bad) {
             lr.record.index = index;
             lr.record.offset = off;
             lr.verified = false;
+            lr.file = file;
+            lr.file_offset = base + off + kPreambleSize;
             out.records.push_back(std::move(lr));
             off += p.record_size();
             ++index;
@@ -102,8 +101,10 @@ void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
         dir = t && *t ? t : "/tmp";
     }
     std::string tmpl = dir + "/n3-merge-spool.XXXXXX";
-    Fd fd;
-    fd.fd = ::mkstemp(tmpl.data());
+    auto file = std::make_shared<const FileRef>(::mkostemp(tmpl.data(), O_CLOEXEC));
+    struct {
+        int fd;
+    } fd{file->fd};
     if (fd.fd < 0) throw_errno("cannot create a spool file for " + in.name() + " in " + dir);
     ::unlink(tmpl.c_str());
     std::string what = "the spool file for " + in.name() + " in " + dir;
@@ -153,6 +154,8 @@ void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
         LoadedRecord lr;
         lr.key = p.key;
         lr.record = Record(p.type, all.subspan(p.offset, p.len), mapping);
+        lr.file = file;
+        lr.file_offset = p.offset;
         out.records.push_back(std::move(lr));
     }
 }
@@ -173,6 +176,10 @@ void load_one(const std::string& path, Loaded& out, const LoadOptions& opts) {
 }
 
 } // namespace
+
+FileRef::~FileRef() {
+    if (fd >= 0) ::close(fd);
+}
 
 unsigned default_threads() {
     unsigned n = std::thread::hardware_concurrency();

@@ -22,10 +22,20 @@
 
 #include "record/format.hpp"
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace n3::merge {
+
+// An open file descriptor shared by the records read from one file (closed with the last).
+struct FileRef {
+    int fd = -1;
+    explicit FileRef(int f) : fd(f) {}
+    ~FileRef();
+    FileRef(const FileRef&) = delete;
+    FileRef& operator=(const FileRef&) = delete;
+};
 
 struct LoadedRecord {
     std::string name;    // "a.n3" when the file holds one record, else "a.n3: record 3"
@@ -35,6 +45,10 @@ struct LoadedRecord {
     // False for records of mapped files: their checksum is verified later, during the first
     // pass over the data (see crc64_combine), or by verify() when a check fails first.
     bool verified = true;
+    // The file the payload lies in, and its offset there: data passes read tensor data with
+    // pread() into cache-sized buffers, which costs less than faulting the mapping in and out.
+    std::shared_ptr<const FileRef> file;
+    uint64_t file_offset = 0;
 };
 
 struct LoadOptions {

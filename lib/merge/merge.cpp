@@ -16,6 +16,7 @@
 #include <sodium.h>
 #include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 namespace n3::merge {
 
@@ -203,44 +204,75 @@ std::optional<uint64_t> parse_uint(const std::optional<std::string>& s) {
     return std::stoull(*s);
 }
 
-// One tensor's bytes in one input: element i of tensor t is at data[t] + i * size(dtype).
+// One tensor's bytes in one input: element i of tensor t is at data[t] + i * size(dtype) in
+// the mapping, and, when the input is a file, at file_off[t] + i * size(dtype) in fd.
 struct Source {
     std::vector<const uint8_t*> data;
     std::vector<DType> dtype;
+    std::vector<uint64_t> file_off;
+    int fd = -1;
 };
 
-Source source_of(const TensorSet& set, const Layout& layout) {
+Source source_of(const TensorSet& set, const Layout& layout, const LoadedRecord* rec = nullptr) {
     Source s;
+    if (rec && rec->file) s.fd = rec->file->fd;
     for (auto& t : layout) {
         const TensorInfo* ti = set.find(t.name);
         s.data.push_back(set.data(*ti).data());
         s.dtype.push_back(ti->dtype);
+        if (s.fd >= 0)
+            s.file_off.push_back(rec->file_offset +
+                                 static_cast<uint64_t>(s.data.back() - rec->record.payload().data()));
     }
     return s;
 }
 
-// Elements [b, b+n) of tensor t as floats: in place when the bytes are aligned F32, else
-// converted into `scratch`.
-const float* floats(const Source& s, size_t t, uint64_t b, size_t n, float* scratch) {
+// Elements [b, b+n) of tensor t as floats: in place when the bytes are mapped, aligned F32;
+// else read and/or converted into `scratch` (room for n floats). With `crc`, also the CRC-64
+// of the raw bytes.
+const float* floats(const Source& s, size_t t, uint64_t b, size_t n, float* scratch,
+                    uint64_t* crc = nullptr) {
     DType d = s.dtype[t];
-    const uint8_t* p = s.data[t] + b * dtype_size(d);
+    size_t es = dtype_size(d);
+    const uint8_t* p;
+    void* sv = scratch;
+    auto* buf = static_cast<uint8_t*>(sv);
+    if (s.fd >= 0) {
+        size_t len = n * es, got = 0;
+        uint64_t off = s.file_off[t] + b * es;
+        while (got < len) {
+            ssize_t r = ::pread(s.fd, buf + got, len - got, static_cast<off_t>(off + got));
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                throw_errno("cannot read an input");
+            }
+            if (r == 0) throw DataError("an input file shrank while it was being merged");
+            got += static_cast<size_t>(r);
+        }
+        p = buf;
+    } else {
+        p = s.data[t] + b * es;
+    }
+    if (crc) *crc = crc64(0, ByteView(p, n * es));
     if (d == DType::F32) {
         if (reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) {
             const void* v = p;
             return static_cast<const float*>(v);
         }
         std::memcpy(scratch, p, n * sizeof(float));
-    } else {
-        for (size_t j = 0; j < n; ++j) {
-            uint16_t h;
-            std::memcpy(&h, p + 2 * j, 2);
-            scratch[j] = d == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-        }
+        return scratch;
+    }
+    // Backwards, so that converting in place (p == scratch) never overwrites unread input.
+    for (size_t j = n; j-- > 0;) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * j, 2);
+        scratch[j] = d == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
     }
     return scratch;
 }
 
 void release(const Source& s, size_t t, uint64_t b, uint64_t n) {
+    if (s.fd >= 0) return; // read with pread: nothing mapped
     size_t es = dtype_size(s.dtype[t]);
     release_pages(ByteView(s.data[t] + b * es, n * es));
 }
@@ -446,12 +478,9 @@ private:
     void build_metadata(const std::vector<Item*>& items);
     // Fused checksum verification of mapped records during a pass over chunks.
     void crc_begin(const std::vector<Item*>& items, const std::vector<Chunk>& chunks);
-    void crc_chunk(size_t i, size_t c, const Item& it, const Chunk& ch) {
-        if (!crc_pending_.empty() && crc_pending_[i]) {
-            size_t es = dtype_size(it.src.dtype[ch.tensor]);
-            crc_table_[c * crc_pending_.size() + i] =
-                crc64(0, ByteView(it.src.data[ch.tensor] + ch.begin * es, ch.size * es));
-        }
+    uint64_t* crc_slot(size_t i, size_t c) {
+        if (crc_pending_.empty() || !crc_pending_[i]) return nullptr;
+        return &crc_table_[c * crc_pending_.size() + i];
     }
     void crc_end(const std::vector<Item*>& items);
     size_t index_of(const Item* it) const { return static_cast<size_t>(it - items_.data()); }
@@ -562,7 +591,7 @@ void Merger::load() {
                 throw DataError(where + ": tensor '" + t.name + "' has dtype " +
                                 std::string(dtype_name(t.dtype)) +
                                 "; n3-merge merges F32, F16 and BF16 tensors");
-        base_src_ = source_of(*base_set_, layout_);
+        base_src_ = source_of(*base_set_, layout_, &*base_rec_);
     }
 
     size_t self_pos = SIZE_MAX;
@@ -692,7 +721,7 @@ void Merger::check_inputs() {
             reject(*it, diff + (req_.base ? " (as in --base " + *req_.base + ")" : ""),
                    req_.base ? "" : "every input must have the same tensors");
         else
-            it->src = source_of(*it->set, layout_);
+            it->src = source_of(*it->set, layout_, it->rec);
     }
 
     // Metadata of updates: sample counts, base model, model spec.
@@ -851,8 +880,8 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
     for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
         const Chunk& ch = chunks[c];
         for (size_t i = 0; i < n; ++i) {
-            crc_chunk(i, c, *items[i], ch);
-            const float* x = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data());
+            const float* x = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data(),
+                                    crc_slot(i, c));
             double s = kernel::sum_squares(x, 1.0, ch.size);
             if (!std::isfinite(s))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
@@ -917,8 +946,8 @@ void Merger::select_krum(const std::vector<Item*>& items) {
         const Chunk& ch = chunks[c];
         std::vector<const float*> x(n);
         for (size_t i = 0; i < n; ++i) {
-            crc_chunk(i, c, *items[i], ch);
-            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data() + i * chunk);
+            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data() + i * chunk,
+                          crc_slot(i, c));
             if (!kernel::all_finite(x[i], ch.size))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
                                 "tensor '" + layout_[ch.tensor].name + "' holds NaN or Inf"};
@@ -1049,8 +1078,8 @@ void Merger::average(const std::vector<Item*>& items) {
         const Chunk& ch = chunks[c];
         Scratch& s = scratch[tid];
         for (size_t i = 0; i < active.size(); ++i) {
-            crc_chunk(i, c, *active[i], ch);
-            const float* x = floats(active[i]->src, ch.tensor, ch.begin, ch.size, s.in.data());
+            const float* x = floats(active[i]->src, ch.tensor, ch.begin, ch.size, s.in.data(),
+                                    crc_slot(i, c));
             double w = active[i]->weight * active[i]->clip;
             if (i == 0)
                 kernel::scale(s.acc.data(), x, w, ch.size);
@@ -1088,8 +1117,8 @@ void Merger::robust_average(const std::vector<Item*>& items) {
         Scratch& s = scratch[tid];
         std::vector<const float*> x(n);
         for (size_t i = 0; i < n; ++i) {
-            crc_chunk(i, c, *items[i], ch);
-            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, s.gathered.data() + i * chunk);
+            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, s.gathered.data() + i * chunk,
+                          crc_slot(i, c));
             if (!kernel::all_finite(x[i], ch.size))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
                                 "tensor '" + layout_[ch.tensor].name + "' holds NaN or Inf"};
