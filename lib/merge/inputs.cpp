@@ -10,6 +10,7 @@
 #include <cstring>
 #include <exception>
 #include <fcntl.h>
+#include <span>
 #include <mutex>
 #include <sys/mman.h>
 #include <thread>
@@ -20,14 +21,16 @@ namespace n3::merge {
 namespace {
 
 
-void write_all(int fd, const uint8_t* p, size_t n, const std::string& what) {
+// Writes at an explicit offset: splice(2) with an offset does not move the file position.
+void write_all(int fd, const uint8_t* p, size_t n, uint64_t at, const std::string& what) {
     while (n > 0) {
-        ssize_t w = ::write(fd, p, n);
+        ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(at));
         if (w < 0) {
             if (errno == EINTR) continue;
             throw_errno("cannot write " + what);
         }
         p += w;
+        at += static_cast<uint64_t>(w);
         n -= static_cast<size_t>(w);
     }
 }
@@ -92,8 +95,10 @@ void load_mapped(Input& in, Loaded& out, bool skip_bad) {
     }
 }
 
-// Copies each record's payload from a stream to an unlinked temporary file, placed so that
-// tensor data lands 64-byte aligned, then maps the file.
+// Copies a stream's records to an unlinked temporary file, each preamble at a multiple of 64
+// bytes so that tensor data lands 64-byte aligned, then maps the file. Pipes move with
+// splice(2), without passing through this process; checksums are verified later, like those
+// of mapped files.
 void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
     std::string dir = opts.spool_dir;
     if (dir.empty()) {
@@ -102,43 +107,66 @@ void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
     }
     std::string tmpl = dir + "/n3-merge-spool.XXXXXX";
     auto file = std::make_shared<const FileRef>(::mkostemp(tmpl.data(), O_CLOEXEC));
-    struct {
-        int fd;
-    } fd{file->fd};
-    if (fd.fd < 0) throw_errno("cannot create a spool file for " + in.name() + " in " + dir);
+    int fd = file->fd;
+    if (fd < 0) throw_errno("cannot create a spool file for " + in.name() + " in " + dir);
     ::unlink(tmpl.c_str());
     std::string what = "the spool file for " + in.name() + " in " + dir;
 
-    RecordReader reader(in);
     struct Placed {
         RecordType type;
-        uint64_t offset, len, key;
+        uint64_t offset, len, index, stream_offset;
     };
     std::vector<Placed> placed;
-    std::vector<uint8_t> buf(size_t(1) << 20);
-    uint64_t pos = 0;
+    std::vector<uint8_t> buf;
+    bool can_splice = true;
+    uint64_t pos = 0, stream_off = 0, index = 0;
     try {
-        while (auto pre = reader.begin()) {
+        for (;; ++index) {
+            std::string where = in.name() + ": record " + std::to_string(index + 1) + " at byte " +
+                                std::to_string(stream_off);
             uint8_t head[kPreambleSize];
-            encode_preamble(*pre, head);
-            uint64_t crc = crc64(0, ByteView(head, kPreambleSize));
-            // Payload at 32 mod 64: the record's tensor data (64-aligned from the record's start)
-            // is then 64-aligned in the spool.
-            uint64_t start = pos + ((kPreambleSize - pos % 64) + 64) % 64;
+            size_t n = in.read(head);
+            if (n == 0) break;
+            if (n < kPreambleSize)
+                throw DataError(where + ": truncated record header (" + std::to_string(n) + " of " +
+                                std::to_string(kPreambleSize) + " bytes)");
+            Preamble pre = decode_preamble(head, where);
+            uint64_t start = (pos + 63) / 64 * 64;
             if (start != pos) {
                 uint8_t pad[64] = {};
-                write_all(fd.fd, pad, start - pos, what);
+                write_all(fd, pad, start - pos, pos, what);
             }
-            pos = start;
-            for (;;) {
-                size_t n = reader.read_payload(buf);
-                if (n == 0) break;
-                crc = crc64(crc, ByteView(buf.data(), n));
-                write_all(fd.fd, buf.data(), n, what);
-                pos += n;
+            write_all(fd, head, kPreambleSize, start, what);
+            pos = start + kPreambleSize;
+            uint64_t left = pre.payload_len + kTrailerSize;
+            while (left > 0) {
+                ssize_t moved = -1;
+                if (can_splice) {
+                    loff_t o = static_cast<loff_t>(pos);
+                    moved = ::splice(in.fd(), nullptr, fd, &o, std::min<uint64_t>(left, 1u << 30),
+                                     SPLICE_F_MOVE);
+                    if (moved < 0 && (errno == EINVAL || errno == ESPIPE || errno == EBADF)) {
+                        can_splice = false;
+                        continue;
+                    }
+                    if (moved < 0 && errno == EINTR) continue;
+                    if (moved < 0) throw_errno("cannot write " + what);
+                } else {
+                    if (buf.empty()) buf.resize(size_t(1) << 20);
+                    size_t got = in.read(std::span<uint8_t>(buf).first(std::min<uint64_t>(left, buf.size())));
+                    write_all(fd, buf.data(), got, pos, what);
+                    moved = static_cast<ssize_t>(got);
+                }
+                if (moved == 0)
+                    throw DataError(where + (left > kTrailerSize
+                                                 ? ": truncated record (payload ends " +
+                                                       std::to_string(left - kTrailerSize) + " bytes early)"
+                                                 : ": truncated record (checksum missing)"));
+                pos += static_cast<uint64_t>(moved);
+                left -= static_cast<uint64_t>(moved);
             }
-            reader.end();
-            placed.push_back({pre->type, start, pre->payload_len, crc});
+            placed.push_back({pre.type, start + kPreambleSize, pre.payload_len, index, stream_off});
+            stream_off += pre.record_size();
         }
     } catch (const DataError& e) {
         if (!opts.skip_bad) throw;
@@ -146,14 +174,18 @@ void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
                                ")");
     }
     if (placed.empty()) return;
-    void* addr = ::mmap(nullptr, pos, PROT_READ, MAP_SHARED, fd.fd, 0);
+    void* addr = ::mmap(nullptr, pos, PROT_READ, MAP_SHARED, fd, 0);
     if (addr == MAP_FAILED) throw_errno("cannot map " + what);
     auto mapping = std::make_shared<Mapping>(addr, pos);
     ByteView all = mapping->bytes();
     for (auto& p : placed) {
         LoadedRecord lr;
-        lr.key = p.key;
-        lr.record = Record(p.type, all.subspan(p.offset, p.len), mapping);
+        ByteView payload = all.subspan(p.offset, p.len);
+        lr.key = read_le64(payload.data() + payload.size());
+        lr.record = Record(p.type, payload, mapping);
+        lr.record.index = p.index;
+        lr.record.offset = p.stream_offset;
+        lr.verified = false;
         lr.file = file;
         lr.file_offset = p.offset;
         out.records.push_back(std::move(lr));

@@ -3,21 +3,23 @@
 //   LoadResult r = load_records({"a.n3", "-"}, {.skip_bad = false});
 //   for (auto& rec : r.records) ... rec.record.payload() ...
 //
-// Regular files are memory-mapped (records are views into the mapping) and their checksums are
-// left for the first pass over the data to verify, chunk by chunk on every core, instead of a
-// separate pass that would double the memory traffic (LoadedRecord::verified). Stdin and other
-// streams are spooled record by record to a temporary file that is unlinked as soon as it is
-// created and then mapped, so a stream of N updates costs disk or page cache, never N records
-// of anonymous memory. Every record's checksum is verified while loading; release_pages()
-// drops the pages a pass has finished with from the process (they stay in the page cache), so
-// the resident set stays small however many inputs there are.
+// Regular files are memory-mapped: a record is a view into the mapping and only its header is
+// read while loading. Stdin and other streams are spooled record by record (with splice(2) for
+// pipes) to a temporary file that is unlinked as soon as it is created, then mapped, so a
+// stream of N updates costs disk or page cache, never N records of anonymous memory. The
+// checksums are left for the first pass over the data to verify, chunk by chunk on every core
+// (LoadedRecord::verified, crc64_combine), instead of a separate pass that would double the
+// memory traffic; verify() checks a record on its own. Data passes read tensor data with
+// pread() (LoadedRecord::file), and release_pages() drops mapped pages a pass has finished
+// with, so the resident set stays small however many inputs there are.
 //
 // Inputs are put in a canonical order that depends only on their bytes (the record's CRC-64,
 // then the payload itself), so the same set of inputs in any order is processed identically.
 //
 // Failures: EnvError for a missing or unreadable file or a spool that cannot be written;
 // DataError naming the input, record and byte offset for a truncated record or a corrupted
-// preamble (with skip_bad: a warning, and the records read before it are kept).
+// preamble (with skip_bad: a warning, and the records read before it are kept). A corrupted
+// payload is found by the caller (verify() or the fused check) and named there.
 #pragma once
 
 #include "record/format.hpp"

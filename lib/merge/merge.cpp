@@ -14,6 +14,7 @@
 #include <numeric>
 #include <sstream>
 #include <sodium.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -343,8 +344,24 @@ struct Item {
     bool selected = true;
 };
 
+// Output buffers: anonymous mappings, with transparent huge pages when large, so that a model
+// of 64 MiB costs 32 page faults instead of 16384.
+struct Unmap {
+    size_t size;
+    void operator()(uint8_t* p) const { ::munmap(p, size); }
+};
+using Buffer = std::unique_ptr<uint8_t[], Unmap>;
+
+Buffer make_buffer(uint64_t n) {
+    size_t size = static_cast<size_t>(std::max<uint64_t>(n, 1));
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw_errno("cannot allocate " + std::to_string(size) + " bytes");
+    if (size >= (size_t(2) << 20)) ::madvise(p, size, MADV_HUGEPAGE);
+    return Buffer(static_cast<uint8_t*>(p), Unmap{size});
+}
+
 struct Tensors {
-    std::vector<std::unique_ptr<uint8_t[]>> data;
+    std::vector<Buffer> data;
     std::vector<uint64_t> bytes;
 };
 
@@ -352,7 +369,7 @@ Tensors allocate(const Layout& layout, const std::vector<DType>& dtypes) {
     Tensors t;
     for (size_t i = 0; i < layout.size(); ++i) {
         uint64_t n = layout[i].numel * dtype_size(dtypes[i]);
-        t.data.push_back(std::make_unique_for_overwrite<uint8_t[]>(std::max<uint64_t>(n, 1)));
+        t.data.push_back(make_buffer(n));
         t.bytes.push_back(n);
     }
     return t;

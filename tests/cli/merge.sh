@@ -110,7 +110,7 @@ bad corrupted 'flip.n3: corrupted record \(checksum mismatch\)' u1.n3 u2.n3 flip
 cat u2.n3 flip.n3 > flipstream.n3
 expect_stdin flipstream.n3 1 'stdin: record 2: corrupted record \(checksum mismatch\)' -- n3-merge u1.n3 - -o out.n3
 assert_no_file out.n3
-expect 1 'stdin: record 2 at byte [0-9]+: corrupted record' -- sh -c 'cat flipstream.n3 | n3-merge u1.n3 - -o out.n3'
+expect 1 'stdin: record 2: corrupted record \(checksum mismatch\)' -- sh -c 'cat flipstream.n3 | n3-merge u1.n3 - -o out.n3'
 assert_no_file out.n3
 head -c 500 flipstream.n3 > cutstream.n3
 expect 1 'stdin: record 2 at byte 388: truncated record' -- sh -c 'cat cutstream.n3 | n3-merge u1.n3 - -o out.n3'
