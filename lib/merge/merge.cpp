@@ -1115,8 +1115,8 @@ void Merger::robust_average(const std::vector<Item*>& items) {
     size_t n = items.size();
     size_t trim = rule_.kind == RuleKind::trimmed_mean ? size_t(std::floor(rule_.trim * double(n))) : 0;
     if (rule_.kind == RuleKind::trimmed_mean && 2 * trim >= n)
-        throw IncompleteError("trimmed-mean:" + std::to_string(rule_.trim) + " cuts all " +
-                              std::to_string(n) + " inputs");
+        throw IncompleteError("trimmed-mean cuts " + std::to_string(trim) + " of " +
+                              std::to_string(n) + " inputs at each end, leaving none");
     uint64_t chunk = std::clamp<uint64_t>((uint64_t(1) << 22) / n, 1024, kChunk);
     std::vector<Chunk> chunks = chunks_of(layout_, chunk);
     std::vector<Scratch> scratch(threads_);
