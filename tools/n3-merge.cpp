@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     std::string rule = "fedavg", weights, out_path;
     std::string base, self, state;
     bool force = false;
-    double self_weight = 0, clip = 0, lr = 0;
+    double self_weight = 0, clip = 0, max_norm = 0, lr = 0;
     app.add_option("INPUT", req.inputs, "Update or model records ('-' is stdin; default stdin)");
     app.add_option("-r,--rule", rule,
                    "fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean[:BETA], "
@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
                                     "mix: weight of --self; the others share the rest equally");
     auto* o_clip = app.add_option("--clip-norm", clip, "Scale every update to L2 norm at most C first")
                        ->type_name("C");
+    auto* o_max = app.add_option("--max-norm", max_norm, "Refuse updates with an L2 norm above C (outliers)")
+                      ->type_name("C");
     auto* o_lr = app.add_option("--server-lr", lr, "Server learning rate (default 1; 0.01 for fedadam/yogi/adagrad)");
     app.add_option("--beta1", o.beta1, "Momentum (fedavgm) or first-moment decay (default 0.9)");
     app.add_option("--beta2", o.beta2, "Second-moment decay, fedadam and fedyogi (default 0.99)");
@@ -52,6 +54,7 @@ int main(int argc, char** argv) {
         if (o_self->count()) req.self = self;
         if (o_self_w->count()) o.self_weight = self_weight;
         if (o_clip->count()) o.clip_norm = clip;
+        if (o_max->count()) o.max_norm = max_norm;
         if (o_lr->count()) o.server_lr = lr;
         if (!base.empty()) req.base = base;
         if (!state.empty()) req.state = state;

@@ -6,6 +6,7 @@ complete -c n3-merge -s w -l weights -x -a 'samples uniform' -d 'Input weights'
 complete -c n3-merge -l self -r -F -d "mix: this node's own model"
 complete -c n3-merge -l self-weight -x -d 'mix: weight of --self'
 complete -c n3-merge -l clip-norm -x -d 'Clip each update to this L2 norm'
+complete -c n3-merge -l max-norm -x -d 'Refuse updates with a larger L2 norm'
 complete -c n3-merge -l server-lr -x -d 'Server learning rate'
 complete -c n3-merge -l beta1 -x -d 'Momentum or first-moment decay'
 complete -c n3-merge -l beta2 -x -d 'Second-moment decay'

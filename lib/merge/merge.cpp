@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -322,8 +323,9 @@ void for_chunks(size_t count, unsigned threads, Fn&& fn) {
     if (failure) std::rethrow_exception(failure);
 }
 
-// Thrown inside a pass when an input holds NaN or Inf; the pass is redone without it under
-// --skip-bad, else it becomes a DataError.
+// Thrown inside a pass when an input turns out bad (NaN or Inf, a norm above --max-norm, a
+// checksum mismatch); the pass is redone without it under --skip-bad, else it becomes a
+// DataError.
 struct NonFinite {
     size_t item;
     std::string message;
@@ -546,6 +548,7 @@ void Merger::check_request() const {
     if (rule_.robust() && opt_.weights == WeightMode::list)
         throw UsageError("rule " + rule_.name() + " does not weight its inputs");
     if (opt_.clip_norm && !(*opt_.clip_norm > 0)) throw UsageError("--clip-norm must be positive");
+    if (opt_.max_norm && !(*opt_.max_norm > 0)) throw UsageError("--max-norm must be positive");
     if (opt_.server_lr && !(*opt_.server_lr > 0)) throw UsageError("--server-lr must be positive");
     if (opt_.beta1 < 0 || opt_.beta1 >= 1) throw UsageError("--beta1 must be in [0, 1)");
     if (opt_.beta2 < 0 || opt_.beta2 >= 1) throw UsageError("--beta2 must be in [0, 1)");
@@ -912,7 +915,14 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
         double s = 0;
         for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * n + i];
         items[i]->norm = std::sqrt(s);
-        items[i]->clip = items[i]->norm > *opt_.clip_norm ? *opt_.clip_norm / items[i]->norm : 1.0;
+        if (opt_.max_norm && items[i]->norm > *opt_.max_norm) {
+            char msg[128];
+            std::snprintf(msg, sizeof msg, "has L2 norm %.6g, above --max-norm %.6g", items[i]->norm,
+                          *opt_.max_norm);
+            throw NonFinite{index_of(items[i]), msg};
+        }
+        if (opt_.clip_norm && items[i]->norm > *opt_.clip_norm)
+            items[i]->clip = *opt_.clip_norm / items[i]->norm;
     }
 }
 
@@ -1223,7 +1233,7 @@ std::unique_ptr<Result::Impl> Merger::run() {
                 r.state_path = req_.state;
             }
             for (Item* it : items) it->clip = 1, it->selected = true;
-            if (opt_.clip_norm) compute_norms(items);
+            if (opt_.clip_norm || opt_.max_norm) compute_norms(items);
             if (rule_.kind == RuleKind::krum || rule_.kind == RuleKind::multi_krum)
                 select_krum(items);
             set_weights(items);

@@ -21,7 +21,7 @@
 //
 // Failures: DataError (exit 1) naming the offending input for every bad input (wrong record
 // type, models mixed with updates, NaN/Inf, tensor names/shapes/dtypes that differ, another base
-// model or model spec, duplicated input, missing sample count) unless skip_bad, which drops
+// model or model spec, duplicated input, missing sample count, a norm above max_norm) unless skip_bad, which drops
 // the input and returns a warning; DataError for a zero total weight; IncompleteError (exit 3)
 // for fewer than min_inputs usable inputs; UsageError for a rule that cannot run on the inputs
 // (Krum with too few of them); EnvError for files that cannot be read or written.
@@ -74,6 +74,7 @@ struct Options {
     std::vector<double> weight_list;     // WeightMode::list, one per input record in order
     std::optional<double> self_weight;   // with Request::self
     std::optional<double> clip_norm;     // scale each update to at most this L2 norm
+    std::optional<double> max_norm;      // refuse (or skip) inputs whose L2 norm exceeds this
     std::optional<double> server_lr;     // default 1, or 0.01 for the adaptive rules
     double beta1 = 0.9, beta2 = 0.99, tau = 1e-3;
     size_t min_inputs = 1;
@@ -96,7 +97,7 @@ struct Request {
 struct InputReport {
     std::string name;
     double weight = 0;    // normalised weight in the aggregate (0 when not selected by Krum)
-    double norm = 0;      // L2 norm before clipping (only computed with clip_norm)
+    double norm = 0;      // L2 norm before clipping (computed with clip_norm or max_norm)
     double clip_scale = 1;
     bool selected = true; // Krum/Multi-Krum choice
 };

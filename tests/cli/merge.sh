@@ -169,6 +169,12 @@ bad int-dtype "int.n3: tensor '.' has dtype I32; n3-merge merges F32, F16 and BF
 n3-inspect --from-safetensors u1.st --kind update --meta samples=3 --meta base=$(printf 'e%.0s' $(seq 64)) -o other.n3
 bad base "other.n3: was trained from model eeeeeeeeeeeeeeee…, not --base base.n3" --base base.n3 u1.n3 other.n3
 bad base-majority "other.n3: was trained from model eeee" u1.n3 u2.n3 other.n3
+$PY "$MK" huge.st --seed 11 --scale 10
+n3-inspect --from-safetensors huge.st --kind update --meta samples=3 --meta base="$H" -o huge.n3
+bad norm-outlier 'huge.n3: has L2 norm [0-9.]+, above --max-norm 5' --max-norm 5 u1.n3 huge.n3 u2.n3
+expect 0 'warning: huge.n3: has L2 norm' -- n3-merge --skip-bad --max-norm 5 u1.n3 huge.n3 u2.n3 -o outlier.n3
+expect 0 '' -- n3-merge u1.n3 u2.n3 -o two.n3
+cmp -s outlier.n3 two.n3; assert_eq $? 0 "--max-norm --skip-bad merges the others"
 n3-inspect --from-safetensors u2.st --kind update --meta samples=3 --meta base="$H" --meta spec_hash=s2 -o spec.n3
 bad spec "spec.n3: was built from model spec s2…, not s1…" --base base.n3 u1.n3 spec.n3
 bad model-and-update 'm1.n3: is a model record, but --base applies updates' --base base.n3 u1.n3 m1.n3
