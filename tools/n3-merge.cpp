@@ -22,22 +22,29 @@ int main(int argc, char** argv) {
     app.add_option("-r,--rule", rule,
                    "fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean[:BETA], "
                    "krum[:F], multi-krum[:F,M], mix (default fedavg)");
-    auto* o_base = app.add_option("-b,--base", base, "Apply the aggregate to this model; write the next model")
-                       ->type_name("MODEL");
-    auto* o_state = app.add_option("--state", state, "Server state file (fedavgm, fedadam, fedyogi, fedadagrad)");
-    app.add_option("-w,--weights", weights, "samples (default), uniform, or W1,W2,... one per input record");
+    auto* o_base =
+        app.add_option("-b,--base", base, "Apply the aggregate to this model; write the next model")
+            ->type_name("MODEL");
+    auto* o_state = app.add_option("--state", state,
+                                   "Server state file (fedavgm, fedadam, fedyogi, fedadagrad)");
+    app.add_option("-w,--weights", weights,
+                   "samples (default), uniform, or W1,W2,... one per input record");
     auto* o_self = app.add_option("--self", self, "mix: this node's own model")->type_name("MODEL");
     auto* o_self_w = app.add_option("--self-weight", self_weight,
                                     "mix: weight of --self; the others share the rest equally");
-    auto* o_clip = app.add_option("--clip-norm", clip, "Scale every update to L2 norm at most C first")
-                       ->type_name("C");
-    auto* o_max = app.add_option("--max-norm", max_norm, "Refuse updates with an L2 norm above C (outliers)")
-                      ->type_name("C");
-    auto* o_lr = app.add_option("--server-lr", lr, "Server learning rate (default 1; 0.01 for fedadam/yogi/adagrad)");
+    auto* o_clip =
+        app.add_option("--clip-norm", clip, "Scale every update to L2 norm at most C first")
+            ->type_name("C");
+    auto* o_max =
+        app.add_option("--max-norm", max_norm, "Refuse updates with an L2 norm above C (outliers)")
+            ->type_name("C");
+    auto* o_lr = app.add_option("--server-lr", lr,
+                                "Server learning rate (default 1; 0.01 for fedadam/yogi/adagrad)");
     app.add_option("--beta1", o.beta1, "Momentum (fedavgm) or first-moment decay (default 0.9)");
     app.add_option("--beta2", o.beta2, "Second-moment decay, fedadam and fedyogi (default 0.99)");
     app.add_option("--tau", o.tau, "Adaptivity, fedadam/yogi/adagrad (default 1e-3)");
-    app.add_option("--min-inputs", o.min_inputs, "Exit 3 unless at least N inputs are usable (default 1)")
+    app.add_option("--min-inputs", o.min_inputs,
+                   "Exit 3 unless at least N inputs are usable (default 1)")
         ->type_name("N");
     app.add_flag("--skip-bad", o.skip_bad, "Drop bad inputs with a warning instead of failing");
     app.add_option("-j,--threads", o.threads, "Threads (default: one per core)");
@@ -49,8 +56,10 @@ int main(int argc, char** argv) {
 
     return tool.run(argc, argv, [&] {
         o.rule = merge::Rule::parse(rule);
-        if (!weights.empty()) merge::parse_weights(weights, o);
-        else if (o.rule.kind == merge::RuleKind::mix) o.weights = merge::WeightMode::uniform;
+        if (!weights.empty())
+            merge::parse_weights(weights, o);
+        else if (o.rule.kind == merge::RuleKind::mix)
+            o.weights = merge::WeightMode::uniform;
         if (o_self->count()) req.self = self;
         if (o_self_w->count()) o.self_weight = self_weight;
         if (o_clip->count()) o.clip_norm = clip;
@@ -72,19 +81,24 @@ int main(int argc, char** argv) {
 
         auto out = tool.open_output(out_path, force, explicit_stdout);
         merge::Result res = merge::run(req);
-        for (auto& w : res.warnings()) tool.warn(w);
+        for (auto& w : res.warnings())
+            tool.warn(w);
         for (auto& in : res.inputs()) {
             char line[256];
             std::snprintf(line, sizeof line, "weight %.6g%s%s", in.weight,
                           in.selected ? "" : " (not selected)",
-                          in.clip_scale < 1 ? (", clipped from norm " + std::to_string(in.norm)).c_str() : "");
+                          in.clip_scale < 1
+                              ? (", clipped from norm " + std::to_string(in.norm)).c_str()
+                              : "");
             tool.verbose(in.name + ": " + line);
         }
         res.write(*out);
         res.save_state();
         out->commit();
-        tool.verbose(std::string("wrote ") + (res.type() == RecordType::update ? "an update" : "a model") + " record from " +
-                     std::to_string(res.inputs().size()) + " inputs (" + o.rule.name() + ")");
+        tool.verbose(std::string("wrote ") +
+                     (res.type() == RecordType::update ? "an update" : "a model") +
+                     " record from " + std::to_string(res.inputs().size()) + " inputs (" +
+                     o.rule.name() + ")");
         return 0;
     });
 }

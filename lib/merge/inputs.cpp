@@ -10,8 +10,8 @@
 #include <cstring>
 #include <exception>
 #include <fcntl.h>
-#include <span>
 #include <mutex>
+#include <span>
 #include <sys/mman.h>
 #include <thread>
 #include <unistd.h>
@@ -19,7 +19,6 @@
 namespace n3::merge {
 
 namespace {
-
 
 // Writes at an explicit offset: splice(2) with an offset does not move the file position.
 void write_all(int fd, const uint8_t* p, size_t n, uint64_t at, const std::string& what) {
@@ -37,7 +36,8 @@ void write_all(int fd, const uint8_t* p, size_t n, uint64_t at, const std::strin
 
 uint64_t read_le64(const uint8_t* p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; --i)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -153,15 +153,17 @@ void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
                     if (moved < 0) throw_errno("cannot write " + what);
                 } else {
                     if (buf.empty()) buf.resize(size_t(1) << 20);
-                    size_t got = in.read(std::span<uint8_t>(buf).first(std::min<uint64_t>(left, buf.size())));
+                    size_t got = in.read(
+                        std::span<uint8_t>(buf).first(std::min<uint64_t>(left, buf.size())));
                     write_all(fd, buf.data(), got, pos, what);
                     moved = static_cast<ssize_t>(got);
                 }
                 if (moved == 0)
-                    throw DataError(where + (left > kTrailerSize
-                                                 ? ": truncated record (payload ends " +
-                                                       std::to_string(left - kTrailerSize) + " bytes early)"
-                                                 : ": truncated record (checksum missing)"));
+                    throw DataError(where +
+                                    (left > kTrailerSize
+                                         ? ": truncated record (payload ends " +
+                                               std::to_string(left - kTrailerSize) + " bytes early)"
+                                         : ": truncated record (checksum missing)"));
                 pos += static_cast<uint64_t>(moved);
                 left -= static_cast<uint64_t>(moved);
             }
@@ -233,19 +235,22 @@ LoadResult load_records(const std::vector<std::string>& paths, const LoadOptions
                                           static_cast<unsigned>(paths.size()));
     std::atomic<size_t> next{0};
     auto work = [&] {
-        for (size_t i; (i = next.fetch_add(1)) < paths.size();) load_one(paths[i], loaded[i], opts);
+        for (size_t i; (i = next.fetch_add(1)) < paths.size();)
+            load_one(paths[i], loaded[i], opts);
     };
     if (threads <= 1) {
         work();
     } else {
         std::vector<std::jthread> pool;
-        for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work);
+        for (unsigned t = 0; t < threads; ++t)
+            pool.emplace_back(work);
     }
     LoadResult r;
     for (auto& l : loaded) {
         // An input that cannot be opened is the user's mistake even with --skip-bad (exit 2).
         if (l.error) std::rethrow_exception(l.error);
-        for (auto& w : l.warnings) r.warnings.push_back(std::move(w));
+        for (auto& w : l.warnings)
+            r.warnings.push_back(std::move(w));
         for (auto& rec : l.records) {
             rec.position = r.records.size();
             r.records.push_back(std::move(rec));
@@ -309,7 +314,8 @@ uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b) {
     return multmodp(x2nmodp(len_b, 3), crc_a) ^ crc_b;
 }
 
-LoadedRecord load_single(const std::string& path, const std::string& what, const LoadOptions& opts) {
+LoadedRecord load_single(const std::string& path, const std::string& what,
+                         const LoadOptions& opts) {
     Loaded l;
     LoadOptions o = opts;
     o.skip_bad = false;

@@ -2,7 +2,8 @@
 
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
 #define N3_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define N3_CLONES
@@ -26,11 +27,13 @@ inline double combine(const double* l) {
 } // namespace
 
 N3_CLONES void scale(double* __restrict acc, const float* __restrict x, double w, size_t n) {
-    for (size_t j = 0; j < n; ++j) acc[j] = w * double(x[j]);
+    for (size_t j = 0; j < n; ++j)
+        acc[j] = w * double(x[j]);
 }
 
 N3_CLONES void axpy(double* __restrict acc, const float* __restrict x, double w, size_t n) {
-    for (size_t j = 0; j < n; ++j) acc[j] += w * double(x[j]);
+    for (size_t j = 0; j < n; ++j)
+        acc[j] += w * double(x[j]);
 }
 
 N3_CLONES bool store(float* __restrict out, const double* __restrict acc, double s,
@@ -85,7 +88,8 @@ N3_CLONES double squared_distance(const float* __restrict a, double wa, const fl
 
 N3_CLONES bool all_finite(const float* __restrict x, size_t n) {
     uint32_t bad = 0;
-    for (size_t j = 0; j < n; ++j) bad |= uint32_t((float_bits(x[j]) & 0x7f800000u) == 0x7f800000u);
+    for (size_t j = 0; j < n; ++j)
+        bad |= uint32_t((float_bits(x[j]) & 0x7f800000u) == 0x7f800000u);
     return bad == 0;
 }
 

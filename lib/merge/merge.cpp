@@ -13,8 +13,8 @@
 #include <map>
 #include <mutex>
 #include <numeric>
-#include <sstream>
 #include <sodium.h>
+#include <sstream>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <thread>
@@ -31,11 +31,16 @@ struct RuleName {
     RuleKind kind;
 };
 constexpr RuleName kRules[] = {
-    {"fedavg", RuleKind::fedavg},         {"fedavgm", RuleKind::fedavgm},
-    {"fedadam", RuleKind::fedadam},       {"fedyogi", RuleKind::fedyogi},
-    {"fedadagrad", RuleKind::fedadagrad}, {"median", RuleKind::median},
-    {"trimmed-mean", RuleKind::trimmed_mean}, {"krum", RuleKind::krum},
-    {"multi-krum", RuleKind::multi_krum}, {"mix", RuleKind::mix},
+    {"fedavg", RuleKind::fedavg},
+    {"fedavgm", RuleKind::fedavgm},
+    {"fedadam", RuleKind::fedadam},
+    {"fedyogi", RuleKind::fedyogi},
+    {"fedadagrad", RuleKind::fedadagrad},
+    {"median", RuleKind::median},
+    {"trimmed-mean", RuleKind::trimmed_mean},
+    {"krum", RuleKind::krum},
+    {"multi-krum", RuleKind::multi_krum},
+    {"mix", RuleKind::mix},
 };
 
 double parse_number(const std::string& s, const std::string& what) {
@@ -57,7 +62,8 @@ size_t parse_count(const std::string& s, const std::string& what) {
 
 std::vector<std::string> rule_names() {
     std::vector<std::string> v;
-    for (auto& r : kRules) v.emplace_back(r.name);
+    for (auto& r : kRules)
+        v.emplace_back(r.name);
     return v;
 }
 
@@ -72,7 +78,8 @@ Rule Rule::parse(const std::string& text) {
         if (name == k.name) r.kind = k.kind, found = true;
     if (!found) {
         std::string all;
-        for (auto& k : kRules) all += std::string(all.empty() ? "" : ", ") + k.name;
+        for (auto& k : kRules)
+            all += std::string(all.empty() ? "" : ", ") + k.name;
         throw UsageError("unknown rule '" + name + "'", "rules: " + all);
     }
     if (!arg) return r;
@@ -155,27 +162,31 @@ using Layout = std::vector<TensorLayout>;
 
 Layout layout_of(const TensorSet& set) {
     Layout l;
-    for (auto& t : set.tensors()) l.push_back({t.name, t.dtype, t.shape, t.numel()});
+    for (auto& t : set.tensors())
+        l.push_back({t.name, t.dtype, t.shape, t.numel()});
     return l;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
     if (shape.empty()) return "scalar";
     std::string s;
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+    for (size_t i = 0; i < shape.size(); ++i)
+        s += (i ? "x" : "") + std::to_string(shape[i]);
     return s;
 }
 
 std::string layout_key(const Layout& l) {
     std::string k;
-    for (auto& t : l) k += t.name + '\0' + std::string(dtype_name(t.dtype)) + shape_text(t.shape) + '\n';
+    for (auto& t : l)
+        k += t.name + '\0' + std::string(dtype_name(t.dtype)) + shape_text(t.shape) + '\n';
     return k;
 }
 
 // The first difference between a layout and the reference, or "" when they match.
 std::string layout_difference(const Layout& got, const Layout& want) {
     std::map<std::string, const TensorLayout*> by_name;
-    for (auto& t : got) by_name[t.name] = &t;
+    for (auto& t : got)
+        by_name[t.name] = &t;
     for (auto& w : want) {
         auto it = by_name.find(w.name);
         if (it == by_name.end()) return "has no tensor '" + w.name + "'";
@@ -198,10 +209,13 @@ std::string article(std::string_view word) {
     return std::string(word.find_first_of("aeiou") == 0 ? "an " : "a ") + std::string(word);
 }
 
-bool mergeable(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
+bool mergeable(DType d) {
+    return d == DType::F32 || d == DType::F16 || d == DType::BF16;
+}
 
 std::optional<uint64_t> parse_uint(const std::optional<std::string>& s) {
-    if (!s || s->empty() || s->size() > 19 || s->find_first_not_of("0123456789") != std::string::npos)
+    if (!s || s->empty() || s->size() > 19 ||
+        s->find_first_not_of("0123456789") != std::string::npos)
         return std::nullopt;
     return std::stoull(*s);
 }
@@ -223,8 +237,9 @@ Source source_of(const TensorSet& set, const Layout& layout, const LoadedRecord*
         s.data.push_back(set.data(*ti).data());
         s.dtype.push_back(ti->dtype);
         if (s.fd >= 0)
-            s.file_off.push_back(rec->file_offset +
-                                 static_cast<uint64_t>(s.data.back() - rec->record.payload().data()));
+            s.file_off.push_back(
+                rec->file_offset +
+                static_cast<uint64_t>(s.data.back() - rec->record.payload().data()));
     }
     return s;
 }
@@ -295,8 +310,7 @@ std::vector<Chunk> chunks_of(const Layout& layout, uint64_t chunk) {
 // Runs fn(chunk index, thread index) over every chunk on `threads` threads. When chunks fail,
 // the exception of the lowest failing chunk is rethrown: every chunk below it was processed,
 // so which error surfaces does not depend on scheduling.
-template <class Fn>
-void for_chunks(size_t count, unsigned threads, Fn&& fn) {
+template <class Fn> void for_chunks(size_t count, unsigned threads, Fn&& fn) {
     std::atomic<size_t> next{0};
     std::atomic<bool> stop{false};
     std::mutex mu;
@@ -318,7 +332,8 @@ void for_chunks(size_t count, unsigned threads, Fn&& fn) {
         work(0);
     } else {
         std::vector<std::jthread> pool;
-        for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work, t);
+        for (unsigned t = 0; t < threads; ++t)
+            pool.emplace_back(work, t);
     }
     if (failure) std::rethrow_exception(failure);
 }
@@ -433,11 +448,21 @@ Result::Result() : impl_(std::make_unique<Impl>()) {}
 Result::~Result() = default;
 Result::Result(Result&&) noexcept = default;
 Result& Result::operator=(Result&&) noexcept = default;
-RecordType Result::type() const { return impl_->type; }
-const Metadata& Result::metadata() const { return impl_->metadata; }
-uint64_t Result::payload_size() const { return impl_->builder().size(); }
-const std::vector<std::string>& Result::warnings() const { return impl_->warnings; }
-const std::vector<InputReport>& Result::inputs() const { return impl_->reports; }
+RecordType Result::type() const {
+    return impl_->type;
+}
+const Metadata& Result::metadata() const {
+    return impl_->metadata;
+}
+uint64_t Result::payload_size() const {
+    return impl_->builder().size();
+}
+const std::vector<std::string>& Result::warnings() const {
+    return impl_->warnings;
+}
+const std::vector<InputReport>& Result::inputs() const {
+    return impl_->reports;
+}
 
 void Result::write(Sink& out) const {
     SafetensorsBuilder b = impl_->builder();
@@ -451,7 +476,9 @@ void Result::write(Sink& out) const {
     w.end();
 }
 
-Bytes Result::payload() const { return impl_->builder().bytes(); }
+Bytes Result::payload() const {
+    return impl_->builder().bytes();
+}
 
 void Result::save_state() const {
     const Impl& s = *impl_;
@@ -473,14 +500,14 @@ void Result::save_state() const {
 namespace {
 
 class Merger {
-public:
+  public:
     explicit Merger(const Request& req) : req_(req), opt_(req.options), rule_(req.options.rule) {
         threads_ = opt_.threads ? opt_.threads : default_threads();
     }
 
     std::unique_ptr<Result::Impl> run();
 
-private:
+  private:
     void check_request() const;
     void load();
     void check_inputs();
@@ -559,8 +586,7 @@ void Merger::reject(Item& it, const std::string& msg_in, const std::string& hint
     // A corrupted record shows up as whatever its damage looks like; name the real cause.
     std::string msg = msg_in, hint = hint_in;
     if (!it.rec->verified) {
-        if (!verify(*it.rec))
-            msg = "corrupted record (checksum mismatch)", hint.clear();
+        if (!verify(*it.rec)) msg = "corrupted record (checksum mismatch)", hint.clear();
         it.rec->verified = true;
     }
     if (!opt_.skip_bad) throw DataError(it.rec->name + ": " + msg, hint);
@@ -638,7 +664,8 @@ void Merger::load() {
 void Merger::check_inputs() {
     // Checks run in command-line order so the first complaint is about the first bad input.
     std::vector<Item*> by_pos;
-    for (auto& it : items_) by_pos.push_back(&it);
+    for (auto& it : items_)
+        by_pos.push_back(&it);
     std::sort(by_pos.begin(), by_pos.end(),
               [](Item* a, Item* b) { return a->rec->position < b->rec->position; });
 
@@ -650,8 +677,7 @@ void Merger::check_inputs() {
                                    ? "decode it first: n3-encode -d"
                                : t == RecordType::sealed ? "open it first: n3-seal --open"
                                                          : "";
-            reject(*it, "is " + article(type_name(t)) + " record, not an update or model",
-                   hint);
+            reject(*it, "is " + article(type_name(t)) + " record, not an update or model", hint);
             continue;
         }
         try {
@@ -745,8 +771,8 @@ void Merger::check_inputs() {
     }
 
     // Metadata of updates: sample counts, base model, model spec.
-    bool need_samples = opt_.weights == WeightMode::samples && !rule_.robust() &&
-                        rule_.kind != RuleKind::mix;
+    bool need_samples =
+        opt_.weights == WeightMode::samples && !rule_.robust() && rule_.kind != RuleKind::mix;
     for (Item* it : by_pos) {
         if (it->bad) continue;
         it->samples = parse_uint(it->set->meta(meta::samples));
@@ -774,19 +800,22 @@ void Merger::check_inputs() {
             auto b = it->set->meta(meta::base);
             if (req_.base && !b)
                 reject(*it, "names no base model (metadata 'base')",
-                       "updates from n3-train carry it; n3-inspect --from-safetensors --meta base=HASH adds it");
+                       "updates from n3-train carry it; n3-inspect --from-safetensors --meta "
+                       "base=HASH adds it");
             else if (b.value_or("") != want)
                 reject(*it,
                        "was trained from model " + b.value_or("(none)").substr(0, 16) + "…, " +
-                           (req_.base ? "not --base " + *req_.base + " (" + want.substr(0, 16) + "…)"
-                                      : "the other updates from " +
-                                            (want.empty() ? "(none)" : want.substr(0, 16) + "…")),
+                           (req_.base
+                                ? "not --base " + *req_.base + " (" + want.substr(0, 16) + "…)"
+                                : "the other updates from " +
+                                      (want.empty() ? "(none)" : want.substr(0, 16) + "…")),
                        "an update applies only to the model it was trained from");
         }
         base_of_updates_ = want;
     }
     {
-        std::optional<std::string> want = base_set_ ? base_set_->meta(meta::spec_hash) : std::nullopt;
+        std::optional<std::string> want =
+            base_set_ ? base_set_->meta(meta::spec_hash) : std::nullopt;
         if (!want) {
             std::map<std::string, size_t> votes;
             size_t best = 0;
@@ -823,21 +852,22 @@ void Merger::load_state() {
     std::string where = "--state " + path;
     state_set_ = TensorSet::parse(state_map_->bytes(), where);
     auto r = state_set_->meta("n3_state");
-    if (!r)
-        throw DataError(where + " is not an n3-merge server state (no 'n3_state' metadata)");
+    if (!r) throw DataError(where + " is not an n3-merge server state (no 'n3_state' metadata)");
     if (*r != rule_.name())
         throw DataError(where + " holds " + *r + " state, not " + rule_.name(),
                         "each rule keeps its own state file");
     if (auto model = state_set_->meta("model"); model && req_.base && *model != base_hash_)
-        throw DataError(where + " was written for model " + model->substr(0, 16) + "…, not --base " +
-                            *req_.base + " (" + base_hash_.substr(0, 16) + "…)",
-                        "pass the model the previous round produced, or start over with a new state file");
+        throw DataError(
+            where + " was written for model " + model->substr(0, 16) + "…, not --base " +
+                *req_.base + " (" + base_hash_.substr(0, 16) + "…)",
+            "pass the model the previous round produced, or start over with a new state file");
     state_round_ = parse_uint(state_set_->meta("round")).value_or(0);
     auto load = [&](const std::string& prefix, Source& src) {
         for (auto& t : layout_) {
             const TensorInfo* ti = state_set_->find(prefix + t.name);
-            if (!ti) throw DataError(where + " has no tensor '" + prefix + t.name + "'",
-                                     "the model changed: start over with a new state file");
+            if (!ti)
+                throw DataError(where + " has no tensor '" + prefix + t.name + "'",
+                                "the model changed: start over with a new state file");
             if (ti->dtype != DType::F32 || ti->shape != t.shape)
                 throw DataError(where + ": tensor '" + prefix + t.name + "' is " +
                                 std::string(dtype_name(ti->dtype)) + " " + shape_text(ti->shape) +
@@ -853,7 +883,8 @@ void Merger::load_state() {
 void Merger::crc_begin(const std::vector<Item*>& items, const std::vector<Chunk>& chunks) {
     crc_pending_.assign(items.size(), 0);
     bool any = false;
-    for (size_t i = 0; i < items.size(); ++i) any |= (crc_pending_[i] = !items[i]->rec->verified);
+    for (size_t i = 0; i < items.size(); ++i)
+        any |= (crc_pending_[i] = !items[i]->rec->verified);
     if (!any) {
         crc_pending_.clear();
         return;
@@ -866,16 +897,18 @@ void Merger::crc_end(const std::vector<Item*>& items) {
     if (crc_pending_.empty()) return;
     const std::vector<Chunk>& chunks = *crc_chunks_;
     std::map<std::string, size_t> index;
-    for (size_t t = 0; t < layout_.size(); ++t) index[layout_[t].name] = t;
+    for (size_t t = 0; t < layout_.size(); ++t)
+        index[layout_[t].name] = t;
     std::vector<size_t> first(layout_.size() + 1, chunks.size());
-    for (size_t c = chunks.size(); c-- > 0;) first[chunks[c].tensor] = c;
+    for (size_t c = chunks.size(); c-- > 0;)
+        first[chunks[c].tensor] = c;
     size_t n = items.size();
     for (size_t i = 0; i < n; ++i) {
         if (!crc_pending_[i]) continue;
         Item& it = *items[i];
         ByteView payload = it.rec->record.payload();
-        uint64_t crc = crc_prefix(*it.rec, static_cast<uint64_t>(it.set->data_section().data() -
-                                                                 payload.data()));
+        uint64_t crc = crc_prefix(
+            *it.rec, static_cast<uint64_t>(it.set->data_section().data() - payload.data()));
         for (auto& ti : it.set->tensors()) { // data order
             size_t t = index.at(ti.name);
             size_t es = dtype_size(ti.dtype);
@@ -900,8 +933,8 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
     for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
         const Chunk& ch = chunks[c];
         for (size_t i = 0; i < n; ++i) {
-            const float* x = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data(),
-                                    crc_slot(i, c));
+            const float* x = floats(items[i]->src, ch.tensor, ch.begin, ch.size,
+                                    scratch[tid].data(), crc_slot(i, c));
             double s = kernel::sum_squares(x, 1.0, ch.size);
             if (!std::isfinite(s))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
@@ -913,12 +946,13 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
     crc_end(items);
     for (size_t i = 0; i < n; ++i) {
         double s = 0;
-        for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * n + i];
+        for (size_t c = 0; c < chunks.size(); ++c)
+            s += partial[c * n + i];
         items[i]->norm = std::sqrt(s);
         if (opt_.max_norm && items[i]->norm > *opt_.max_norm) {
             char msg[128];
-            std::snprintf(msg, sizeof msg, "has L2 norm %.6g, above --max-norm %.6g", items[i]->norm,
-                          *opt_.max_norm);
+            std::snprintf(msg, sizeof msg, "has L2 norm %.6g, above --max-norm %.6g",
+                          items[i]->norm, *opt_.max_norm);
             throw NonFinite{index_of(items[i]), msg};
         }
         if (opt_.clip_norm && items[i]->norm > *opt_.clip_norm)
@@ -928,7 +962,8 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
 
 void Merger::set_weights(const std::vector<Item*>& items) {
     size_t others = 0;
-    for (Item* it : items) others += !it->is_self;
+    for (Item* it : items)
+        others += !it->is_self;
     for (Item* it : items) {
         if (rule_.robust() || opt_.weights == WeightMode::uniform ||
             (rule_.kind == RuleKind::mix && opt_.weights == WeightMode::samples))
@@ -944,12 +979,14 @@ void Merger::set_weights(const std::vector<Item*>& items) {
         if (!it->selected) it->raw_weight = 0;
     }
     double total = 0;
-    for (Item* it : items) total += it->raw_weight;
+    for (Item* it : items)
+        total += it->raw_weight;
     if (!(total > 0))
         throw DataError("the total weight of the " + std::to_string(items.size()) +
                             " inputs is zero",
                         opt_.weights == WeightMode::samples ? "every update has samples=0" : "");
-    for (Item* it : items) it->weight = it->raw_weight / total;
+    for (Item* it : items)
+        it->weight = it->raw_weight / total;
 }
 
 void Merger::select_krum(const std::vector<Item*>& items) {
@@ -973,8 +1010,8 @@ void Merger::select_krum(const std::vector<Item*>& items) {
         const Chunk& ch = chunks[c];
         std::vector<const float*> x(n);
         for (size_t i = 0; i < n; ++i) {
-            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, scratch[tid].data() + i * chunk,
-                          crc_slot(i, c));
+            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size,
+                          scratch[tid].data() + i * chunk, crc_slot(i, c));
             if (!kernel::all_finite(x[i], ch.size))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
                                 "tensor '" + layout_[ch.tensor].name + "' holds NaN or Inf"};
@@ -982,15 +1019,18 @@ void Merger::select_krum(const std::vector<Item*>& items) {
         double* out = partial.data() + c * pairs;
         for (size_t i = 0, p = 0; i < n; ++i)
             for (size_t j = i + 1; j < n; ++j, ++p)
-                out[p] = kernel::squared_distance(x[i], items[i]->clip, x[j], items[j]->clip, ch.size);
-        for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
+                out[p] =
+                    kernel::squared_distance(x[i], items[i]->clip, x[j], items[j]->clip, ch.size);
+        for (size_t i = 0; i < n; ++i)
+            release(items[i]->src, ch.tensor, ch.begin, ch.size);
     });
     crc_end(items);
     std::vector<double> dist(n * n, 0.0);
     for (size_t i = 0, p = 0; i < n; ++i)
         for (size_t j = i + 1; j < n; ++j, ++p) {
             double s = 0;
-            for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * pairs + p];
+            for (size_t c = 0; c < chunks.size(); ++c)
+                s += partial[c * pairs + p];
             dist[i * n + j] = dist[j * n + i] = s;
         }
     // score(i) = sum of the n-f-2 smallest squared distances from i to the others.
@@ -1004,9 +1044,12 @@ void Merger::select_krum(const std::vector<Item*>& items) {
     }
     std::vector<size_t> order(n);
     std::iota(order.begin(), order.end(), size_t(0));
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return score[a] < score[b]; });
-    for (Item* it : items) it->selected = false;
-    for (size_t k = 0; k < m; ++k) items[order[k]]->selected = true;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return score[a] < score[b]; });
+    for (Item* it : items)
+        it->selected = false;
+    for (size_t k = 0; k < m; ++k)
+        items[order[k]]->selected = true;
 }
 
 // Output element = base + step, where step comes from the weighted average `acc` and the
@@ -1023,9 +1066,11 @@ bool Merger::finish_chunk(const Chunk& c, const double* acc, Scratch& s) {
         ok = kernel::store(out, acc, kind_ == RecordType::update ? lr : 1.0, base, n);
     } else {
         float* m = out_floats(r.state_m.data[t].get(), DType::F32, c.begin, nullptr);
-        float* v = r.has_v ? out_floats(r.state_v.data[t].get(), DType::F32, c.begin, nullptr) : nullptr;
+        float* v =
+            r.has_v ? out_floats(r.state_v.data[t].get(), DType::F32, c.begin, nullptr) : nullptr;
         const float* m0 = state_set_ ? floats(state_m_src_, t, c.begin, n, s.m.data()) : nullptr;
-        const float* v0 = state_set_ && r.has_v ? floats(state_v_src_, t, c.begin, n, s.v.data()) : nullptr;
+        const float* v0 =
+            state_set_ && r.has_v ? floats(state_v_src_, t, c.begin, n, s.v.data()) : nullptr;
         double b1 = opt_.beta1, b2 = opt_.beta2, tau = opt_.tau;
         double v_init = tau * tau;
         std::vector<double>& step = s.column;
@@ -1076,7 +1121,8 @@ void Merger::diagnose(const std::vector<Item*>& items, const Chunk& c, Scratch& 
                         "' holds NaN or Inf");
     if (state_set_) {
         bool bad = !kernel::all_finite(floats(state_m_src_, t, c.begin, n, s.in.data()), n);
-        if (r.has_v) bad = bad || !kernel::all_finite(floats(state_v_src_, t, c.begin, n, s.in.data()), n);
+        if (r.has_v)
+            bad = bad || !kernel::all_finite(floats(state_v_src_, t, c.begin, n, s.in.data()), n);
         if (bad)
             throw DataError("--state " + *req_.state + ": tensor '" + layout_[t].name +
                             "' holds NaN or Inf");
@@ -1105,8 +1151,8 @@ void Merger::average(const std::vector<Item*>& items) {
         const Chunk& ch = chunks[c];
         Scratch& s = scratch[tid];
         for (size_t i = 0; i < active.size(); ++i) {
-            const float* x = floats(active[i]->src, ch.tensor, ch.begin, ch.size, s.in.data(),
-                                    crc_slot(i, c));
+            const float* x =
+                floats(active[i]->src, ch.tensor, ch.begin, ch.size, s.in.data(), crc_slot(i, c));
             double w = active[i]->weight * active[i]->clip;
             if (i == 0)
                 kernel::scale(s.acc.data(), x, w, ch.size);
@@ -1116,14 +1162,16 @@ void Merger::average(const std::vector<Item*>& items) {
         // A non-finite input makes the sum, and so the output, non-finite: the check on the
         // output covers every input without another pass over them.
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(active, ch, s);
-        for (Item* it : active) release(it->src, ch.tensor, ch.begin, ch.size);
+        for (Item* it : active)
+            release(it->src, ch.tensor, ch.begin, ch.size);
     });
     crc_end(active);
 }
 
 void Merger::robust_average(const std::vector<Item*>& items) {
     size_t n = items.size();
-    size_t trim = rule_.kind == RuleKind::trimmed_mean ? size_t(std::floor(rule_.trim * double(n))) : 0;
+    size_t trim =
+        rule_.kind == RuleKind::trimmed_mean ? size_t(std::floor(rule_.trim * double(n))) : 0;
     if (rule_.kind == RuleKind::trimmed_mean && 2 * trim >= n)
         throw IncompleteError("trimmed-mean cuts " + std::to_string(trim) + " of " +
                               std::to_string(n) + " inputs at each end, leaving none");
@@ -1144,26 +1192,29 @@ void Merger::robust_average(const std::vector<Item*>& items) {
         Scratch& s = scratch[tid];
         std::vector<const float*> x(n);
         for (size_t i = 0; i < n; ++i) {
-            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size, s.gathered.data() + i * chunk,
-                          crc_slot(i, c));
+            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size,
+                          s.gathered.data() + i * chunk, crc_slot(i, c));
             if (!kernel::all_finite(x[i], ch.size))
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
                                 "tensor '" + layout_[ch.tensor].name + "' holds NaN or Inf"};
         }
         double* col = s.column.data();
         for (size_t j = 0; j < ch.size; ++j) {
-            for (size_t i = 0; i < n; ++i) col[i] = items[i]->clip * double(x[i][j]);
+            for (size_t i = 0; i < n; ++i)
+                col[i] = items[i]->clip * double(x[i][j]);
             std::sort(col, col + n);
             if (rule_.kind == RuleKind::median) {
                 s.acc[j] = n % 2 ? col[n / 2] : (col[n / 2 - 1] + col[n / 2]) / 2;
             } else {
                 double sum = 0;
-                for (size_t i = trim; i < n - trim; ++i) sum += col[i];
+                for (size_t i = trim; i < n - trim; ++i)
+                    sum += col[i];
                 s.acc[j] = sum / double(n - 2 * trim);
             }
         }
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(items, ch, s);
-        for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
+        for (size_t i = 0; i < n; ++i)
+            release(items[i]->src, ch.tensor, ch.begin, ch.size);
     });
     crc_end(items);
 }
@@ -1223,7 +1274,8 @@ std::unique_ptr<Result::Impl> Merger::run() {
         try {
             r.layout = layout_;
             r.dtypes.clear();
-            for (auto& t : layout_) r.dtypes.push_back(t.dtype);
+            for (auto& t : layout_)
+                r.dtypes.push_back(t.dtype);
             if (r.out.data.empty()) r.out = allocate(layout_, r.dtypes);
             if (rule_.stateful() && r.state_m.data.empty()) {
                 std::vector<DType> f32(layout_.size(), DType::F32);
@@ -1232,7 +1284,8 @@ std::unique_ptr<Result::Impl> Merger::run() {
                 if (r.has_v) r.state_v = allocate(layout_, f32);
                 r.state_path = req_.state;
             }
-            for (Item* it : items) it->clip = 1, it->selected = true;
+            for (Item* it : items)
+                it->clip = 1, it->selected = true;
             if (opt_.clip_norm || opt_.max_norm) compute_norms(items);
             if (rule_.kind == RuleKind::krum || rule_.kind == RuleKind::multi_krum)
                 select_krum(items);

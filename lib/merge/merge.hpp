@@ -21,10 +21,11 @@
 //
 // Failures: DataError (exit 1) naming the offending input for every bad input (wrong record
 // type, models mixed with updates, NaN/Inf, tensor names/shapes/dtypes that differ, another base
-// model or model spec, duplicated input, missing sample count, a norm above max_norm) unless skip_bad, which drops
-// the input and returns a warning; DataError for a zero total weight; IncompleteError (exit 3)
-// for fewer than min_inputs usable inputs; UsageError for a rule that cannot run on the inputs
-// (Krum with too few of them); EnvError for files that cannot be read or written.
+// model or model spec, duplicated input, missing sample count, a norm above max_norm) unless
+// skip_bad, which drops the input and returns a warning; DataError for a zero total weight;
+// IncompleteError (exit 3) for fewer than min_inputs usable inputs; UsageError for a rule that
+// cannot run on the inputs (Krum with too few of them); EnvError for files that cannot be read or
+// written.
 #pragma once
 
 #include "merge/inputs.hpp"
@@ -53,9 +54,9 @@ enum class RuleKind {
 
 struct Rule {
     RuleKind kind = RuleKind::fedavg;
-    double trim = 0.1;          // trimmed-mean:BETA, fraction cut at each end
-    std::optional<size_t> f;    // krum:F / multi-krum:F,M, Byzantine inputs tolerated
-    std::optional<size_t> m;    // multi-krum: how many to average
+    double trim = 0.1;       // trimmed-mean:BETA, fraction cut at each end
+    std::optional<size_t> f; // krum:F / multi-krum:F,M, Byzantine inputs tolerated
+    std::optional<size_t> m; // multi-krum: how many to average
     // "fedavg", "trimmed-mean:0.2", "krum:2", "multi-krum:2,5", ...; throws UsageError.
     static Rule parse(const std::string& text);
     std::string name() const; // base name, e.g. "multi-krum"
@@ -71,39 +72,39 @@ enum class WeightMode { samples, uniform, list };
 struct Options {
     Rule rule;
     WeightMode weights = WeightMode::samples;
-    std::vector<double> weight_list;     // WeightMode::list, one per input record in order
-    std::optional<double> self_weight;   // with Request::self
-    std::optional<double> clip_norm;     // scale each update to at most this L2 norm
-    std::optional<double> max_norm;      // refuse (or skip) inputs whose L2 norm exceeds this
-    std::optional<double> server_lr;     // default 1, or 0.01 for the adaptive rules
+    std::vector<double> weight_list;   // WeightMode::list, one per input record in order
+    std::optional<double> self_weight; // with Request::self
+    std::optional<double> clip_norm;   // scale each update to at most this L2 norm
+    std::optional<double> max_norm;    // refuse (or skip) inputs whose L2 norm exceeds this
+    std::optional<double> server_lr;   // default 1, or 0.01 for the adaptive rules
     double beta1 = 0.9, beta2 = 0.99, tau = 1e-3;
     size_t min_inputs = 1;
     bool skip_bad = false;
-    unsigned threads = 0;                // 0: one per core
-    std::string spool_dir;               // for stdin; empty: $TMPDIR or /tmp
+    unsigned threads = 0;  // 0: one per core
+    std::string spool_dir; // for stdin; empty: $TMPDIR or /tmp
 };
 
 // Parses "uniform", "samples" or "W1,W2,..." (non-negative numbers); throws UsageError.
 void parse_weights(const std::string& text, Options& opts);
 
 struct Request {
-    std::vector<std::string> inputs;     // paths; "-" is stdin
-    std::optional<std::string> base;     // apply the aggregate to this model
-    std::optional<std::string> self;     // mix: this node's own model
-    std::optional<std::string> state;    // server state file for the stateful rules
+    std::vector<std::string> inputs;  // paths; "-" is stdin
+    std::optional<std::string> base;  // apply the aggregate to this model
+    std::optional<std::string> self;  // mix: this node's own model
+    std::optional<std::string> state; // server state file for the stateful rules
     Options options;
 };
 
 struct InputReport {
     std::string name;
-    double weight = 0;    // normalised weight in the aggregate (0 when not selected by Krum)
-    double norm = 0;      // L2 norm before clipping (computed with clip_norm or max_norm)
+    double weight = 0; // normalised weight in the aggregate (0 when not selected by Krum)
+    double norm = 0;   // L2 norm before clipping (computed with clip_norm or max_norm)
     double clip_scale = 1;
     bool selected = true; // Krum/Multi-Krum choice
 };
 
 class Result {
-public:
+  public:
     Result();
     ~Result();
     Result(Result&&) noexcept;
@@ -112,8 +113,8 @@ public:
     RecordType type() const;
     const Metadata& metadata() const;
     uint64_t payload_size() const;
-    void write(Sink& out) const;  // the output record
-    Bytes payload() const;        // its payload (tests)
+    void write(Sink& out) const; // the output record
+    Bytes payload() const;       // its payload (tests)
     // Writes the new server state to Request::state atomically (no-op for stateless rules).
     void save_state() const;
     const std::vector<std::string>& warnings() const;
@@ -121,7 +122,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     std::unique_ptr<Impl> impl_;
     friend Result run(const Request& req);
 };

@@ -21,12 +21,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::fwrite(data + 1, 1, size - 1, f);
         std::fclose(f);
     }
-    static const char* rules[] = {"fedavg", "median", "trimmed-mean:0.2", "krum:0", "multi-krum:0,2", "mix"};
+    static const char* rules[] = {"fedavg", "median",         "trimmed-mean:0.2",
+                                  "krum:0", "multi-krum:0,2", "mix"};
     n3::merge::Request req;
     req.inputs = {path};
     req.options.rule = n3::merge::Rule::parse(rules[data[0] % 6]);
     req.options.skip_bad = data[0] & 0x80;
-    req.options.weights = data[0] & 0x40 ? n3::merge::WeightMode::uniform : n3::merge::WeightMode::samples;
+    req.options.weights =
+        data[0] & 0x40 ? n3::merge::WeightMode::uniform : n3::merge::WeightMode::samples;
     req.options.threads = 1 + (data[0] >> 5 & 1);
     if (data[0] & 0x08) req.options.clip_norm = 1.0;
     try {

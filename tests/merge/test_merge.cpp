@@ -26,7 +26,8 @@ namespace {
 using Vec = std::vector<double>;
 using Model = std::map<std::string, Vec>; // tensor name -> values (shapes: w 3x5, b 5)
 
-const std::vector<std::pair<std::string, std::vector<int64_t>>> kShapes = {{"w", {3, 5}}, {"b", {5}}};
+const std::vector<std::pair<std::string, std::vector<int64_t>>> kShapes = {{"w", {3, 5}},
+                                                                           {"b", {5}}};
 
 struct TempDir {
     fs::path path;
@@ -43,9 +44,11 @@ Model random_model(std::mt19937_64& rng, double mean = 0, double sd = 1) {
     Model m;
     for (auto& [name, shape] : kShapes) {
         size_t n = 1;
-        for (auto s : shape) n *= size_t(s);
+        for (auto s : shape)
+            n *= size_t(s);
         Vec v(n);
-        for (auto& x : v) x = double(float(d(rng))); // exactly representable in F32
+        for (auto& x : v)
+            x = double(float(d(rng))); // exactly representable in F32
         m[name] = v;
     }
     return m;
@@ -99,7 +102,8 @@ Model read_model(const Bytes& payload, DType* dtype = nullptr) {
     Model m;
     for (auto& t : set.tensors()) {
         Vec v(t.numel());
-        for (size_t i = 0; i < v.size(); ++i) v[i] = element_as_double(t.dtype, set.data(t).data(), i);
+        for (size_t i = 0; i < v.size(); ++i)
+            v[i] = element_as_double(t.dtype, set.data(t).data(), i);
         m[t.name] = v;
         if (dtype) *dtype = t.dtype;
     }
@@ -126,7 +130,8 @@ Model map_model(const std::vector<Model>& ms, F&& f) { // f(column of values) ->
         Vec r(v.size());
         for (size_t j = 0; j < v.size(); ++j) {
             Vec col;
-            for (auto& m : ms) col.push_back(m.at(name)[j]);
+            for (auto& m : ms)
+                col.push_back(m.at(name)[j]);
             r[j] = f(col);
         }
         out[name] = r;
@@ -140,8 +145,10 @@ Model weighted_mean(const std::vector<Model>& ms, const Vec& w) {
     for (auto& [name, v] : ms[0]) {
         Vec r(v.size(), 0.0);
         for (size_t i = 0; i < ms.size(); ++i)
-            for (size_t j = 0; j < v.size(); ++j) r[j] += w[i] * ms[i].at(name)[j];
-        for (auto& x : r) x /= total;
+            for (size_t j = 0; j < v.size(); ++j)
+                r[j] += w[i] * ms[i].at(name)[j];
+        for (auto& x : r)
+            x /= total;
         out[name] = r;
     }
     return out;
@@ -150,14 +157,16 @@ Model weighted_mean(const std::vector<Model>& ms, const Vec& w) {
 Model add(const Model& a, const Model& b, double s = 1) {
     Model out = a;
     for (auto& [name, v] : out)
-        for (size_t j = 0; j < v.size(); ++j) v[j] += s * b.at(name)[j];
+        for (size_t j = 0; j < v.size(); ++j)
+            v[j] += s * b.at(name)[j];
     return out;
 }
 
 double distance2(const Model& a, const Model& b) {
     double s = 0;
     for (auto& [name, v] : a)
-        for (size_t j = 0; j < v.size(); ++j) s += std::pow(v[j] - b.at(name)[j], 2);
+        for (size_t j = 0; j < v.size(); ++j)
+            s += std::pow(v[j] - b.at(name)[j], 2);
     return s;
 }
 
@@ -206,7 +215,8 @@ struct Round {
 TEST_CASE("crc64_combine joins the checksums of two pieces", "[merge][crc]") {
     std::mt19937_64 rng(3);
     Bytes data(5000);
-    for (auto& b : data) b = uint8_t(rng());
+    for (auto& b : data)
+        b = uint8_t(rng());
     uint64_t whole = crc64(0, data);
     for (size_t cut : {size_t(0), size_t(1), size_t(7), size_t(64), size_t(4999), size_t(5000)}) {
         ByteView a(data.data(), cut), b(data.data() + cut, data.size() - cut);
@@ -236,7 +246,8 @@ TEST_CASE("known answers", "[merge][kat]") {
     write_update(d / "c.n3", one(4.0, -8.0), 4, base);
 
     // fedavg: (1*0.5 + 3*-1 + 4*4) / 8 = 1.6875; (1 + 9 - 32) / 8 = -2.75
-    Model m = read_model(merge_files({d / "a.n3", d / "b.n3", d / "c.n3"}, with_rule("fedavg")).payload());
+    Model m = read_model(
+        merge_files({d / "a.n3", d / "b.n3", d / "c.n3"}, with_rule("fedavg")).payload());
     REQUIRE(m["w"][0] == 1.6875);
     REQUIRE(m["b"][4] == -2.75);
     // uniform: (0.5 - 1 + 4) / 3
@@ -245,15 +256,19 @@ TEST_CASE("known answers", "[merge][kat]") {
     m = read_model(merge_files({d / "a.n3", d / "b.n3", d / "c.n3"}, u).payload());
     REQUIRE(m["w"][3] == Approx(3.5 / 3).epsilon(1e-7));
     // median of 0.5, -1, 4 is 0.5; of 1, 3, -8 is 1
-    m = read_model(merge_files({d / "a.n3", d / "b.n3", d / "c.n3"}, with_rule("median")).payload());
+    m = read_model(
+        merge_files({d / "a.n3", d / "b.n3", d / "c.n3"}, with_rule("median")).payload());
     REQUIRE(m["w"][0] == 0.5);
     REQUIRE(m["b"][0] == 1.0);
     // with --base: 2 + median
-    m = read_model(merge_files({d / "a.n3", d / "b.n3", d / "c.n3"}, with_rule("median"), d / "base.n3").payload());
+    m = read_model(
+        merge_files({d / "a.n3", d / "b.n3", d / "c.n3"}, with_rule("median"), d / "base.n3")
+            .payload());
     REQUIRE(m["w"][0] == 2.5);
     // fedadam, first round, a and b: delta -0.625, m -0.0625, v 0.00390724, next 1.9901587
-    m = read_model(merge_files({d / "a.n3", d / "b.n3"}, with_rule("fedadam"), d / "base.n3",
-                               d / "adam.state").payload());
+    m = read_model(
+        merge_files({d / "a.n3", d / "b.n3"}, with_rule("fedadam"), d / "base.n3", d / "adam.state")
+            .payload());
     REQUIRE(float(m["w"][0]) == Approx(1.9901587f).epsilon(1e-7));
 }
 
@@ -275,7 +290,8 @@ TEST_CASE("fedavg matches the weighted mean, with and without a base model", "[m
 
     Options lr = with_rule("fedavg");
     lr.server_lr = 0.5;
-    require_close(read_model(merge_files(r.paths, lr, r.base_path).payload()), add(r.base, want, 0.5));
+    require_close(read_model(merge_files(r.paths, lr, r.base_path).payload()),
+                  add(r.base, want, 0.5));
 
     Options list = with_rule("fedavg");
     parse_weights("1,0,2,0,0,1", list);
@@ -290,7 +306,8 @@ TEST_CASE("the same inputs in any order give the same bytes", "[merge][order]") 
     std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(5));
     // One stream file holding every record, in yet another order.
     std::string stream = r.dir / "all.n3";
-    for (auto& p : shuffled) write_bytes(stream, read_file(p), true);
+    for (auto& p : shuffled)
+        write_bytes(stream, read_file(p), true);
     std::swap(shuffled.front(), shuffled.back());
     for (std::string rule : {"fedavg", "median", "trimmed-mean:0.2", "krum:1", "multi-krum:1,3"}) {
         INFO(rule);
@@ -316,10 +333,12 @@ TEST_CASE("median and trimmed mean match their references", "[merge][robust]") {
             std::sort(c.begin(), c.end());
             size_t k = size_t(std::floor(0.2 * double(c.size())));
             double s = 0;
-            for (size_t i = k; i < c.size() - k; ++i) s += c[i];
+            for (size_t i = k; i < c.size() - k; ++i)
+                s += c[i];
             return s / double(c.size() - 2 * k);
         });
-        require_close(read_model(merge_files(r.paths, with_rule("trimmed-mean:0.2")).payload()), tm);
+        require_close(read_model(merge_files(r.paths, with_rule("trimmed-mean:0.2")).payload()),
+                      tm);
     }
 }
 
@@ -332,17 +351,21 @@ TEST_CASE("clipping scales each update to the norm bound before the rule", "[mer
         REQUIRE(norm > c); // so the test clips something
         Model s = u;
         for (auto& [name, v] : s)
-            for (auto& x : v) x *= c / norm;
+            for (auto& x : v)
+                x *= c / norm;
         clipped.push_back(s);
     }
     Options o = with_rule("fedavg");
     o.clip_norm = c;
     Result res = merge_files(r.paths, o);
-    require_close(read_model(res.payload()), weighted_mean(clipped, Vec(r.samples.begin(), r.samples.end())));
-    for (auto& in : res.inputs()) REQUIRE(in.clip_scale < 1);
+    require_close(read_model(res.payload()),
+                  weighted_mean(clipped, Vec(r.samples.begin(), r.samples.end())));
+    for (auto& in : res.inputs())
+        REQUIRE(in.clip_scale < 1);
 }
 
-TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster", "[merge][byzantine]") {
+TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster",
+          "[merge][byzantine]") {
     for (std::string attack : {"scaled", "sign-flipped"}) {
         INFO(attack);
         TempDir d;
@@ -354,7 +377,8 @@ TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster"
             Model u = add(center, random_model(rng, 0, 0.01));
             if (i >= 8) { // two attackers
                 for (auto& [name, v] : u)
-                    for (auto& x : v) x = attack == "scaled" ? 50 * x : -3 * x;
+                    for (auto& x : v)
+                        x = attack == "scaled" ? 50 * x : -3 * x;
                 bad_names.push_back(d / ("u" + std::to_string(i) + ".n3"));
             } else {
                 honest.push_back(u);
@@ -364,10 +388,12 @@ TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster"
         }
         Model honest_mean = weighted_mean(honest, Vec(8, 1.0));
         double spread = 0; // how far honest updates sit from their mean
-        for (auto& h : honest) spread = std::max(spread, distance2(h, honest_mean));
+        for (auto& h : honest)
+            spread = std::max(spread, distance2(h, honest_mean));
 
         // fedavg is pulled away: this is what the robust rules must resist.
-        REQUIRE(distance2(read_model(merge_files(paths, with_rule("fedavg")).payload()), honest_mean) > 100 * spread);
+        REQUIRE(distance2(read_model(merge_files(paths, with_rule("fedavg")).payload()),
+                          honest_mean) > 100 * spread);
 
         for (std::string rule : {"krum:2", "multi-krum:2", "median", "trimmed-mean:0.2"}) {
             INFO(rule);
@@ -376,7 +402,8 @@ TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster"
             if (rule.find("krum") != std::string::npos) {
                 size_t chosen = 0;
                 for (auto& in : res.inputs()) {
-                    bool is_bad = std::find(bad_names.begin(), bad_names.end(), in.name) != bad_names.end();
+                    bool is_bad =
+                        std::find(bad_names.begin(), bad_names.end(), in.name) != bad_names.end();
                     if (in.selected) REQUIRE_FALSE(is_bad);
                     chosen += in.selected;
                 }
@@ -384,7 +411,8 @@ TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster"
             }
         }
         // Multi-Krum with m = n - f averages exactly the honest ones.
-        require_close(read_model(merge_files(paths, with_rule("multi-krum:2,8")).payload()), honest_mean);
+        require_close(read_model(merge_files(paths, with_rule("multi-krum:2,8")).payload()),
+                      honest_mean);
     }
 }
 
@@ -417,7 +445,8 @@ TEST_CASE("server optimisers keep their state across rounds", "[merge][fedopt]")
         std::mt19937_64 rng(7);
         Model x = random_model(rng);
         Model m, v;
-        for (auto& [name, vals] : x) m[name] = Vec(vals.size(), 0.0), v[name] = Vec(vals.size(), 1e-6);
+        for (auto& [name, vals] : x)
+            m[name] = Vec(vals.size(), 0.0), v[name] = Vec(vals.size(), 1e-6);
         const double b1 = 0.9, b2 = 0.99, tau = 1e-3, lr = rule == "fedavgm" ? 1.0 : 0.01;
         std::string state = d / "server.state";
         std::string model_path = d / "model0.n3";
@@ -429,7 +458,8 @@ TEST_CASE("server optimisers keep their state across rounds", "[merge][fedopt]")
             for (int i = 0; i < 3; ++i) {
                 ups.push_back(random_model(rng, 0.01 * round, 0.05));
                 w.push_back(5 + i);
-                paths.push_back(d / ("r" + std::to_string(round) + "u" + std::to_string(i) + ".n3"));
+                paths.push_back(d /
+                                ("r" + std::to_string(round) + "u" + std::to_string(i) + ".n3"));
                 write_update(paths.back(), ups.back(), 5 + i, hash);
             }
             Model delta = weighted_mean(ups, w);
@@ -444,9 +474,12 @@ TEST_CASE("server optimisers keep their state across rounds", "[merge][fedopt]")
                     } else {
                         mj = double(float(b1 * mj + (1 - b1) * dl));
                         double d2 = dl * dl;
-                        if (rule == "fedadam") vj = b2 * vj + (1 - b2) * d2;
-                        else if (rule == "fedyogi") vj = vj - (1 - b2) * d2 * (vj > d2 ? 1 : vj < d2 ? -1 : 0);
-                        else vj = vj + d2;
+                        if (rule == "fedadam")
+                            vj = b2 * vj + (1 - b2) * d2;
+                        else if (rule == "fedyogi")
+                            vj = vj - (1 - b2) * d2 * (vj > d2 ? 1 : vj < d2 ? -1 : 0);
+                        else
+                            vj = vj + d2;
                         vj = double(float(vj));
                         step = mj / (std::sqrt(vj) + tau);
                     }
@@ -466,8 +499,10 @@ TEST_CASE("server optimisers keep their state across rounds", "[merge][fedopt]")
             REQUIRE(fs::exists(state));
         }
         // The state remembers the model it produced: an older base is refused.
-        write_update(d / "late.n3", x, 1, model_hash(decode_record(read_file(d / "model1.n3")).payload()));
-        REQUIRE_THROWS_AS(merge_files({d / "late.n3"}, with_rule(rule), d / "model1.n3", state), DataError);
+        write_update(d / "late.n3", x, 1,
+                     model_hash(decode_record(read_file(d / "model1.n3")).payload()));
+        REQUIRE_THROWS_AS(merge_files({d / "late.n3"}, with_rule(rule), d / "model1.n3", state),
+                          DataError);
         // Another rule's state is refused.
         Options other = with_rule(rule == "fedadam" ? "fedyogi" : "fedadam");
         REQUIRE_THROWS_AS(merge_files({d / "late.n3"}, other, d / "model1.n3", state), DataError);
@@ -510,20 +545,26 @@ TEST_CASE("F16 inputs give an F16 output", "[merge][dtype]") {
     for (int i = 0; i < 3; ++i) {
         Model m = random_model(rng);
         for (auto& [n, v] : m)
-            for (auto& x : v) x = double(f16_to_f32(f32_to_f16(float(x))));
+            for (auto& x : v)
+                x = double(f16_to_f32(f32_to_f16(float(x))));
         ms.push_back(m);
         write_model(d / ("h" + std::to_string(i) + ".n3"), m, {}, RecordType::model, DType::F16);
     }
     DType dt{};
-    Model got = read_model(merge_files({d / "h0.n3", d / "h1.n3", d / "h2.n3"}, with_rule("median")).payload(), &dt);
+    Model got = read_model(
+        merge_files({d / "h0.n3", d / "h1.n3", d / "h2.n3"}, with_rule("median")).payload(), &dt);
     REQUIRE(dt == DType::F16);
-    require_close(got, map_model(ms, [](Vec c) { std::sort(c.begin(), c.end()); return c[1]; }));
+    require_close(got, map_model(ms, [](Vec c) {
+                      std::sort(c.begin(), c.end());
+                      return c[1];
+                  }));
 }
 
 TEST_CASE("bad inputs are refused by name, or skipped with --skip-bad", "[merge][bad]") {
     Round r(4, 60);
     auto expect_error = [&](std::vector<std::string> inputs, const std::string& pattern,
-                            std::optional<std::string> base = std::nullopt, Options o = with_rule("fedavg")) {
+                            std::optional<std::string> base = std::nullopt,
+                            Options o = with_rule("fedavg")) {
         try {
             merge_files(inputs, o, base);
             FAIL("no error");
@@ -539,15 +580,20 @@ TEST_CASE("bad inputs are refused by name, or skipped with --skip-bad", "[merge]
     std::string p_nan = r.dir / "nan.n3";
     write_update(p_nan, nan, 5, r.base_hash);
     expect_error({r.paths[0], p_nan, r.paths[1]}, "nan.n3: tensor 'w' holds NaN or Inf");
-    expect_error({r.paths[0], p_nan, r.paths[1]}, "nan.n3: tensor 'w' holds NaN or Inf", std::nullopt, with_rule("median"));
-    expect_error({r.paths[0], p_nan, r.paths[1]}, "nan.n3: tensor 'w' holds NaN or Inf", std::nullopt, with_rule("krum:0"));
+    expect_error({r.paths[0], p_nan, r.paths[1]}, "nan.n3: tensor 'w' holds NaN or Inf",
+                 std::nullopt, with_rule("median"));
+    expect_error({r.paths[0], p_nan, r.paths[1]}, "nan.n3: tensor 'w' holds NaN or Inf",
+                 std::nullopt, with_rule("krum:0"));
     Options clip = with_rule("fedavg");
     clip.clip_norm = 1;
-    expect_error({r.paths[0], p_nan, r.paths[1]}, "nan.n3: tensor 'w' holds NaN or Inf", std::nullopt, clip);
+    expect_error({r.paths[0], p_nan, r.paths[1]}, "nan.n3: tensor 'w' holds NaN or Inf",
+                 std::nullopt, clip);
     // another base model
     write_update(r.dir / "other.n3", random_model(rng), 5, std::string(64, 'e'));
-    expect_error({r.paths[0], r.dir / "other.n3"}, "other.n3: was trained from model eeee", r.base_path);
-    expect_error({r.paths[0], r.paths[1], r.dir / "other.n3"}, "other.n3: was trained from model eeee");
+    expect_error({r.paths[0], r.dir / "other.n3"}, "other.n3: was trained from model eeee",
+                 r.base_path);
+    expect_error({r.paths[0], r.paths[1], r.dir / "other.n3"},
+                 "other.n3: was trained from model eeee");
     // another shape
     {
         SafetensorsBuilder b;
@@ -556,20 +602,25 @@ TEST_CASE("bad inputs are refused by name, or skipped with --skip-bad", "[merge]
         b.add_owned("b", DType::F32, {5}, Bytes(20, 0));
         write_bytes(r.dir / "shape.n3", encode_record(RecordType::update, b.bytes()));
     }
-    expect_error({r.paths[0], r.paths[1], r.dir / "shape.n3"}, "shape.n3: tensor 'w' has shape 5x3, expected 3x5");
+    expect_error({r.paths[0], r.paths[1], r.dir / "shape.n3"},
+                 "shape.n3: tensor 'w' has shape 5x3, expected 3x5");
     // another dtype
     write_model(r.dir / "f16.n3", r.updates[0], {{meta::samples, "1"}, {meta::base, r.base_hash}},
                 RecordType::update, DType::F16);
-    expect_error({r.paths[0], r.paths[1], r.dir / "f16.n3"}, "f16.n3: tensor 'w' has dtype F16, expected F32");
+    expect_error({r.paths[0], r.paths[1], r.dir / "f16.n3"},
+                 "f16.n3: tensor 'w' has dtype F16, expected F32");
     // models mixed with updates
     write_model(r.dir / "model.n3", r.updates[1]);
     expect_error({r.paths[0], r.paths[1], r.dir / "model.n3"}, "model.n3: is a model record");
-    expect_error({r.paths[0], r.dir / "model.n3"}, "model.n3: is a model record, but --base applies updates", r.base_path);
+    expect_error({r.paths[0], r.dir / "model.n3"},
+                 "model.n3: is a model record, but --base applies updates", r.base_path);
     // duplicate
     fs::copy_file(r.paths[0], r.dir / "copy.n3");
-    expect_error({r.paths[0], r.paths[1], r.dir / "copy.n3"}, "copy.n3: is a duplicate of " + r.paths[0]);
+    expect_error({r.paths[0], r.paths[1], r.dir / "copy.n3"},
+                 "copy.n3: is a duplicate of " + r.paths[0]);
     // no sample count
-    write_model(r.dir / "nosamples.n3", r.updates[2], {{meta::base, r.base_hash}}, RecordType::update);
+    write_model(r.dir / "nosamples.n3", r.updates[2], {{meta::base, r.base_hash}},
+                RecordType::update);
     expect_error({r.paths[0], r.dir / "nosamples.n3"}, "nosamples.n3: has no sample count");
     // zero total weight
     write_update(r.dir / "z1.n3", r.updates[0], 0, r.base_hash);
@@ -580,12 +631,14 @@ TEST_CASE("bad inputs are refused by name, or skipped with --skip-bad", "[merge]
     bytes[bytes.size() - 20] ^= 0x40;
     write_bytes(r.dir / "flip.n3", bytes);
     expect_error({r.paths[0], r.dir / "flip.n3"}, "flip.n3: corrupted record (checksum mismatch)");
-    expect_error({r.paths[0], r.dir / "flip.n3"}, "flip.n3: corrupted record (checksum mismatch)", std::nullopt, with_rule("median"));
+    expect_error({r.paths[0], r.dir / "flip.n3"}, "flip.n3: corrupted record (checksum mismatch)",
+                 std::nullopt, with_rule("median"));
     // ... and in the header, where parsing sees it first
     bytes = read_file(r.paths[3]);
     bytes[kPreambleSize + 12] ^= 0x01;
     write_bytes(r.dir / "flip2.n3", bytes);
-    expect_error({r.paths[0], r.dir / "flip2.n3"}, "flip2.n3: corrupted record (checksum mismatch)");
+    expect_error({r.paths[0], r.dir / "flip2.n3"},
+                 "flip2.n3: corrupted record (checksum mismatch)");
     // truncated
     bytes = read_file(r.paths[3]);
     bytes.resize(bytes.size() - 9);
@@ -598,15 +651,18 @@ TEST_CASE("bad inputs are refused by name, or skipped with --skip-bad", "[merge]
     // --skip-bad: all of them dropped with a warning, the result is the good ones' average.
     Options skip = with_rule("fedavg");
     skip.skip_bad = true;
-    Result res = merge_files({r.paths[0], p_nan, r.dir / "other.n3", r.dir / "shape.n3", r.dir / "f16.n3",
-                              r.dir / "model.n3", r.dir / "copy.n3", r.dir / "nosamples.n3",
-                              r.dir / "flip.n3", r.dir / "flip2.n3", r.dir / "cut.n3", r.paths[1], r.paths[2]},
+    Result res = merge_files({r.paths[0], p_nan, r.dir / "other.n3", r.dir / "shape.n3",
+                              r.dir / "f16.n3", r.dir / "model.n3", r.dir / "copy.n3",
+                              r.dir / "nosamples.n3", r.dir / "flip.n3", r.dir / "flip2.n3",
+                              r.dir / "cut.n3", r.paths[1], r.paths[2]},
                              skip, r.base_path);
     REQUIRE(res.warnings().size() == 10);
     require_close(read_model(res.payload()),
                   add(r.base, weighted_mean({r.updates[0], r.updates[1], r.updates[2]},
-                                            {double(r.samples[0]), double(r.samples[1]), double(r.samples[2])})));
+                                            {double(r.samples[0]), double(r.samples[1]),
+                                             double(r.samples[2])})));
     // ... but not below --min-inputs
     skip.min_inputs = 4;
-    REQUIRE_THROWS_AS(merge_files({r.paths[0], p_nan, r.paths[1], r.paths[2]}, skip), IncompleteError);
+    REQUIRE_THROWS_AS(merge_files({r.paths[0], p_nan, r.paths[1], r.paths[2]}, skip),
+                      IncompleteError);
 }
