@@ -48,10 +48,14 @@ t_merge=$(best "$N3_BIN/n3-merge" --rule fedavg "${files[@]}" -o "$T/avg.n3")
 t_base=$(best "$N3_BIN/n3-merge" --rule fedavg --base "$T/base.n3" "${files[@]}" -o "$T/next.n3")
 t_stdin=$(best sh -c 'cat "$@" | "$0" --rule fedavg -o "'"$T"'/avg2.n3"' "$N3_BIN/n3-merge" "${files[@]}")
 cmp -s "$T/avg.n3" "$T/avg2.n3" || { echo "error: stdin and file merges differ" >&2; exit 1; }
+RUNS=1
+t_median=$(best "$N3_BIN/n3-merge" --rule median "${files[@]}" -o "$T/med.n3")
+t_krum=$(best "$N3_BIN/n3-merge" --rule multi-krum:2 "${files[@]}" -o "$T/krum.n3")
 
-rss() { # peak RSS in KiB of a command
-    /usr/bin/time -f '%M' -o "$T/rss" "$@" > /dev/null
-    cat "$T/rss"
+rss() { # peak RSS in KiB of a command (getrusage of the child)
+    $PY -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
 }
 rss_files=$(rss "$N3_BIN/n3-merge" --rule fedavg "${files[@]}" -o "$T/avg.n3")
 rss_base=$(rss "$N3_BIN/n3-merge" --rule fedavg --base "$T/base.n3" "${files[@]}" -o "$T/next.n3")
@@ -65,6 +69,8 @@ echo "cat > /dev/null:             $((t_cat / 1000)) ms  $(mbs "$t_cat") MB/s"
 echo "n3-merge fedavg (files):     $((t_merge / 1000)) ms  $(mbs "$t_merge") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_merge" 'BEGIN { printf "%.2f", a / b }')x (target >= 0.5x)"
 echo "n3-merge fedavg --base:      $((t_base / 1000)) ms  $(mbs "$t_base") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_base" 'BEGIN { printf "%.2f", a / b }')x"
 echo "cat | n3-merge fedavg:       $((t_stdin / 1000)) ms  $(mbs "$t_stdin") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_stdin" 'BEGIN { printf "%.2f", a / b }')x (spooled stdin)"
+echo "n3-merge median (1 run):     $((t_median / 1000)) ms  $(mbs "$t_median") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_median" 'BEGIN { printf "%.2f", a / b }')x"
+echo "n3-merge multi-krum:2 (1 run): $((t_krum / 1000)) ms  $(mbs "$t_krum") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_krum" 'BEGIN { printf "%.2f", a / b }')x"
 echo "peak RSS fedavg, 2 files:    $((rss_two / 1024)) MiB"
 echo "peak RSS fedavg, $N files:   $((rss_files / 1024)) MiB (target <= 256 MiB)"
 echo "peak RSS fedavg --base:      $((rss_base / 1024)) MiB"

@@ -102,9 +102,15 @@ for i in $(seq 1 10); do
     n3-inspect --from-safetensors big.st --kind update --meta samples=$i -o big$i.n3
 done
 rm big.st
-/usr/bin/time -f %M -o rss10.txt n3-merge big1.n3 big2.n3 big3.n3 big4.n3 big5.n3 big6.n3 big7.n3 \
-    big8.n3 big9.n3 big10.n3 -o big.n3
-/usr/bin/time -f %M -o rss2.txt n3-merge big1.n3 big2.n3 -o big2out.n3
+# peak RSS (KiB) of a command, from getrusage(RUSAGE_CHILDREN)
+maxrss() {
+    $PY -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+}
+maxrss n3-merge big1.n3 big2.n3 big3.n3 big4.n3 big5.n3 big6.n3 big7.n3 \
+    big8.n3 big9.n3 big10.n3 -o big.n3 > rss10.txt
+maxrss n3-merge big1.n3 big2.n3 -o big2out.n3 > rss2.txt
 rss10=$(tail -1 rss10.txt)
 rss2=$(tail -1 rss2.txt)
 echo "peak RSS: $((rss10 / 1024)) MiB for 10 inputs of 16 MiB, $((rss2 / 1024)) MiB for 2"
