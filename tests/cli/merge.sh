@@ -53,6 +53,16 @@ expect_stdin stream.n3 0 '' -- n3-merge -o avg3.n3
 cmp -s avg.n3 avg3.n3; assert_eq $? 0 "a stream on stdin gives identical bytes"
 cat u5.n3 u1.n3 | n3-merge u2.n3 - u6.n3 u4.n3 u3.n3 -o avg4.n3 2>/dev/null
 cmp -s avg.n3 avg4.n3; assert_eq $? 0 "files and a piped stream give identical bytes"
+# stdin from a socket cannot be spliced: the copying fallback must give the same bytes.
+$PY -c 'import socket, subprocess, sys
+a, b = socket.socketpair()
+p = subprocess.Popen(["n3-merge", "-o", "sock.n3"], stdin=b)
+b.close()
+a.sendall(open("stream.n3", "rb").read())
+a.close()
+sys.exit(p.wait())'
+assert_eq $? 0 "a stream from a socket merges"
+cmp -s avg.n3 sock.n3; assert_eq $? 0 "a stream from a socket gives identical bytes"
 expect 0 '' -- n3-merge -j 1 $U -o avg5.n3
 cmp -s avg.n3 avg5.n3; assert_eq $? 0 "one thread gives identical bytes"
 expect_stdin stream.n3 0 '' -- n3-merge -o - -q
