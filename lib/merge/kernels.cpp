@@ -86,6 +86,19 @@ N3_CLONES double squared_distance(const float* __restrict a, double wa, const fl
     return combine(lane);
 }
 
+N3_CLONES void sort_columns(double* rows, size_t n, size_t stride, size_t len) {
+    for (size_t round = 0; round < n; ++round)
+        for (size_t i = round % 2; i + 1 < n; i += 2) {
+            double* __restrict a = rows + i * stride;
+            double* __restrict b = rows + (i + 1) * stride;
+            for (size_t j = 0; j < len; ++j) {
+                double x = a[j], y = b[j];
+                a[j] = y < x ? y : x;
+                b[j] = y < x ? x : y;
+            }
+        }
+}
+
 N3_CLONES bool all_finite(const float* __restrict x, size_t n) {
     uint32_t bad = 0;
     for (size_t j = 0; j < n; ++j)

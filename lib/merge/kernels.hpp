@@ -22,6 +22,9 @@ bool store(float* out, const double* acc, double s, const float* base, size_t n)
 double sum_squares(const float* x, double w, size_t n);
 // sum of (wa * a[j] - wb * b[j])^2
 double squared_distance(const float* a, double wa, const float* b, double wb, size_t n);
+// Sorts each column j < len of the n rows rows[i * stride + j] ascending, with an odd-even
+// transposition network applied to whole rows (vectorised across columns). For small n.
+void sort_columns(double* rows, size_t n, size_t stride, size_t len);
 // true when every x[j] is finite
 bool all_finite(const float* x, size_t n);
 

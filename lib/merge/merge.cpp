@@ -415,8 +415,10 @@ float* out_floats(uint8_t* dst, DType d, uint64_t b, float* scratch) {
 struct Scratch {
     std::vector<double> acc;
     std::vector<float> in, base, out, m, v, gathered;
-    std::vector<double> column;
+    std::vector<double> column, rows;
 };
+
+constexpr size_t kSub = 512; // coordinates per block of the sorting network
 
 } // namespace
 
@@ -1185,6 +1187,7 @@ void Merger::robust_average(const std::vector<Item*>& items) {
         s.out.resize(chunk);
         s.gathered.resize(n * chunk);
         s.column.resize(n);
+        s.rows.resize(n * kSub);
     }
     crc_begin(items, chunks);
     for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
@@ -1198,18 +1201,40 @@ void Merger::robust_average(const std::vector<Item*>& items) {
                 throw NonFinite{static_cast<size_t>(items[i] - items_.data()),
                                 "tensor '" + layout_[ch.tensor].name + "' holds NaN or Inf"};
         }
-        double* col = s.column.data();
-        for (size_t j = 0; j < ch.size; ++j) {
+        // Blocks of kSub coordinates: the n rows stay in cache while a sorting network orders
+        // every column at once; then the median or trimmed mean reads the sorted rows.
+        double* rows = s.rows.data();
+        for (size_t j0 = 0; j0 < ch.size; j0 += kSub) {
+            size_t m = std::min<size_t>(kSub, ch.size - j0);
             for (size_t i = 0; i < n; ++i)
-                col[i] = items[i]->clip * double(x[i][j]);
-            std::sort(col, col + n);
-            if (rule_.kind == RuleKind::median) {
-                s.acc[j] = n % 2 ? col[n / 2] : (col[n / 2 - 1] + col[n / 2]) / 2;
+                for (size_t j = 0; j < m; ++j)
+                    rows[i * kSub + j] = items[i]->clip * double(x[i][j0 + j]);
+            if (n <= 32) {
+                kernel::sort_columns(rows, n, kSub, m);
             } else {
-                double sum = 0;
+                double* col = s.column.data();
+                for (size_t j = 0; j < m; ++j) {
+                    for (size_t i = 0; i < n; ++i)
+                        col[i] = rows[i * kSub + j];
+                    std::sort(col, col + n);
+                    for (size_t i = 0; i < n; ++i)
+                        rows[i * kSub + j] = col[i];
+                }
+            }
+            double* out = s.acc.data() + j0;
+            if (rule_.kind == RuleKind::median) {
+                const double* lo = rows + (n - 1) / 2 * kSub;
+                const double* hi = rows + n / 2 * kSub;
+                for (size_t j = 0; j < m; ++j)
+                    out[j] = n % 2 ? hi[j] : (lo[j] + hi[j]) / 2;
+            } else {
+                for (size_t j = 0; j < m; ++j)
+                    out[j] = 0;
                 for (size_t i = trim; i < n - trim; ++i)
-                    sum += col[i];
-                s.acc[j] = sum / double(n - 2 * trim);
+                    for (size_t j = 0; j < m; ++j)
+                        out[j] += rows[i * kSub + j];
+                for (size_t j = 0; j < m; ++j)
+                    out[j] /= double(n - 2 * trim);
             }
         }
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(items, ch, s);
