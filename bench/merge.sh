@@ -48,9 +48,8 @@ t_merge=$(best "$N3_BIN/n3-merge" --rule fedavg "${files[@]}" -o "$T/avg.n3")
 t_base=$(best "$N3_BIN/n3-merge" --rule fedavg --base "$T/base.n3" "${files[@]}" -o "$T/next.n3")
 t_stdin=$(best sh -c 'cat "$@" | "$0" --rule fedavg -o "'"$T"'/avg2.n3"' "$N3_BIN/n3-merge" "${files[@]}")
 cmp -s "$T/avg.n3" "$T/avg2.n3" || { echo "error: stdin and file merges differ" >&2; exit 1; }
-RUNS=1
-t_median=$(best "$N3_BIN/n3-merge" --rule median "${files[@]}" -o "$T/med.n3")
-t_krum=$(best "$N3_BIN/n3-merge" --rule multi-krum:2 "${files[@]}" -o "$T/krum.n3")
+t_median=$(RUNS=1 best "$N3_BIN/n3-merge" --rule median "${files[@]}" -o "$T/med.n3")
+t_krum=$(RUNS=1 best "$N3_BIN/n3-merge" --rule multi-krum:2 "${files[@]}" -o "$T/krum.n3")
 
 rss() { # peak RSS in KiB of a command (getrusage of the child)
     $PY -c 'import resource, subprocess, sys
