@@ -309,15 +309,18 @@ TEST_CASE("the same inputs in any order give the same bytes", "[merge][order]") 
     for (auto& p : shuffled)
         write_bytes(stream, read_file(p), true);
     std::swap(shuffled.front(), shuffled.back());
-    for (std::string rule : {"fedavg", "median", "trimmed-mean:0.2", "krum:1", "multi-krum:1,3"}) {
+    for (std::string rule :
+         {"fedavg", "median", "trimmed-mean:0.2", "krum:1", "multi-krum:1,3", "fedadam"}) {
         INFO(rule);
         Options o = with_rule(rule);
         o.clip_norm = 0.4; // also exercises the norm pass
-        Bytes a = merge_files(r.paths, o).payload();
-        REQUIRE(merge_files(rev, o).payload() == a);
-        REQUIRE(merge_files({stream}, o).payload() == a);
+        std::optional<std::string> base, state;
+        if (rule == "fedadam") base = r.base_path, state = r.dir / "never-written.state";
+        Bytes a = merge_files(r.paths, o, base, state).payload();
+        REQUIRE(merge_files(rev, o, base, state).payload() == a);
+        REQUIRE(merge_files({stream}, o, base, state).payload() == a);
         o.threads = 1;
-        REQUIRE(merge_files(shuffled, o).payload() == a);
+        REQUIRE(merge_files(shuffled, o, base, state).payload() == a);
     }
 }
 
