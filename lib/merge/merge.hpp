@@ -15,17 +15,18 @@
 // order, on any number of threads, give bit-identical output.
 //
 // Memory: coordinates are processed in chunks on every core; a rule keeps one chunk per input
-// plus its output (and, for the stateful rules, the new server state). Input pages are dropped
-// from the resident set once processed, so memory does not grow with the number of inputs, and
-// median, trimmed mean and Krum work on files larger than RAM.
+// plus its output (and, for the stateful rules, the new server state). Tensor data is read
+// with pread() into those chunks (and any mapped pages are dropped once used), so memory does
+// not grow with the number of inputs, and median, trimmed mean and Krum work on inputs larger
+// than RAM. Each record's checksum is verified inside the first pass (see inputs.hpp).
 //
 // Failures: DataError (exit 1) naming the offending input for every bad input (wrong record
 // type, models mixed with updates, NaN/Inf, tensor names/shapes/dtypes that differ, another base
 // model or model spec, duplicated input, missing sample count, a norm above max_norm) unless
 // skip_bad, which drops the input and returns a warning; DataError for a zero total weight;
-// IncompleteError (exit 3) for fewer than min_inputs usable inputs; UsageError for a rule that
-// cannot run on the inputs (Krum with too few of them); EnvError for files that cannot be read or
-// written.
+// IncompleteError (exit 3) for fewer than min_inputs usable inputs or too few for the rule
+// (Krum needs n >= 2f+3); UsageError for options that do not fit; EnvError for files that
+// cannot be read or written. Bad state files (another rule, another model) are DataErrors.
 #pragma once
 
 #include "merge/inputs.hpp"
