@@ -22,11 +22,9 @@ int main(int argc, char** argv) {
     app.add_option("-r,--rule", rule,
                    "fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean[:BETA], "
                    "krum[:F], multi-krum[:F,M], mix (default fedavg)");
-    auto* o_base =
-        app.add_option("-b,--base", base, "Apply the aggregate to this model; write the next model")
-            ->type_name("MODEL");
-    auto* o_state = app.add_option("--state", state,
-                                   "Server state file (fedavgm, fedadam, fedyogi, fedadagrad)");
+    app.add_option("-b,--base", base, "Apply the aggregate to this model; write the next model")
+        ->type_name("MODEL");
+    app.add_option("--state", state, "Server state file (fedavgm, fedadam, fedyogi, fedadagrad)");
     app.add_option("-w,--weights", weights,
                    "samples (default), uniform, or W1,W2,... one per input record");
     auto* o_self = app.add_option("--self", self, "mix: this node's own model")->type_name("MODEL");
@@ -51,8 +49,6 @@ int main(int argc, char** argv) {
     app.add_option("-o,--output", out_path, "Output file, written atomically ('-' is stdout)");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_self_w->needs(o_self);
-    (void)o_base;
-    (void)o_state;
 
     return tool.run(argc, argv, [&] {
         o.rule = merge::Rule::parse(rule);
@@ -73,11 +69,13 @@ int main(int argc, char** argv) {
         std::vector<std::string> all = req.inputs;
         if (req.base) all.push_back(*req.base);
         if (req.self) all.push_back(*req.self);
+        if (std::count(all.begin(), all.end(), "-") > 1)
+            throw UsageError("only one of the inputs, --base and --self may read stdin ('-')");
+        if (req.state && *req.state == "-")
+            throw UsageError("--state must name a file", "it is read and then replaced");
         if (req.state) all.push_back(*req.state);
         std::erase(all, std::string("-")); // stdin is never the output file
         tool.check_not_same(all, out_path);
-        if (req.state && out_path != "-" && same_file(*req.state, out_path))
-            throw UsageError("--state and -o name the same file");
 
         auto out = tool.open_output(out_path, force, explicit_stdout);
         merge::Result res = merge::run(req);

@@ -236,6 +236,8 @@ expect 2 'output u1.n3 is also an input' -- n3-merge u1.n3 u2.n3 -o u1.n3
 expect 2 '--self and --self-weight are for --rule mix' -- n3-merge --self m1.n3 m2.n3 -o out.n3
 expect 2 'missing.n3' -- n3-merge u1.n3 missing.n3 -o out.n3
 expect 2 'stdin' -- n3-merge - - -o out.n3
+expect 2 'only one of the inputs, --base and --self may read stdin' -- n3-merge --base - - -o out.n3
+expect 2 'output adam.state is also an input' -- n3-merge --rule fedadam --state adam.state --base g3.n3 a1.n3 -o adam.state
 assert_no_file out.n3
 expect 0 '' -- n3-merge --help
 assert_match 'fedadam' "$T/out" "--help lists the rules"
