@@ -225,6 +225,20 @@ assert_no_file out.n3
 expect 3 'krum with f=2 needs at least 7 inputs' -- n3-merge --rule krum:2 u1.n3 u2.n3 u3.n3 -o out.n3
 assert_no_file out.n3
 
+# A signal while records are still arriving: exit 128+signal, no output file left behind.
+mkfifo slow.fifo
+(cat u1.n3; exec sleep 30) > slow.fifo &
+writer=$!
+n3-merge -o sig.n3 < slow.fifo 2> sig.err &
+merger=$!
+sleep 0.5
+kill -TERM $merger
+wait $merger
+assert_eq $? 143 "SIGTERM while reading stdin exits 143"
+kill $writer 2> /dev/null
+wait $writer 2> /dev/null
+assert_no_file sig.n3
+
 # Usage errors: exit 2 ----------------------------------------------------------------------------
 expect 2 "unknown rule 'fedsgd'" -- n3-merge --rule fedsgd u1.n3 -o out.n3
 assert_match 'hint: rules: fedavg' "$T/err" "unknown rule lists the rules"
