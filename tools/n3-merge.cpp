@@ -3,6 +3,8 @@
 #include "merge/merge.hpp"
 
 #include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
 
 using namespace n3;
 
@@ -16,7 +18,7 @@ int main(int argc, char** argv) {
     merge::Options& o = req.options;
     std::string rule = "fedavg", weights, out_path;
     std::string base, self, state;
-    bool force = false;
+    bool force = false, json = false;
     double self_weight = 0, clip = 0, max_norm = 0, lr = 0;
     app.add_option("INPUT", req.inputs, "Update or model records ('-' is stdin; default stdin)");
     app.add_option("-r,--rule", rule,
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
     app.add_option("-j,--threads", o.threads, "Threads (default: one per core)");
     app.add_option("-o,--output", out_path, "Output file, written atomically ('-' is stdout)");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
+    app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
     o_self_w->needs(o_self);
 
     return tool.run(argc, argv, [&] {
@@ -93,6 +96,23 @@ int main(int argc, char** argv) {
         res.write(*out);
         res.save_state();
         out->commit();
+        if (json) {
+            nlohmann::ordered_json j;
+            j["rule"] = o.rule.name();
+            j["output"] = std::string(type_name(res.type()));
+            j["metadata"] = res.metadata();
+            auto& ins = j["inputs"] = nlohmann::ordered_json::array();
+            for (auto& in : res.inputs()) {
+                nlohmann::ordered_json e;
+                e["name"] = in.name;
+                e["weight"] = in.weight;
+                e["selected"] = in.selected;
+                if (o.clip_norm || o.max_norm) e["norm"] = in.norm, e["clip_scale"] = in.clip_scale;
+                ins.push_back(std::move(e));
+            }
+            j["skipped"] = res.warnings();
+            std::cerr << j.dump() << "\n";
+        }
         tool.verbose(std::string("wrote ") +
                      (res.type() == RecordType::update ? "an update" : "a model") +
                      " record from " + std::to_string(res.inputs().size()) + " inputs (" +

@@ -16,6 +16,7 @@ complete -c n3-merge -l skip-bad -d 'Drop bad inputs with a warning'
 complete -c n3-merge -s j -l threads -x -d 'Threads'
 complete -c n3-merge -s o -l output -r -F -d 'Output file'
 complete -c n3-merge -s f -l force -d 'Write binary output to a terminal'
+complete -c n3-merge -l json -d 'Print a JSON summary on stderr'
 complete -c n3-merge -s q -l quiet -d 'No warnings'
 complete -c n3-merge -s v -l verbose -d "Print each input's weight"
 complete -c n3-merge -s h -l help -d 'Show help'

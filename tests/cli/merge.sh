@@ -225,6 +225,15 @@ assert_no_file out.n3
 expect 3 'krum with f=2 needs at least 7 inputs' -- n3-merge --rule krum:2 u1.n3 u2.n3 u3.n3 -o out.n3
 assert_no_file out.n3
 
+# --json: a one-line summary on stderr.
+n3-merge --json --rule multi-krum:1,4 --skip-bad $U nan.n3 -o mk.n3 2> summary.json || true
+$PY -c 'import json; j = json.loads(open("summary.json").read().splitlines()[-1])
+assert j["rule"] == "multi-krum" and j["output"] == "update", j
+assert sum(i["selected"] for i in j["inputs"]) == 4 and len(j["inputs"]) == 6, j
+assert abs(sum(i["weight"] for i in j["inputs"]) - 1) < 1e-12 and len(j["skipped"]) == 1, j
+print("ok")' > json.txt 2>&1
+assert_match '^ok$' json.txt "--json summarises rule, inputs, weights, Krum choice and skipped inputs"
+
 # A signal while records are still arriving: exit 128+signal, no output file left behind.
 mkfifo slow.fifo
 (cat u1.n3; exec sleep 30) > slow.fifo &
