@@ -104,11 +104,11 @@ expect 0 '' -- n3-merge --rule mix --self m1.n3 --self-weight 0.5 m2.n3 m3.n3 -o
 expect 1 'u1.n3: is an update record, but mix averages models' -- n3-merge --rule mix m1.n3 u1.n3 -o fail.n3
 assert_no_file fail.n3
 
-# Memory: the resident set does not grow with the number of inputs. Ten updates of 4M
-# parameters (16 MiB each) merge in well under half their total size, and in about what two
+# Memory: the resident set does not grow with the number of inputs. Ten updates of 2M
+# parameters (8 MiB each) merge in well under half their total size, and in about what two
 # of them need (the output model dominates).
 for i in $(seq 1 10); do
-    $PY "$MK" big.st --seed $((200 + i)) --numel 4194304 --scale 0.01
+    $PY "$MK" big.st --seed $((200 + i)) --numel 2097152 --scale 0.01
     n3-inspect --from-safetensors big.st --kind update --meta samples=$i -o big$i.n3
 done
 rm big.st
@@ -123,9 +123,9 @@ maxrss n3-merge big1.n3 big2.n3 big3.n3 big4.n3 big5.n3 big6.n3 big7.n3 \
 maxrss n3-merge big1.n3 big2.n3 -o big2out.n3 > rss2.txt
 rss10=$(tail -1 rss10.txt)
 rss2=$(tail -1 rss2.txt)
-echo "peak RSS: $((rss10 / 1024)) MiB for 10 inputs of 16 MiB, $((rss2 / 1024)) MiB for 2"
-assert_eq "$([ "$rss10" -lt $((80 * 1024)) ] && echo ok)" ok "10 x 16 MiB merge within 80 MiB RSS (got ${rss10} KiB)"
-assert_eq "$([ "$rss10" -lt $((rss2 + 16 * 1024)) ] && echo ok)" ok "RSS for 10 inputs within 16 MiB of RSS for 2 (${rss10} vs ${rss2} KiB)"
+echo "peak RSS: $((rss10 / 1024)) MiB for 10 inputs of 8 MiB, $((rss2 / 1024)) MiB for 2"
+assert_eq "$([ "$rss10" -lt $((40 * 1024)) ] && echo ok)" ok "10 x 8 MiB merge within 40 MiB RSS (got ${rss10} KiB)"
+assert_eq "$([ "$rss10" -lt $((rss2 + 8 * 1024)) ] && echo ok)" ok "RSS for 10 inputs within 8 MiB of RSS for 2 (${rss10} vs ${rss2} KiB)"
 rm -f big*.n3
 
 # Bad inputs: exit 1, the input named, no output ------------------------------------------------
