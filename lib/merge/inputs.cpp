@@ -13,6 +13,7 @@
 #include <mutex>
 #include <span>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
 
@@ -58,9 +59,20 @@ void name_records(std::vector<LoadedRecord>& recs, const std::string& input) {
 void load_mapped(Input& in, Loaded& out, bool skip_bad) {
     auto map = in.map();
     ByteView all = map->bytes();
+    // Keep a descriptor for pread() while plenty are left (other inputs, the spool and the
+    // output still need some); past that, the data passes read the mapping instead.
+    static const rlim_t limit = [] {
+        rlimit rl{};
+        return ::getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : rlim_t(1024);
+    }();
     int fd = ::fcntl(in.fd(), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) throw_errno("cannot duplicate the descriptor of " + in.name());
-    auto file = std::make_shared<const FileRef>(fd);
+    if (fd < 0 && errno != EMFILE && errno != ENFILE)
+        throw_errno("cannot duplicate the descriptor of " + in.name());
+    if (fd >= 0 && limit != RLIM_INFINITY && rlim_t(fd) + 32 >= limit) {
+        ::close(fd);
+        fd = -1;
+    }
+    auto file = fd < 0 ? nullptr : std::make_shared<const FileRef>(fd);
     uint64_t base = in.file_size() - all.size(); // file offset of all[0]
     uint64_t off = 0, index = 0;
     try {

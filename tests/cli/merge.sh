@@ -225,6 +225,17 @@ assert_no_file out.n3
 expect 3 'krum with f=2 needs at least 7 inputs' -- n3-merge --rule krum:2 u1.n3 u2.n3 u3.n3 -o out.n3
 assert_no_file out.n3
 
+# More inputs than file descriptors allowed: the data passes fall back to the mappings.
+mkdir many
+for i in $(seq 1 60); do
+    $PY "$MK" many/u.st --seed $((300 + i)) --scale 0.1
+    n3-inspect --from-safetensors many/u.st --kind update --meta samples=$i --meta base="$H" -o many/u$i.n3
+done
+rm many/u.st
+expect 0 '' -- n3-merge many/u*.n3 -o many.n3
+expect 0 '' -- sh -c 'ulimit -n 40 && exec n3-merge many/u*.n3 -o many40.n3'
+cmp -s many.n3 many40.n3; assert_eq $? 0 "60 inputs under 'ulimit -n 40' give the same bytes"
+
 # --json: a one-line summary on stderr.
 n3-merge --json --rule multi-krum:1,4 --skip-bad $U nan.n3 -o mk.n3 2> summary.json || true
 $PY -c 'import json; j = json.loads(open("summary.json").read().splitlines()[-1])
