@@ -126,7 +126,7 @@ Dataset load_idx(const std::string& path, Split split) {
     std::string images = find_idx(dir, prefixes, "images", 3);
     std::string labels = find_idx(dir, prefixes, "labels", 1);
     if (images.empty() || labels.empty())
-        throw EnvError(path + ": no " + prefixes[0] + "-" + (images.empty() ? "images-idx3" : "labels-idx1") +
+        throw DataError(path + ": no " + prefixes[0] + "-" + (images.empty() ? "images-idx3" : "labels-idx1") +
                            "-ubyte[.gz] file in this folder",
                        "an IDX folder holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                        "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not");

@@ -13,8 +13,9 @@
 // Text and CSV files are split 9:1 for train/test by line number (every tenth line is test);
 // `all` takes every line (a separate test file). IDX folders have their own test files.
 //
-// Failures: a missing path or files -> EnvError (exit 2); bad IDX magic, truncated or corrupt
-// files, images/labels count mismatch, malformed CSV -> DataError (exit 1) naming the file.
+// Failures: a missing path -> EnvError (exit 2); a folder without the IDX files, bad IDX magic,
+// truncated or corrupt files, images/labels count mismatch, malformed CSV -> DataError (exit 1)
+// naming the file.
 #pragma once
 
 #include <cstdint>
