@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
         std::optional<Dataset> data;
         if (!data_path.empty() && !init_only) {
             data = load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
-                                parse_split(split));
+                                parse_split(split), list_partition);
             indices = partition(*data, pspec, clients, client, seed);
             if (limit > 0 && indices.size() > size_t(limit)) indices.resize(size_t(limit));
             if (indices.empty())

@@ -115,7 +115,7 @@ Idx read_idx(const std::string& path, int want_dims) {
     return idx;
 }
 
-Dataset load_idx(const std::string& path, Split split) {
+Dataset load_idx(const std::string& path, Split split, bool labels_only) {
     if (split == Split::all)
         throw UsageError(path + ": an IDX folder has its own train and test files",
                          "use --split train or --split test");
@@ -130,20 +130,21 @@ Dataset load_idx(const std::string& path, Split split) {
                            "-ubyte[.gz] file in this folder",
                        "an IDX folder holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                        "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not");
-    Idx im = read_idx(images, 3);
     Idx lb = read_idx(labels, 1);
+    Dataset d;
+    d.name = path;
+    d.format = Format::idx;
+    d.labels.reserve(lb.dims[0]);
+    for (size_t i = lb.header; i < lb.bytes.size(); ++i) d.labels.push_back(lb.bytes[i]);
+    if (labels_only) return d;
+    Idx im = read_idx(images, 3);
     if (im.dims[0] != lb.dims[0])
         throw DataError(path + ": " + fs::path(images).filename().string() + " holds " +
                         std::to_string(im.dims[0]) + " images but " +
                         fs::path(labels).filename().string() + " holds " +
                         std::to_string(lb.dims[0]) + " labels");
-    Dataset d;
-    d.name = path;
-    d.format = Format::idx;
     d.shape = {1, int64_t(im.dims[1]), int64_t(im.dims[2])};
     d.pixels.assign(im.bytes.begin() + static_cast<std::ptrdiff_t>(im.header), im.bytes.end());
-    d.labels.reserve(lb.dims[0]);
-    for (size_t i = lb.header; i < lb.bytes.size(); ++i) d.labels.push_back(lb.bytes[i]);
     return d;
 }
 
@@ -282,6 +283,8 @@ Examples Dataset::gather(const std::vector<size_t>& indices) const {
         if (i >= n)
             throw DataError(name + ": sample index " + std::to_string(i) + " is out of range (" +
                             std::to_string(n) + " samples)");
+    if (format == Format::idx && pixels.empty() && !indices.empty())
+        throw DataError(name + ": images were not loaded");
     if (is_text()) {
         for (size_t i : indices) {
             e.text.append(text, line_begin[i], line_end[i] - line_begin[i]);
@@ -308,7 +311,7 @@ Examples Dataset::gather(const std::vector<size_t>& indices) const {
     return e;
 }
 
-Dataset load_dataset(const std::string& path, Format format, Split split) {
+Dataset load_dataset(const std::string& path, Format format, Split split, bool labels_only) {
     std::error_code ec;
     auto st = fs::status(path, ec);
     if (ec || !fs::exists(st)) throw EnvError(path + ": no such file or folder");
@@ -330,7 +333,7 @@ Dataset load_dataset(const std::string& path, Format format, Split split) {
     if (format == Format::idx) {
         if (!fs::is_directory(st))
             throw UsageError(path + ": IDX data is a folder (train-images-idx3-ubyte.gz, ...)");
-        return load_idx(path, split);
+        return load_idx(path, split, labels_only);
     }
     if (fs::is_directory(st)) throw UsageError(path + ": is a folder, --format " +
                                                (format == Format::csv ? "csv" : "text") +

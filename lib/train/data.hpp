@@ -59,7 +59,8 @@ public:
     Examples gather(const std::vector<size_t>& indices) const;
 };
 
-Dataset load_dataset(const std::string& path, Format format, Split split);
+// labels_only skips decoding IDX images (enough for --list-partition; gather() then fails).
+Dataset load_dataset(const std::string& path, Format format, Split split, bool labels_only = false);
 
 // Reads a whole file, gzip-compressed or not (zlib's gzread passes plain files through).
 // Throws EnvError when it cannot be opened and DataError when the gzip stream is corrupt or cut.
