@@ -103,8 +103,9 @@ EvalResult evaluate_model(const Model& m, const Examples& data);
 std::string generate_text(const Model& m, const std::string& prompt, int64_t tokens,
                           double temperature, uint64_t seed);
 
-// OpenBLAS to one thread (found with dlsym, so nothing links it) and libtorch to `threads`
-// (0 = every core). Returns the BLAS in use as a short note ("openblas", "other").
+// OpenBLAS to one thread (found with dlsym, so nothing links it; an explicit
+// OPENBLAS_NUM_THREADS in the environment is left alone) and libtorch to `threads` (0 = every
+// core). Returns the BLAS in use as a short note ("openblas", "other").
 std::string configure_threads(int threads);
 // Throws EnvError when `device` is not "cpu" and not available ("cuda" without a GPU build).
 void check_device(const std::string& device);
