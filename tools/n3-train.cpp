@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     int clients = 1, client = 0, epochs = 1, threads = 0;
     int64_t steps = 0, batch = 64, limit = 0;
     double lr = 0.01, momentum = 0, weight_decay = 0, prox_mu = 0;
-    uint64_t seed = 0;
+    uint64_t seed = 0, partition_seed = 0;
 
     app.add_option("--model", model_path, "Model spec (YAML)")->type_name("SPEC.yaml");
     app.add_option("--init", init_path, "Model record to start from ('-' is stdin)")
@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
     app.add_option("--optimizer", optimizer, "sgd (default) or adam");
     app.add_option("--prox-mu", prox_mu, "FedProx proximal term mu (default 0: FedAvg)");
     app.add_option("--seed", seed, "Seed for initialisation, partition and batch order (default 0)");
+    auto* o_pseed = app.add_option("--partition-seed", partition_seed,
+                                   "Seed for the partition alone (default: --seed)");
     app.add_option("--threads", threads, "libtorch threads (default: every core)");
     app.add_option("--device", device, "cpu (default) or cuda");
     app.add_option("--emit", emit, "update (default) or model");
@@ -91,7 +93,8 @@ int main(int argc, char** argv) {
         if (!data_path.empty() && !init_only) {
             data = load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
                                 parse_split(split), list_partition);
-            indices = partition(*data, pspec, clients, client, seed);
+            indices = partition(*data, pspec, clients, client,
+                                o_pseed->count() ? partition_seed : seed);
             if (limit > 0 && indices.size() > size_t(limit)) indices.resize(size_t(limit));
             if (indices.empty())
                 throw DataError(data_path + ": client " + std::to_string(client) +

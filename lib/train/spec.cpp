@@ -158,6 +158,15 @@ public:
             s.layers.push_back(std::move(l));
         }
         infer_shapes(s);
+        double params = 0;
+        for (const auto& t : s.tensors()) {
+            double n = 1;
+            for (auto d : t.shape) n *= double(d);
+            params += n;
+        }
+        if (params > 2e9)
+            fail(root, "the model has " + std::to_string(int64_t(params)) +
+                           " parameters, more than n3 trains (2e9)");
         return s;
     }
 

@@ -52,6 +52,8 @@ expect 0 '' -- n3-train --data "$F" --partition dirichlet:0.5 --clients 5 --clie
 assert_eq "$(cmp -s "$T/out" "$T/part2" && echo same)" same "the same seed gives the same share"
 expect 0 '' -- n3-train --data "$F" --partition dirichlet:0.5 --clients 5 --client 2 --seed 4 --list-partition
 assert_eq "$(cmp -s "$T/out" "$T/part2" && echo same || echo differs)" differs "another seed gives another share"
+expect 0 '' -- n3-train --data "$F" --partition dirichlet:0.5 --clients 5 --client 2 --seed 8 --partition-seed 3 --list-partition
+assert_eq "$(cmp -s "$T/out" "$T/part2" && echo same)" same "--partition-seed overrides --seed for the split"
 expect 0 '' -- n3-train --data "$F" --partition classes:2 --clients 10 --client 4 --list-partition
 zcat "$F/train-labels-idx1-ubyte.gz" | tail -c +9 | od -An -v -tu1 -w1 | tr -d ' ' > "$T/labels"
 labels=$(awk 'NR==FNR { want[$1 + 1] = 1; next } (FNR in want) { print $1 }' "$T/out" "$T/labels" | sort -u | tr '\n' ' ')
