@@ -87,7 +87,7 @@ TEST_CASE("spec errors name the line and what is wrong") {
                                "  - {type: linear, name: a, in: 10, out: 10}\n"),
                Catch::Contains("s.yaml:7: layer name 'a' is used twice"));
     CHECK_THAT(error_of(std::string("task: lm\0", 9)), Catch::Contains("binary data"));
-    CHECK_THAT(error_of("task: classify\ninput: [100000]\nclasses: 100000\nlayers:\n"
+    CHECK_THAT(error_of("task: classify\ninput: 100000\nclasses: 100000\nlayers:\n"
                         "  - {type: linear, in: 100000, out: 100000}\n"),
                Catch::Contains("s.yaml:1: the model has 10000100000 parameters, more than"));
     CHECK(error_of(head + "  - flatten\n  - {type: linear, in: 784, out: 10}\n").empty());
