@@ -2,7 +2,20 @@
 # CLI tests for n3-eval: classifier metrics, per-class output, LM metrics, sampling, bad input.
 source "$(dirname "$0")/lib.sh"
 M="$N3_SRC/examples/models"
-F=/usr/share/datasets/fashion-mnist
+FULL=/usr/share/datasets/fashion-mnist
+# Training runs use the first 4000 training and 2000 test images, uncompressed: decoding the
+# whole gzipped set would dominate the suite's time.
+F="$T/fmnist"
+"${N3_PYTHON:-/usr/bin/python3}" - "$FULL" "$F" <<'PY'
+import gzip, os, struct, sys
+src, dst = sys.argv[1:3]
+os.makedirs(dst)
+for pre, n in (("train", 4000), ("t10k", 2000)):
+    for kind, dims, size in (("images-idx3", 3, 784), ("labels-idx1", 1, 1)):
+        b = gzip.open(f"{src}/{pre}-{kind}-ubyte.gz").read()
+        head = bytearray(b[:4 + 4 * dims]); head[4:8] = struct.pack(">I", n)
+        open(f"{dst}/{pre}-{kind}-ubyte", "wb").write(bytes(head) + b[4 + 4 * dims:4 + 4 * dims + n * size])
+PY
 py() { "$N3_PYTHON" "$@"; }
 field() { py -c "import json,sys; print(json.load(sys.stdin)['$1'])" < "$T/out"; }
 

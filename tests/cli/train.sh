@@ -2,7 +2,20 @@
 # CLI tests for n3-train: interface, partitions, determinism, learning, and every bad input.
 source "$(dirname "$0")/lib.sh"
 M="$N3_SRC/examples/models"
-F=/usr/share/datasets/fashion-mnist
+FULL=/usr/share/datasets/fashion-mnist
+# Training runs use the first 5000 training and 2000 test images, uncompressed: decoding the
+# whole gzipped set would dominate the suite's time.
+F="$T/fmnist"
+"${N3_PYTHON:-/usr/bin/python3}" - "$FULL" "$F" <<'PY'
+import gzip, os, struct, sys
+src, dst = sys.argv[1:3]
+os.makedirs(dst)
+for pre, n in (("train", 5000), ("t10k", 2000)):
+    for kind, dims, size in (("images-idx3", 3, 784), ("labels-idx1", 1, 1)):
+        b = gzip.open(f"{src}/{pre}-{kind}-ubyte.gz").read()
+        head = bytearray(b[:4 + 4 * dims]); head[4:8] = struct.pack(">I", n)
+        open(f"{dst}/{pre}-{kind}-ubyte", "wb").write(bytes(head) + b[4 + 4 * dims:4 + 4 * dims + n * size])
+PY
 py() { "$N3_PYTHON" "$@"; }
 meta() { n3-inspect --json "$1" | py -c "import json,sys; print(json.load(sys.stdin)['metadata'].get('$2',''))"; }
 hash_of() { n3-inspect --json "$1" | py -c "import json,sys; print(json.load(sys.stdin)['hash'])"; }
@@ -43,24 +56,24 @@ expect 2 'natural splits text by book' -- n3-train --data "$F" --partition natur
 
 # --- partitions -----------------------------------------------------------------------------
 for c in 0 1 2 3 4; do
-    expect 0 '' -- n3-train --data "$F" --partition dirichlet:0.5 --clients 5 --client $c --seed 3 --list-partition
+    expect 0 '' -- n3-train --data "$FULL" --partition dirichlet:0.5 --clients 5 --client $c --seed 3 --list-partition
     cp "$T/out" "$T/part$c"
 done
 assert_eq "$(cat "$T"/part? | wc -l)" 60000 "dirichlet shares cover all 60000 samples"
 assert_eq "$(cat "$T"/part? | sort -n | uniq -d | wc -l)" 0 "dirichlet shares are disjoint"
-expect 0 '' -- n3-train --data "$F" --partition dirichlet:0.5 --clients 5 --client 2 --seed 3 --list-partition
+expect 0 '' -- n3-train --data "$FULL" --partition dirichlet:0.5 --clients 5 --client 2 --seed 3 --list-partition
 assert_eq "$(cmp -s "$T/out" "$T/part2" && echo same)" same "the same seed gives the same share"
-expect 0 '' -- n3-train --data "$F" --partition dirichlet:0.5 --clients 5 --client 2 --seed 4 --list-partition
+expect 0 '' -- n3-train --data "$FULL" --partition dirichlet:0.5 --clients 5 --client 2 --seed 4 --list-partition
 assert_eq "$(cmp -s "$T/out" "$T/part2" && echo same || echo differs)" differs "another seed gives another share"
-expect 0 '' -- n3-train --data "$F" --partition dirichlet:0.5 --clients 5 --client 2 --seed 8 --partition-seed 3 --list-partition
+expect 0 '' -- n3-train --data "$FULL" --partition dirichlet:0.5 --clients 5 --client 2 --seed 8 --partition-seed 3 --list-partition
 assert_eq "$(cmp -s "$T/out" "$T/part2" && echo same)" same "--partition-seed overrides --seed for the split"
-expect 0 '' -- n3-train --data "$F" --partition classes:2 --clients 10 --client 4 --list-partition
-zcat "$F/train-labels-idx1-ubyte.gz" | tail -c +9 | od -An -v -tu1 -w1 | tr -d ' ' > "$T/labels"
+expect 0 '' -- n3-train --data "$FULL" --partition classes:2 --clients 10 --client 4 --list-partition
+zcat "$FULL/train-labels-idx1-ubyte.gz" | tail -c +9 | od -An -v -tu1 -w1 | tr -d ' ' > "$T/labels"
 labels=$(awk 'NR==FNR { want[$1 + 1] = 1; next } (FNR in want) { print $1 }' "$T/out" "$T/labels" | sort -u | tr '\n' ' ')
 case " $labels" in *" 4 "*) has4=yes ;; *) has4=no ;; esac
 assert_eq "$has4" yes "classes:2 client 4 holds label 4 (holds: $labels)"
 assert_eq "$(echo $labels | wc -w)" 2 "classes:2 gives exactly 2 labels"
-expect 0 '' -- n3-train --data "$F" --partition iid --clients 3 --client 0 --limit 100 --list-partition
+expect 0 '' -- n3-train --data "$FULL" --partition iid --clients 3 --client 0 --limit 100 --list-partition
 assert_eq "$(wc -l < "$T/out")" 100 "--limit keeps the first N of the partition"
 
 # --- records, metadata, determinism ---------------------------------------------------------
@@ -73,7 +86,7 @@ assert_eq "$(cmp -s "$T/init.n3" "$T/init2.n3" && echo same)" same "--init-only 
 # A round-3 model, as n3-merge would write it: training copies the round into the update.
 n3-inspect --to-safetensors "$T/init.n3" -o "$T/init.st"
 n3-inspect --from-safetensors "$T/init.st" --kind model --meta round=3 -o "$T/r3.n3"
-run() { n3-train --init "$T/r3.n3" --data "$F" --partition iid --clients 4 --client 1 --limit 2000 \
+run() { n3-train --init "$T/r3.n3" --data "$F" --partition iid --clients 2 --client 1 --limit 2000 \
           --threads 1 --lr 0.1 --momentum 0.9 "$@"; }
 expect 0 '' -- run --seed 9 -o "$T/u1.n3" --json
 assert_match '"samples":2000,.*"samples_per_s":.*"loss":' "$T/err" "--json summary on stderr"
