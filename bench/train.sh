@@ -26,8 +26,10 @@ n3_run() { # model, extra env...
     env "$@" "$N3_BIN/n3-train" --model "$MODELS/$model.yaml" --data "$DATA" --limit "$LIMIT" \
         --batch $BATCH --lr 0.05 --momentum 0.9 --threads "$THREADS" --json -o "$OUT/u.n3" 2>&1 >/dev/null | rate
 }
+# n3-train sets OMP_WAIT_POLICY=PASSIVE for itself (lib/train/engine.cpp); python gets the same
+# environment so that both sides run libtorch identically configured.
 py_run() {
-    OPENBLAS_NUM_THREADS=1 "$PY" "$HERE/train/torch_baseline.py" --model "$1" --limit "$LIMIT" \
+    OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE "$PY" "$HERE/train/torch_baseline.py" --model "$1" --limit "$LIMIT" \
         --batch $BATCH --lr 0.05 --momentum 0.9 --threads "$THREADS" | rate
 }
 

@@ -175,6 +175,19 @@ Tensor text_tensor(const ModelSpec& spec, const Examples& data) {
     return t;
 }
 
+// libgomp (libtorch's thread pool) spins up to 300k iterations at every barrier before it
+// sleeps. When the cores are shared (other trainers, a build, several n3-train on one node)
+// a spinning thread waits for a descheduled one: measured 25-40x slower at 2 threads on a
+// loaded 2-core machine, and 0.5-2x on an idle one. libgomp reads OMP_WAIT_POLICY once, in
+// its constructor, before main() runs; an executable's .preinit_array runs before any shared
+// library's constructor, so this is the one place to set it. A user's own setting wins.
+void n3_passive_openmp(int, char**, char**) {
+    if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+}
+__attribute__((section(".preinit_array"), used)) void (*n3_preinit_openmp)(int, char**, char**) =
+    n3_passive_openmp;
+
 } // namespace
 
 std::string configure_threads(int threads) {
