@@ -61,8 +61,9 @@ int main(int argc, char** argv) {
             if (all.empty() || all.back() != '\n') std::fputc('\n', stdout);
             return 0;
         }
-        Dataset d = load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
-                                 parse_split(split));
+        Dataset d =
+            load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
+                         parse_split(split));
         std::vector<size_t> idx(d.size());
         std::iota(idx.begin(), idx.end(), size_t(0));
         if (limit > 0 && idx.size() > size_t(limit)) idx.resize(size_t(limit));
@@ -102,11 +103,10 @@ int main(int argc, char** argv) {
         std::cout << line;
         if (!r.lm && tool.verbosity() > 0)
             for (size_t c = 0; c < r.class_total.size(); ++c) {
-                std::snprintf(line, sizeof line, "  class %-3zu accuracy %.4f  samples %llu\n", c,
-                              r.class_total[c] ? double(r.class_correct[c]) /
-                                                     double(r.class_total[c])
-                                               : 0.0,
-                              static_cast<unsigned long long>(r.class_total[c]));
+                std::snprintf(
+                    line, sizeof line, "  class %-3zu accuracy %.4f  samples %llu\n", c,
+                    r.class_total[c] ? double(r.class_correct[c]) / double(r.class_total[c]) : 0.0,
+                    static_cast<unsigned long long>(r.class_total[c]));
                 std::cout << line;
             }
         return 0;

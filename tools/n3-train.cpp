@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
     app.add_option("--weight-decay", weight_decay, "L2 weight decay (default 0)");
     app.add_option("--optimizer", optimizer, "sgd (default) or adam");
     app.add_option("--prox-mu", prox_mu, "FedProx proximal term mu (default 0: FedAvg)");
-    app.add_option("--seed", seed, "Seed for initialisation, partition and batch order (default 0)");
+    app.add_option("--seed", seed,
+                   "Seed for initialisation, partition and batch order (default 0)");
     auto* o_pseed = app.add_option("--partition-seed", partition_seed,
                                    "Seed for the partition alone (default: --seed)");
     app.add_option("--threads", threads, "libtorch threads (default: every core)");
@@ -91,10 +92,11 @@ int main(int argc, char** argv) {
         std::vector<size_t> indices;
         std::optional<Dataset> data;
         if (!data_path.empty() && !init_only) {
-            data = load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
-                                parse_split(split), list_partition);
-            indices = partition(*data, pspec, clients, client,
-                                o_pseed->count() ? partition_seed : seed);
+            data =
+                load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
+                             parse_split(split), list_partition);
+            indices =
+                partition(*data, pspec, clients, client, o_pseed->count() ? partition_seed : seed);
             if (limit > 0 && indices.size() > size_t(limit)) indices.resize(size_t(limit));
             if (indices.empty())
                 throw DataError(data_path + ": client " + std::to_string(client) +
@@ -102,7 +104,8 @@ int main(int argc, char** argv) {
         }
         if (list_partition) {
             std::string text;
-            for (size_t i : indices) text += std::to_string(i) + "\n";
+            for (size_t i : indices)
+                text += std::to_string(i) + "\n";
             std::fwrite(text.data(), 1, text.size(), stdout);
             return 0;
         }

@@ -71,8 +71,8 @@ std::string find_idx(const fs::path& dir, const std::vector<std::string>& prefix
     for (auto& pre : prefixes)
         for (auto sep : {"-", "."})
             for (auto ext : {"", ".gz"}) {
-                fs::path p = dir / (pre + "-" + kind + sep + "idx" + std::to_string(dims) +
-                                    "-ubyte" + ext);
+                fs::path p =
+                    dir / (pre + "-" + kind + sep + "idx" + std::to_string(dims) + "-ubyte" + ext);
                 if (fs::is_regular_file(p)) return p.string();
             }
     return {};
@@ -88,11 +88,13 @@ Idx read_idx(const std::string& path, int want_dims) {
     Idx idx;
     idx.bytes = read_maybe_gzip(path);
     const auto& b = idx.bytes;
-    if (b.size() < 4) throw DataError(path + ": truncated IDX file (" + std::to_string(b.size()) +
-                                      " bytes, no header)");
+    if (b.size() < 4)
+        throw DataError(path + ": truncated IDX file (" + std::to_string(b.size()) +
+                        " bytes, no header)");
     if (b[0] != 0 || b[1] != 0 || b[2] != 0x08)
         throw DataError(path + ": bad IDX magic " + std::to_string(be32(b.data())) +
-                            " (expected unsigned bytes, 0x0000080" + std::to_string(want_dims) + ")",
+                            " (expected unsigned bytes, 0x0000080" + std::to_string(want_dims) +
+                            ")",
                         "is this an IDX file from the MNIST or Fashion-MNIST distribution?");
     if (b[3] != want_dims)
         throw DataError(path + ": IDX file has " + std::to_string(b[3]) + " dimensions, expected " +
@@ -102,8 +104,9 @@ Idx read_idx(const std::string& path, int want_dims) {
     uint64_t total = 1;
     for (int d = 0; d < want_dims; ++d) {
         uint32_t v = be32(b.data() + 4 + 4 * d);
-        if (v == 0 || v > (1u << 28)) throw DataError(path + ": IDX dimension " +
-                                                      std::to_string(d) + " is " + std::to_string(v));
+        if (v == 0 || v > (1u << 28))
+            throw DataError(path + ": IDX dimension " + std::to_string(d) + " is " +
+                            std::to_string(v));
         idx.dims.push_back(v);
         total *= v;
     }
@@ -120,22 +123,24 @@ Dataset load_idx(const std::string& path, Split split, bool labels_only) {
         throw UsageError(path + ": an IDX folder has its own train and test files",
                          "use --split train or --split test");
     fs::path dir(path);
-    std::vector<std::string> prefixes =
-        split == Split::train ? std::vector<std::string>{"train"}
-                              : std::vector<std::string>{"t10k", "test"};
+    std::vector<std::string> prefixes = split == Split::train
+                                            ? std::vector<std::string>{"train"}
+                                            : std::vector<std::string>{"t10k", "test"};
     std::string images = find_idx(dir, prefixes, "images", 3);
     std::string labels = find_idx(dir, prefixes, "labels", 1);
     if (images.empty() || labels.empty())
-        throw DataError(path + ": no " + prefixes[0] + "-" + (images.empty() ? "images-idx3" : "labels-idx1") +
-                           "-ubyte[.gz] file in this folder",
-                       "an IDX folder holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                       "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not");
+        throw DataError(path + ": no " + prefixes[0] + "-" +
+                            (images.empty() ? "images-idx3" : "labels-idx1") +
+                            "-ubyte[.gz] file in this folder",
+                        "an IDX folder holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                        "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not");
     Idx lb = read_idx(labels, 1);
     Dataset d;
     d.name = path;
     d.format = Format::idx;
     d.labels.reserve(lb.dims[0]);
-    for (size_t i = lb.header; i < lb.bytes.size(); ++i) d.labels.push_back(lb.bytes[i]);
+    for (size_t i = lb.header; i < lb.bytes.size(); ++i)
+        d.labels.push_back(lb.bytes[i]);
     if (labels_only) return d;
     Idx im = read_idx(images, 3);
     if (im.dims[0] != lb.dims[0])
@@ -176,8 +181,10 @@ Dataset load_csv(const std::string& path, Split split) {
             size_t c = s.find(',', a);
             if (c == std::string_view::npos) c = s.size();
             std::string_view f = s.substr(a, c - a);
-            while (!f.empty() && f.front() == ' ') f.remove_prefix(1);
-            while (!f.empty() && f.back() == ' ') f.remove_suffix(1);
+            while (!f.empty() && f.front() == ' ')
+                f.remove_prefix(1);
+            while (!f.empty() && f.back() == ' ')
+                f.remove_suffix(1);
             float v = 0;
             auto r = std::from_chars(f.data(), f.data() + f.size(), v);
             if (f.empty() || r.ec != std::errc() || r.ptr != f.data() + f.size()) numeric = false;
@@ -214,15 +221,18 @@ std::string_view book_of(std::string_view line) {
     size_t i = 0;
     if (i < line.size() && line[i] >= '1' && line[i] <= '9') ++i;
     size_t letters = i;
-    while (i < line.size() && ((line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= 'a' && line[i] <= 'z')))
+    while (i < line.size() &&
+           ((line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= 'a' && line[i] <= 'z')))
         ++i;
     if (i == letters) return {};
     size_t name_end = i, digits = i;
-    while (i < line.size() && line[i] >= '0' && line[i] <= '9') ++i;
+    while (i < line.size() && line[i] >= '0' && line[i] <= '9')
+        ++i;
     if (i == digits || i >= line.size() || line[i] != ':') return {};
     ++i;
     size_t vd = i;
-    while (i < line.size() && line[i] >= '0' && line[i] <= '9') ++i;
+    while (i < line.size() && line[i] >= '0' && line[i] <= '9')
+        ++i;
     if (i == vd) return {};
     return line.substr(0, name_end);
 }
@@ -266,13 +276,15 @@ Dataset load_text(const std::string& path, Split split) {
 
 int64_t Dataset::classes() const {
     int64_t m = -1;
-    for (auto l : labels) m = std::max(m, l);
+    for (auto l : labels)
+        m = std::max(m, l);
     return m + 1;
 }
 
 size_t Dataset::sample_size() const {
     size_t n = 1;
-    for (auto s : shape) n *= size_t(s);
+    for (auto s : shape)
+        n *= size_t(s);
     return n;
 }
 
@@ -301,7 +313,8 @@ Examples Dataset::gather(const std::vector<size_t>& indices) const {
     for (size_t i : indices) {
         if (format == Format::idx) {
             const uint8_t* p = pixels.data() + i * k;
-            for (size_t j = 0; j < k; ++j) out[j] = float(p[j]) * (1.0f / 255.0f);
+            for (size_t j = 0; j < k; ++j)
+                out[j] = float(p[j]) * (1.0f / 255.0f);
         } else {
             std::memcpy(out, values.data() + i * k, k * sizeof(float));
         }
@@ -335,9 +348,9 @@ Dataset load_dataset(const std::string& path, Format format, Split split, bool l
             throw UsageError(path + ": IDX data is a folder (train-images-idx3-ubyte.gz, ...)");
         return load_idx(path, split, labels_only);
     }
-    if (fs::is_directory(st)) throw UsageError(path + ": is a folder, --format " +
-                                               (format == Format::csv ? "csv" : "text") +
-                                               " reads a file");
+    if (fs::is_directory(st))
+        throw UsageError(path + ": is a folder, --format " +
+                         (format == Format::csv ? "csv" : "text") + " reads a file");
     return format == Format::csv ? load_csv(path, split) : load_text(path, split);
 }
 

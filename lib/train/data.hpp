@@ -39,16 +39,16 @@ struct Examples {
 };
 
 class Dataset {
-public:
-    std::string name;           // the path, for messages
+  public:
+    std::string name; // the path, for messages
     Format format = Format::idx;
-    std::vector<int64_t> shape; // per sample (IDX: {1, H, W}; CSV: {features})
-    std::vector<uint8_t> pixels;   // IDX, n * prod(shape) bytes
-    std::vector<float> values;     // CSV, n * prod(shape)
-    std::vector<int64_t> labels;   // IDX and CSV
-    std::string text;              // text
+    std::vector<int64_t> shape;               // per sample (IDX: {1, H, W}; CSV: {features})
+    std::vector<uint8_t> pixels;              // IDX, n * prod(shape) bytes
+    std::vector<float> values;                // CSV, n * prod(shape)
+    std::vector<int64_t> labels;              // IDX and CSV
+    std::string text;                         // text
     std::vector<size_t> line_begin, line_end; // text: byte ranges of the samples (lines)
-    std::vector<int32_t> book;     // text: book number of each line, -1 when it has none
+    std::vector<int32_t> book;                // text: book number of each line, -1 when it has none
     std::vector<std::string> book_names;
 
     bool is_text() const { return format == Format::text; }

@@ -32,8 +32,8 @@ struct Params {
 Params to_params(const std::vector<NamedTensor>& named) {
     Params p;
     for (auto& t : named) {
-        Tensor x = torch::from_blob(const_cast<float*>(t.values.data()), t.shape, torch::kFloat32)
-                       .clone();
+        Tensor x =
+            torch::from_blob(const_cast<float*>(t.values.data()), t.shape, torch::kFloat32).clone();
         p.index[t.name] = p.tensors.size();
         p.names.push_back(t.name);
         p.tensors.push_back(x);
@@ -68,9 +68,7 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
             ++i;
             continue;
         }
-        auto bias = [&](const std::string& name) {
-            return l.bias ? p[name + ".bias"] : Tensor();
-        };
+        auto bias = [&](const std::string& name) { return l.bias ? p[name + ".bias"] : Tensor(); };
         switch (l.type) {
         case LayerType::linear:
             x = torch::linear(x, p[n + ".weight"], bias(n));
@@ -113,8 +111,8 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
             Tensor h = torch::layer_norm(x, {D}, p[n + ".ln1.weight"], p[n + ".ln1.bias"]);
             Tensor qkv = torch::linear(h, p[n + ".attn.qkv.weight"], p[n + ".attn.qkv.bias"]);
             auto parts = qkv.view({B, T, 3, H, Dh}).permute({2, 0, 3, 1, 4}).unbind(0);
-            Tensor att = torch::matmul(parts[0], parts[1].transpose(-2, -1)) *
-                         (1.0 / std::sqrt(double(Dh)));
+            Tensor att =
+                torch::matmul(parts[0], parts[1].transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));
             Tensor mask = torch::ones({T, T}, torch::kBool).triu(1);
             att = torch::softmax(att.masked_fill(mask, -INFINITY), -1);
             att = torch::dropout(att, l.p, train);
@@ -139,10 +137,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // Classifier inputs as a [N, input...] tensor viewing `data` (which outlives it).
 Tensor features_tensor(const ModelSpec& spec, const Examples& data) {
     if (spec.task != Task::classify || !data.text.empty() || data.shape.empty())
-        throw UsageError("the model classifies, but the data is text", "use an IDX folder or CSV file");
+        throw UsageError("the model classifies, but the data is text",
+                         "use an IDX folder or CSV file");
     int64_t need = 1, have = 1;
-    for (auto d : spec.input) need *= d;
-    for (auto d : data.shape) have *= d;
+    for (auto d : spec.input)
+        need *= d;
+    for (auto d : data.shape)
+        have *= d;
     if (need != have)
         throw DataError("data samples have " + std::to_string(have) +
                         " values each, the model's input needs " + std::to_string(need));
@@ -185,8 +186,8 @@ void n3_passive_openmp(int, char**, char**) {
     if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
         setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
 }
-__attribute__((section(".preinit_array"), used)) void (*n3_preinit_openmp)(int, char**, char**) =
-    n3_passive_openmp;
+__attribute__((section(".preinit_array"),
+               used)) void (*n3_preinit_openmp)(int, char**, char**) = n3_passive_openmp;
 
 } // namespace
 
@@ -274,7 +275,8 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
 
     Params init_params = to_params(model_tensors(init));
     Params params = init_params;
-    for (auto& t : params.tensors) t = t.clone().set_requires_grad(true);
+    for (auto& t : params.tensors)
+        t = t.clone().set_requires_grad(true);
 
     const bool lm = spec.task == Task::lm;
     Tensor X, Y, text;
@@ -297,14 +299,13 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
 
     std::unique_ptr<torch::optim::Optimizer> opt;
     if (opts.optimizer == "sgd")
-        opt = std::make_unique<torch::optim::SGD>(
-            params.tensors, torch::optim::SGDOptions(opts.lr)
-                                .momentum(opts.momentum)
-                                .weight_decay(opts.weight_decay));
+        opt = std::make_unique<torch::optim::SGD>(params.tensors,
+                                                  torch::optim::SGDOptions(opts.lr)
+                                                      .momentum(opts.momentum)
+                                                      .weight_decay(opts.weight_decay));
     else
         opt = std::make_unique<torch::optim::Adam>(
-            params.tensors,
-            torch::optim::AdamOptions(opts.lr).weight_decay(opts.weight_decay));
+            params.tensors, torch::optim::AdamOptions(opts.lr).weight_decay(opts.weight_decay));
 
     Tensor offsets_base;
     if (lm) offsets_base = torch::arange(spec.context + 1, torch::kInt64).unsqueeze(0);
@@ -321,8 +322,8 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
             int64_t rows = 0;
             if (lm) {
                 rows = std::min(opts.batch, n - b * opts.batch);
-                Tensor starts = torch::randint(text.numel() - spec.context - 1, {rows, 1},
-                                               torch::kInt64);
+                Tensor starts =
+                    torch::randint(text.numel() - spec.context - 1, {rows, 1}, torch::kInt64);
                 Tensor seq = text.index({starts + offsets_base});
                 Tensor logits = forward(spec, params, seq.slice(1, 0, spec.context), true);
                 loss = torch::cross_entropy_loss(logits.reshape({-1, spec.vocab}),
@@ -343,7 +344,8 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
             loss.backward();
             double value = loss.item<double>();
             if (!std::isfinite(value))
-                throw DataError("training loss became " + std::string(std::isnan(value) ? "nan" : "infinite") +
+                throw DataError("training loss became " +
+                                    std::string(std::isnan(value) ? "nan" : "infinite") +
                                     " at step " + std::to_string(step + 1) + " (epoch " +
                                     std::to_string(epoch) + ")",
                                 "lower --lr, or check the data for NaN values");
@@ -479,9 +481,9 @@ std::string generate_text(const Model& m, const std::string& prompt, int64_t tok
     std::string out;
     for (int64_t i = 0; i < tokens; ++i) {
         size_t from = ids.size() > size_t(spec.context) ? ids.size() - size_t(spec.context) : 0;
-        Tensor x = torch::tensor(std::vector<int64_t>(ids.begin() + long(from), ids.end()),
-                                 torch::kInt64)
-                       .unsqueeze(0);
+        Tensor x =
+            torch::tensor(std::vector<int64_t>(ids.begin() + long(from), ids.end()), torch::kInt64)
+                .unsqueeze(0);
         Tensor logits = forward(spec, params, x, false).select(1, x.size(1) - 1).squeeze(0);
         int64_t next = 0;
         if (temperature == 0) {

@@ -23,20 +23,23 @@ Model load_model_record(const std::string& path, const std::optional<Model>& spe
     if (rec->type() != RecordType::model)
         throw DataError(in.name() + ": record 1 is a " + std::string(type_name(rec->type())) +
                             " record, not a model",
-                        rec->type() == RecordType::update ? "merge updates into a model first: n3-merge"
+                        rec->type() == RecordType::update
+                            ? "merge updates into a model first: n3-merge"
                         : rec->type() == RecordType::packed || rec->type() == RecordType::shard
                             ? "decode it first: n3-encode -d"
                         : rec->type() == RecordType::sealed ? "open it first: n3-seal --open"
                                                             : "");
     Model m;
     m.payload.assign(rec->payload().begin(), rec->payload().end());
-    if (reader.next()) throw DataError(in.name() + ": holds more than one record, expected one model");
+    if (reader.next())
+        throw DataError(in.name() + ": holds more than one record, expected one model");
     TensorSet set = TensorSet::parse(m.payload, in.name());
     m.hash = model_hash(m.payload);
     if (auto r = set.meta(meta::round)) {
         char* end = nullptr;
         m.round = std::strtoull(r->c_str(), &end, 10);
-        if (r->empty() || *end) throw DataError(in.name() + ": metadata round '" + *r + "' is not a number");
+        if (r->empty() || *end)
+            throw DataError(in.name() + ": metadata round '" + *r + "' is not a number");
     }
     auto text = set.meta(meta::spec);
     if (text) {
@@ -74,7 +77,8 @@ std::vector<NamedTensor> model_tensors(const Model& m) {
         if (t->shape != e.shape) {
             auto text = [](const std::vector<int64_t>& v) {
                 std::string s;
-                for (size_t i = 0; i < v.size(); ++i) s += (i ? "x" : "") + std::to_string(v[i]);
+                for (size_t i = 0; i < v.size(); ++i)
+                    s += (i ? "x" : "") + std::to_string(v[i]);
                 return s;
             };
             throw DataError("model: tensor '" + e.name + "' has shape " + text(t->shape) +
@@ -97,9 +101,9 @@ std::vector<NamedTensor> model_tensors(const Model& m) {
     if (set.tensors().size() != expected.size()) {
         for (auto& t : set.tensors()) {
             bool known = false;
-            for (auto& e : expected) known = known || e.name == t.name;
-            if (!known)
-                throw DataError("model: tensor '" + t.name + "' is not in the spec");
+            for (auto& e : expected)
+                known = known || e.name == t.name;
+            if (!known) throw DataError("model: tensor '" + t.name + "' is not in the spec");
         }
     }
     return out;

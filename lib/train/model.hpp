@@ -19,8 +19,8 @@
 #pragma once
 
 #include "record/format.hpp"
-#include "record/safetensors.hpp"
 #include "record/io.hpp"
+#include "record/safetensors.hpp"
 #include "train/data.hpp"
 #include "train/spec.hpp"
 
@@ -62,7 +62,7 @@ Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t s
 
 struct TrainOptions {
     int epochs = 1;
-    int64_t steps = 0;  // when > 0, stop after this many steps (epochs is then a maximum too)
+    int64_t steps = 0; // when > 0, stop after this many steps (epochs is then a maximum too)
     int64_t batch = 64;
     double lr = 0.01;
     double momentum = 0;
@@ -82,7 +82,7 @@ struct TrainResult {
     uint64_t processed = 0; // samples (LM: sequences) seen, counting repeats across epochs
     int64_t steps = 0;
     double seconds = 0;
-    double loss = 0;        // mean training loss over the last epoch (or the last steps)
+    double loss = 0; // mean training loss over the last epoch (or the last steps)
 };
 
 TrainResult train_model(const Model& init, const Examples& data, const TrainOptions& opts);

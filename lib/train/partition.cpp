@@ -27,10 +27,12 @@ uint64_t splitmix(uint64_t& x) {
     return z ^ (z >> 31);
 }
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
-constexpr size_t kMinShare = 10;     // NIID-Bench's min_require_size
-constexpr int kMaxRedraws = 10000;   // bound the redraw loops; NIID-Bench loops forever
+constexpr size_t kMinShare = 10;   // NIID-Bench's min_require_size
+constexpr int kMaxRedraws = 10000; // bound the redraw loops; NIID-Bench loops forever
 
 } // namespace
 
@@ -67,14 +69,16 @@ PartitionSpec PartitionSpec::parse(const std::string& s) {
         p.k = k;
     } else {
         throw UsageError("--partition must be iid, dirichlet:ALPHA, classes:K, quantity:ALPHA or "
-                         "natural, not '" + s + "'");
+                         "natural, not '" +
+                         s + "'");
     }
     return p;
 }
 
 Rng::Rng(uint64_t seed) {
     uint64_t x = seed;
-    for (auto& s : s_) s = splitmix(x);
+    for (auto& s : s_)
+        s = splitmix(x);
 }
 
 uint64_t Rng::next() {
@@ -89,7 +93,9 @@ uint64_t Rng::next() {
     return r;
 }
 
-double Rng::uniform() { return double(next() >> 11) * 0x1.0p-53; }
+double Rng::uniform() {
+    return double(next() >> 11) * 0x1.0p-53;
+}
 
 uint64_t Rng::below(uint64_t n) {
     if (n <= 1) return 0;
@@ -103,7 +109,8 @@ uint64_t Rng::below(uint64_t n) {
 double Rng::normal() {
     // Box-Muller; one value per call keeps the stream simple to reason about.
     double u1 = 0;
-    while (u1 <= 0) u1 = uniform();
+    while (u1 <= 0)
+        u1 = uniform();
     double u2 = uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
@@ -111,7 +118,8 @@ double Rng::normal() {
 double Rng::gamma(double shape) {
     if (shape < 1) {
         double u = 0;
-        while (u <= 0) u = uniform();
+        while (u <= 0)
+            u = uniform();
         return gamma(shape + 1) * std::pow(u, 1.0 / shape);
     }
     double d = shape - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
@@ -128,13 +136,15 @@ double Rng::gamma(double shape) {
 std::vector<double> Rng::dirichlet(double alpha, size_t n) {
     std::vector<double> p(n);
     double sum = 0;
-    for (auto& x : p) sum += (x = gamma(alpha));
+    for (auto& x : p)
+        sum += (x = gamma(alpha));
     if (!(sum > 0)) { // every draw underflowed (tiny alpha): put all the mass on one
         std::fill(p.begin(), p.end(), 0.0);
         p[below(n)] = 1;
         return p;
     }
-    for (auto& x : p) x /= sum;
+    for (auto& x : p)
+        x /= sum;
     return p;
 }
 
@@ -161,8 +171,8 @@ Shares split_by_proportions(const std::vector<size_t>& v, const std::vector<doub
     size_t start = 0;
     for (size_t j = 0; j < p.size(); ++j) {
         cum += p[j];
-        size_t end = j + 1 == p.size() ? v.size()
-                                       : std::min(v.size(), size_t(cum * double(v.size())));
+        size_t end =
+            j + 1 == p.size() ? v.size() : std::min(v.size(), size_t(cum * double(v.size())));
         end = std::max(end, start);
         out[j].assign(v.begin() + long(start), v.begin() + long(end));
         start = end;
@@ -178,7 +188,8 @@ std::vector<size_t> iota(size_t n) {
 
 std::vector<std::vector<size_t>> by_label(const Dataset& d, int64_t classes) {
     std::vector<std::vector<size_t>> idx(static_cast<size_t>(classes));
-    for (size_t i = 0; i < d.labels.size(); ++i) idx[size_t(d.labels[i])].push_back(i);
+    for (size_t i = 0; i < d.labels.size(); ++i)
+        idx[size_t(d.labels[i])].push_back(i);
     return idx;
 }
 
@@ -200,7 +211,8 @@ Shares dirichlet_split(const Dataset& d, double alpha, size_t parties, Rng& rng)
             // NIID-Bench divides by zero here (NaN proportions) when every party is full; that
             // cannot happen while samples remain, but keep the split defined.
             if (sum > 0)
-                for (auto& x : p) x /= sum;
+                for (auto& x : p)
+                    x /= sum;
             else
                 p.assign(parties, 1.0 / double(parties));
             auto parts = split_by_proportions(idx_k, p);
@@ -208,9 +220,11 @@ Shares dirichlet_split(const Dataset& d, double alpha, size_t parties, Rng& rng)
                 batch[j].insert(batch[j].end(), parts[j].begin(), parts[j].end());
         }
         size_t min_size = SIZE_MAX;
-        for (auto& b : batch) min_size = std::min(min_size, b.size());
+        for (auto& b : batch)
+            min_size = std::min(min_size, b.size());
         if (min_size >= kMinShare) {
-            for (auto& b : batch) rng.shuffle(b);
+            for (auto& b : batch)
+                rng.shuffle(b);
             return batch;
         }
     }
@@ -263,7 +277,8 @@ Shares classes_split(const Dataset& d, int k, size_t parties, Rng& rng) {
                 }
         }
     }
-    for (auto& b : out) rng.shuffle(b);
+    for (auto& b : out)
+        rng.shuffle(b);
     return out;
 }
 
@@ -309,15 +324,16 @@ std::vector<std::vector<size_t>> partition_all(const Dataset& d, const Partition
     if (clients < 1) throw UsageError("--clients must be at least 1");
     const auto parties = size_t(clients);
     if (d.size() < parties)
-        throw DataError(d.name + ": " + std::to_string(d.size()) + " samples cannot be split among " +
-                        std::to_string(clients) + " clients");
-    bool labelled = spec.kind == PartitionSpec::Kind::dirichlet ||
-                    spec.kind == PartitionSpec::Kind::classes;
+        throw DataError(d.name + ": " + std::to_string(d.size()) +
+                        " samples cannot be split among " + std::to_string(clients) + " clients");
+    bool labelled =
+        spec.kind == PartitionSpec::Kind::dirichlet || spec.kind == PartitionSpec::Kind::classes;
     if (labelled && d.is_text())
-        throw UsageError(std::string("--partition ") +
-                             (spec.kind == PartitionSpec::Kind::dirichlet ? "dirichlet" : "classes") +
-                             " splits by label; " + d.name + " is text without labels",
-                         "use iid, quantity:ALPHA or natural for text");
+        throw UsageError(
+            std::string("--partition ") +
+                (spec.kind == PartitionSpec::Kind::dirichlet ? "dirichlet" : "classes") +
+                " splits by label; " + d.name + " is text without labels",
+            "use iid, quantity:ALPHA or natural for text");
     Rng rng(seed);
     Shares out;
     switch (spec.kind) {
@@ -341,7 +357,8 @@ std::vector<std::vector<size_t>> partition_all(const Dataset& d, const Partition
         break;
     }
     if (d.is_text())
-        for (auto& b : out) std::sort(b.begin(), b.end());
+        for (auto& b : out)
+            std::sort(b.begin(), b.end());
     return out;
 }
 

@@ -19,12 +19,18 @@ struct TypeName {
     const char* name;
 };
 constexpr TypeName kTypes[] = {
-    {LayerType::linear, "linear"},           {LayerType::conv2d, "conv2d"},
-    {LayerType::maxpool2d, "maxpool2d"},     {LayerType::avgpool2d, "avgpool2d"},
-    {LayerType::flatten, "flatten"},         {LayerType::relu, "relu"},
-    {LayerType::gelu, "gelu"},               {LayerType::tanh, "tanh"},
-    {LayerType::dropout, "dropout"},         {LayerType::layernorm, "layernorm"},
-    {LayerType::embedding, "embedding"},     {LayerType::position, "position"},
+    {LayerType::linear, "linear"},
+    {LayerType::conv2d, "conv2d"},
+    {LayerType::maxpool2d, "maxpool2d"},
+    {LayerType::avgpool2d, "avgpool2d"},
+    {LayerType::flatten, "flatten"},
+    {LayerType::relu, "relu"},
+    {LayerType::gelu, "gelu"},
+    {LayerType::tanh, "tanh"},
+    {LayerType::dropout, "dropout"},
+    {LayerType::layernorm, "layernorm"},
+    {LayerType::embedding, "embedding"},
+    {LayerType::position, "position"},
     {LayerType::transformer, "transformer"},
 };
 
@@ -49,7 +55,7 @@ const std::map<LayerType, std::set<std::string>>& allowed_keys() {
 }
 
 class Parser {
-public:
+  public:
     explicit Parser(std::string where) : where_(std::move(where)) {}
 
     [[noreturn]] void fail(const YAML::Node& at, const std::string& what) const {
@@ -69,8 +75,8 @@ public:
             fail(n, what + " must be an integer, not '" + n.Scalar() + "'");
         }
         if (v < lo || v > hi)
-            fail(n, what + " is " + std::to_string(v) + ", outside " + std::to_string(lo) +
-                        ".." + std::to_string(hi));
+            fail(n, what + " is " + std::to_string(v) + ", outside " + std::to_string(lo) + ".." +
+                        std::to_string(hi));
         return v;
     }
     double number(const YAML::Node& n, const std::string& what, double lo, double hi) const {
@@ -102,7 +108,7 @@ public:
             fail(e.mark.line + 1, "not valid YAML: " + e.msg);
         }
         if (!root.IsMap()) fail(root, "a model spec is a mapping with 'task' and 'layers'");
-        static const std::set<std::string> top = {"name", "task", "input", "classes",
+        static const std::set<std::string> top = {"name",  "task",    "input", "classes",
                                                   "vocab", "context", "layers"};
         for (auto it = root.begin(); it != root.end(); ++it) {
             if (!it->first.IsScalar()) fail(it->first, "keys must be plain words");
@@ -126,11 +132,13 @@ public:
 
         if (s.task == Task::classify) {
             auto in = root["input"];
-            if (!in) fail(root, "a classify spec needs 'input' (the sample shape, e.g. [1, 28, 28])");
+            if (!in)
+                fail(root, "a classify spec needs 'input' (the sample shape, e.g. [1, 28, 28])");
             if (in.IsScalar()) {
                 s.input = {integer(in, "input", 1, int64_t(1) << 24)};
             } else if (in.IsSequence() && in.size() >= 1 && in.size() <= 3) {
-                for (auto d : in) s.input.push_back(integer(d, "input dimension", 1, 1 << 16));
+                for (auto d : in)
+                    s.input.push_back(integer(d, "input dimension", 1, 1 << 16));
             } else {
                 fail(in, "input must be a list of 1 to 3 dimensions, e.g. [1, 28, 28] or [784]");
             }
@@ -161,7 +169,8 @@ public:
         double params = 0;
         for (const auto& t : s.tensors()) {
             double n = 1;
-            for (auto d : t.shape) n *= double(d);
+            for (auto d : t.shape)
+                n *= double(d);
             params += n;
         }
         if (params > 2e9)
@@ -204,9 +213,11 @@ public:
             if (k == "type" || k == "name") continue;
             if (!allowed.count(k)) {
                 std::string list;
-                for (auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-                fail(it->first, "unknown key '" + k + "' for " + type +
-                                    (list.empty() ? " (it takes none)" : " (expected " + list + ")"));
+                for (auto& a : allowed)
+                    list += (list.empty() ? "" : ", ") + a;
+                fail(it->first,
+                     "unknown key '" + k + "' for " + type +
+                         (list.empty() ? " (it takes none)" : " (expected " + list + ")"));
             }
         }
         if (params["name"]) {
@@ -282,7 +293,8 @@ public:
     void infer_shapes(const ModelSpec& s) const {
         auto text = [](const std::vector<int64_t>& v) {
             std::string t = "[";
-            for (size_t i = 0; i < v.size(); ++i) t += (i ? ", " : "") + std::to_string(v[i]);
+            for (size_t i = 0; i < v.size(); ++i)
+                t += (i ? ", " : "") + std::to_string(v[i]);
             return t + "]";
         };
         std::vector<int64_t> shape = s.input;
@@ -324,8 +336,8 @@ public:
             case LayerType::maxpool2d:
             case LayerType::avgpool2d:
                 if (shape.size() != 3)
-                    fail(l.line, what + ": expects [C, H, W] but the layer before gives " +
-                                     text(shape));
+                    fail(l.line,
+                         what + ": expects [C, H, W] but the layer before gives " + text(shape));
                 for (int d = 1; d < 3; ++d) {
                     if (shape[d] < l.kernel)
                         fail(l.line, what + ": kernel " + std::to_string(l.kernel) +
@@ -336,7 +348,8 @@ public:
             case LayerType::flatten: {
                 if (s.task == Task::lm) fail(l.line, what + " is for classify specs");
                 int64_t n = 1;
-                for (auto d : shape) n *= d;
+                for (auto d : shape)
+                    n *= d;
                 shape = {n};
                 break;
             }
@@ -376,11 +389,10 @@ public:
                                            std::to_string(s.classes));
         if (s.task == Task::lm && (tokens || shape.back() != s.vocab))
             fail(s.layers.back().line, "the last layer gives " + text(shape) +
-                                           " per position but vocab is " +
-                                           std::to_string(s.vocab));
+                                           " per position but vocab is " + std::to_string(s.vocab));
     }
 
-private:
+  private:
     std::string where_;
 };
 
@@ -409,7 +421,8 @@ std::string ModelSpec::canonical() const {
     o << "task " << (task == Task::classify ? "classify" : "lm") << "\n";
     if (task == Task::classify) {
         o << "input";
-        for (auto d : input) o << " " << d;
+        for (auto d : input)
+            o << " " << d;
         o << "\nclasses " << classes << "\n";
     } else {
         o << "vocab " << vocab << "\ncontext " << context << "\n";
@@ -476,7 +489,8 @@ int64_t ModelSpec::parameter_count() const {
     int64_t total = 0;
     for (auto& t : tensors()) {
         int64_t n = 1;
-        for (auto d : t.shape) n *= d;
+        for (auto d : t.shape)
+            n *= d;
         total += n;
     }
     return total;

@@ -35,7 +35,7 @@ enum class LayerType {
     dropout,
     layernorm,
     embedding,
-    position, // learned positional embedding added to the sequence
+    position,    // learned positional embedding added to the sequence
     transformer, // pre-norm block: causal self-attention and an MLP, both residual
 };
 

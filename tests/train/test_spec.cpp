@@ -80,9 +80,10 @@ TEST_CASE("spec errors name the line and what is wrong") {
                Catch::Contains("s.yaml:4: layers must be a non-empty list"));
     CHECK_THAT(error_of("task: lm\ncontext: 8\nlayers:\n  - {type: linear, in: 8, out: 256}\n"),
                Catch::Contains("s.yaml:4: linear 'linear0': an lm spec starts with an embedding"));
-    CHECK_THAT(error_of("task: lm\ncontext: 8\nlayers:\n  - {type: embedding, vocab: 256, dim: 6}\n"
-                        "  - {type: transformer, dim: 6, heads: 4}\n"),
-               Catch::Contains("s.yaml:5: transformer 'transformer1': dim 6 is not divisible by heads 4"));
+    CHECK_THAT(
+        error_of("task: lm\ncontext: 8\nlayers:\n  - {type: embedding, vocab: 256, dim: 6}\n"
+                 "  - {type: transformer, dim: 6, heads: 4}\n"),
+        Catch::Contains("s.yaml:5: transformer 'transformer1': dim 6 is not divisible by heads 4"));
     CHECK_THAT(error_of(head + "  - flatten\n  - {type: linear, name: a, in: 784, out: 10}\n"
                                "  - {type: linear, name: a, in: 10, out: 10}\n"),
                Catch::Contains("s.yaml:7: layer name 'a' is used twice"));
