@@ -1,0 +1,501 @@
+// The libtorch half of lib/train: the network as a function of named tensors, the training
+// loop, evaluation and sampling. The only translation unit of n3 that includes libtorch.
+//
+// The network is not a torch::nn module tree: parameters are plain tensors named as the spec
+// says, and forward() applies the spec's layers with ATen functions, so tensor names, order and
+// initialisation are ours and stable across libtorch versions.
+#include "train/model.hpp"
+
+#include "record/error.hpp"
+#include "record/safetensors.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <dlfcn.h>
+#include <thread>
+#include <torch/torch.h>
+
+namespace n3::train {
+
+namespace {
+
+using torch::Tensor;
+
+struct Params {
+    std::vector<std::string> names;
+    std::vector<Tensor> tensors;
+    std::map<std::string, size_t> index;
+    const Tensor& operator[](const std::string& n) const { return tensors[index.at(n)]; }
+};
+
+Params to_params(const std::vector<NamedTensor>& named) {
+    Params p;
+    for (auto& t : named) {
+        Tensor x =
+            torch::from_blob(const_cast<float*>(t.values.data()), t.shape, torch::kFloat32).clone();
+        p.index[t.name] = p.tensors.size();
+        p.names.push_back(t.name);
+        p.tensors.push_back(x);
+    }
+    return p;
+}
+
+std::vector<NamedTensor> from_params(const Params& p, const Params* minus = nullptr) {
+    std::vector<NamedTensor> out;
+    for (size_t i = 0; i < p.tensors.size(); ++i) {
+        Tensor t = p.tensors[i].detach();
+        if (minus) t = t - minus->tensors[i];
+        t = t.contiguous();
+        NamedTensor nt{p.names[i], t.sizes().vec(), {}};
+        nt.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+        out.push_back(std::move(nt));
+    }
+    return out;
+}
+
+Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
+    const auto& layers = spec.layers;
+    for (size_t i = 0; i < layers.size(); ++i) {
+        const Layer& l = layers[i];
+        const std::string& n = l.name;
+        // relu then maxpool equals maxpool then relu (relu is monotone), and pooling first
+        // makes relu and its backward pass work on a quarter of the elements: the CNN trains
+        // 1.3-1.5x faster with the same result.
+        if (l.type == LayerType::relu && i + 1 < layers.size() &&
+            layers[i + 1].type == LayerType::maxpool2d) {
+            x = torch::relu(torch::max_pool2d(x, layers[i + 1].kernel, layers[i + 1].stride));
+            ++i;
+            continue;
+        }
+        auto bias = [&](const std::string& name) { return l.bias ? p[name + ".bias"] : Tensor(); };
+        switch (l.type) {
+        case LayerType::linear:
+            x = torch::linear(x, p[n + ".weight"], bias(n));
+            break;
+        case LayerType::conv2d:
+            x = torch::conv2d(x, p[n + ".weight"], bias(n), l.stride, l.padding);
+            break;
+        case LayerType::maxpool2d:
+            x = torch::max_pool2d(x, l.kernel, l.stride);
+            break;
+        case LayerType::avgpool2d:
+            x = torch::avg_pool2d(x, l.kernel, l.stride);
+            break;
+        case LayerType::flatten:
+            x = x.flatten(1);
+            break;
+        case LayerType::relu:
+            x = torch::relu(x);
+            break;
+        case LayerType::gelu:
+            x = torch::gelu(x);
+            break;
+        case LayerType::tanh:
+            x = torch::tanh(x);
+            break;
+        case LayerType::dropout:
+            x = torch::dropout(x, l.p, train);
+            break;
+        case LayerType::layernorm:
+            x = torch::layer_norm(x, {l.dim}, p[n + ".weight"], p[n + ".bias"]);
+            break;
+        case LayerType::embedding:
+            x = torch::embedding(p[n + ".weight"], x);
+            break;
+        case LayerType::position:
+            x = x + p[n + ".weight"].slice(0, 0, x.size(1));
+            break;
+        case LayerType::transformer: {
+            const int64_t B = x.size(0), T = x.size(1), D = l.dim, H = l.heads, Dh = D / H;
+            Tensor h = torch::layer_norm(x, {D}, p[n + ".ln1.weight"], p[n + ".ln1.bias"]);
+            Tensor qkv = torch::linear(h, p[n + ".attn.qkv.weight"], p[n + ".attn.qkv.bias"]);
+            auto parts = qkv.view({B, T, 3, H, Dh}).permute({2, 0, 3, 1, 4}).unbind(0);
+            Tensor att =
+                torch::matmul(parts[0], parts[1].transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));
+            Tensor mask = torch::ones({T, T}, torch::kBool).triu(1);
+            att = torch::softmax(att.masked_fill(mask, -INFINITY), -1);
+            att = torch::dropout(att, l.p, train);
+            Tensor y = torch::matmul(att, parts[2]).transpose(1, 2).reshape({B, T, D});
+            y = torch::linear(y, p[n + ".attn.proj.weight"], p[n + ".attn.proj.bias"]);
+            x = x + torch::dropout(y, l.p, train);
+            h = torch::layer_norm(x, {D}, p[n + ".ln2.weight"], p[n + ".ln2.bias"]);
+            h = torch::gelu(torch::linear(h, p[n + ".mlp.fc1.weight"], p[n + ".mlp.fc1.bias"]));
+            h = torch::linear(h, p[n + ".mlp.fc2.weight"], p[n + ".mlp.fc2.bias"]);
+            x = x + torch::dropout(h, l.p, train);
+            break;
+        }
+        }
+    }
+    return x;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Classifier inputs as a [N, input...] tensor viewing `data` (which outlives it).
+Tensor features_tensor(const ModelSpec& spec, const Examples& data) {
+    if (spec.task != Task::classify || !data.text.empty() || data.shape.empty())
+        throw UsageError("the model classifies, but the data is text",
+                         "use an IDX folder or CSV file");
+    int64_t need = 1, have = 1;
+    for (auto d : spec.input)
+        need *= d;
+    for (auto d : data.shape)
+        have *= d;
+    if (need != have)
+        throw DataError("data samples have " + std::to_string(have) +
+                        " values each, the model's input needs " + std::to_string(need));
+    std::vector<int64_t> shape = {int64_t(data.size())};
+    shape.insert(shape.end(), spec.input.begin(), spec.input.end());
+    return torch::from_blob(const_cast<float*>(data.features.data()), shape, torch::kFloat32);
+}
+
+Tensor labels_tensor(const ModelSpec& spec, const Examples& data) {
+    for (size_t i = 0; i < data.labels.size(); ++i)
+        if (data.labels[i] < 0 || data.labels[i] >= spec.classes)
+            throw DataError("label " + std::to_string(data.labels[i]) + " of sample " +
+                                std::to_string(i) + " is out of range for a " +
+                                std::to_string(spec.classes) + "-class model",
+                            "the spec's classes must cover every label in the data");
+    return torch::from_blob(const_cast<int64_t*>(data.labels.data()), {int64_t(data.labels.size())},
+                            torch::kInt64);
+}
+
+Tensor text_tensor(const ModelSpec& spec, const Examples& data) {
+    if (spec.task != Task::lm || !data.features.empty())
+        throw UsageError("the model is a language model, but the data is not text",
+                         "use a text file (--format text)");
+    Tensor t = torch::from_blob(const_cast<char*>(data.text.data()), {int64_t(data.text.size())},
+                                torch::kUInt8)
+                   .to(torch::kInt64);
+    if (spec.vocab < 256 && t.numel() > 0 && t.max().item<int64_t>() >= spec.vocab)
+        throw DataError("the text holds byte values >= the model's vocab " +
+                        std::to_string(spec.vocab));
+    return t;
+}
+
+// libgomp (libtorch's thread pool) spins up to 300k iterations at every barrier before it
+// sleeps. When the cores are shared (other trainers, a build, several n3-train on one node)
+// a spinning thread waits for a descheduled one: measured 25-40x slower at 2 threads on a
+// loaded 2-core machine, and 0.5-2x on an idle one. libgomp reads OMP_WAIT_POLICY once, in
+// its constructor, before main() runs; an executable's .preinit_array runs before any shared
+// library's constructor, so this is the one place to set it. A user's own setting wins.
+void n3_passive_openmp(int, char**, char**) {
+    if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+}
+__attribute__((section(".preinit_array"),
+               used)) void (*n3_preinit_openmp)(int, char**, char**) = n3_passive_openmp;
+
+} // namespace
+
+std::string configure_threads(int threads) {
+    using SetThreads = void (*)(int);
+    auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    // OpenBLAS's own threads fight libtorch's (2-3x slower): one BLAS thread, unless the user
+    // chose a number explicitly (bench/train.sh measures the difference that way).
+    if (set && !std::getenv("OPENBLAS_NUM_THREADS")) set(1);
+    if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    torch::set_num_threads(threads);
+    return set ? "openblas" : "other";
+}
+
+void check_device(const std::string& device) {
+    if (device == "cpu") return;
+    if (device == "cuda") {
+        if (!torch::cuda::is_available())
+            throw EnvError("--device cuda: no CUDA device is available to this libtorch build",
+                           "use --device cpu");
+        throw EnvError("--device cuda is not supported by this n3 build", "use --device cpu");
+    }
+    throw UsageError("--device must be cpu or cuda, not '" + device + "'");
+}
+
+Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t seed) {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(seed);
+    std::vector<NamedTensor> named;
+    auto fan_in_of = [&](const Layer& l) {
+        return l.type == LayerType::conv2d ? l.in * l.kernel * l.kernel : l.in;
+    };
+    for (const auto& l : spec.layers) {
+        for (auto& ts : spec.tensors()) {
+            if (ts.name.rfind(l.name + ".", 0) != 0) continue;
+            Tensor t = torch::empty(ts.shape, torch::kFloat32);
+            std::string leaf = ts.name.substr(l.name.size() + 1);
+            if (l.type == LayerType::linear || l.type == LayerType::conv2d) {
+                // PyTorch's default: kaiming_uniform(a = sqrt(5)) = U(+-1/sqrt(fan_in)), and
+                // the same bound for the bias.
+                double b = 1.0 / std::sqrt(double(fan_in_of(l)));
+                t.uniform_(-b, b);
+            } else if (l.type == LayerType::layernorm) {
+                leaf == "weight" ? t.fill_(1) : t.fill_(0);
+            } else if (l.type == LayerType::embedding || l.type == LayerType::position) {
+                t.normal_(0, 0.02); // GPT-2's initialisation for token and position tables
+            } else if (l.type == LayerType::transformer) {
+                if (leaf.find("ln") == 0)
+                    leaf.find("weight") != std::string::npos ? t.fill_(1) : t.fill_(0);
+                else if (leaf.find("bias") != std::string::npos)
+                    t.fill_(0);
+                else if (leaf == "attn.proj.weight" || leaf == "mlp.fc2.weight")
+                    // GPT-2 scales residual projections down with depth.
+                    t.normal_(0, 0.02 / std::sqrt(2.0 * double(spec.layers.size())));
+                else
+                    t.normal_(0, 0.02);
+            }
+            NamedTensor nt{ts.name, ts.shape, {}};
+            nt.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+            named.push_back(std::move(nt));
+        }
+    }
+    Model m;
+    m.spec = spec;
+    m.spec_text = spec_text;
+    m.round = 0;
+    Metadata meta;
+    meta[meta::spec] = spec_text;
+    meta[meta::spec_hash] = spec.hash();
+    meta[meta::round] = "0";
+    m.payload = make_payload(named, meta);
+    m.hash = model_hash(m.payload);
+    return m;
+}
+
+TrainResult train_model(const Model& init, const Examples& data, const TrainOptions& opts) {
+    const ModelSpec& spec = init.spec;
+    if (opts.batch < 1) throw UsageError("--batch must be at least 1");
+    if (opts.epochs < 1 && opts.steps < 1) throw UsageError("--epochs or --steps must be positive");
+    if (!(opts.lr > 0) || !std::isfinite(opts.lr)) throw UsageError("--lr must be positive");
+    if (opts.optimizer != "sgd" && opts.optimizer != "adam")
+        throw UsageError("--optimizer must be sgd or adam, not '" + opts.optimizer + "'");
+    auto t0 = std::chrono::steady_clock::now();
+    torch::manual_seed(opts.seed);
+
+    Params init_params = to_params(model_tensors(init));
+    Params params = init_params;
+    for (auto& t : params.tensors)
+        t = t.clone().set_requires_grad(true);
+
+    const bool lm = spec.task == Task::lm;
+    Tensor X, Y, text;
+    int64_t n = 0, per_epoch = 0;
+    if (lm) {
+        text = text_tensor(spec, data);
+        if (text.numel() < spec.context + 2)
+            throw DataError("the text has " + std::to_string(text.numel()) +
+                            " bytes, too few for the model's context " +
+                            std::to_string(spec.context));
+        n = (text.numel() - 1) / spec.context; // sequences per epoch
+    } else {
+        X = features_tensor(spec, data);
+        Y = labels_tensor(spec, data);
+        n = X.size(0);
+        if (n == 0) throw DataError("no training samples");
+    }
+    per_epoch = (n + opts.batch - 1) / opts.batch;
+    int64_t total = opts.steps > 0 ? opts.steps : per_epoch * opts.epochs;
+
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (opts.optimizer == "sgd")
+        opt = std::make_unique<torch::optim::SGD>(params.tensors,
+                                                  torch::optim::SGDOptions(opts.lr)
+                                                      .momentum(opts.momentum)
+                                                      .weight_decay(opts.weight_decay));
+    else
+        opt = std::make_unique<torch::optim::Adam>(
+            params.tensors, torch::optim::AdamOptions(opts.lr).weight_decay(opts.weight_decay));
+
+    Tensor offsets_base;
+    if (lm) offsets_base = torch::arange(spec.context + 1, torch::kInt64).unsqueeze(0);
+    TrainResult r;
+    int64_t step = 0;
+    double window_loss = 0;
+    int64_t window_steps = 0;
+    for (int epoch = 1; step < total; ++epoch) {
+        Tensor perm = lm ? Tensor() : torch::randperm(n, torch::kInt64);
+        double epoch_loss = 0;
+        int64_t epoch_steps = 0;
+        for (int64_t b = 0; b < per_epoch && step < total; ++b) {
+            Tensor loss;
+            int64_t rows = 0;
+            if (lm) {
+                rows = std::min(opts.batch, n - b * opts.batch);
+                Tensor starts =
+                    torch::randint(text.numel() - spec.context - 1, {rows, 1}, torch::kInt64);
+                Tensor seq = text.index({starts + offsets_base});
+                Tensor logits = forward(spec, params, seq.slice(1, 0, spec.context), true);
+                loss = torch::cross_entropy_loss(logits.reshape({-1, spec.vocab}),
+                                                 seq.slice(1, 1).reshape({-1}));
+            } else {
+                Tensor idx = perm.slice(0, b * opts.batch, std::min(n, (b + 1) * opts.batch));
+                rows = idx.size(0);
+                Tensor logits = forward(spec, params, X.index_select(0, idx), true);
+                loss = torch::cross_entropy_loss(logits, Y.index_select(0, idx));
+            }
+            if (opts.prox_mu > 0) {
+                Tensor prox = torch::zeros({}, torch::kFloat32);
+                for (size_t i = 0; i < params.tensors.size(); ++i)
+                    prox = prox + (params.tensors[i] - init_params.tensors[i]).pow(2).sum();
+                loss = loss + 0.5 * opts.prox_mu * prox;
+            }
+            opt->zero_grad();
+            loss.backward();
+            double value = loss.item<double>();
+            if (!std::isfinite(value))
+                throw DataError("training loss became " +
+                                    std::string(std::isnan(value) ? "nan" : "infinite") +
+                                    " at step " + std::to_string(step + 1) + " (epoch " +
+                                    std::to_string(epoch) + ")",
+                                "lower --lr, or check the data for NaN values");
+            opt->step();
+            ++step;
+            r.processed += uint64_t(rows);
+            epoch_loss += value;
+            ++epoch_steps;
+            if (opts.progress) opts.progress(epoch, step, total, epoch_loss / double(epoch_steps));
+        }
+        window_loss = epoch_loss;
+        window_steps = epoch_steps;
+    }
+    r.steps = step;
+    r.loss = window_steps ? window_loss / double(window_steps) : 0;
+    r.samples = lm ? uint64_t(data.text.size()) : uint64_t(n);
+    if (lm) r.samples = std::count(data.text.begin(), data.text.end(), '\n');
+    if (r.samples == 0) r.samples = uint64_t(n);
+
+    Metadata meta;
+    char loss_text[32];
+    std::snprintf(loss_text, sizeof loss_text, "%.6g", r.loss);
+    meta[meta::loss] = loss_text;
+    meta[meta::round] = std::to_string(init.round);
+    meta[meta::samples] = std::to_string(r.samples);
+    meta[meta::spec_hash] = spec.hash();
+    if (opts.emit_model) {
+        r.type = RecordType::model;
+        meta[meta::spec] = init.spec_text;
+        r.payload = make_payload(from_params(params), meta);
+    } else {
+        r.type = RecordType::update;
+        meta[meta::base] = init.hash;
+        r.payload = make_payload(from_params(params, &init_params), meta);
+    }
+    r.seconds = seconds_since(t0);
+    return r;
+}
+
+EvalResult evaluate_model(const Model& m, const Examples& data) {
+    torch::NoGradGuard no_grad;
+    auto t0 = std::chrono::steady_clock::now();
+    const ModelSpec& spec = m.spec;
+    Params params = to_params(model_tensors(m));
+    EvalResult r;
+    double loss_sum = 0;
+    uint64_t correct = 0;
+    if (spec.task == Task::lm) {
+        r.lm = true;
+        Tensor text = text_tensor(spec, data);
+        const int64_t T = spec.context, len = text.numel();
+        if (len < 2) throw DataError("the text is too short to evaluate");
+        // Non-overlapping windows; the last one is shorter. Each predicts its next characters.
+        const int64_t windows_per_batch = 64;
+        for (int64_t start = 0; start + 1 < len; start += T * windows_per_batch) {
+            std::vector<Tensor> rows;
+            int64_t last_len = 0;
+            for (int64_t w = 0; w < windows_per_batch; ++w) {
+                int64_t s = start + w * T;
+                if (s + 1 >= len) break;
+                int64_t l = std::min(T, len - 1 - s);
+                if (l != T) {
+                    last_len = l;
+                    break;
+                }
+                rows.push_back(text.slice(0, s, s + T + 1));
+            }
+            auto score = [&](const Tensor& seq) {
+                Tensor logits = forward(spec, params, seq.slice(1, 0, seq.size(1) - 1), false);
+                Tensor target = seq.slice(1, 1).reshape({-1});
+                logits = logits.reshape({-1, spec.vocab});
+                loss_sum += torch::cross_entropy_loss(logits, target, {}, at::Reduction::Sum)
+                                .item<double>();
+                correct += uint64_t(logits.argmax(1).eq(target).sum().item<int64_t>());
+                r.samples += uint64_t(target.numel());
+            };
+            if (!rows.empty()) score(torch::stack(rows));
+            if (last_len > 0) {
+                int64_t s = start + int64_t(rows.size()) * T;
+                score(text.slice(0, s, s + last_len + 1).unsqueeze(0));
+                break;
+            }
+        }
+        r.loss = loss_sum / double(r.samples);
+        r.bits_per_char = r.loss / std::log(2.0);
+    } else {
+        Tensor X = features_tensor(spec, data);
+        Tensor Y = labels_tensor(spec, data);
+        const int64_t n = X.size(0), batch = 1000;
+        if (n == 0) throw DataError("no samples to evaluate");
+        r.class_total.assign(size_t(spec.classes), 0);
+        r.class_correct.assign(size_t(spec.classes), 0);
+        for (int64_t s = 0; s < n; s += batch) {
+            Tensor x = X.slice(0, s, std::min(n, s + batch));
+            Tensor y = Y.slice(0, s, std::min(n, s + batch));
+            Tensor logits = forward(spec, params, x, false);
+            loss_sum += torch::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
+            Tensor hit = logits.argmax(1).eq(y);
+            auto ya = y.accessor<int64_t, 1>();
+            auto ha = hit.accessor<bool, 1>();
+            for (int64_t i = 0; i < y.size(0); ++i) {
+                r.class_total[size_t(ya[i])]++;
+                if (ha[i]) r.class_correct[size_t(ya[i])]++, ++correct;
+            }
+        }
+        r.samples = uint64_t(n);
+        r.loss = loss_sum / double(n);
+    }
+    if (!std::isfinite(r.loss)) throw DataError("the model's loss on this data is not finite");
+    r.accuracy = double(correct) / double(r.samples);
+    r.seconds = seconds_since(t0);
+    return r;
+}
+
+std::string generate_text(const Model& m, const std::string& prompt, int64_t tokens,
+                          double temperature, uint64_t seed) {
+    const ModelSpec& spec = m.spec;
+    if (spec.task != Task::lm)
+        throw UsageError("--generate needs a language model; this model classifies");
+    if (tokens < 0) throw UsageError("--tokens must not be negative");
+    if (!(temperature >= 0) || !std::isfinite(temperature))
+        throw UsageError("--temperature must be zero or positive");
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(seed);
+    Params params = to_params(model_tensors(m));
+    std::vector<int64_t> ids;
+    for (unsigned char c : prompt) {
+        if (int64_t(c) >= spec.vocab)
+            throw UsageError("--generate: the prompt holds a byte outside the model's vocab");
+        ids.push_back(c);
+    }
+    if (ids.empty()) ids.push_back('\n');
+    std::string out;
+    for (int64_t i = 0; i < tokens; ++i) {
+        size_t from = ids.size() > size_t(spec.context) ? ids.size() - size_t(spec.context) : 0;
+        Tensor x =
+            torch::tensor(std::vector<int64_t>(ids.begin() + long(from), ids.end()), torch::kInt64)
+                .unsqueeze(0);
+        Tensor logits = forward(spec, params, x, false).select(1, x.size(1) - 1).squeeze(0);
+        int64_t next = 0;
+        if (temperature == 0) {
+            next = logits.argmax().item<int64_t>();
+        } else {
+            Tensor probs = torch::softmax(logits.to(torch::kFloat64) / temperature, -1);
+            next = torch::multinomial(probs, 1).item<int64_t>();
+        }
+        ids.push_back(next);
+        out.push_back(char(next));
+    }
+    return out;
+}
+
+} // namespace n3::train

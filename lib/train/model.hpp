@@ -1,0 +1,113 @@
+// n3/train/model.hpp — model records, local training, evaluation and sampling.
+//
+//   Model m = load_model_record("global.n3", &spec_from_flag);  // or init_model(spec, text, seed)
+//   configure_threads(2);                                        // OpenBLAS at 1, torch at 2
+//   TrainResult r = train_model(m, examples, opts);              // r.payload: update or model
+//   EvalResult e = evaluate_model(m, examples, threads);
+//   std::string s = generate_text(m, "In the beginning", 200, 0.8, seed);
+//
+// A Model is a model record's payload (safetensors, F32 tensors named as the spec says) with
+// its spec, hash and round. Training starts from it; the result is an update record (trained
+// minus initial weights, metadata samples, base = hash of the initial model, spec_hash, round,
+// loss) or a model record (the trained weights, carrying the spec YAML so that `--init` alone
+// continues training). With one thread and the same seed the bytes are identical run to run.
+//
+// This header does not include libtorch; only engine.cpp does (the one heavy TU of lib/train).
+// Errors: DataError (exit 1) for a record that is not a model, a spec/record mismatch, labels out
+// of range, data that does not fit the model, a NaN or infinite loss (no result is returned);
+// UsageError/EnvError (exit 2) for bad options and an unavailable device.
+#pragma once
+
+#include "record/format.hpp"
+#include "record/io.hpp"
+#include "record/safetensors.hpp"
+#include "train/data.hpp"
+#include "train/spec.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace n3::train {
+
+struct Model {
+    ModelSpec spec;
+    std::string spec_text; // the YAML, as written
+    Bytes payload;         // safetensors bytes of the model record
+    std::string hash;      // model_hash(payload)
+    uint64_t round = 0;
+};
+
+// A parameter's values, in spec order.
+struct NamedTensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::vector<float> values;
+};
+
+// Builds a model from a record file (path or "-"). `spec` (from --model, with its source text)
+// is required when the record carries none, and must match the record's when it does.
+Model load_model_record(const std::string& path, const std::optional<Model>& spec);
+// The model's tensors as F32, checked against the spec (names, shapes, no extras).
+std::vector<NamedTensor> model_tensors(const Model& m);
+// Serialises tensors with metadata (sorted keys, spec order) into a safetensors payload.
+Bytes make_payload(const std::vector<NamedTensor>& tensors, const Metadata& meta);
+// A Model from a spec only (no weights yet): for load_model_record's `spec` argument.
+Model spec_only(const std::string& yaml, const std::string& where);
+
+// Freshly initialised weights (PyTorch's default initialisers, seeded), round 0.
+Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t seed);
+
+struct TrainOptions {
+    int epochs = 1;
+    int64_t steps = 0; // when > 0, stop after this many steps (epochs is then a maximum too)
+    int64_t batch = 64;
+    double lr = 0.01;
+    double momentum = 0;
+    double weight_decay = 0;
+    std::string optimizer = "sgd"; // sgd | adam
+    double prox_mu = 0;
+    uint64_t seed = 0;
+    bool emit_model = false;
+    // Called after every step (epoch from 1, step from 1, steps planned, running mean loss).
+    std::function<void(int, int64_t, int64_t, double)> progress;
+};
+
+struct TrainResult {
+    RecordType type = RecordType::update;
+    Bytes payload;
+    uint64_t samples = 0;   // training samples of this client (the update's weight)
+    uint64_t processed = 0; // samples (LM: sequences) seen, counting repeats across epochs
+    int64_t steps = 0;
+    double seconds = 0;
+    double loss = 0; // mean training loss over the last epoch (or the last steps)
+};
+
+TrainResult train_model(const Model& init, const Examples& data, const TrainOptions& opts);
+
+struct EvalResult {
+    bool lm = false;
+    uint64_t samples = 0; // classify: examples; lm: predicted characters
+    double loss = 0;      // mean cross-entropy (nats)
+    double accuracy = 0;  // classify: top-1; lm: next-character
+    double bits_per_char = 0;
+    std::vector<uint64_t> class_total, class_correct; // classify, per class
+    double seconds = 0;
+};
+
+EvalResult evaluate_model(const Model& m, const Examples& data);
+
+// Samples `tokens` bytes after `prompt` (temperature 0 = greedy). Returns the continuation.
+std::string generate_text(const Model& m, const std::string& prompt, int64_t tokens,
+                          double temperature, uint64_t seed);
+
+// OpenBLAS to one thread (found with dlsym, so nothing links it; an explicit
+// OPENBLAS_NUM_THREADS in the environment is left alone) and libtorch to `threads` (0 = every
+// core). Returns the BLAS in use as a short note ("openblas", "other").
+std::string configure_threads(int threads);
+// Throws EnvError when `device` is not "cpu" and not available ("cuda" without a GPU build).
+void check_device(const std::string& device);
+
+} // namespace n3::train

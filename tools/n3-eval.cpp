@@ -1,0 +1,114 @@
+// n3-eval: evaluate a model record on a data set, or sample text from an LM (man/n3-eval.1).
+#include "common/tool.hpp"
+#include "train/data.hpp"
+#include "train/model.hpp"
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+using namespace n3;
+using namespace n3::train;
+
+int main(int argc, char** argv) {
+    Tool tool("n3-eval",
+              "Evaluate a model record, or sample text from a language model.\n\n"
+              "Prints accuracy and loss for classifiers, bits per character and next-character\n"
+              "accuracy for language models. With --generate, writes sampled text to stdout.");
+    auto& app = tool.app();
+    std::string model_path, data_path, format, split = "test", spec_path, prompt;
+    bool json = false, generate = false;
+    int threads = 0;
+    int64_t limit = 0, tokens = 200;
+    double temperature = 0.8;
+    uint64_t seed = 0;
+    app.add_option("MODEL", model_path, "Model record ('-' is stdin)")->required();
+    app.add_option("--data", data_path, "Evaluation data: IDX folder, CSV file or text file")
+        ->type_name("PATH");
+    app.add_option("--format", format, "Data format when the path does not tell: idx, csv, text");
+    app.add_option("--split", split, "Part of the data set: test (default), train, all");
+    app.add_option("--limit", limit, "Evaluate only the first N samples (text: lines)");
+    app.add_option("--model", spec_path, "Model spec, for a record that carries none")
+        ->type_name("SPEC.yaml");
+    app.add_flag("--json", json, "Print the result as one line of JSON");
+    app.add_option("--threads", threads, "libtorch threads (default: every core)");
+    auto* o_gen = app.add_option("--generate", prompt, "Sample text after PROMPT (language models)")
+                      ->type_name("PROMPT");
+    auto* o_tok = app.add_option("--tokens", tokens, "Characters to generate (default 200)");
+    auto* o_temp = app.add_option("--temperature", temperature,
+                                  "Sampling temperature, 0 = greedy (default 0.8)");
+    app.add_option("--seed", seed, "Sampling seed (default 0)");
+    o_tok->needs(o_gen);
+    o_temp->needs(o_gen);
+
+    return tool.run(argc, argv, [&]() -> int {
+        generate = o_gen->count() > 0;
+        if (threads < 0) throw UsageError("--threads must not be negative");
+        if (limit < 0) throw UsageError("--limit must not be negative");
+        if (generate && !data_path.empty())
+            throw UsageError("--generate samples text; it takes no --data");
+        if (!generate && data_path.empty())
+            throw UsageError("--data is required", "or --generate PROMPT for a language model");
+        std::optional<Model> from_spec;
+        if (!spec_path.empty()) from_spec = spec_only(read_text_file(spec_path), spec_path);
+        Model m = load_model_record(model_path, from_spec);
+        configure_threads(threads);
+        if (generate) {
+            std::string text = generate_text(m, prompt, tokens, temperature, seed);
+            std::string all = prompt + text;
+            std::fwrite(all.data(), 1, all.size(), stdout);
+            if (all.empty() || all.back() != '\n') std::fputc('\n', stdout);
+            return 0;
+        }
+        Dataset d =
+            load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
+                         parse_split(split));
+        std::vector<size_t> idx(d.size());
+        std::iota(idx.begin(), idx.end(), size_t(0));
+        if (limit > 0 && idx.size() > size_t(limit)) idx.resize(size_t(limit));
+        Examples ex = d.gather(idx);
+        EvalResult r = evaluate_model(m, ex);
+        if (json) {
+            nlohmann::ordered_json j;
+            j["model"] = m.hash;
+            j["round"] = m.round;
+            j["samples"] = r.samples;
+            j["loss"] = r.loss;
+            j["accuracy"] = r.accuracy;
+            if (r.lm) j["bits_per_char"] = r.bits_per_char;
+            if (!r.lm && tool.verbosity() > 0) {
+                auto per = nlohmann::ordered_json::array();
+                for (size_t c = 0; c < r.class_total.size(); ++c)
+                    per.push_back({{"class", c},
+                                   {"samples", r.class_total[c]},
+                                   {"accuracy", r.class_total[c] ? double(r.class_correct[c]) /
+                                                                       double(r.class_total[c])
+                                                                 : 0.0}});
+                j["classes"] = per;
+            }
+            j["seconds"] = r.seconds;
+            std::cout << j.dump() << std::endl;
+            return 0;
+        }
+        char line[200];
+        if (r.lm)
+            std::snprintf(line, sizeof line,
+                          "bits/char %.4f  next-char accuracy %.4f  loss %.4f  characters %llu\n",
+                          r.bits_per_char, r.accuracy, r.loss,
+                          static_cast<unsigned long long>(r.samples));
+        else
+            std::snprintf(line, sizeof line, "accuracy %.4f  loss %.4f  samples %llu\n", r.accuracy,
+                          r.loss, static_cast<unsigned long long>(r.samples));
+        std::cout << line;
+        if (!r.lm && tool.verbosity() > 0)
+            for (size_t c = 0; c < r.class_total.size(); ++c) {
+                std::snprintf(
+                    line, sizeof line, "  class %-3zu accuracy %.4f  samples %llu\n", c,
+                    r.class_total[c] ? double(r.class_correct[c]) / double(r.class_total[c]) : 0.0,
+                    static_cast<unsigned long long>(r.class_total[c]));
+                std::cout << line;
+            }
+        return 0;
+    });
+}

@@ -1,0 +1,163 @@
+// n3-train: train a model on local data and emit an update or model record (man/n3-train.1).
+#include "common/tool.hpp"
+#include "record/format.hpp"
+#include "train/data.hpp"
+#include "train/model.hpp"
+#include "train/partition.hpp"
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+using namespace n3;
+using namespace n3::train;
+
+int main(int argc, char** argv) {
+    Tool tool("n3-train",
+              "Train a model on local data and write an update record.\n\n"
+              "Starts from --init MODEL.n3 (a model record, which carries its spec) or from a\n"
+              "fresh model built from --model SPEC.yaml, trains on this node's share of --data,\n"
+              "and writes the update (trained minus initial weights) or the trained model.");
+    auto& app = tool.app();
+    std::string model_path, init_path, data_path, format = "", split = "train";
+    std::string partition_text = "iid", optimizer = "sgd", device = "cpu", emit = "update";
+    std::string out_path;
+    bool init_only = false, list_partition = false, json = false, force = false;
+    int clients = 1, client = 0, epochs = 1, threads = 0;
+    int64_t steps = 0, batch = 64, limit = 0;
+    double lr = 0.01, momentum = 0, weight_decay = 0, prox_mu = 0;
+    uint64_t seed = 0, partition_seed = 0;
+
+    app.add_option("--model", model_path, "Model spec (YAML)")->type_name("SPEC.yaml");
+    app.add_option("--init", init_path, "Model record to start from ('-' is stdin)")
+        ->type_name("MODEL.n3");
+    app.add_flag("--init-only", init_only, "Write a freshly initialised model record and exit");
+    app.add_option("--data", data_path, "Training data: IDX folder, CSV file or text file")
+        ->type_name("PATH");
+    app.add_option("--format", format, "Data format when the path does not tell: idx, csv, text");
+    app.add_option("--split", split, "Part of the data set: train (default), test, all");
+    app.add_option("--partition", partition_text,
+                   "This node's share: iid, dirichlet:ALPHA, classes:K, quantity:ALPHA, natural");
+    app.add_option("--clients", clients, "Number of clients the data is split among (default 1)");
+    app.add_option("--client", client, "This client's index, 0 to N-1 (default 0)");
+    app.add_flag("--list-partition", list_partition,
+                 "Print this client's sample indices, one per line, and exit");
+    app.add_option("--limit", limit, "Use only the first N samples of the partition");
+    app.add_option("--epochs", epochs, "Passes over the data (default 1)");
+    app.add_option("--steps", steps, "Stop after N optimizer steps");
+    app.add_option("--batch", batch, "Batch size (default 64)");
+    app.add_option("--lr", lr, "Learning rate (default 0.01)");
+    app.add_option("--momentum", momentum, "SGD momentum (default 0)");
+    app.add_option("--weight-decay", weight_decay, "L2 weight decay (default 0)");
+    app.add_option("--optimizer", optimizer, "sgd (default) or adam");
+    app.add_option("--prox-mu", prox_mu, "FedProx proximal term mu (default 0: FedAvg)");
+    app.add_option("--seed", seed,
+                   "Seed for initialisation, partition and batch order (default 0)");
+    auto* o_pseed = app.add_option("--partition-seed", partition_seed,
+                                   "Seed for the partition alone (default: --seed)");
+    app.add_option("--threads", threads, "libtorch threads (default: every core)");
+    app.add_option("--device", device, "cpu (default) or cuda");
+    app.add_option("--emit", emit, "update (default) or model");
+    app.add_option("-o,--output", out_path, "Output file ('-' is stdout, the default)");
+    app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
+    app.add_flag("-f,--force", force, "Write binary output to a terminal");
+
+    return tool.run(argc, argv, [&]() -> int {
+        if (emit != "update" && emit != "model")
+            throw UsageError("--emit must be update or model, not '" + emit + "'");
+        if (clients < 1) throw UsageError("--clients must be at least 1");
+        if (client < 0 || client >= clients)
+            throw UsageError("--client " + std::to_string(client) + " is out of range for " +
+                                 std::to_string(clients) + " clients",
+                             "clients are numbered 0 to " + std::to_string(clients - 1));
+        if (limit < 0) throw UsageError("--limit must not be negative");
+        if (threads < 0) throw UsageError("--threads must not be negative");
+        PartitionSpec pspec = PartitionSpec::parse(partition_text);
+        check_device(device);
+        if (!list_partition) {
+            if (model_path.empty() && init_path.empty())
+                throw UsageError("give --model SPEC.yaml or --init MODEL.n3");
+            if (init_only && !init_path.empty())
+                throw UsageError("--init-only writes a fresh model; it takes --model, not --init");
+            if (!init_only && data_path.empty())
+                throw UsageError("--data is required", "or --init-only to write a fresh model");
+        }
+        if (list_partition && data_path.empty()) throw UsageError("--list-partition needs --data");
+        if (!init_path.empty() && init_path != "-") tool.check_not_same({init_path}, out_path);
+
+        // Read data and options first so that mistakes fail before the output is opened.
+        std::optional<Model> from_spec;
+        if (!model_path.empty() && !list_partition)
+            from_spec = spec_only(read_text_file(model_path), model_path);
+        std::vector<size_t> indices;
+        std::optional<Dataset> data;
+        if (!data_path.empty() && !init_only) {
+            data =
+                load_dataset(data_path, format.empty() ? Format::automatic : parse_format(format),
+                             parse_split(split), list_partition);
+            indices =
+                partition(*data, pspec, clients, client, o_pseed->count() ? partition_seed : seed);
+            if (limit > 0 && indices.size() > size_t(limit)) indices.resize(size_t(limit));
+            if (indices.empty())
+                throw DataError(data_path + ": client " + std::to_string(client) +
+                                " has no samples in this partition");
+        }
+        if (list_partition) {
+            std::string text;
+            for (size_t i : indices)
+                text += std::to_string(i) + "\n";
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            return 0;
+        }
+
+        std::string blas = configure_threads(threads);
+        tool.verbose("blas: " + blas + " (1 thread), libtorch threads: " +
+                     (threads ? std::to_string(threads) : "all cores"));
+        Model init = init_path.empty() ? init_model(from_spec->spec, from_spec->spec_text, seed)
+                                       : load_model_record(init_path, from_spec);
+        bool explicit_stdout = out_path == "-";
+        auto out = tool.open_output(out_path.empty() ? "-" : out_path, force, explicit_stdout);
+        if (init_only) {
+            write_record(*out, RecordType::model, init.payload);
+            out->commit();
+            return 0;
+        }
+        Examples examples = data->gather(indices);
+        data.reset(); // the partition's copy is all training needs
+
+        TrainOptions opts;
+        opts.epochs = epochs;
+        opts.steps = steps;
+        opts.batch = batch;
+        opts.lr = lr;
+        opts.momentum = momentum;
+        opts.weight_decay = weight_decay;
+        opts.optimizer = optimizer;
+        opts.prox_mu = prox_mu;
+        opts.seed = seed;
+        opts.emit_model = emit == "model";
+        bool progress = tool.stderr_is_terminal() && !tool.quiet();
+        if (progress)
+            opts.progress = [&](int epoch, int64_t step, int64_t total, double loss) {
+                if (step % 10 != 0 && step != total) return;
+                std::fprintf(stderr, "\rn3-train: epoch %d, step %lld/%lld, loss %.4f ", epoch,
+                             static_cast<long long>(step), static_cast<long long>(total), loss);
+                if (step == total) std::fputc('\n', stderr);
+            };
+        TrainResult r = train_model(init, examples, opts);
+        write_record(*out, r.type, r.payload);
+        out->commit();
+        if (json) {
+            nlohmann::ordered_json j;
+            j["samples"] = r.samples;
+            j["processed"] = r.processed;
+            j["steps"] = r.steps;
+            j["seconds"] = r.seconds;
+            j["samples_per_s"] = r.seconds > 0 ? double(r.processed) / r.seconds : 0.0;
+            j["loss"] = r.loss;
+            j["emit"] = emit;
+            std::cerr << j.dump() << std::endl;
+        }
+        return 0;
+    });
+}
