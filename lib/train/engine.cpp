@@ -86,7 +86,11 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
             x = x.flatten(1);
             break;
         case LayerType::relu:
-            x = torch::relu(x);
+            // In place after linear and conv2d, whose backward needs their inputs, not outputs.
+            x = i > 0 && (layers[i - 1].type == LayerType::linear ||
+                          layers[i - 1].type == LayerType::conv2d)
+                    ? torch::relu_(x)
+                    : torch::relu(x);
             break;
         case LayerType::gelu:
             x = torch::gelu(x);
@@ -340,7 +344,10 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
                     prox = prox + (params.tensors[i] - init_params.tensors[i]).pow(2).sum();
                 loss = loss + 0.5 * opts.prox_mu * prox;
             }
-            opt->zero_grad();
+            // Drop the gradients instead of zeroing them (PyTorch's set_to_none): backward then
+            // stores fresh gradients without a fill and an add per parameter.
+            for (auto& t : params.tensors)
+                t.mutable_grad().reset();
             loss.backward();
             double value = loss.item<double>();
             if (!std::isfinite(value))
