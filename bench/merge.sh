@@ -2,7 +2,8 @@
 # bench/merge.sh — n3-merge fedavg of 10 updates of 16M F32 parameters (64 MiB each), from the
 # page cache, against `cat` of the same files to /dev/null (the cost of just reading them).
 # Prints the best of several runs, the speed ratio (target: merge >= 0.5x cat) and the peak
-# resident set of the merge (target: <= 256 MiB, independent of the number of inputs).
+# resident set of the merge (target: <= 256 MiB, independent of the number of inputs). Like cat,
+# the timed merges write to /dev/null (-o -); one line adds the cost of -o FILE, which fsyncs.
 #
 #   N3_BIN=build/tools bash bench/merge.sh        # N3_MERGE_N, N3_MERGE_NUMEL, N3_MERGE_RUNS
 set -euo pipefail
@@ -44,9 +45,11 @@ best() {
 }
 cat "${files[@]}" > /dev/null # warm the page cache
 t_cat=$(best sh -c 'cat "$@" > /dev/null' sh "${files[@]}")
-t_merge=$(best "$N3_BIN/n3-merge" --rule fedavg "${files[@]}" -o "$T/avg.n3")
-t_base=$(best "$N3_BIN/n3-merge" --rule fedavg --base "$T/base.n3" "${files[@]}" -o "$T/next.n3")
-t_stdin=$(best sh -c 'cat "$@" | "$0" --rule fedavg -o "'"$T"'/avg2.n3"' "$N3_BIN/n3-merge" "${files[@]}")
+t_merge=$(best sh -c '"$0" --rule fedavg "$@" -o - > /dev/null' "$N3_BIN/n3-merge" "${files[@]}")
+t_base=$(best sh -c '"$0" --rule fedavg --base "'"$T"'/base.n3" "$@" -o - > /dev/null' "$N3_BIN/n3-merge" "${files[@]}")
+t_stdin=$(best sh -c 'cat "$@" | "$0" --rule fedavg -o - > /dev/null' "$N3_BIN/n3-merge" "${files[@]}")
+t_file=$(best "$N3_BIN/n3-merge" --rule fedavg "${files[@]}" -o "$T/avg.n3")
+cat "${files[@]}" | "$N3_BIN/n3-merge" --rule fedavg -o "$T/avg2.n3"
 cmp -s "$T/avg.n3" "$T/avg2.n3" || { echo "error: stdin and file merges differ" >&2; exit 1; }
 t_median=$(RUNS=1 best "$N3_BIN/n3-merge" --rule median "${files[@]}" -o "$T/med.n3")
 t_krum=$(RUNS=1 best "$N3_BIN/n3-merge" --rule multi-krum:2 "${files[@]}" -o "$T/krum.n3")
@@ -65,6 +68,7 @@ rss_adam=$(rss "$N3_BIN/n3-merge" --rule fedadam --state "$T/adam.state" --base 
 mbs() { awk -v b="$bytes" -v us="$1" 'BEGIN { printf "%.0f", b / us }'; }
 echo "inputs: $N updates x $NUMEL F32 parameters, $((bytes / 1048576)) MiB, from the page cache (best of $RUNS)"
 echo "cat > /dev/null:             $((t_cat / 1000)) ms  $(mbs "$t_cat") MB/s"
+echo "n3-merge fedavg -o FILE:     $((t_file / 1000)) ms  (the same plus writing and fsyncing 64 MiB)"
 echo "n3-merge fedavg (files):     $((t_merge / 1000)) ms  $(mbs "$t_merge") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_merge" 'BEGIN { printf "%.2f", a / b }')x (target >= 0.5x)"
 echo "n3-merge fedavg --base:      $((t_base / 1000)) ms  $(mbs "$t_base") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_base" 'BEGIN { printf "%.2f", a / b }')x"
 echo "cat | n3-merge fedavg:       $((t_stdin / 1000)) ms  $(mbs "$t_stdin") MB/s  ratio vs cat $(awk -v a="$t_cat" -v b="$t_stdin" 'BEGIN { printf "%.2f", a / b }')x (spooled stdin)"
