@@ -20,7 +20,8 @@ CMAKE_FLAGS ?=
 # Everything n3 needs, from Debian 12's own archive.
 DEB_BUILD   = build-essential cmake ninja-build pkg-config git
 DEB_LIBS    = libsodium-dev libzstd-dev libzmq3-dev cppzmq-dev libyaml-cpp-dev catch2 \
-              libcli11-dev libisal-dev nlohmann-json3-dev libtorch-dev libopenblas0-pthread
+              libcli11-dev libisal-dev nlohmann-json3-dev libtorch-dev libopenblas0-pthread \
+              zlib1g-dev
 DEB_DATA    = dataset-fashion-mnist bible-kjv
 DEB_TESTS   = python3 python3-numpy python3-torch python3-zmq iproute2 clang libclang-rt-14-dev \
               groff-base man-db zstd

@@ -1,9 +1,11 @@
 // n3-merge: aggregate update (or model) records into one (man/n3-merge.1).
 #include "common/tool.hpp"
 #include "merge/merge.hpp"
+#include "secagg/steps.hpp"
 
 #include <cstdio>
 #include <iostream>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 using namespace n3;
@@ -23,7 +25,7 @@ int main(int argc, char** argv) {
     app.add_option("INPUT", req.inputs, "Update or model records ('-' is stdin; default stdin)");
     app.add_option("-r,--rule", rule,
                    "fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean[:BETA], "
-                   "krum[:F], multi-krum[:F,M], mix (default fedavg)");
+                   "krum[:F], multi-krum[:F,M], mix, secure-sum (default fedavg)");
     app.add_option("-b,--base", base, "Apply the aggregate to this model; write the next model")
         ->type_name("MODEL");
     app.add_option("--state", state, "Server state file (fedavgm, fedadam, fedyogi, fedadagrad)");
@@ -52,8 +54,79 @@ int main(int argc, char** argv) {
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
     o_self_w->needs(o_self);
+    // secure-sum: the aggregator's end of a secure-aggregation round (man n3-seal).
+    secagg::RoundSpec spec;
+    std::string adverts, round_s;
+    bool list_survivors = false;
+    app.add_option("--roster", spec.roster, "secure-sum: the round's members")->type_name("FILE");
+    app.add_option("--authority", spec.authority, "secure-sum: the federation's public key")->type_name("PUB");
+    app.add_option("--round", round_s, "secure-sum: the round")->type_name("N");
+    app.add_option("--adverts", adverts, "secure-sum: every member's advert")->type_name("FILE");
+    app.add_option("--threshold", spec.threshold, "secure-sum: shares needed (default n/2+1)")->type_name("T");
+    app.add_option("--clip", spec.clip, "secure-sum: the members' clip bound (default 1)")->type_name("C");
+    app.add_option("--max-samples", spec.max_samples, "secure-sum: the members' weight divisor")->type_name("N");
+    app.add_flag("--list-survivors", list_survivors,
+                 "secure-sum: print the members whose masked inputs are given (the survivor list)");
 
     return tool.run(argc, argv, [&] {
+        if (rule == "secure-sum") {
+            if (spec.roster.empty() || spec.authority.empty() || round_s.empty() || adverts.empty())
+                throw UsageError("--rule secure-sum needs --roster, --authority, --round and --adverts");
+            if (!state.empty() || !self.empty() || !weights.empty() || o_clip->count())
+                throw UsageError("--rule secure-sum takes no --state, --self, --weights or --clip-norm",
+                                 "the members clip with n3-seal --mask --clip");
+            if (round_s.find_first_not_of("0123456789") != std::string::npos || round_s.size() > 19)
+                throw UsageError("--round must be a non-negative integer");
+            spec.round = std::stoull(round_s);
+            secagg::Round round = secagg::load_round(spec);
+            auto ads = secagg::read_adverts(adverts, round);
+            auto got = secagg::collect(tool.normalize_inputs(req.inputs));
+            if (list_survivors) {
+                OutputOptions text;
+                text.binary = false;
+                Output out(out_path.empty() ? "-" : out_path, text);
+                out.write(secagg::survivors_text(secagg::survivors_of(got.inputs, round)));
+                out.commit();
+                return 0;
+            }
+            secagg::SumResult sum = secagg::secure_sum(round, ads, got.inputs, got.reveals);
+            tool.verbose(std::to_string(sum.survivors.size()) + " inputs summed, " +
+                         std::to_string(sum.dropped.size()) + " members dropped; error bound " +
+                         std::to_string(sum.step * double(sum.survivors.size())) + " per coordinate");
+            bool explicit_stdout = out_path == "-";
+            if (out_path.empty()) out_path = "-";
+            auto out = tool.open_output(out_path, force, explicit_stdout);
+            if (base.empty()) {
+                write_record(*out, sum.update);
+            } else {
+                // Apply the mean to the base model as fedavg of a single update does.
+                char tmpl[] = "/tmp/n3-secure-sum.XXXXXX";
+                int fd = mkstemp(tmpl);
+                if (fd < 0) throw EnvError("cannot create a temporary file in /tmp");
+                ::close(fd);
+                struct Unlink {
+                    std::string p;
+                    ~Unlink() { ::unlink(p.c_str()); }
+                } cleanup{tmpl};
+                {
+                    OutputOptions raw;
+                    raw.force = true;
+                    Output tmp(tmpl, raw);
+                    write_record(tmp, sum.update);
+                    tmp.commit();
+                }
+                merge::Request apply;
+                apply.inputs = {tmpl};
+                apply.base = base;
+                apply.options.rule = merge::Rule::parse("fedavg");
+                merge::Result res = merge::run(apply);
+                res.write(*out);
+            }
+            out->commit();
+            return 0;
+        }
+        if (list_survivors || !adverts.empty() || !spec.roster.empty())
+            throw UsageError("--roster, --adverts and --list-survivors belong to --rule secure-sum");
         o.rule = merge::Rule::parse(rule);
         if (!weights.empty())
             merge::parse_weights(weights, o);

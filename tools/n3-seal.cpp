@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
                     std::string line = o.sender.id + " " + hex(o.sender_fingerprint) + " epoch " +
                                        std::to_string(o.sender.epoch) + " round " +
                                        (o.context.round ? std::to_string(*o.context.round) : "-");
-                    if (sender_path.empty())
+                    if (sender_path.empty() && !tool.quiet())
                         std::cerr << "n3-seal: " << in.name() << ": record " << reader.records_read()
                                   << " from " << line << "\n";
                     else

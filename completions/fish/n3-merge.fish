@@ -1,5 +1,5 @@
 # fish completion for n3-merge
-complete -c n3-merge -s r -l rule -x -a 'fedavg fedavgm fedadam fedyogi fedadagrad median trimmed-mean: krum: multi-krum: mix' -d 'Aggregation rule'
+complete -c n3-merge -s r -l rule -x -a 'fedavg fedavgm fedadam fedyogi fedadagrad median trimmed-mean: krum: multi-krum: mix secure-sum' -d 'Aggregation rule'
 complete -c n3-merge -s b -l base -r -F -d 'Apply the aggregate to this model'
 complete -c n3-merge -l state -r -F -d 'Server state file'
 complete -c n3-merge -s w -l weights -x -a 'samples uniform' -d 'Input weights'
@@ -20,3 +20,11 @@ complete -c n3-merge -l json -d 'Print a JSON summary on stderr'
 complete -c n3-merge -s q -l quiet -d 'No warnings'
 complete -c n3-merge -s v -l verbose -d "Print each input's weight"
 complete -c n3-merge -s h -l help -d 'Show help'
+complete -c n3-merge -l roster -r -d 'secure-sum: the round members'
+complete -c n3-merge -l authority -r -d 'secure-sum: the federation public key'
+complete -c n3-merge -l round -x -d 'secure-sum: the round'
+complete -c n3-merge -l adverts -r -d 'secure-sum: every member advert'
+complete -c n3-merge -l threshold -x -d 'secure-sum: shares needed'
+complete -c n3-merge -l clip -x -d 'secure-sum: the members clip bound'
+complete -c n3-merge -l max-samples -x -d 'secure-sum: weight divisor'
+complete -c n3-merge -l list-survivors -d 'secure-sum: print the survivor list'

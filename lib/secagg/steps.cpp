@@ -76,4 +76,29 @@ void reveal(const crypto::MemberKey& me, const Round& r, const std::string& stat
     write_record(out, rec);
 }
 
+Collected collect(const std::vector<std::string>& paths) {
+    Collected c;
+    for (auto& path : paths) {
+        Input in(path);
+        RecordReader reader(in);
+        bool any = false;
+        while (auto rec = reader.next()) {
+            any = true;
+            std::string where = in.name() + ": record " + std::to_string(rec->index + 1);
+            switch (kind_of(*rec)) {
+            case Kind::input: c.inputs.push_back(*rec); break;
+            case Kind::reveal: c.reveals.push_back(*rec); break;
+            case Kind::advert:
+                throw DataError(where + ": is an advert", "give adverts with --adverts");
+            case Kind::other:
+                throw DataError(where + ": is a " + std::string(type_name(rec->type())) +
+                                    " record, not a masked input or a reveal",
+                                rec->type() == RecordType::sealed ? "open it first: n3-seal --open" : "");
+            }
+        }
+        if (!any) throw DataError(in.name() + ": no records (empty input)");
+    }
+    return c;
+}
+
 } // namespace n3::secagg

@@ -36,4 +36,11 @@ void mask(const crypto::MemberKey& me, const Round& r, const std::string& state_
 void reveal(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
             const std::string& survivors_path, Sink& out);
 
+// The aggregator's side: reads masked inputs and reveals (any order, files or "-"), refusing
+// records of any other kind by name.
+struct Collected {
+    std::vector<Record> inputs, reveals;
+};
+Collected collect(const std::vector<std::string>& paths);
+
 } // namespace n3::secagg

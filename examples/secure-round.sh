@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# examples/secure-round.sh — one round of secure aggregation on one machine.
+#
+#   examples/secure-round.sh OUTDIR CLIENTS DROPPED
+#
+# CLIENTS members train on their own shares of Fashion-MNIST; the aggregator ("hub") learns only
+# the weighted mean of their updates. DROPPED members vanish after masking: their masked inputs
+# never arrive, and the round still completes from the survivors (it needs at least a majority).
+# Every record between members and hub is sealed with n3-seal. Leaves in OUTDIR:
+#   update-I.n3   member I's plain update (never leaves member I)
+#   masked-I.n3   member I's masked input (U32 tensors: n3-inspect --to-safetensors exports it)
+#   secure.n3     the secure aggregate: weighted mean of the survivors' updates
+#   plain.n3      plain fedavg of the survivors' updates, for comparison
+# Environment: ROUND (1), LIMIT (samples per member, 600), N3_BIN (default build/tools).
+set -euo pipefail
+[ $# -eq 3 ] || { echo "usage: $0 OUTDIR CLIENTS DROPPED" >&2; exit 2; }
+OUT=$1 CLIENTS=$2 DROPPED=$3
+here=$(cd "$(dirname "$0")" && pwd)
+N3_BIN=${N3_BIN:-$here/../build/tools}
+[ -x "$N3_BIN/n3-seal" ] && export PATH="$N3_BIN:$PATH"
+ROUND=${ROUND:-1}
+LIMIT=${LIMIT:-600}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+die() { echo "secure-round: $*" >&2; exit 2; }
+for t in n3-keys n3-train n3-seal n3-merge n3-inspect; do
+    command -v "$t" >/dev/null || die "$t not found: run 'make build' first (or set N3_BIN)"
+done
+[ -f "$DATA/train-images-idx3-ubyte.gz" ] || die "Fashion-MNIST not found in $DATA: apt-get install dataset-fashion-mnist"
+[ "$CLIENTS" -ge 2 ] || die "CLIENTS must be at least 2"
+[ "$DROPPED" -ge 0 ] && [ "$DROPPED" -lt "$CLIENTS" ] || die "DROPPED must be between 0 and CLIENTS-1"
+
+mkdir -p "$OUT"
+rm -f "$OUT"/update-*.n3 "$OUT"/masked-*.n3 "$OUT"/secure.n3 "$OUT"/plain.n3
+W=$(mktemp -d "${TMPDIR:-/tmp}/n3-secure.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+
+# Identities: an authority, the hub, the members; the roster lists the members in order.
+n3-keys authority -o "$W/fed.ask"
+n3-keys public "$W/fed.ask" > "$W/fed.pub"
+enroll() {
+    n3-keys request --id "$1" -o "$W/$1.secret" > "$W/$1.req"
+    n3-keys issue --authority "$W/fed.ask" < "$W/$1.req" > "$W/$1.partial"
+    n3-keys complete --secret "$W/$1.secret" --partial "$W/$1.partial" -o "$W/$1.key"
+    n3-keys public "$W/$1.key" > "$W/$1.pub"
+}
+enroll hub
+for i in $(seq 1 "$CLIENTS"); do enroll "m$i"; cat "$W/m$i.pub"; done > "$W/fed.roster"
+round=(--roster "$W/fed.roster" --authority "$W/fed.pub" --round "$ROUND")
+
+# Each member trains from the same global model on its own share.
+n3-train --model "$here/models/mlp.yaml" --init-only --seed 3 -o "$W/global.n3"
+for i in $(seq 1 "$CLIENTS"); do
+    n3-train --init "$W/global.n3" --data "$DATA" --partition iid --clients "$CLIENTS" \
+        --client $((i - 1)) --limit "$LIMIT" --epochs 1 --seed 5 --threads 1 -q \
+        -o "$OUT/update-$i.n3"
+done
+
+# 1. Adverts: fresh round keys and sealed, verifiable shares for every other member.
+for i in $(seq 1 "$CLIENTS"); do
+    n3-seal --advertise --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" > "$W/advert-$i.n3"
+done
+cat "$W"/advert-*.n3 > "$W/adverts.n3" # the hub hands every member all adverts
+
+# 2. Masked inputs, sealed to the hub. The last DROPPED members vanish after masking.
+survivors=$((CLIENTS - DROPPED))
+for i in $(seq 1 "$CLIENTS"); do
+    n3-seal --mask --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" \
+        --adverts "$W/adverts.n3" "$OUT/update-$i.n3" -o "$OUT/masked-$i.n3"
+    if [ "$i" -le "$survivors" ]; then
+        n3-seal --to "$W/hub.pub" --key "$W/m$i.key" "$OUT/masked-$i.n3" > "$W/to-hub-$i.n3"
+    fi
+done
+
+# 3. The hub opens what arrived and names the survivors; survivors reveal shares to the hub.
+cat "$W"/to-hub-*.n3 | n3-seal --open --key "$W/hub.key" --authority "$W/fed.pub" \
+    --roster "$W/fed.roster" --round "$ROUND" -q > "$W/arrived.n3"
+n3-merge --rule secure-sum "${round[@]}" --adverts "$W/adverts.n3" --list-survivors \
+    "$W/arrived.n3" > "$W/survivors.txt"
+for i in $(seq 1 "$survivors"); do
+    n3-seal --reveal --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" \
+        --survivors "$W/survivors.txt" \
+      | n3-seal --to "$W/hub.pub" --key "$W/m$i.key" --round "$ROUND" > "$W/reveal-$i.n3"
+done
+cat "$W"/reveal-*.n3 | n3-seal --open --key "$W/hub.key" --authority "$W/fed.pub" \
+    --roster "$W/fed.roster" --round "$ROUND" -q > "$W/reveals.n3"
+
+# 4. The secure sum, and the plain fedavg of the same updates for comparison.
+n3-merge --rule secure-sum "${round[@]}" --adverts "$W/adverts.n3" -v \
+    "$W/arrived.n3" "$W/reveals.n3" -o "$OUT/secure.n3"
+plain=()
+for i in $(seq 1 "$survivors"); do plain+=("$OUT/update-$i.n3"); done
+n3-merge --rule fedavg "${plain[@]}" -o "$OUT/plain.n3"
+echo "secure-round: $survivors of $CLIENTS members survived (members $(tr -d '\n' < "$W/survivors.txt"))"
+echo "secure-round: secure.n3 and plain.n3 in $OUT; compare their tensors with n3-inspect"
