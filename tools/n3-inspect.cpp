@@ -232,14 +232,7 @@ int from_safetensors(Tool& tool, const std::string& in_path, const std::string& 
         b.add(t.name, t.dtype, t.shape, set.data(t));
     }
     auto out = tool.open_output(out_path, force, explicit_stdout);
-    RecordWriter w(*out, *type, b.size());
-    struct Forward final : Sink {
-        RecordWriter& w;
-        explicit Forward(RecordWriter& rw) : w(rw) {}
-        void write(ByteView bytes) override { w.write(bytes); }
-    } fwd(w);
-    b.write(fwd);
-    w.end();
+    write_tensor_record(*out, *type, b);
     out->commit();
     return 0;
 }

@@ -326,14 +326,7 @@ void Residual::save(const std::string& path) const {
     for (auto& [name, v] : values)
         b.add(name, DType::F32, shapes.at(name), as_bytes(v.data(), v.size() * 4));
     Output out(path);
-    RecordWriter w(out, RecordType::update, b.size());
-    struct Forward final : Sink {
-        RecordWriter& w;
-        explicit Forward(RecordWriter& rw) : w(rw) {}
-        void write(ByteView bytes) override { w.write(bytes); }
-    } fwd(w);
-    b.write(fwd);
-    w.end();
+    write_tensor_record(out, RecordType::update, b);
     out.commit();
 }
 
@@ -714,14 +707,7 @@ void unpack(ByteView packed, Sink& out, const std::string& where) {
                             : lossy;
     b.set_metadata(meta);
     for (auto& t : set.tensors()) b.add(t.name, t.dtype, t.shape, set.data(t));
-    RecordWriter w(out, h.type, b.size());
-    struct Forward final : Sink {
-        RecordWriter& w;
-        explicit Forward(RecordWriter& rw) : w(rw) {}
-        void write(ByteView bytes) override { w.write(bytes); }
-    } fwd(w);
-    b.write(fwd);
-    w.end();
+    write_tensor_record(out, h.type, b);
 }
 
 } // namespace n3::codec

@@ -468,14 +468,7 @@ const std::vector<InputReport>& Result::inputs() const {
 
 void Result::write(Sink& out) const {
     SafetensorsBuilder b = impl_->builder();
-    RecordWriter w(out, impl_->type, b.size());
-    struct Forward final : Sink {
-        RecordWriter& w;
-        explicit Forward(RecordWriter& rw) : w(rw) {}
-        void write(ByteView bytes) override { w.write(bytes); }
-    } fwd(w);
-    b.write(fwd);
-    w.end();
+    write_tensor_record(out, impl_->type, b);
 }
 
 Bytes Result::payload() const {

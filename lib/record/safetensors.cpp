@@ -239,6 +239,17 @@ Bytes SafetensorsBuilder::bytes() const {
     return std::move(s.data);
 }
 
+void write_tensor_record(Sink& out, RecordType type, const SafetensorsBuilder& b) {
+    RecordWriter w(out, type, b.size());
+    struct Forward final : Sink {
+        RecordWriter& w;
+        explicit Forward(RecordWriter& rw) : w(rw) {}
+        void write(ByteView bytes) override { w.write(bytes); }
+    } fwd(w);
+    b.write(fwd);
+    w.end();
+}
+
 // Element conversions -------------------------------------------------------------------------
 
 float f16_to_f32(uint16_t h) {

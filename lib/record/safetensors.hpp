@@ -12,6 +12,7 @@
 // the payload to any Sink without copying tensor data twice.
 #pragma once
 
+#include "record/format.hpp"
 #include "record/io.hpp"
 
 #include <cstdint>
@@ -88,6 +89,10 @@ private:
     std::set<std::string> names_;
     std::deque<Bytes> owned_; // a deque: adding never moves the bytes earlier entries view
 };
+
+// Writes a whole record of `type` whose payload is the builder's safetensors bytes, streamed
+// (tensor data is not copied into a buffer first).
+void write_tensor_record(Sink& out, RecordType type, const SafetensorsBuilder& b);
 
 // The payload's offset within a record: data is aligned to this many bytes from record start.
 constexpr size_t kTensorAlign = 64;
