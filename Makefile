@@ -24,7 +24,7 @@ DEB_LIBS    = libsodium-dev libzstd-dev libzmq3-dev cppzmq-dev libyaml-cpp-dev c
               zlib1g-dev
 DEB_DATA    = dataset-fashion-mnist bible-kjv
 DEB_TESTS   = python3 python3-numpy python3-torch python3-zmq iproute2 clang libclang-rt-14-dev \
-              groff-base man-db zstd
+              groff-base man-db zstd bc
 DEB_BENCH   = age par2 socat hyperfine gnuplot-nox
 DEB_ALL     = $(DEB_BUILD) $(DEB_LIBS) $(DEB_DATA) $(DEB_TESTS) $(DEB_BENCH)
 
