@@ -1,3 +1,4 @@
+#include "record/bytes.hpp"
 #include "codec/packed.hpp"
 
 #include "codec/buffer.hpp"
@@ -30,20 +31,6 @@ constexpr size_t kParallelSegment = size_t(8) << 20;
 constexpr uint8_t kFlagSparse = 1, kFlagStochastic = 2;
 constexpr uint8_t kStored = 0, kZstd = 1;
 
-void put_u16(Bytes& b, uint16_t v) {
-    for (int i = 0; i < 2; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_u32(Bytes& b, uint32_t v) {
-    for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_u64(Bytes& b, uint64_t v) {
-    for (int i = 0; i < 8; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-uint64_t get_le(const uint8_t* p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
-}
 
 ByteView as_bytes(const void* p, size_t n) { return {static_cast<const uint8_t*>(p), n}; }
 

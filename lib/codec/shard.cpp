@@ -1,3 +1,4 @@
+#include "record/bytes.hpp"
 #include "codec/shard.hpp"
 
 #include "codec/buffer.hpp"
@@ -23,14 +24,6 @@ constexpr size_t kEncodeStripe = size_t(64) << 10;
 constexpr uint64_t kParallelShards = uint64_t(16) << 20; // records this large use two threads
 constexpr uint64_t kMinRecord = kPreambleSize + kTrailerSize;
 
-uint64_t get_le(const uint8_t* p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
-}
-void put_le(uint8_t* p, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
 
 GroupId random_group() {
     GroupId g;

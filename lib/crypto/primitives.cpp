@@ -1,3 +1,4 @@
+#include "record/bytes.hpp"
 #include "crypto/primitives.hpp"
 
 #include "record/error.hpp"
@@ -171,15 +172,9 @@ std::string hex(std::span<const uint8_t> bytes) {
     return s;
 }
 
-void put_u16(Bytes& b, uint16_t v) {
-    for (int i = 0; i < 2; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_u32(Bytes& b, uint32_t v) {
-    for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_u64(Bytes& b, uint64_t v) {
-    for (int i = 0; i < 8; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
+void put_u16(Bytes& b, uint16_t v) { append_le(b, v, 2); }
+void put_u32(Bytes& b, uint32_t v) { append_le(b, v, 4); }
+void put_u64(Bytes& b, uint64_t v) { append_le(b, v, 8); }
 
 void Cursor::fail(const std::string& what) const { throw DataError(where_ + ": " + what); }
 ByteView Cursor::take(size_t n) {

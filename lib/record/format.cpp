@@ -1,5 +1,6 @@
 #include "record/format.hpp"
 
+#include "record/bytes.hpp"
 #include "record/error.hpp"
 
 #include <cstring>
@@ -12,34 +13,12 @@ namespace n3 {
 
 namespace {
 
-void put_u16(uint8_t* p, uint16_t v) {
-    p[0] = static_cast<uint8_t>(v);
-    p[1] = static_cast<uint8_t>(v >> 8);
-}
-void put_u32(uint8_t* p, uint32_t v) {
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put_u64(uint8_t* p, uint64_t v) {
-    for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint16_t get_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t get_u32(const uint8_t* p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
-}
-uint64_t get_u64(const uint8_t* p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
-}
-
 // Explains a bad magic as precisely as the bytes allow.
 [[noreturn]] void bad_magic(const uint8_t* in, const std::string& where) {
     if (in[0] == 0x89 && in[1] == 'N' && in[2] == '3' && in[3] == 'R')
         throw DataError(where + ": damaged record magic (the file went through a text-mode "
                                 "transfer or was edited)");
-    uint64_t st_len = get_u64(in);
+    uint64_t st_len = get_le(in, 8);
     if (in[8] == '{' && st_len > 0 && st_len < (uint64_t(1) << 32))
         throw DataError(where + ": not an n3 record (this looks like a .safetensors file)",
                         "import it with: n3-inspect --from-safetensors FILE --kind model");
@@ -117,17 +96,17 @@ void encode_preamble(const Preamble& p, uint8_t out[kPreambleSize]) {
     std::memcpy(out, kMagic, 8);
     out[8] = p.version;
     out[9] = static_cast<uint8_t>(p.type);
-    put_u16(out + 10, 0);
-    put_u32(out + 12, 0);
-    put_u64(out + 16, p.payload_len);
-    put_u32(out + 24, crc32(0, ByteView(out, 24)));
-    put_u32(out + 28, 0);
+    put_le(out + 10, 0, 2);
+    put_le(out + 12, 0, 4);
+    put_le(out + 16, p.payload_len, 8);
+    put_le(out + 24, crc32(0, ByteView(out, 24)), 4);
+    put_le(out + 28, 0, 4);
 }
 
 Preamble decode_preamble(const uint8_t in[kPreambleSize], const std::string& where,
                          uint64_t max_payload) {
     if (std::memcmp(in, kMagic, 8) != 0) bad_magic(in, where);
-    if (get_u32(in + 24) != crc32(0, ByteView(in, 24)))
+    if (get_le(in + 24, 4) != crc32(0, ByteView(in, 24)))
         throw DataError(where + ": corrupted record header (checksum mismatch)");
     Preamble p;
     p.version = in[8];
@@ -140,9 +119,9 @@ Preamble decode_preamble(const uint8_t in[kPreambleSize], const std::string& whe
     if (type < 1 || type > 6)
         throw DataError(where + ": unknown record type " + std::to_string(type));
     p.type = static_cast<RecordType>(type);
-    if (get_u16(in + 10) != 0 || get_u32(in + 12) != 0 || get_u32(in + 28) != 0)
+    if (get_le(in + 10, 2) != 0 || get_le(in + 12, 4) != 0 || get_le(in + 28, 4) != 0)
         throw DataError(where + ": unsupported record flags");
-    p.payload_len = get_u64(in + 16);
+    p.payload_len = get_le(in + 16, 8);
     if (p.payload_len > max_payload)
         throw DataError(where + ": record too large (" + std::to_string(p.payload_len) +
                         " bytes, limit " + std::to_string(max_payload) + ")");
@@ -181,8 +160,7 @@ Record decode_record(ByteView bytes, const std::string& where) {
         throw DataError(where + ": record length " + std::to_string(p.record_size()) +
                         " does not match its " + std::to_string(bytes.size()) + " bytes");
     size_t body = kPreambleSize + p.payload_len;
-    uint64_t want = 0;
-    for (int i = 7; i >= 0; --i) want = (want << 8) | bytes[body + i];
+    uint64_t want = get_le(bytes.data() + body, 8);
     if (crc64(0, bytes.first(body)) != want)
         throw DataError(where + ": corrupted record (checksum mismatch)");
     Bytes payload(bytes.begin() + kPreambleSize, bytes.begin() + static_cast<long>(body));
@@ -260,8 +238,7 @@ void RecordReader::end() {
     in_record_ = false;
     if (n < kTrailerSize)
         throw DataError(where() + ": truncated record (checksum missing)");
-    uint64_t want = 0;
-    for (int i = 7; i >= 0; --i) want = (want << 8) | trailer[i];
+    uint64_t want = get_le(trailer, 8);
     if (want != crc_) throw DataError(where() + ": corrupted record (checksum mismatch)");
     ++index_;
 }
@@ -317,7 +294,7 @@ void RecordWriter::end() {
     if (ended_) return;
     if (remaining_ != 0) throw DataError("record payload shorter than declared");
     uint8_t trailer[kTrailerSize];
-    for (int i = 0; i < 8; ++i) trailer[i] = static_cast<uint8_t>(crc_ >> (8 * i));
+    put_le(trailer, crc_, 8);
     out_.write(ByteView(trailer, kTrailerSize));
     ended_ = true;
 }

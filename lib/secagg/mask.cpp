@@ -1,5 +1,6 @@
 #include "secagg/mask.hpp"
 
+#include "record/bytes.hpp"
 #include "record/error.hpp"
 
 #include <algorithm>
@@ -10,10 +11,6 @@
 namespace n3::secagg {
 
 namespace {
-
-void put_u32(std::vector<uint8_t>& b, uint32_t v) {
-    for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
 
 Key keyed_hash(const uint8_t* key, const char* domain, const std::vector<uint8_t>& msg) {
     crypto_generichash_state st;

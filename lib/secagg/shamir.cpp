@@ -1,5 +1,6 @@
 #include "secagg/shamir.hpp"
 
+#include "crypto/primitives.hpp"
 #include "record/error.hpp"
 
 #include <set>
@@ -9,10 +10,6 @@
 namespace n3::secagg {
 
 namespace {
-
-void ensure_sodium() {
-    if (sodium_init() < 0) throw EnvError("libsodium failed to initialise");
-}
 
 Scalar add(const Scalar& a, const Scalar& b) {
     Scalar r;
@@ -50,21 +47,12 @@ bool is_zero(const Scalar& s) {
 } // namespace
 
 Scalar random_scalar() {
-    ensure_sodium();
     Scalar s;
-    do {
-        crypto_core_ristretto255_scalar_random(s.data());
-    } while (is_zero(s));
+    crypto::scalar_random(s); // canonical and non-zero
     return s;
 }
 
-Point base_mul(const Scalar& s) {
-    ensure_sodium();
-    Point p;
-    if (crypto_scalarmult_ristretto255_base(p.data(), s.data()) != 0)
-        throw DataError("scalar multiplication by zero");
-    return p;
-}
+Point base_mul(const Scalar& s) { return crypto::base_mul(s); }
 
 Scalar scalar_from_u64(uint64_t v) {
     Scalar s{};
@@ -75,7 +63,7 @@ Scalar scalar_from_u64(uint64_t v) {
 namespace shamir {
 
 Dealing deal(const Scalar& secret, uint32_t t, uint32_t n) {
-    ensure_sodium();
+    crypto::init();
     if (t < 1 || t > n) throw UsageError("shamir: need 1 <= t <= n");
     std::vector<Scalar> coeffs{secret};
     for (uint32_t j = 1; j < t; ++j) coeffs.push_back(random_scalar());
@@ -101,7 +89,7 @@ Dealing deal(const Scalar& secret, uint32_t t, uint32_t n) {
 }
 
 bool verify(const Share& share, const std::vector<Point>& commitments) {
-    ensure_sodium();
+    crypto::init();
     if (share.x == 0 || commitments.empty()) return false;
     if (is_zero(share.y)) return false;
     Point lhs;
