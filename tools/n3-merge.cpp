@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <iostream>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 using namespace n3;
@@ -75,6 +74,9 @@ int main(int argc, char** argv) {
             if (!state.empty() || !self.empty() || !weights.empty() || o_clip->count())
                 throw UsageError("--rule secure-sum takes no --state, --self, --weights or --clip-norm",
                                  "the members clip with n3-seal --mask --clip");
+            if (!base.empty())
+                throw UsageError("--rule secure-sum writes the mean update; it takes no --base",
+                                 "apply it with: ... | n3-merge --base MODEL -o NEXT");
             if (round_s.find_first_not_of("0123456789") != std::string::npos || round_s.size() > 19)
                 throw UsageError("--round must be a non-negative integer");
             spec.round = std::stoull(round_s);
@@ -96,32 +98,7 @@ int main(int argc, char** argv) {
             bool explicit_stdout = out_path == "-";
             if (out_path.empty()) out_path = "-";
             auto out = tool.open_output(out_path, force, explicit_stdout);
-            if (base.empty()) {
-                write_record(*out, sum.update);
-            } else {
-                // Apply the mean to the base model as fedavg of a single update does.
-                char tmpl[] = "/tmp/n3-secure-sum.XXXXXX";
-                int fd = mkstemp(tmpl);
-                if (fd < 0) throw EnvError("cannot create a temporary file in /tmp");
-                ::close(fd);
-                struct Unlink {
-                    std::string p;
-                    ~Unlink() { ::unlink(p.c_str()); }
-                } cleanup{tmpl};
-                {
-                    OutputOptions raw;
-                    raw.force = true;
-                    Output tmp(tmpl, raw);
-                    write_record(tmp, sum.update);
-                    tmp.commit();
-                }
-                merge::Request apply;
-                apply.inputs = {tmpl};
-                apply.base = base;
-                apply.options.rule = merge::Rule::parse("fedavg");
-                merge::Result res = merge::run(apply);
-                res.write(*out);
-            }
+            write_record(*out, sum.update);
             out->commit();
             return 0;
         }

@@ -54,4 +54,7 @@ N3_BIN="$N3_TOOLS" LIMIT=100 bash "$EX" "$T/c" 4 2 > "$T/round.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && grep -q "only 2 survivors, the threshold is 3; nothing revealed" "$T/round.log" && _pass \
     || _fail "exit $rc: $(tail -2 "$T/round.log")"
+expect 2 'secure-sum writes the mean update; it takes no --base' -- \
+    n3-merge --rule secure-sum --roster r --authority a --round 1 --adverts x --base g.n3 -o "$T/next.n3"
+assert_no_file "$T/next.n3"
 finish
