@@ -2,6 +2,7 @@
 // (man/n3-keys.1). The constructions live in lib/crypto/keys.hpp; this file is flags and files.
 #include "common/tool.hpp"
 #include "crypto/keys.hpp"
+#include "crypto/passphrase.hpp"
 
 #include <iostream>
 
@@ -39,6 +40,7 @@ std::string public_line(const KeyText& kt, const std::string& where) {
     case KeyKind::member_public: return PublicRecord::decode(kt.body, where).text();
     case KeyKind::member_secret: return MemberSecret::decode(kt.body, where).request.text();
     case KeyKind::request: return Request::decode(kt.body, where).text();
+    case KeyKind::encrypted_key: break; // read_key_file decrypts
     case KeyKind::curve_secret:
     case KeyKind::curve_public: {
         if (kt.kind == KeyKind::curve_public) return encode_key_text(kt.kind, kt.body);
@@ -47,6 +49,27 @@ std::string public_line(const KeyText& kt, const std::string& where) {
     }
     }
     throw DataError(where + ": unknown key kind");
+}
+
+// A new secret key line, encrypted under a new passphrase when asked.
+std::string protect(const std::string& line, bool encrypt, const std::string& what) {
+    if (!encrypt) return line;
+    KeyText kt = decode_key_text(line, what);
+    return encrypt_key_text(kt, passphrase(what, true));
+}
+
+// The comment lines of a key file, kept when passwd rewrites it.
+std::string comments_of(const std::string& path) {
+    std::string text = read_text_file(path), out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t nl = text.find('\n', pos);
+        std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+        pos = nl == std::string::npos ? text.size() : nl + 1;
+        if (!line.empty() && line[0] == '#') out += line + "\n";
+    }
+    sodium_memzero(text.data(), text.size());
+    return out;
 }
 
 uint32_t parse_epoch(const std::string& s) {
@@ -66,10 +89,17 @@ int main(int argc, char** argv) {
     bool force = false;
     std::string out_path, id, epoch_s, expires_s, authority_path, log_path, secret_path, partial_path;
     std::vector<std::string> files;
+    std::string pass_file, new_pass_file;
+    bool encrypt = false, remove = false;
+    app.add_option("--passphrase-file", pass_file,
+                   "Read the passphrase of encrypted key files from the first line of FILE")
+        ->type_name("FILE");
+    app.fallthrough();
 
     auto* c_auth = app.add_subcommand("authority", "Create a federation authority's secret key");
     c_auth->add_option("-o,--output", out_path, "Secret key file (created 0600; '-' is stdout)")->type_name("FILE")->required();
     c_auth->add_flag("-f,--force", force, "Overwrite an existing file");
+    c_auth->add_flag("--passphrase", encrypt, "Encrypt the secret key under a passphrase");
 
     auto* c_pub = app.add_subcommand("public", "Print the public part of a key file");
     c_pub->add_option("FILE", files, "Key file ('-' is stdin)")->type_name("")->required();
@@ -80,6 +110,7 @@ int main(int argc, char** argv) {
     c_req->add_option("--epoch", epoch_s, "Key epoch (default 0)")->type_name("N");
     c_req->add_option("--expires", expires_s, "Expiry: YYYY-MM-DD, +DAYSd, @UNIX or never (default +365d)")->type_name("WHEN");
     c_req->add_flag("-f,--force", force, "Overwrite an existing secret file");
+    c_req->add_flag("--passphrase", encrypt, "Encrypt the secret file under a passphrase");
 
     auto* c_issue = app.add_subcommand("issue", "Check a request and issue its partial key");
     c_issue->add_option("--authority", authority_path, "The authority's secret key file")->type_name("FILE")->required();
@@ -95,6 +126,13 @@ int main(int argc, char** argv) {
     c_complete->add_option("--authority", authority_path, "Also require this authority (public key file)")->type_name("FILE");
     c_complete->add_option("-o,--output", out_path, "Member key file (created 0600)")->type_name("FILE")->required();
     c_complete->add_flag("-f,--force", force, "Overwrite an existing key file");
+    c_complete->add_flag("--passphrase", encrypt, "Encrypt the member key under a passphrase");
+
+    auto* c_passwd = app.add_subcommand("passwd", "Add, change or remove a secret key file's passphrase");
+    c_passwd->add_option("FILE", files, "Secret key file, rewritten in place")->type_name("")->required();
+    c_passwd->add_flag("--remove", remove, "Store the key unencrypted");
+    c_passwd->add_option("--new-passphrase-file", new_pass_file, "Read the new passphrase from the first line of FILE")
+        ->type_name("FILE");
 
     auto* c_fp = app.add_subcommand("fingerprint", "Print the fingerprint of a key file");
     c_fp->add_option("FILE", files, "Key files ('-' is stdin)")->type_name("")->required();
@@ -114,11 +152,12 @@ int main(int argc, char** argv) {
     return tool.run(argc, argv, [&] {
         init();
         uint64_t now = now_seconds();
+        if (!pass_file.empty()) set_passphrase_file(pass_file);
         if (c_auth->parsed()) {
             AuthoritySecret a = AuthoritySecret::generate();
             std::string pub = a.public_key().text();
             write_text(out_path, "# n3 federation authority secret key, created " + comment_time() +
-                                     "\n# public key: " + pub + "\n" + a.text() + "\n",
+                                     "\n# public key: " + pub + "\n" + protect(a.text(), encrypt, out_path) + "\n",
                        true, force);
             tool.note("authority " + hex(a.id) + "; public key: n3-keys public " + out_path);
             return 0;
@@ -135,7 +174,7 @@ int main(int argc, char** argv) {
             uint64_t expiry = parse_expiry(expires_s.empty() ? "+365d" : expires_s, now);
             MemberSecret m = MemberSecret::create(id, epoch, expiry);
             write_text(out_path, "# n3 member secret for '" + id + "' (before completion), created " +
-                                     comment_time() + "\n" + m.text() + "\n",
+                                     comment_time() + "\n" + protect(m.text(), encrypt, out_path) + "\n",
                        true, force);
             std::cout << "# n3 key request for '" << id << "'\n" << m.request.text() << "\n";
             return 0;
@@ -166,7 +205,7 @@ int main(int argc, char** argv) {
             }
             MemberKey k = complete(s, p, partial_path);
             write_text(out_path, "# n3 member key\n" + record_comment(k.record) + "# public record: " +
-                                     k.record.text() + "\n" + k.text() + "\n",
+                                     k.record.text() + "\n" + protect(k.text(), encrypt, out_path) + "\n",
                        true, force);
             tool.note("member key for '" + k.record.id + "', fingerprint " + hex(k.record.fingerprint()));
             return 0;
@@ -174,17 +213,15 @@ int main(int argc, char** argv) {
         if (c_fp->parsed()) {
             for (auto& f : files) {
                 KeyText kt = read_key_file(f);
-                std::string fp;
+                std::string fp, where = name_of(f);
                 switch (kt.kind) {
                 case KeyKind::authority_secret:
-                case KeyKind::authority_public:
-                    fp = hex(AuthorityPublic::load(f).fingerprint());
+                    fp = hex(AuthoritySecret::decode(kt.body, where).public_key().fingerprint());
                     break;
-                case KeyKind::member_key:
-                case KeyKind::partial:
-                case KeyKind::member_public:
-                    fp = hex(PublicRecord::load(f).fingerprint());
-                    break;
+                case KeyKind::authority_public: fp = hex(AuthorityPublic::decode(kt.body, where).fingerprint()); break;
+                case KeyKind::member_key: fp = hex(MemberKey::decode(kt.body, where).record.fingerprint()); break;
+                case KeyKind::partial: fp = hex(Partial::decode(kt.body, where).record.fingerprint()); break;
+                case KeyKind::member_public: fp = hex(PublicRecord::decode(kt.body, where).fingerprint()); break;
                 default:
                     throw DataError(name_of(f) + ": " + std::string(key_description(kt.kind)) +
                                     " has no fingerprint (it is not an identity)");
@@ -219,6 +256,28 @@ int main(int argc, char** argv) {
                                     " name(s) more than one key in one epoch",
                                 "an authority that issues a second key for a name can impersonate it");
             tool.note(log_path + ": " + std::to_string(rep.entries) + " issuances, chain intact, no name issued twice");
+            return 0;
+        }
+        if (c_passwd->parsed()) {
+            if (files.size() != 1) throw UsageError("passwd takes one key file");
+            const std::string& f = files[0];
+            if (f == "-") throw UsageError("passwd rewrites a file in place, not stdin");
+            KeyText raw = read_key_file(f, false);
+            bool was = raw.kind == KeyKind::encrypted_key;
+            if (!was && !is_secret(raw.kind))
+                throw DataError(f + ": is " + std::string(key_description(raw.kind)) + ", not a secret key",
+                                "only secret key files take a passphrase");
+            if (remove && !was) throw DataError(f + ": has no passphrase to remove");
+            KeyText inner = was ? decrypt_key_text(raw, passphrase(f, false), f) : raw;
+            std::string line;
+            if (remove)
+                line = encode_key_text(inner.kind, inner.body);
+            else if (!new_pass_file.empty())
+                line = encrypt_key_text(inner, read_passphrase_file(new_pass_file));
+            else
+                line = encrypt_key_text(inner, passphrase(f, true, was)); // the file sources gave the old one
+            write_text(f, comments_of(f) + line + "\n", true, true);
+            tool.note(f + (remove ? ": passphrase removed" : was ? ": passphrase changed" : ": passphrase added"));
             return 0;
         }
         if (c_curve->parsed()) {

@@ -1,6 +1,7 @@
 // n3-seal: anonymous certificateless signcryption of records; --open verifies and decrypts
 // (man/n3-seal.1). The envelope lives in lib/crypto/seal.hpp; this file is flags and files.
 #include "common/tool.hpp"
+#include "crypto/passphrase.hpp"
 #include "crypto/seal.hpp"
 #include "record/format.hpp"
 #include "secagg/steps.hpp"
@@ -80,6 +81,9 @@ int main(int argc, char** argv) {
     app.add_option("--max-samples", spec.max_samples,
                    "Secure aggregation: weights are samples / this (default 1048576)")
         ->type_name("N");
+    std::string pass_file;
+    app.add_option("--passphrase-file", pass_file, "Read the passphrase of an encrypted --key from the first line of FILE")
+        ->type_name("FILE");
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout)")->type_name("FILE");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_to->excludes(o_open);
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
 
     return tool.run(argc, argv, [&] {
         init();
+        if (!pass_file.empty()) set_passphrase_file(pass_file);
         if (sa_advertise || sa_mask || sa_reveal) {
             const char* step = sa_advertise ? "--advertise" : sa_mask ? "--mask" : "--reveal";
             if (roster_path.empty() || authority_path.empty() || round_s.empty() || state_path.empty())

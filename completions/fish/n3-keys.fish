@@ -1,5 +1,5 @@
 # fish completion for n3-keys
-set -l cmds authority public request issue complete fingerprint roster audit curve
+set -l cmds authority public request issue complete fingerprint roster audit curve passwd
 complete -c n3-keys -f -n "not __fish_seen_subcommand_from $cmds" -a authority -d 'create a federation authority secret key'
 complete -c n3-keys -f -n "not __fish_seen_subcommand_from $cmds" -a public -d 'print the public part of a key file'
 complete -c n3-keys -f -n "not __fish_seen_subcommand_from $cmds" -a request -d 'create member secrets and a key request'
@@ -18,5 +18,10 @@ complete -c n3-keys -n "__fish_seen_subcommand_from issue complete roster" -l au
 complete -c n3-keys -n "__fish_seen_subcommand_from issue" -l log -r -d 'issuance log'
 complete -c n3-keys -n "__fish_seen_subcommand_from complete" -l secret -r -d 'member secret file'
 complete -c n3-keys -n "__fish_seen_subcommand_from complete" -l partial -r -d 'partial key file'
+complete -c n3-keys -f -n "not __fish_seen_subcommand_from $cmds" -a passwd -d 'add, change or remove a passphrase'
+complete -c n3-keys -l passphrase-file -r -d 'passphrase of encrypted key files'
+complete -c n3-keys -n "__fish_seen_subcommand_from authority request complete" -l passphrase -d 'encrypt under a passphrase'
+complete -c n3-keys -n "__fish_seen_subcommand_from passwd" -l remove -d 'store the key unencrypted'
+complete -c n3-keys -n "__fish_seen_subcommand_from passwd" -l new-passphrase-file -r -d 'new passphrase'
 complete -c n3-keys -s q -d 'quieter'
 complete -c n3-keys -s v -d 'more verbose'

@@ -1,6 +1,7 @@
 # fish completion for n3-seal
 complete -c n3-seal -l to -r -d 'recipient public record'
 complete -c n3-seal -l key -r -d 'your member key'
+complete -c n3-seal -l passphrase-file -r -d 'passphrase of an encrypted --key'
 complete -c n3-seal -s d -l open -d 'verify and decrypt'
 complete -c n3-seal -l authority -r -d 'authority public key'
 complete -c n3-seal -l roster -r -d 'accept only these senders'

@@ -1,5 +1,6 @@
 #include "crypto/keys.hpp"
 
+#include "crypto/passphrase.hpp"
 #include "record/error.hpp"
 #include "record/io.hpp"
 
@@ -24,6 +25,7 @@ struct KindInfo {
 };
 // Longest prefixes first: "N3-AUTHORITY-" is a prefix of "N3-AUTHORITY-SECRET-".
 const KindInfo kKinds[] = {
+    {KeyKind::encrypted_key, "N3-ENCRYPTED-KEY-", "a passphrase-encrypted key", true},
     {KeyKind::authority_secret, "N3-AUTHORITY-SECRET-", "an authority secret key", true},
     {KeyKind::member_secret, "N3-MEMBER-SECRET-", "a member's request secret", true},
     {KeyKind::member_key, "N3-MEMBER-KEY-", "a member key", true},
@@ -190,7 +192,7 @@ KeyText decode_key_text(std::string_view text, const std::string& where) {
                     std::string(line.substr(0, std::min<size_t>(line.size(), 20))) + "')");
 }
 
-KeyText read_key_file(const std::string& path) {
+KeyText read_key_file(const std::string& path, bool decrypt) {
     std::string text;
     if (path == "-") {
         Input in("-", true);
@@ -212,6 +214,8 @@ KeyText read_key_file(const std::string& path) {
             throw DataError(name_of(path) + ": not a key file (binary data)");
     KeyText kt = decode_key_text(text, name_of(path));
     sodium_memzero(text.data(), text.size());
+    if (decrypt && kt.kind == KeyKind::encrypted_key)
+        return decrypt_key_text(kt, passphrase(name_of(path), false), name_of(path));
     return kt;
 }
 

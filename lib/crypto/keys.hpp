@@ -12,7 +12,8 @@
 //
 // Every key a person handles is one line of text, PREFIX + base64(body || 4-byte check):
 //   N3-AUTHORITY-SECRET-  N3-AUTHORITY-  N3-MEMBER-SECRET-  N3-REQUEST-  N3-PARTIAL-
-//   N3-MEMBER-KEY-  N3-MEMBER-   and the ZeroMQ CURVE pair N3CURVE-SECRET-/N3CURVE-PUBLIC- (Z85).
+//   N3-MEMBER-KEY-  N3-MEMBER-   and the ZeroMQ CURVE pair N3CURVE-SECRET-/N3CURVE-PUBLIC- (Z85);
+//   N3-ENCRYPTED-KEY- is any secret one under a passphrase (passphrase.hpp), read transparently.
 // Files may hold '#' comment lines. Loading the wrong kind, a corrupted line, an invalid or
 // identity point, a non-canonical scalar or a failed proof throws DataError naming the file.
 #pragma once
@@ -28,9 +29,10 @@ namespace n3::crypto {
 constexpr uint8_t kKeyVersion = 1;
 constexpr uint8_t kSuite = 1; // ristretto255, BLAKE2b, Schnorr, XChaCha20-Poly1305
 
-enum class KeyKind {
-    authority_secret, authority_public, member_secret, request, partial, member_key,
-    member_public, curve_secret, curve_public
+// The values are part of the encrypted key format (passphrase.hpp): never renumber.
+enum class KeyKind : uint8_t {
+    authority_secret = 0, authority_public = 1, member_secret = 2, request = 3, partial = 4,
+    member_key = 5, member_public = 6, curve_secret = 7, curve_public = 8, encrypted_key = 9
 };
 std::string_view key_prefix(KeyKind k);
 std::string_view key_description(KeyKind k); // "an authority secret key", ...
@@ -49,7 +51,8 @@ struct KeyText {
 std::string encode_key_text(KeyKind kind, ByteView body);
 // Parses the one key line of `text` (comment and blank lines skipped).
 KeyText decode_key_text(std::string_view text, const std::string& where);
-KeyText read_key_file(const std::string& path); // "-" is stdin
+// "-" is stdin. A passphrase-encrypted file is decrypted (passphrase.hpp) unless !decrypt.
+KeyText read_key_file(const std::string& path, bool decrypt = true);
 // Throws DataError "<where>: is <what it is>, not <what was needed>" (+ a hint).
 void expect_kind(const KeyText& kt, KeyKind want, const std::string& where);
 

@@ -142,4 +142,61 @@ want=$("$N3_PYTHON" -c 'import sys, zmq; print("N3CURVE-PUBLIC-" + zmq.curve_pub
 assert_eq "$pub" "$want" "CURVE public key equals zmq_curve_public"
 expect 1 'not a member key' -- n3-seal --to alice.pub --key node.curve
 
+# --- passphrase-encrypted secret keys -------------------------------------------------------------
+printf 'correct horse battery\n' >pass.txt
+printf 'wrong\n' >wrong.txt
+expect 0 '' -- n3-keys authority --passphrase --passphrase-file pass.txt -o enc.ask
+assert_eq "$(grep -c '^N3-ENCRYPTED-KEY-[A-Za-z0-9+/]*$' enc.ask)" 1 "encrypted key is one N3-ENCRYPTED-KEY- line"
+assert_eq "$(grep -c 'N3-AUTHORITY-SECRET-' enc.ask)" 0 "no clear secret in the encrypted file"
+assert_eq "$(stat -c %a enc.ask)" 600 "encrypted authority secret is 0600"
+expect 0 '' -- env N3_PASSPHRASE_FILE=pass.txt n3-keys public enc.ask
+grep -q '^N3-AUTHORITY-' "$T/out" && cp "$T/out" enc.pub
+assert_file enc.pub
+assert_eq "$(n3-keys public --passphrase-file pass.txt enc.ask)" "$(grep '^# public key: ' enc.ask | cut -c15-)" \
+    "public part of the encrypted authority matches its comment"
+expect 1 'enc.ask: wrong passphrase' -- n3-keys public --passphrase-file wrong.txt enc.ask
+expect 1 'enc.ask: wrong passphrase' -- env N3_PASSPHRASE_FILE=wrong.txt n3-keys fingerprint enc.ask
+expect 2 'enc.ask: needs a passphrase and there is no terminal.*' -- env -u N3_PASSPHRASE_FILE setsid -w n3-keys public enc.ask
+grep -q 'hint: give --passphrase-file FILE or set N3_PASSPHRASE_FILE' "$T/err" || _fail "no passphrase hint"
+expect 2 'cannot read passphrase file missing.txt' -- n3-keys public --passphrase-file missing.txt enc.ask
+printf '\n' >empty.txt
+expect 2 'passphrase file empty.txt is empty' -- n3-keys public --passphrase-file empty.txt enc.ask
+expect 2 'no terminal' -- env -u N3_PASSPHRASE_FILE setsid -w n3-keys authority --passphrase -o nopass.ask
+assert_no_file nopass.ask
+# a corrupted encrypted key file
+sed 's/^\(N3-ENCRYPTED-KEY-.\{40\}\)./\1A/;t;s/^\(N3-ENCRYPTED-KEY-.\{40\}\)./\1B/' enc.ask >bad-enc.ask
+cmp -s bad-enc.ask enc.ask && sed -i 's/^\(N3-ENCRYPTED-KEY-.\{40\}\)./\1B/' bad-enc.ask
+expect 1 'bad-enc.ask: corrupted passphrase-encrypted key' -- n3-keys public --passphrase-file pass.txt bad-enc.ask
+grep -v '^N3-ENCRYPTED-KEY-' enc.ask >cut-enc.ask
+grep '^N3-ENCRYPTED-KEY-' enc.ask | cut -c1-60 >>cut-enc.ask
+expect 1 'cut-enc.ask: corrupted' -- n3-keys public --passphrase-file pass.txt cut-enc.ask
+# the whole flow with encrypted secrets
+expect 0 '' -- n3-keys request --id erin --passphrase --passphrase-file pass.txt -o erin.secret
+cp "$T/out" erin.req
+assert_eq "$(grep -c '^N3-ENCRYPTED-KEY-' erin.secret)" 1 "encrypted member secret"
+expect 0 '' -- n3-keys issue --passphrase-file pass.txt --authority enc.ask erin.req -o erin.partial
+expect 1 'enc.ask: wrong passphrase' -- n3-keys issue --passphrase-file wrong.txt --authority enc.ask erin.req -o erin2.partial
+assert_no_file erin2.partial
+expect 0 "member key for .erin." -- env N3_PASSPHRASE_FILE=pass.txt n3-keys complete --passphrase \
+    --secret erin.secret --partial erin.partial -o erin.key
+assert_eq "$(grep -c '^N3-ENCRYPTED-KEY-' erin.key)" 1 "encrypted member key"
+assert_eq "$(N3_PASSPHRASE_FILE=pass.txt n3-keys fingerprint erin.key)" "$(n3-keys fingerprint erin.partial)" \
+    "fingerprint of the encrypted member key"
+# passwd: change, remove, add
+printf 'another one\n' >pass2.txt
+expect 0 'passphrase changed' -- n3-keys passwd --passphrase-file pass.txt --new-passphrase-file pass2.txt erin.key
+expect 1 'wrong passphrase' -- n3-keys public --passphrase-file pass.txt erin.key
+expect 0 '' -- n3-keys public --passphrase-file pass2.txt erin.key
+expect 0 'passphrase removed' -- n3-keys passwd --remove --passphrase-file pass2.txt erin.key
+assert_eq "$(grep -c '^N3-MEMBER-KEY-' erin.key)" 1 "passphrase removed: a clear member key again"
+assert_eq "$(grep -c '^# public record: ' erin.key)" 1 "passwd keeps the comments"
+assert_eq "$(stat -c %a erin.key)" 600 "passwd keeps the file 0600"
+expect 1 'has no passphrase to remove' -- n3-keys passwd --remove erin.key
+expect 0 'passphrase added' -- n3-keys passwd --passphrase-file pass.txt erin.key
+expect 0 '' -- n3-keys public --passphrase-file pass.txt erin.key
+expect 1 'wrong passphrase' -- n3-keys passwd --remove --passphrase-file wrong.txt erin.key
+assert_eq "$(grep -c '^N3-ENCRYPTED-KEY-' erin.key)" 1 "a failed passwd leaves the file as it was"
+expect 1 'is an authority public key, not a secret key' -- n3-keys passwd fed.pub
+expect 2 'n3-send reads CURVE transport keys unencrypted' -- n3-keys passwd --passphrase-file pass.txt node.curve
+
 finish

@@ -140,4 +140,19 @@ expect 2 'is also an input' -- n3-seal --to bob.pub --key alice.key a.n3 -o a.n3
 expect 2 '--round must be' -- n3-seal --to bob.pub --key alice.key --round x a.n3 -o x.out
 expect 2 'missing.pub' -- n3-seal --to missing.pub --key alice.key a.n3 -o x.out
 
+# --- passphrase-encrypted member keys ------------------------------------------------------------
+printf 'pw for bob\n' >bob.pass
+printf 'not it\n' >wrong.pass
+cp bob.key bobenc.key
+n3-keys passwd --passphrase-file bob.pass bobenc.key 2>/dev/null
+cp alice.key aliceenc.key
+n3-keys passwd --passphrase-file bob.pass aliceenc.key 2>/dev/null
+expect 0 '' -- n3-seal --to bob.pub --key aliceenc.key --passphrase-file bob.pass a.n3 -o enc.sealed
+expect 0 'record 1 from alice' -- env N3_PASSPHRASE_FILE=bob.pass n3-seal --open --key bobenc.key --authority fed.pub enc.sealed -o enc.out
+cmp -s a.n3 enc.out && assert_eq ok ok "round trip with encrypted keys" || assert_eq differ same "encrypted keys"
+expect 1 'bobenc.key: wrong passphrase' -- n3-seal --open --key bobenc.key --passphrase-file wrong.pass --authority fed.pub enc.sealed -o x.out
+assert_no_file x.out
+expect 2 'bobenc.key: needs a passphrase' -- env -u N3_PASSPHRASE_FILE setsid -w n3-seal --open --key bobenc.key --authority fed.pub enc.sealed -o x.out
+assert_no_file x.out
+
 finish
