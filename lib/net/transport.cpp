@@ -62,6 +62,17 @@ private:
 // pages) and trim its heaps after each record; one shared arena that keeps its pages lets
 // every record after the first land in memory that is already mapped (measured: 2.3x faster
 // for a stream of 256 MiB records, bench/send.sh). Process-wide, so only n3-send calls it.
+//
+// The first large record still lands in fresh memory, and that is what limits a single large
+// transfer (bench/send.sh: n3-send moves one 256 MiB record as fast as a bare libzmq program,
+// about 0.4x socat, which reuses one 1 MiB buffer). Measured on the project's VM, 256 MiB:
+// 4 KiB page faults cost 0.15-0.2 s of CPU in ZeroMQ's I/O thread (45% of the receiver's
+// time); transparent huge pages (MADV_HUGEPAGE) cost 0.035 s when the pages were freed a
+// moment before but 0.5-0.75 s once the machine was idle a few seconds (the balloon driver
+// hands free 2 MiB blocks back to the host; touching them again costs a host fault per
+// 4 KiB), so they are not used; a second thread faulting the arena in ahead of the I/O
+// thread (MADV_POPULATE_WRITE) faults no faster than the I/O thread copies, so it could not
+// keep ahead on two shared cores (median of 9: 0.72 s against 0.64 s without it).
 void keep_frame_memory() {
     static const bool done = [] {
         mallopt(M_ARENA_MAX, 1);
