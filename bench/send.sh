@@ -7,6 +7,8 @@
 #    libzmq program moving the file as one multipart message of 1 MiB frames
 #    (bench/send/zmq_limit.cpp: no checks, the speed of ZeroMQ itself, a physical limit).
 #    Then a stream of four such records.
+#    The single record is also sent to a receiver started with --reserve 300M, whose frame
+#    memory is faulted in before it listens (as it is for every record after the first).
 # 2. small records (about 200 bytes each): records per second, against the same peers.
 # Every transfer is timed from the sender's start to the receiver's exit, process start-up
 # and exit included on all sides. The three kinds take turns in each repetition so that they
@@ -37,8 +39,11 @@ one_run() {
     local kind=$1 file=$2 count=$3 p r s e
     p=$(port)
     case $kind in
-    n3)
-        n3-send --recv "tcp://127.0.0.1:$p" --count "$count" --timeout 120 >/dev/null &
+    n3 | n3r)
+        # n3r: the receiver faults its frame memory in before it listens (--reserve)
+        local reserve=()
+        [ "$kind" = n3r ] && reserve=(--reserve 300M)
+        n3-send --recv "tcp://127.0.0.1:$p" --count "$count" --timeout 120 "${reserve[@]}" >/dev/null &
         r=$!
         wait_listen "$p"
         s=$(now)
@@ -64,19 +69,20 @@ one_run() {
     echo "$e - $s" | bc -l
 }
 
-# compare FILE COUNT: RUNS rounds of n3, zmq, socat; leaves median and best seconds in
-# n3_med n3_best zmq_med zmq_best sc_med sc_best, and the load averages in load_at.
+# compare FILE COUNT [n3r]: RUNS rounds of n3, zmq, socat (and n3r); leaves median and best
+# seconds in n3_med n3_best zmq_med ... n3r_best, and the load averages in load_at.
 compare() {
-    local file=$1 count=$2 k
+    local file=$1 count=$2 with_reserve=${3:-} k
     load_at=$(load)
     : >"$T/times"
     for _ in $(seq "$RUNS"); do
         echo "n3 $(one_run n3 "$file" "$count")" >>"$T/times"
+        [ -n "$with_reserve" ] && echo "n3r $(one_run n3r "$file" "$count")" >>"$T/times"
         [ -n "$ZL" ] && echo "zmq $(one_run zmq "$file" "$count")" >>"$T/times"
         echo "sc $(one_run socat "$file" "$count")" >>"$T/times"
     done
     load_at="$load_at-$(load)"
-    for k in n3 zmq sc; do
+    for k in n3 n3r zmq sc; do
         read -r med best < <(awk -v k="$k" '$1 == k {print $2}' "$T/times" | sort -g |
             awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)], a[1]; else print 0, 0}')
         printf -v "${k}_med" %s "$med"
@@ -103,8 +109,10 @@ report() {
 n3-inspect --from-safetensors "$T/big.st" --kind update -o "$T/big.n3"
 rm "$T/big.st"
 bytes=$(stat -c %s "$T/big.n3")
-compare "$T/big.n3" 1
+compare "$T/big.n3" 1 n3r
 report "256 MiB record, tcp loopback (target >= 0.7x socat)" "$bytes"
+n3_med=$n3r_med n3_best=$n3r_best
+report "256 MiB record, receiver with --reserve 300M" "$bytes"
 
 cat "$T/big.n3" "$T/big.n3" "$T/big.n3" "$T/big.n3" >"$T/big4.n3"
 compare "$T/big4.n3" 4

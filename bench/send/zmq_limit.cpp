@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
     void* ctx = zmq_ctx_new();
     if (argc == 5 && std::string(argv[1]) == "send")
         return send_file(ctx, argv[2], argv[3], std::atol(argv[4]));
-    if (argc == 4 && std::string(argv[1]) == "recv") return receive(ctx, argv[2], std::atol(argv[3]));
+    if (argc == 4 && std::string(argv[1]) == "recv")
+        return receive(ctx, argv[2], std::atol(argv[3]));
     std::fprintf(stderr, "usage: zmq_limit send ENDPOINT FILE COUNT | recv ENDPOINT COUNT\n");
     return 2;
 }
