@@ -16,13 +16,13 @@ namespace {
 
 constexpr uint64_t kDefaultMaxSize = uint64_t(8) << 30;
 
-uint64_t parse_size(const std::string& s) {
+uint64_t parse_size(const std::string& flag, const std::string& s) {
     size_t end = 0;
     unsigned long long v = 0;
     try {
         v = std::stoull(s, &end);
     } catch (const std::exception&) {
-        throw UsageError("--max-size takes a size like 512M or 4G, not '" + s + "'");
+        throw UsageError(flag + " takes a size like 512M or 4G, not '" + s + "'");
     }
     std::string unit = s.substr(end);
     int shift = 0;
@@ -37,9 +37,9 @@ uint64_t parse_size(const std::string& s) {
     else if (unit == "T" || unit == "TiB")
         shift = 40;
     else
-        throw UsageError("--max-size takes a size like 512M or 4G, not '" + s + "'");
+        throw UsageError(flag + " takes a size like 512M or 4G, not '" + s + "'");
     if (v == 0 || v > (uint64_t(1) << (62 - shift)))
-        throw UsageError("--max-size out of range: '" + s + "'");
+        throw UsageError(flag + " out of range: '" + s + "'");
     return uint64_t(v) << shift;
 }
 
@@ -69,8 +69,8 @@ int main(int argc, char** argv) {
     auto& app = tool.app();
     std::vector<std::string> args;
     bool scatter = false, broadcast = false, force = false;
-    std::string recv_ep, pub_ep, sub_ep, spool_dir, max_size_text, curve_key, curve_server,
-        curve_allow;
+    std::string recv_ep, pub_ep, sub_ep, spool_dir, max_size_text, reserve_text, curve_key,
+        curve_server, curve_allow;
     uint64_t count = 0, quorum = 0, subscribers = 1;
     double timeout = 0;
     int hwm = 0;
@@ -97,6 +97,10 @@ int main(int argc, char** argv) {
                         ->type_name("DIR");
     auto* o_max =
         app.add_option("--max-size", max_size_text, "Refuse records larger than SIZE (8G)")
+            ->type_name("SIZE");
+    auto* o_reserve =
+        app.add_option("--reserve", reserve_text,
+                       "Fault in SIZE of memory before listening, for a large first record")
             ->type_name("SIZE");
     app.add_option("--hwm", hwm, "Records queued per peer (receiving 16, sending 1000)")
         ->type_name("N");
@@ -126,6 +130,7 @@ int main(int argc, char** argv) {
         ->excludes(o_quorum)
         ->excludes(o_spool)
         ->excludes(o_max)
+        ->excludes(o_reserve)
         ->excludes(o_server);
     o_scatter->excludes(o_broadcast);
     o_server->needs(o_key);
@@ -137,10 +142,11 @@ int main(int argc, char** argv) {
         if (app.count("--hwm") && hwm < 1) throw UsageError("--hwm must be at least 1");
         if (!std::isfinite(timeout) || timeout < 0)
             throw UsageError("--timeout must be 0 or more seconds");
-        if (!receiving &&
-            (o_count->count() || o_quorum->count() || o_spool->count() || o_max->count()))
-            throw UsageError("--count, --quorum, --spool and --max-size are for --recv and --sub",
-                             "receive with: n3-send --recv tcp://*:7000 --count N");
+        if (!receiving && (o_count->count() || o_quorum->count() || o_spool->count() ||
+                           o_max->count() || o_reserve->count()))
+            throw UsageError(
+                "--count, --quorum, --spool, --max-size and --reserve are for --recv and --sub",
+                "receive with: n3-send --recv tcp://*:7000 --count N");
         if (o_quorum->count()) {
             if (timeout == 0)
                 throw UsageError("--quorum matters only at a timeout", "add --timeout S");
@@ -189,7 +195,16 @@ int main(int argc, char** argv) {
             ro.quorum = quorum;
             ro.timeout = timeout;
             if (hwm) ro.hwm = hwm;
-            ro.max_payload = (max_size_text.empty() ? kDefaultMaxSize : parse_size(max_size_text));
+            ro.max_payload =
+                max_size_text.empty() ? kDefaultMaxSize : parse_size("--max-size", max_size_text);
+            if (!reserve_text.empty()) {
+                ro.reserve = parse_size("--reserve", reserve_text);
+                if (ro.reserve > net::kMaxReserve)
+                    throw UsageError("--reserve " + reserve_text + " is more than " +
+                                         std::to_string(net::kMaxReserve >> 30) + "G",
+                                     "a record larger than the reserve still arrives, only "
+                                     "the rest of it lands in fresh memory");
+            }
             ro.curve_server = cserver ? &*cserver : nullptr;
             ro.curve_client = cclient ? &*cclient : nullptr;
             ro.warn = notify_warn;

@@ -68,6 +68,9 @@ expect 2 "excludes" -- n3-send --recv ipc://$T/q --pub ipc://$T/p
 expect 2 "needs --curve-server" -- n3-send --curve-key "$T/none.key" ipc://$T/q "$T/r1.n3"
 expect 2 "needs --curve-allow" -- n3-send --recv ipc://$T/q --count 1 --curve-key "$T/none.key"
 expect 2 "max-size takes a size" -- n3-send --recv ipc://$T/q --count 1 --max-size 12Q
+expect 2 "reserve takes a size" -- n3-send --recv ipc://$T/q --count 1 --reserve 12Q
+expect 2 "reserve 2G is more than 1G" -- n3-send --recv ipc://$T/q --count 1 --reserve 2G
+expect 2 "are for --recv and --sub" -- n3-send --reserve 64M ipc://$T/q "$T/r1.n3"
 expect 2 "spool directory .*/nodir" -- n3-send --recv ipc://$T/q --count 1 --spool "$T/nodir"
 expect 2 "cannot open .*/missing.n3" -- n3-send ipc://$T/q "$T/missing.n3"
 : >"$T/empty.n3"
@@ -93,6 +96,13 @@ bg rx n3-send --recv "ipc://$T/many" --count 41 --timeout 30
 expect 0 '' -- n3-send --timeout 30 "ipc://$T/many" "$T/many.n3"
 rc rx; assert_eq "$RC" 0 "receiver of a mapped file exits 0"
 same "$T/rx.out" "$T/many.n3" "41 records arrive intact and in order (mapped file)"
+
+# --- a receiver with a reserve smaller than a record and larger than others --------------------
+cat "$T/r1.n3" "$T/big.n3" "$T/r2.n3" >"$T/mixed.n3"
+bg rx n3-send --recv "ipc://$T/res" --count 3 --reserve 16M --timeout 30
+expect 0 '' -- n3-send --timeout 30 "ipc://$T/res" "$T/mixed.n3"
+rc rx; assert_eq "$RC" 0 "receiver with --reserve 16M exits 0"
+same "$T/rx.out" "$T/mixed.n3" "records around the reserve's size arrive intact"
 
 # --- a receiver that starts after the sender; tcp ------------------------------------------------
 P=$(free_port)
