@@ -180,7 +180,7 @@ TEST_CASE("a residual that belongs to another model is refused") {
     REQUIRE_THROWS_AS(pack(RecordType::update, test::make_update(1), o, &r, "t"), DataError);
 }
 
-TEST_CASE("lossy packing refuses NaN and Inf; lossless packing keeps them") {
+TEST_CASE("lossy packing refuses NaN and Inf, lossless packing keeps them") {
     SafetensorsBuilder b;
     std::vector<float> w = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
     b.add("w", DType::F32, {3}, test::bytes_of(w));

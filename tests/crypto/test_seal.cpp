@@ -192,7 +192,7 @@ TEST_CASE("roster: senders not listed are refused") {
     CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), sealed, oo), Catch::Contains("not in the roster"));
 }
 
-TEST_CASE("replay into another round is refused; the round is signed") {
+TEST_CASE("replay into another round is refused: the round is signed") {
     World w;
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 4));
     OpenOptions oo;

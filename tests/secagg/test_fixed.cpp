@@ -67,7 +67,7 @@ TEST_CASE("encoding error is below one step and rounding is unbiased", "[fixed]"
     REQUIRE(ups < 10500);
 }
 
-TEST_CASE("clipping is counted; NaN and Inf are refused", "[fixed]") {
+TEST_CASE("clipping is counted, NaN and Inf are refused", "[fixed]") {
     FixedPoint fp = FixedPoint::choose(4, 0.5);
     std::vector<float> x{0.1f, 2.0f, -3.0f};
     std::vector<uint32_t> enc(3);
