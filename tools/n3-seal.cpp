@@ -80,6 +80,9 @@ int main(int argc, char** argv) {
     app.add_option("--max-samples", spec.max_samples,
                    "Secure aggregation: weights are samples / this (default 1048576)")
         ->type_name("N");
+    auto* o_k = app.add_option("--neighbours", spec.neighbours,
+                               "Secure aggregation: SecAgg+, mask with K neighbours only (default 0: every member)")
+                    ->type_name("K");
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout)")->type_name("FILE");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_to->excludes(o_open);
@@ -116,6 +119,7 @@ int main(int argc, char** argv) {
             out->commit();
             return 0;
         }
+        if (o_k->count()) throw UsageError("--neighbours belongs to --advertise, --mask and --reveal");
         if (!open_mode && to.empty())
             throw UsageError("sealing needs at least one --to recipient", "did you mean --open?");
         if (!open_mode && !roster_path.empty())

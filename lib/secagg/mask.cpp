@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <sodium.h>
 #include <vector>
 
@@ -55,21 +58,55 @@ Key self_key(const Scalar& b_u, const std::string& context) {
 }
 
 void apply_mask(std::span<uint32_t> v, const Key& key, int sign) {
-    static const uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = {};
-    constexpr size_t kBlock = 16384; // elements per keystream block (64 KiB)
-    std::vector<uint32_t> ks(kBlock);
-    for (size_t base = 0; base < v.size(); base += kBlock) {
-        size_t n = std::min(kBlock, v.size() - base);
-        std::fill(ks.begin(), ks.begin() + static_cast<long>(n), 0u);
-        crypto_stream_xchacha20_xor_ic(reinterpret_cast<uint8_t*>(ks.data()),
-                                       reinterpret_cast<const uint8_t*>(ks.data()), n * 4, nonce,
-                                       (base * 4) / 64, key.data());
-        uint32_t* out = v.data() + base;
-        if (sign > 0)
-            for (size_t i = 0; i < n; ++i) out[i] += ks[i];
-        else
-            for (size_t i = 0; i < n; ++i) out[i] -= ks[i];
+    apply_masks(v, {MaskJob{key, sign}}, 1);
+}
+
+void apply_masks(std::span<uint32_t> v, const std::vector<MaskJob>& jobs, unsigned threads) {
+    if (v.empty() || jobs.empty()) return;
+    constexpr size_t kBlock = 16384; // elements per keystream block (64 KiB): a multiple of 16
+    // Elements [from, to) of v, `from` a multiple of kBlock so the keystream counter is exact.
+    auto expand = [&](size_t from, size_t to) {
+        static const uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = {};
+        std::vector<uint32_t> ks(kBlock);
+        for (size_t base = from; base < to; base += kBlock) {
+            size_t n = std::min(kBlock, to - base);
+            uint32_t* out = v.data() + base;
+            for (auto& job : jobs) {
+                std::fill(ks.begin(), ks.begin() + static_cast<long>(n), 0u);
+                // 16 u32 per 64-byte ChaCha block
+                crypto_stream_xchacha20_xor_ic(reinterpret_cast<uint8_t*>(ks.data()),
+                                               reinterpret_cast<const uint8_t*>(ks.data()), n * 4,
+                                               nonce, base / 16, job.key.data());
+                if (job.sign > 0)
+                    for (size_t i = 0; i < n; ++i) out[i] += ks[i];
+                else
+                    for (size_t i = 0; i < n; ++i) out[i] -= ks[i];
+            }
+        }
+    };
+    const size_t blocks = (v.size() + kBlock - 1) / kBlock;
+    size_t want = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+    want = std::min(want, blocks);
+    if (want <= 1) {
+        expand(0, v.size());
+        return;
     }
+    std::vector<std::thread> pool;
+    std::exception_ptr failed;
+    std::mutex m;
+    for (size_t i = 0; i < want; ++i) {
+        size_t from = blocks * i / want * kBlock, to = std::min(v.size(), blocks * (i + 1) / want * kBlock);
+        pool.emplace_back([&, from, to] {
+            try {
+                expand(from, to);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(m);
+                failed = std::current_exception();
+            }
+        });
+    }
+    for (auto& t : pool) t.join();
+    if (failed) std::rethrow_exception(failed);
 }
 
 } // namespace n3::secagg

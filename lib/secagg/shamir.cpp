@@ -3,6 +3,7 @@
 #include "crypto/primitives.hpp"
 #include "record/error.hpp"
 
+#include <algorithm>
 #include <set>
 #include <sodium.h>
 #include <string>
@@ -63,8 +64,17 @@ Scalar scalar_from_u64(uint64_t v) {
 namespace shamir {
 
 Dealing deal(const Scalar& secret, uint32_t t, uint32_t n) {
+    std::vector<uint32_t> xs(n);
+    for (uint32_t i = 0; i < n; ++i) xs[i] = i + 1;
+    return deal_at(secret, t, xs);
+}
+
+Dealing deal_at(const Scalar& secret, uint32_t t, const std::vector<uint32_t>& xs) {
     crypto::init();
-    if (t < 1 || t > n) throw UsageError("shamir: need 1 <= t <= n");
+    if (t < 1 || t > xs.size()) throw UsageError("shamir: need 1 <= t <= n");
+    if (std::set<uint32_t>(xs.begin(), xs.end()).size() != xs.size() ||
+        std::find(xs.begin(), xs.end(), 0u) != xs.end())
+        throw UsageError("shamir: share positions must be distinct and non-zero");
     std::vector<Scalar> coeffs{secret};
     for (uint32_t j = 1; j < t; ++j) coeffs.push_back(random_scalar());
     Dealing d;
@@ -77,7 +87,7 @@ Dealing deal(const Scalar& secret, uint32_t t, uint32_t n) {
         p = base_mul(c);
         d.commitments.push_back(p);
     }
-    for (uint32_t i = 1; i <= n; ++i) {
+    for (uint32_t i : xs) {
         Scalar x = scalar_from_u64(i), acc{}, xp = scalar_from_u64(1);
         for (auto& c : coeffs) {
             acc = add(acc, mul(c, xp));

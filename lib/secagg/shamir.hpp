@@ -40,6 +40,9 @@ struct Dealing {
 };
 
 Dealing deal(const Scalar& secret, uint32_t t, uint32_t n);
+// Shares for the holders at positions `xs` only (distinct, non-zero): shares[i].x == xs[i].
+// SecAgg+ deals to a member's neighbourhood, keeping roster positions as share coordinates.
+Dealing deal_at(const Scalar& secret, uint32_t t, const std::vector<uint32_t>& xs);
 bool verify(const Share& share, const std::vector<Point>& commitments);
 // Reconstructs the secret from verified shares (at least t = commitments.size() of them,
 // distinct x). Throws DataError naming how many verified when there are too few.
