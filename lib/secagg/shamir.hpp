@@ -11,7 +11,9 @@
 //   shamir::verify(d.shares[2], d.commitments);     // true
 //   Scalar s = shamir::combine(some_t_shares, d.commitments);
 //
-// combine() checks every share it uses and throws DataError when fewer than t verify.
+// combine() returns the committed secret or throws DataError when fewer than t shares verify:
+// it interpolates t shares and checks the result against C_0 (one base multiplication), and
+// only when that fails checks every share and uses t that verify.
 #pragma once
 
 #include <array>
