@@ -15,6 +15,7 @@
 #include "secagg/shamir.hpp"
 
 #include <array>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,6 +40,10 @@ struct MaskJob {
     int sign;
 };
 void apply_masks(std::span<uint32_t> v, const std::vector<MaskJob>& jobs, unsigned threads = 0);
+
+// Runs fn(0), ..., fn(count - 1) on up to `threads` threads (0: one per core), each taking the
+// next index when it is done; rethrows the first exception once all have stopped.
+void parallel_for(size_t count, unsigned threads, const std::function<void(size_t)>& fn);
 
 // +1 when u < v, else -1: the sign of k_uv's mask in u's input.
 inline int pair_sign(uint32_t u, uint32_t v) { return u < v ? 1 : -1; }

@@ -674,13 +674,25 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     uint64_t samples_total = 0;
     double weight_total = 0;
     Metadata carried;
+    // The signed digests hash every input whole: compute them on all threads first. An input
+    // that fails here is examined again below, in order, for the error message.
+    std::vector<std::optional<crypto::Digest>> digests(inputs.size());
+    parallel_for(inputs.size(), threads, [&](size_t i) {
+        try {
+            if (inputs[i].type() != RecordType::masked) return;
+            TensorSet set = TensorSet::parse(inputs[i].payload(), "input");
+            Header h = check_header(set, r, "input", "input");
+            digests[i] = payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
+        } catch (const Error&) {
+        }
+    });
     for (size_t i = 0; i < inputs.size(); ++i) {
         std::string where = "masked input " + std::to_string(i + 1);
         if (inputs[i].type() != RecordType::masked) throw DataError(where + ": not a masked record");
         TensorSet set = TensorSet::parse(inputs[i].payload(), where);
         Header h = check_header(set, r, "input", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
-        auto digest = payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
+        auto digest = digests[i] ? *digests[i] : payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
         check_sig(r, h.index, digest, read_sig(set, where), where);
         check_neighbours(set, r, "input", where);
         auto [over, advset] = masked_over(h.index);
@@ -777,20 +789,35 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     for (auto& t : sets[0].tensors())
         if (t.name != "signature") total += t.numel();
     std::vector<uint32_t> sum(total, 0);
+    // Where each input's values sit: (first coordinate, bytes, count) per tensor.
+    struct Segment {
+        size_t from;
+        const uint8_t* data;
+        size_t count;
+    };
+    std::vector<std::vector<Segment>> segments;
     for (auto& set : sets) {
+        auto& segs = segments.emplace_back();
         size_t off = 0;
         for (auto& t : set.tensors()) {
             if (t.name == "signature") continue;
-            auto d = set.data(t);
-            const uint8_t* p = d.data();
-            for (size_t k = 0; k < t.numel(); ++k) {
-                uint32_t v;
-                std::memcpy(&v, p + 4 * k, 4);
-                sum[off + k] += v;
-            }
+            segs.push_back({off, set.data(t).data(), t.numel()});
             off += t.numel();
         }
     }
+    constexpr size_t kSumBlock = 1 << 16;
+    parallel_for((total + kSumBlock - 1) / kSumBlock, threads, [&](size_t blk) {
+        const size_t a = blk * kSumBlock, b = std::min(total, a + kSumBlock);
+        for (auto& segs : segments)
+            for (auto& sg : segs) {
+                size_t lo = std::max(a, sg.from), hi = std::min(b, sg.from + sg.count);
+                for (size_t k = lo; k < hi; ++k) {
+                    uint32_t v;
+                    std::memcpy(&v, sg.data + 4 * (k - sg.from), 4);
+                    sum[k] += v;
+                }
+            }
+    });
     std::vector<MaskJob> jobs;
     for (auto u : res.survivors) {
         Scalar b = shamir::combine(b_shares[u], adv[u]->cb);
