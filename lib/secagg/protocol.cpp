@@ -604,6 +604,7 @@ Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t u, cons
     sb.set_meta("member", std::to_string(u));
     sb.set_meta("fingerprint", fp_hex(me.record.fingerprint()));
     sb.set_meta("survivors", survivors_text(survivors));
+    if (r.sparse()) sb.set_meta("neighbours", std::to_string(r.neighbours));
     sb.add_owned("index", DType::U32, {k}, idx);
     sb.add_owned("kind", DType::U8, {k}, kinds);
     sb.add_owned("share", DType::U8, {k, 32}, shares);
@@ -692,9 +693,9 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         TensorSet set = TensorSet::parse(inputs[i].payload(), where);
         Header h = check_header(set, r, "input", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
+        check_neighbours(set, r, "input", where);
         auto digest = digests[i] ? *digests[i] : payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
         check_sig(r, h.index, digest, read_sig(set, where), where);
-        check_neighbours(set, r, "input", where);
         auto [over, advset] = masked_over(h.index);
         if (set.meta("adverts") != advset || set.meta("included") != survivors_text(over))
             throw DataError(where + ": masked with another set of adverts");
@@ -737,6 +738,7 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         TensorSet set = TensorSet::parse(reveals[i].payload(), where);
         Header h = check_header(set, r, "reveal", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
+        check_neighbours(set, r, "reveal", where);
         auto digest = payload_digest("n3/v1/sa-reveal", r, h.index, set.metadata(), &set, {});
         check_sig(r, h.index, digest, read_sig(set, where), where);
         if (set.meta("survivors") != want)
