@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # examples/secure-round.sh — one round of secure aggregation on one machine.
 #
-#   examples/secure-round.sh OUTDIR CLIENTS DROPPED
+#   examples/secure-round.sh OUTDIR CLIENTS DROPPED [NEIGHBOURS]
 #
 # CLIENTS members train on their own shares of Fashion-MNIST; the aggregator ("hub") learns only
 # the weighted mean of their updates. DROPPED members vanish after masking: their masked inputs
 # never arrive, and the round still completes from the survivors (it needs at least a majority).
+# With NEIGHBOURS = K (SecAgg+), each member masks with and shares with its K neighbours only,
+# and the round needs a majority of each member's neighbourhood instead; 0 (default) is the
+# complete graph.
 # Every record between members and hub is sealed with n3-seal. Leaves in OUTDIR:
 #   update-I.n3   member I's plain update (never leaves member I)
 #   masked-I.n3   member I's masked input (U32 tensors: n3-inspect --to-safetensors exports it)
 #   secure.n3     the secure aggregate: weighted mean of the survivors' updates
 #   plain.n3      plain fedavg of the survivors' updates, for comparison
-# Environment: ROUND (1), LIMIT (samples per member, 600), N3_BIN (default build/tools).
+# Environment: ROUND (1), LIMIT (samples per member, 600), NEIGHBOURS (when not an argument),
+# N3_BIN (default build/tools).
 set -euo pipefail
-[ $# -eq 3 ] || { echo "usage: $0 OUTDIR CLIENTS DROPPED" >&2; exit 2; }
-OUT=$1 CLIENTS=$2 DROPPED=$3
+[ $# -eq 3 ] || [ $# -eq 4 ] || { echo "usage: $0 OUTDIR CLIENTS DROPPED [NEIGHBOURS]" >&2; exit 2; }
+OUT=$1 CLIENTS=$2 DROPPED=$3 NEIGHBOURS=${4:-${NEIGHBOURS:-0}}
 here=$(cd "$(dirname "$0")" && pwd)
 N3_BIN=${N3_BIN:-$here/../build/tools}
 [ -x "$N3_BIN/n3-seal" ] && export PATH="$N3_BIN:$PATH"
@@ -28,6 +32,7 @@ done
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || die "Fashion-MNIST not found in $DATA: apt-get install dataset-fashion-mnist"
 [ "$CLIENTS" -ge 2 ] || die "CLIENTS must be at least 2"
 [ "$DROPPED" -ge 0 ] && [ "$DROPPED" -lt "$CLIENTS" ] || die "DROPPED must be between 0 and CLIENTS-1"
+[[ "$NEIGHBOURS" =~ ^[0-9]+$ ]] || die "NEIGHBOURS must be a number (0: every member)"
 
 mkdir -p "$OUT"
 rm -f "$OUT"/update-*.n3 "$OUT"/masked-*.n3 "$OUT"/secure.n3 "$OUT"/plain.n3
@@ -46,6 +51,7 @@ enroll() {
 enroll hub
 for i in $(seq 1 "$CLIENTS"); do enroll "m$i"; cat "$W/m$i.pub"; done > "$W/fed.roster"
 round=(--roster "$W/fed.roster" --authority "$W/fed.pub" --round "$ROUND")
+[ "$NEIGHBOURS" -gt 0 ] && round+=(--neighbours "$NEIGHBOURS")
 
 # Each member trains from the same global model on its own share.
 n3-train --model "$here/models/mlp.yaml" --init-only --seed 3 -o "$W/global.n3"
@@ -90,5 +96,7 @@ n3-merge --rule secure-sum "${round[@]}" --adverts "$W/adverts.n3" -v \
 plain=()
 for i in $(seq 1 "$survivors"); do plain+=("$OUT/update-$i.n3"); done
 n3-merge --rule fedavg "${plain[@]}" -o "$OUT/plain.n3"
-echo "secure-round: $survivors of $CLIENTS members survived (members $(tr -d '\n' < "$W/survivors.txt"))"
+graph="every member masks with every other"
+[ "$NEIGHBOURS" -gt 0 ] && graph="SecAgg+, $NEIGHBOURS neighbours per member"
+echo "secure-round: $survivors of $CLIENTS members survived (members $(tr -d '\n' < "$W/survivors.txt")); $graph"
 echo "secure-round: secure.n3 and plain.n3 in $OUT; compare their tensors with n3-inspect"

@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
     app.add_option("--threshold", spec.threshold, "secure-sum: shares needed (default n/2+1)")->type_name("T");
     app.add_option("--clip", spec.clip, "secure-sum: the members' clip bound (default 1)")->type_name("C");
     app.add_option("--max-samples", spec.max_samples, "secure-sum: the members' weight divisor")->type_name("N");
+    auto* o_k = app.add_option("--neighbours", spec.neighbours, "secure-sum: SecAgg+, the members' K (default 0: every member)")
+                    ->type_name("K");
     app.add_flag("--list-survivors", list_survivors,
                  "secure-sum: print the members whose masked inputs are given (the survivor list)");
 
@@ -91,7 +93,7 @@ int main(int argc, char** argv) {
                 out.commit();
                 return 0;
             }
-            secagg::SumResult sum = secagg::secure_sum(round, ads, got.inputs, got.reveals);
+            secagg::SumResult sum = secagg::secure_sum(round, ads, got.inputs, got.reveals, o.threads);
             tool.verbose(std::to_string(sum.survivors.size()) + " inputs summed, " +
                          std::to_string(sum.dropped.size()) + " members dropped; error bound " +
                          std::to_string(sum.step * double(sum.survivors.size())) + " per coordinate");
@@ -102,8 +104,8 @@ int main(int argc, char** argv) {
             out->commit();
             return 0;
         }
-        if (list_survivors || !adverts.empty() || !spec.roster.empty())
-            throw UsageError("--roster, --adverts and --list-survivors belong to --rule secure-sum");
+        if (list_survivors || !adverts.empty() || !spec.roster.empty() || o_k->count())
+            throw UsageError("--roster, --adverts, --neighbours and --list-survivors belong to --rule secure-sum");
         o.rule = merge::Rule::parse(rule);
         if (!weights.empty())
             merge::parse_weights(weights, o);

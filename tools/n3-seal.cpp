@@ -84,6 +84,9 @@ int main(int argc, char** argv) {
     std::string pass_file;
     app.add_option("--passphrase-file", pass_file, "Read the passphrase of an encrypted --key from the first line of FILE")
         ->type_name("FILE");
+    auto* o_k = app.add_option("--neighbours", spec.neighbours,
+                               "Secure aggregation: SecAgg+, mask with K neighbours only (default 0: every member)")
+                    ->type_name("K");
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout)")->type_name("FILE");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_to->excludes(o_open);
@@ -121,6 +124,7 @@ int main(int argc, char** argv) {
             out->commit();
             return 0;
         }
+        if (o_k->count()) throw UsageError("--neighbours belongs to --advertise, --mask and --reveal");
         if (!open_mode && to.empty())
             throw UsageError("sealing needs at least one --to recipient", "did you mean --open?");
         if (!open_mode && !roster_path.empty())

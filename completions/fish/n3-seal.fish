@@ -22,3 +22,4 @@ complete -c n3-seal -l survivors -r -d 'secure aggregation: members whose inputs
 complete -c n3-seal -l threshold -x -d 'secure aggregation: shares needed'
 complete -c n3-seal -l clip -x -d 'secure aggregation: coordinate bound'
 complete -c n3-seal -l max-samples -x -d 'secure aggregation: weight divisor'
+complete -c n3-seal -l neighbours -x -d 'secure aggregation: SecAgg+, K neighbours per member'

@@ -4,7 +4,11 @@
 #include "record/error.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <sodium.h>
 #include <vector>
 
@@ -55,21 +59,62 @@ Key self_key(const Scalar& b_u, const std::string& context) {
 }
 
 void apply_mask(std::span<uint32_t> v, const Key& key, int sign) {
-    static const uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = {};
-    constexpr size_t kBlock = 16384; // elements per keystream block (64 KiB)
-    std::vector<uint32_t> ks(kBlock);
-    for (size_t base = 0; base < v.size(); base += kBlock) {
-        size_t n = std::min(kBlock, v.size() - base);
-        std::fill(ks.begin(), ks.begin() + static_cast<long>(n), 0u);
-        crypto_stream_xchacha20_xor_ic(reinterpret_cast<uint8_t*>(ks.data()),
-                                       reinterpret_cast<const uint8_t*>(ks.data()), n * 4, nonce,
-                                       (base * 4) / 64, key.data());
-        uint32_t* out = v.data() + base;
-        if (sign > 0)
-            for (size_t i = 0; i < n; ++i) out[i] += ks[i];
-        else
-            for (size_t i = 0; i < n; ++i) out[i] -= ks[i];
+    apply_masks(v, {MaskJob{key, sign}}, 1);
+}
+
+void parallel_for(size_t count, unsigned threads, const std::function<void(size_t)>& fn) {
+    size_t want = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+    want = std::min(want, count);
+    if (want <= 1) {
+        for (size_t i = 0; i < count; ++i) fn(i);
+        return;
     }
+    std::atomic<size_t> next{0};
+    std::exception_ptr failed;
+    std::mutex m;
+    auto work = [&] {
+        for (size_t i; (i = next.fetch_add(1)) < count;) {
+            try {
+                fn(i);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(m);
+                if (!failed) failed = std::current_exception();
+                next = count; // stop handing out work
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < want; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (failed) std::rethrow_exception(failed);
+}
+
+void apply_masks(std::span<uint32_t> v, const std::vector<MaskJob>& jobs, unsigned threads) {
+    if (v.empty() || jobs.empty()) return;
+    // Each 64 KiB block gets every mask before the next block: the block stays in cache. The
+    // block start is a multiple of 16 elements, so the keystream counter is exact.
+    constexpr size_t kBlock = 16384;
+    const size_t blocks = (v.size() + kBlock - 1) / kBlock;
+    parallel_for(blocks, threads, [&](size_t blk) {
+        static const uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = {};
+        thread_local std::vector<uint32_t> ks;
+        ks.resize(kBlock);
+        const size_t base = blk * kBlock, n = std::min(kBlock, v.size() - base);
+        uint32_t* out = v.data() + base;
+        for (auto& job : jobs) {
+            std::fill(ks.begin(), ks.begin() + static_cast<long>(n), 0u);
+            // 16 u32 per 64-byte ChaCha block
+            crypto_stream_xchacha20_xor_ic(reinterpret_cast<uint8_t*>(ks.data()),
+                                           reinterpret_cast<const uint8_t*>(ks.data()), n * 4, nonce,
+                                           base / 16, job.key.data());
+            if (job.sign > 0)
+                for (size_t i = 0; i < n; ++i) out[i] += ks[i];
+            else
+                for (size_t i = 0; i < n; ++i) out[i] -= ks[i];
+        }
+        sodium_memzero(ks.data(), n * 4); // a member's own masks are secret
+    });
 }
 
 } // namespace n3::secagg

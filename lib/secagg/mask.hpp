@@ -15,8 +15,10 @@
 #include "secagg/shamir.hpp"
 
 #include <array>
+#include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace n3::secagg {
 
@@ -29,6 +31,19 @@ Key self_key(const Scalar& b_u, const std::string& context);
 
 // v[i] += sign * PRG(key)[i]  (mod 2^32), sign = +1 or -1.
 void apply_mask(std::span<uint32_t> v, const Key& key, int sign);
+
+// Many masks at once: v[i] += sum_j sign_j PRG(key_j)[i]. The vector is cut into coordinate
+// ranges expanded on `threads` threads (0: one per core); each range applies every mask to one
+// cache-sized block before moving on. Same result as apply_mask per job, in any order.
+struct MaskJob {
+    Key key;
+    int sign;
+};
+void apply_masks(std::span<uint32_t> v, const std::vector<MaskJob>& jobs, unsigned threads = 0);
+
+// Runs fn(0), ..., fn(count - 1) on up to `threads` threads (0: one per core), each taking the
+// next index when it is done; rethrows the first exception once all have stopped.
+void parallel_for(size_t count, unsigned threads, const std::function<void(size_t)>& fn);
 
 // +1 when u < v, else -1: the sign of k_uv's mask in u's input.
 inline int pair_sign(uint32_t u, uint32_t v) { return u < v ? 1 : -1; }

@@ -65,6 +65,41 @@ Point point_at(ByteView b, size_t i, const std::string& where) {
     return p;
 }
 
+// A member's closed neighbourhood N[u]: the holders of its shares, sorted.
+std::vector<uint32_t> closed_neighbourhood(const Graph& g, uint32_t u) {
+    std::vector<uint32_t> out = g.neighbours(u);
+    out.insert(std::upper_bound(out.begin(), out.end(), u), u);
+    return out;
+}
+
+bool holds_share(const Graph& g, uint32_t holder, uint32_t dealer) {
+    return holder == dealer || g.adjacent(dealer, holder);
+}
+
+size_t box_count(const Round& r) { return r.sparse() ? r.neighbours : r.n(); }
+
+// Where the box for `holder` sits in `dealer`'s advert.
+size_t box_slot(const Round& r, const Graph& g, uint32_t dealer, uint32_t holder) {
+    return r.sparse() ? static_cast<size_t>(g.slot(dealer, holder)) : holder - 1;
+}
+
+std::string k_text(uint32_t k) {
+    return k ? "--neighbours " + std::to_string(k) : "the complete graph (no --neighbours)";
+}
+
+// The neighbours meta of an advert or input: absent for the complete graph.
+void check_neighbours(const TensorSet& set, const Round& r, const char* what, const std::string& where) {
+    auto v = set.meta("neighbours");
+    uint64_t k = v ? parse_u64(v, "neighbours", where) : 0;
+    if (k != r.neighbours)
+        throw DataError(where + ": " + what + " made for " + k_text(static_cast<uint32_t>(k)) + ", this round uses " +
+                        k_text(r.neighbours));
+}
+
+const char* kStateMismatch =
+    "the state file belongs to another round, roster or round parameters "
+    "(--threshold, --clip, --max-samples, --neighbours)";
+
 crypto::Hash32 survivors_hash(const Round& r, const std::set<uint32_t>& s) {
     return Hasher("n3/v1/sa-surv").part(r.context()).part(survivors_text(s)).hash32();
 }
@@ -137,8 +172,26 @@ std::string Round::context() const {
     char clip_text[64];
     std::snprintf(clip_text, sizeof clip_text, "%.17g", clip);
     h.part(std::string_view(clip_text));
+    if (sparse()) h.part("secagg+").part_u64(neighbours); // the complete graph's context is unchanged
     for (auto& m : members) h.part(m.fingerprint());
     return "n3/v1/secagg/" + to_hex(h.hash32());
+}
+
+Graph Round::graph() const {
+    if (!sparse()) return Graph::complete(n());
+    // The ring order depends on the federation, round, roster and k only, so every party derives
+    // the same graph from the flags it already shares.
+    Hasher seed_h("n3/v1/sa-graph");
+    seed_h.part(authority.fingerprint()).part_u64(round).part_u64(neighbours).part_u64(n());
+    for (auto& m : members) seed_h.part(m.fingerprint());
+    const crypto::Hash32 seed = seed_h.hash32();
+    std::vector<std::pair<crypto::Hash32, uint32_t>> keyed;
+    for (uint32_t i = 0; i < n(); ++i)
+        keyed.emplace_back(Hasher("n3/v1/sa-ring").part(seed).part(members[i].fingerprint()).hash32(), i + 1);
+    std::sort(keyed.begin(), keyed.end());
+    std::vector<uint32_t> order;
+    for (auto& [h, i] : keyed) order.push_back(i);
+    return Graph::harary(neighbours, std::move(order));
 }
 
 uint32_t Round::index_of(const crypto::Fingerprint& fp) const {
@@ -149,8 +202,10 @@ uint32_t Round::index_of(const crypto::Fingerprint& fp) const {
 
 void Round::validate() const {
     if (n() < 2) throw UsageError("secure aggregation needs a roster of at least 2 members");
-    if (t() < 1 || t() > n())
-        throw UsageError("threshold " + std::to_string(t()) + " out of range 1.." + std::to_string(n()));
+    if (sparse()) graph(); // UsageError when no k-regular graph exists for this roster
+    if (t() < 1 || t() > holders())
+        throw UsageError("threshold " + std::to_string(t()) + " out of range 1.." + std::to_string(holders()) +
+                         (sparse() ? " (a member and its " + std::to_string(neighbours) + " neighbours)" : ""));
     if (!(clip > 0) || !std::isfinite(clip)) throw UsageError("--clip must be positive");
     if (max_samples == 0) throw UsageError("--max-samples must be positive");
     std::set<std::string> seen;
@@ -178,6 +233,10 @@ std::string MemberState::text() const {
     for (auto v : included) crypto::put_u32(out_bytes, v);
     out_bytes.push_back(revealed_for ? 1 : 0);
     if (revealed_for) crypto::put(out_bytes, *revealed_for);
+    if (!advertised.empty()) { // optional trailing block: state files without it still parse
+        crypto::put_u32(out_bytes, static_cast<uint32_t>(advertised.size()));
+        for (auto v : advertised) crypto::put_u32(out_bytes, v);
+    }
     std::string out(sodium_base64_encoded_len(out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
     sodium_bin2base64(out.data(), out.size(), out_bytes.data(), out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     out.resize(std::strlen(out.c_str()));
@@ -215,6 +274,10 @@ MemberState MemberState::parse(std::string_view text, const std::string& where) 
     uint32_t ni = c.u32();
     for (uint32_t i = 0; i < ni; ++i) st.included.insert(c.u32());
     if (c.u8()) st.revealed_for = c.array<32>();
+    if (c.left()) {
+        uint32_t na = c.u32();
+        for (uint32_t i = 0; i < na; ++i) st.advertised.insert(c.u32());
+    }
     c.expect_end();
     sodium_memzero(b.data(), b.size());
     return st;
@@ -231,8 +294,10 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
     r.validate();
     uint32_t u = r.index_of(me.record.fingerprint());
     if (!u) throw DataError("this member's key is not in the roster");
-    const uint32_t n = r.n(), t = r.t();
+    const uint32_t t = r.t();
     const std::string ctx = r.context();
+    const Graph g = r.graph();
+    const std::vector<uint32_t> holders = closed_neighbourhood(g, u);
     st = MemberState{};
     st.index = u;
     st.round = r.round;
@@ -240,22 +305,26 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
     crypto::scalar_random(std::span<uint8_t>(st.s.data(), 32));
     crypto::scalar_random(std::span<uint8_t>(st.b.data(), 32));
     Scalar s = to_scalar(st.s), b = to_scalar(st.b);
-    auto ds = shamir::deal(s, t, n), db = shamir::deal(b, t, n);
-    st.received[u] = {ds.shares[u - 1].y, db.shares[u - 1].y};
+    // Shares go to the holders only, at their roster positions.
+    auto ds = shamir::deal_at(s, t, holders), db = shamir::deal_at(b, t, holders);
     Point S = base_mul(s);
 
-    Bytes cs, cb, boxes(size_t(n) * kBox, 0);
+    Bytes cs, cb, boxes(box_count(r) * kBox, 0);
     for (auto& p : ds.commitments) crypto::put(cs, p);
     for (auto& p : db.commitments) crypto::put(cb, p);
-    for (uint32_t v = 1; v <= n; ++v) {
-        if (v == u) continue;
+    for (size_t i = 0; i < holders.size(); ++i) {
+        const uint32_t v = holders[i];
+        if (v == u) {
+            st.received[u] = {ds.shares[i].y, db.shares[i].y};
+            continue;
+        }
         uint8_t plain[64];
-        std::memcpy(plain, ds.shares[v - 1].y.data(), 32);
-        std::memcpy(plain + 32, db.shares[v - 1].y.data(), 32);
+        std::memcpy(plain, ds.shares[i].y.data(), 32);
+        std::memcpy(plain + 32, db.shares[i].y.data(), 32);
         auto key = pair_box_key(me, r, v);
         auto nonce = box_nonce(u, v);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(boxes.data() + (v - 1) * kBox, nullptr, plain, 64,
-                                                   nullptr, 0, nullptr, nonce.data(), key.data());
+        crypto_aead_xchacha20poly1305_ietf_encrypt(boxes.data() + box_slot(r, g, u, v) * kBox, nullptr, plain,
+                                                   64, nullptr, 0, nullptr, nonce.data(), key.data());
         sodium_memzero(plain, sizeof plain);
         sodium_memzero(key.data(), key.size());
     }
@@ -265,10 +334,11 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
     sb.set_meta("member", std::to_string(u));
     sb.set_meta("fingerprint", fp_hex(me.record.fingerprint()));
     sb.set_meta("threshold", std::to_string(t));
+    if (r.sparse()) sb.set_meta("neighbours", std::to_string(r.neighbours));
     sb.add_owned("S", DType::U8, {32}, Bytes(S.begin(), S.end()));
     sb.add_owned("commit_s", DType::U8, {t, 32}, cs);
     sb.add_owned("commit_b", DType::U8, {t, 32}, cb);
-    sb.add_owned("boxes", DType::U8, {n, static_cast<int64_t>(kBox)}, boxes);
+    sb.add_owned("boxes", DType::U8, {static_cast<int64_t>(box_count(r)), static_cast<int64_t>(kBox)}, boxes);
     Bytes unsigned_payload = sb.bytes();
     TensorSet view = TensorSet::parse(unsigned_payload);
     auto digest = payload_digest("n3/v1/sa-advert", r, u, view.metadata(), &view, {});
@@ -282,7 +352,9 @@ Advert read_advert(const Record& rec, const Round& r, const std::string& where) 
     if (rec.type() != RecordType::masked) throw DataError(where + ": not a secure-aggregation advert");
     TensorSet set = TensorSet::parse(rec.payload(), where);
     Header h = check_header(set, r, "advert", where);
-    const uint32_t n = r.n(), t = r.t();
+    const uint32_t t = r.t();
+    const size_t nb = box_count(r);
+    check_neighbours(set, r, "advert", where);
     if (set.meta("threshold") != std::to_string(t))
         throw DataError(where + ": advert made for threshold " + set.meta("threshold").value_or("?") +
                         ", this round uses " + std::to_string(t));
@@ -296,8 +368,8 @@ Advert read_advert(const Record& rec, const Round& r, const std::string& where) 
         a.cb.push_back(point_at(cb, j, where));
     }
     if (!crypto::equal(a.cs[0], a.S)) throw DataError(where + ": commitments do not match S");
-    auto boxes = blob(set, "boxes", size_t(n) * kBox, where);
-    for (uint32_t v = 0; v < n; ++v) a.boxes.emplace_back(boxes.begin() + v * kBox, boxes.begin() + (v + 1) * kBox);
+    auto boxes = blob(set, "boxes", nb * kBox, where);
+    for (size_t v = 0; v < nb; ++v) a.boxes.emplace_back(boxes.begin() + v * kBox, boxes.begin() + (v + 1) * kBox);
     a.sig = read_sig(set, where);
     a.digest = Hasher("n3/v1/sa-adv-id").part(rec.payload()).hash32();
     auto digest = payload_digest("n3/v1/sa-advert", r, a.index, set.metadata(), &set, {});
@@ -314,7 +386,7 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     const std::string ctx = r.context();
     const uint32_t u = st.index;
     if (st.round != r.round || !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
-        throw DataError("the state file belongs to another round or roster");
+        throw DataError(kStateMismatch);
     if (r.index_of(me.record.fingerprint()) != u) throw DataError("the state file belongs to another member");
     if (!st.included.empty()) throw DataError("this member's input for the round was already masked");
     std::map<uint32_t, const Advert*> by_index;
@@ -324,17 +396,29 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     auto own = by_index.find(u);
     if (own == by_index.end() || !crypto::equal(own->second->S, base_mul(to_scalar(st.s))))
         throw DataError("the adverts do not hold this member's own advert for this state");
-    if (by_index.size() < r.t())
-        throw IncompleteError("only " + std::to_string(by_index.size()) + " adverts, the threshold is " +
-                              std::to_string(r.t()));
+    // The members this input is masked with: every advertiser (complete graph) or the
+    // advertising neighbours (SecAgg+); adverts of other members are not used.
+    const Graph g = r.graph();
+    std::map<uint32_t, const Advert*> mine;
+    for (auto& [v, a] : by_index)
+        if (holds_share(g, u, v)) mine.emplace(v, a);
+    if (mine.size() < r.t()) {
+        if (!r.sparse())
+            throw IncompleteError("only " + std::to_string(mine.size()) + " adverts, the threshold is " +
+                                  std::to_string(r.t()));
+        throw IncompleteError("only " + std::to_string(mine.size()) + " of this member's " +
+                              std::to_string(r.holders()) + " share holders (itself and its neighbours) advertised, "
+                              "the threshold is " + std::to_string(r.t()));
+    }
     // Keep the shares peers dealt to this member, each checked against its dealer's commitments.
-    for (auto& [v, a] : by_index) {
+    for (auto& [v, a] : mine) {
         if (v == u) continue;
         auto key = pair_box_key(me, r, v);
         auto nonce = box_nonce(v, u);
         uint8_t plain[64];
-        int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, nullptr, nullptr, a->boxes[u - 1].data(),
-                                                             kBox, nullptr, 0, nonce.data(), key.data());
+        int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, nullptr, nullptr,
+                                                             a->boxes[box_slot(r, g, v, u)].data(), kBox,
+                                                             nullptr, 0, nonce.data(), key.data());
         sodium_memzero(key.data(), key.size());
         const std::string who = "advert of member '" + r.members[v - 1].id + "'";
         if (bad) throw DataError(who + ": the share for this member does not decrypt");
@@ -369,20 +453,25 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
         off += t.numel();
     }
     for (auto& v : x) v = static_cast<float>(v * p);
-    FixedPoint fp = FixedPoint::choose(static_cast<uint32_t>(by_index.size()), r.clip);
+    // The scale must be the same in every input: SecAgg+ members see their neighbours only, so
+    // they plan for the whole roster.
+    FixedPoint fp = FixedPoint::choose(r.sparse() ? r.n() : static_cast<uint32_t>(mine.size()), r.clip);
     std::vector<uint32_t> y(total);
     uint8_t rkey[32];
     randombytes_buf(rkey, sizeof rkey);
     uint64_t clipped = fp.encode(x, y, ByteView(rkey, 32));
     sodium_memzero(rkey, sizeof rkey);
-    apply_mask(y, self_key(to_scalar(st.b), ctx), +1);
-    for (auto& [v, a] : by_index)
-        if (v != u) apply_mask(y, pair_key(to_scalar(st.s), a->S, ctx, u, v), pair_sign(u, v));
-    for (auto& [v, a] : by_index) st.included.insert(v);
+    std::vector<MaskJob> jobs{{self_key(to_scalar(st.b), ctx), +1}};
+    for (auto& [v, a] : mine)
+        if (v != u) jobs.push_back({pair_key(to_scalar(st.s), a->S, ctx, u, v), pair_sign(u, v)});
+    apply_masks(y, jobs);
+    for (auto& job : jobs) sodium_memzero(job.key.data(), job.key.size());
+    for (auto& [v, a] : mine) st.included.insert(v);
+    for (auto& [v, a] : by_index) st.advertised.insert(v);
 
     // The advert set, so the aggregator can check that every input was masked over the same set.
     std::vector<crypto::Hash32> ids;
-    for (auto& [v, a] : by_index) ids.push_back(a->digest);
+    for (auto& [v, a] : mine) ids.push_back(a->digest);
     Hasher hs("n3/v1/sa-advset");
     for (auto& id : ids) hs.part(id);
 
@@ -395,6 +484,7 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     sb.set_meta("member", std::to_string(u));
     sb.set_meta("fingerprint", fp_hex(me.record.fingerprint()));
     sb.set_meta("frac_bits", std::to_string(fp.frac_bits));
+    if (r.sparse()) sb.set_meta("neighbours", std::to_string(r.neighbours));
     sb.set_meta("clipped", std::to_string(clipped));
     sb.set_meta("included", survivors_text(st.included));
     sb.set_meta("adverts", to_hex(hs.hash32()));
@@ -449,40 +539,77 @@ Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st,
     const std::string ctx = r.context();
     const uint32_t u = st.index;
     if (st.round != r.round || !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
-        throw DataError("the state file belongs to another round or roster");
+        throw DataError(kStateMismatch);
     if (r.index_of(me.record.fingerprint()) != u) throw DataError("the state file belongs to another member");
     if (st.included.empty()) throw DataError("this member has not masked an input for the round yet");
+    const Graph g = r.graph();
+    for (auto v : st.included)
+        if (!holds_share(g, u, v)) throw DataError("the state file names member " + std::to_string(v) + ", not a neighbour");
     for (auto v : survivors)
-        if (!st.included.count(v))
+        if (holds_share(g, u, v) && !st.included.count(v))
             throw DataError("survivor " + std::to_string(v) + " was not among the adverts this input was masked with");
     if (survivors.size() < r.t())
         throw IncompleteError("only " + std::to_string(survivors.size()) + " survivors, the threshold is " +
                                   std::to_string(r.t()) + "; nothing revealed");
+    if (r.sparse()) {
+        // Every member whose masks the aggregator must remove needs t surviving holders: each
+        // survivor (its self mask) and each dropped neighbour with a surviving neighbour (its
+        // pair masks). Refuse before anything leaves, so no partial round reveals shares.
+        auto holders_left = [&](uint32_t w) {
+            uint32_t c = 0;
+            for (auto x : closed_neighbourhood(g, w)) c += survivors.count(x) ? 1 : 0;
+            return c;
+        };
+        std::set<uint32_t> must(survivors);
+        for (auto v : st.included) must.insert(v);
+        for (auto v : st.advertised) must.insert(v); // the dropped members this member knows of
+        for (auto w : must) {
+            uint32_t c = holders_left(w);
+            bool dropped = !survivors.count(w);
+            if (dropped && c == 0) continue;
+            if (c < r.t())
+                throw IncompleteError("member '" + r.members[w - 1].id + "' (" + (dropped ? "dropped" : "survived") +
+                                      ") has only " + std::to_string(c) + " surviving share holders, the threshold is " +
+                                      std::to_string(r.t()) + "; nothing revealed");
+        }
+    }
     auto h = survivors_hash(r, survivors);
     if (st.revealed_for && !crypto::equal(*st.revealed_for, h))
         throw DataError("shares for this round were already revealed for another survivor list; "
                         "revealing again could unmask an input");
-    Bytes idx, kinds, shares;
+    std::vector<RevealEntry> entries;
     for (auto v : st.included) {
         auto it = st.received.find(v);
         if (it == st.received.end()) throw DataError("the state file lacks the share of member " + std::to_string(v));
         bool survived = survivors.count(v) > 0;
-        crypto::put_u32(idx, v);
-        kinds.push_back(survived ? 0 : 1); // 0: self-mask seed share, 1: key-agreement secret share
-        crypto::put(shares, survived ? it->second.second : it->second.first);
+        entries.push_back({v, survived, survived ? it->second.second : it->second.first});
     }
     st.revealed_for = h;
-    const int64_t k = static_cast<int64_t>(st.included.size());
+    return sign_reveal(me, r, u, survivors, entries);
+}
+
+Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t u, const std::set<uint32_t>& survivors,
+                   const std::vector<RevealEntry>& entries) {
+    crypto::init();
+    Bytes idx, kinds, shares;
+    for (auto& e : entries) {
+        crypto::put_u32(idx, e.member);
+        kinds.push_back(e.survived ? 0 : 1); // 0: self-mask seed share, 1: key-agreement secret share
+        crypto::put(shares, e.share);
+    }
+    const int64_t k = static_cast<int64_t>(entries.size());
     SafetensorsBuilder sb;
     sb.set_meta("secagg", "reveal");
     sb.set_meta(meta::round, std::to_string(r.round));
     sb.set_meta("member", std::to_string(u));
     sb.set_meta("fingerprint", fp_hex(me.record.fingerprint()));
     sb.set_meta("survivors", survivors_text(survivors));
+    if (r.sparse()) sb.set_meta("neighbours", std::to_string(r.neighbours));
     sb.add_owned("index", DType::U32, {k}, idx);
     sb.add_owned("kind", DType::U8, {k}, kinds);
     sb.add_owned("share", DType::U8, {k, 32}, shares);
     Bytes unsigned_payload = sb.bytes();
+    sodium_memzero(shares.data(), shares.size());
     TensorSet view = TensorSet::parse(unsigned_payload);
     auto digest = payload_digest("n3/v1/sa-reveal", r, u, view.metadata(), &view, {});
     auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig, digest);
@@ -517,19 +644,28 @@ std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& 
 }
 
 SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
-                     const std::vector<Record>& inputs, const std::vector<Record>& reveals) {
+                     const std::vector<Record>& inputs, const std::vector<Record>& reveals, unsigned threads) {
     crypto::init();
     r.validate();
     const std::string ctx = r.context();
+    const Graph g = r.graph();
     std::map<uint32_t, const Advert*> adv;
     for (auto& a : adverts)
         if (!adv.emplace(a.index, &a).second)
             throw DataError("two adverts from member '" + r.members[a.index - 1].id + "'");
-    Hasher hs("n3/v1/sa-advset");
-    for (auto& [v, a] : adv) hs.part(a->digest);
-    const std::string advset = to_hex(hs.hash32());
     std::set<uint32_t> included;
     for (auto& [v, a] : adv) included.insert(v);
+    // What member u's input must have been masked over: the advertisers it holds shares of.
+    auto masked_over = [&](uint32_t u) {
+        std::set<uint32_t> set;
+        Hasher hs("n3/v1/sa-advset");
+        for (auto& [v, a] : adv)
+            if (holds_share(g, v, u)) {
+                set.insert(v);
+                hs.part(a->digest);
+            }
+        return std::make_pair(set, to_hex(hs.hash32()));
+    };
 
     // Inputs: signed by their member, masked over exactly these adverts, one per member.
     SumResult res;
@@ -539,15 +675,29 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     uint64_t samples_total = 0;
     double weight_total = 0;
     Metadata carried;
+    // The signed digests hash every input whole: compute them on all threads first. An input
+    // that fails here is examined again below, in order, for the error message.
+    std::vector<std::optional<crypto::Digest>> digests(inputs.size());
+    parallel_for(inputs.size(), threads, [&](size_t i) {
+        try {
+            if (inputs[i].type() != RecordType::masked) return;
+            TensorSet set = TensorSet::parse(inputs[i].payload(), "input");
+            Header h = check_header(set, r, "input", "input");
+            digests[i] = payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
+        } catch (const Error&) {
+        }
+    });
     for (size_t i = 0; i < inputs.size(); ++i) {
         std::string where = "masked input " + std::to_string(i + 1);
         if (inputs[i].type() != RecordType::masked) throw DataError(where + ": not a masked record");
         TensorSet set = TensorSet::parse(inputs[i].payload(), where);
         Header h = check_header(set, r, "input", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
-        auto digest = payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
+        check_neighbours(set, r, "input", where);
+        auto digest = digests[i] ? *digests[i] : payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
         check_sig(r, h.index, digest, read_sig(set, where), where);
-        if (set.meta("adverts") != advset || set.meta("included") != survivors_text(included))
+        auto [over, advset] = masked_over(h.index);
+        if (set.meta("adverts") != advset || set.meta("included") != survivors_text(over))
             throw DataError(where + ": masked with another set of adverts");
         if (!res.survivors.insert(h.index).second)
             throw DataError(where + ": a second input from this member");
@@ -588,6 +738,7 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         TensorSet set = TensorSet::parse(reveals[i].payload(), where);
         Header h = check_header(set, r, "reveal", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
+        check_neighbours(set, r, "reveal", where);
         auto digest = payload_digest("n3/v1/sa-reveal", r, h.index, set.metadata(), &set, {});
         check_sig(r, h.index, digest, read_sig(set, where), where);
         if (set.meta("survivors") != want)
@@ -600,12 +751,16 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         auto idx = set.data(*ti);
         auto kinds = blob(set, "kind", k, where);
         auto shares = blob(set, "share", k * 32, where);
+        std::set<uint32_t> seen;
         for (size_t j = 0; j < k; ++j) {
             uint32_t v;
             std::memcpy(&v, idx.data() + 4 * j, 4);
             bool survived = res.survivors.count(v) > 0;
-            if (!included.count(v) || kinds[j] != (survived ? 0 : 1))
+            if (!included.count(v) || !seen.insert(v).second || kinds[j] != (survived ? 0 : 1))
                 throw DataError(where + ": reveals the wrong share for member " + std::to_string(v));
+            if (!holds_share(g, h.index, v))
+                throw DataError(where + ": reveals a share for member " + std::to_string(v) +
+                                ", who is not its neighbour");
             shamir::Share sh{h.index, {}};
             std::memcpy(sh.y.data(), shares.data() + 32 * j, 32);
             (survived ? b_shares : s_shares)[v].push_back(sh);
@@ -614,35 +769,70 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     if (revealers.size() < r.t())
         throw IncompleteError("only " + std::to_string(revealers.size()) + " members revealed, the threshold is " +
                               std::to_string(r.t()));
+    // Dropped members whose pair masks are in some survivor's input (all of them, complete).
+    std::set<uint32_t> unpair;
+    for (auto v : res.dropped)
+        for (auto u : res.survivors)
+            if (g.adjacent(u, v)) {
+                unpair.insert(v);
+                break;
+            }
+    auto need = [&](std::map<uint32_t, std::vector<shamir::Share>>& shares, uint32_t v, const char* what) {
+        size_t got = shares[v].size();
+        if (got < r.t())
+            throw IncompleteError("member '" + r.members[v - 1].id + "': only " + std::to_string(got) +
+                                  " shares of its " + what + " were revealed, the threshold is " + std::to_string(r.t()));
+    };
+    for (auto u : res.survivors) need(b_shares, u, "self-mask seed");
+    for (auto v : unpair) need(s_shares, v, "key-agreement secret");
 
     // Sum, then remove the survivors' self masks and the dropped members' pair masks.
     size_t total = 0;
     for (auto& t : sets[0].tensors())
         if (t.name != "signature") total += t.numel();
     std::vector<uint32_t> sum(total, 0);
+    // Where each input's values sit: (first coordinate, bytes, count) per tensor.
+    struct Segment {
+        size_t from;
+        const uint8_t* data;
+        size_t count;
+    };
+    std::vector<std::vector<Segment>> segments;
     for (auto& set : sets) {
+        auto& segs = segments.emplace_back();
         size_t off = 0;
         for (auto& t : set.tensors()) {
             if (t.name == "signature") continue;
-            auto d = set.data(t);
-            const uint8_t* p = d.data();
-            for (size_t k = 0; k < t.numel(); ++k) {
-                uint32_t v;
-                std::memcpy(&v, p + 4 * k, 4);
-                sum[off + k] += v;
-            }
+            segs.push_back({off, set.data(t).data(), t.numel()});
             off += t.numel();
         }
     }
+    constexpr size_t kSumBlock = 1 << 16;
+    parallel_for((total + kSumBlock - 1) / kSumBlock, threads, [&](size_t blk) {
+        const size_t a = blk * kSumBlock, b = std::min(total, a + kSumBlock);
+        for (auto& segs : segments)
+            for (auto& sg : segs) {
+                size_t lo = std::max(a, sg.from), hi = std::min(b, sg.from + sg.count);
+                for (size_t k = lo; k < hi; ++k) {
+                    uint32_t v;
+                    std::memcpy(&v, sg.data + 4 * (k - sg.from), 4);
+                    sum[k] += v;
+                }
+            }
+    });
+    std::vector<MaskJob> jobs;
     for (auto u : res.survivors) {
         Scalar b = shamir::combine(b_shares[u], adv[u]->cb);
-        apply_mask(sum, self_key(b, ctx), -1);
+        jobs.push_back({self_key(b, ctx), -1});
+        sodium_memzero(b.data(), b.size());
     }
-    for (auto v : res.dropped) {
+    for (auto v : unpair) {
         Scalar s = shamir::combine(s_shares[v], adv[v]->cs);
         for (auto u : res.survivors)
-            apply_mask(sum, pair_key(s, adv[u]->S, ctx, v, u), -pair_sign(u, v));
+            if (g.adjacent(u, v)) jobs.push_back({pair_key(s, adv[u]->S, ctx, v, u), -pair_sign(u, v)});
+        sodium_memzero(s.data(), s.size());
     }
+    apply_masks(sum, jobs, threads);
     FixedPoint fp;
     fp.clip = r.clip;
     fp.frac_bits = frac_bits;

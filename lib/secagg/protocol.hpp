@@ -10,21 +10,26 @@
 //   2. input    each member, given every advert: checks them, keeps its shares from peers,
 //               and sends y_u = enc(p_u x_u) + PRG(b_u) + sum_v sign(u,v) PRG(k_uv) (Z_2^32),
 //               where k_uv comes from s_u S_v and p_u = samples / max_samples.
+//               With SecAgg+ (Round::neighbours = k > 0) the sum over v runs over u's k
+//               neighbours in the round's graph only (secagg/graph.hpp), and u's shares go to
+//               its neighbours only, t of its k + 1 holders (itself included) to rebuild.
 //   3. reveal   each surviving member, given the list of members whose inputs arrived: for
-//               every other member, the share of b_v if v's input arrived, else the share of
+//               every other member (neighbour), the share of b_v if v's input arrived, else the share of
 //               s_v; never both for one member (the state file remembers what was revealed,
 //               and refuses another survivor list).
 //   4. sum      the aggregator rebuilds b_u of the survivors and s_v of the dropped from t
 //               verified shares, removes the masks, and outputs the weighted mean.
 // A member's private round state lives in a 0600 state file between the steps.
 //
-// Fewer than t adverts or survivors: IncompleteError (exit 3), nothing revealed. Anything
+// Fewer than t adverts or survivors (SecAgg+: in the neighbourhood of a member whose masks must
+// be removed): IncompleteError (exit 3), nothing revealed. Anything
 // forged, replayed from another round, from a non-member, or inconsistent: DataError.
 #pragma once
 
 #include "crypto/keys.hpp"
 #include "record/format.hpp"
 #include "secagg/fixed.hpp"
+#include "secagg/graph.hpp"
 #include "secagg/shamir.hpp"
 
 #include <map>
@@ -39,16 +44,23 @@ struct Round {
     crypto::AuthorityPublic authority;
     std::vector<crypto::PublicRecord> members; // roster order: member i has index i + 1
     uint64_t round = 0;
-    uint32_t threshold = 0;     // t; 0 picks the default, a majority: n / 2 + 1
+    uint32_t threshold = 0;     // t; 0 picks the default, a majority of a member's holders
     double clip = 1.0;          // per-coordinate bound of p_u x_u
     uint64_t max_samples = 1u << 20; // p_u = samples / max_samples (clipped to 1)
+    uint32_t neighbours = 0;    // SecAgg+: k neighbours per member; 0: every member (complete)
 
     uint32_t n() const { return static_cast<uint32_t>(members.size()); }
-    uint32_t t() const { return threshold ? threshold : n() / 2 + 1; }
+    bool sparse() const { return neighbours > 0; }
+    // Who holds shares of one member's secrets: its closed neighbourhood (all n when complete).
+    uint32_t holders() const { return sparse() ? neighbours + 1 : n(); }
+    uint32_t t() const { return threshold ? threshold : holders() / 2 + 1; }
     // Binds the federation, round, roster and parameters into every key, mask and signature.
     std::string context() const;
+    // The masking graph: complete, or SecAgg+'s Harary graph over a ring order derived from
+    // (federation, round, roster, neighbours) alone.
+    Graph graph() const;
     uint32_t index_of(const crypto::Fingerprint& fp) const; // 0 when not a member
-    void validate() const; // UsageError for t out of range, an empty roster, a bad clip
+    void validate() const; // UsageError for t out of range, an empty roster, a bad clip or k
 };
 
 struct MemberState {
@@ -59,6 +71,8 @@ struct MemberState {
     // Shares received from peers, verified: peer index -> (share of s_v, share of b_v).
     std::map<uint32_t, std::pair<Scalar, Scalar>> received;
     std::set<uint32_t> included; // members whose adverts the input was masked with
+    std::set<uint32_t> advertised; // every advert this member was given (SecAgg+: to check that
+                                   // each dropped member keeps t holders before revealing)
     std::optional<crypto::Hash32> revealed_for; // the survivor list shares went out for
 
     std::string text() const; // one line: N3-SECAGG-STATE-<base64>
@@ -70,7 +84,9 @@ struct Advert {
     uint32_t index = 0;
     Point S{};
     std::vector<Point> cs, cb;   // commitments to the s and b polynomials (t points each)
-    std::vector<Bytes> boxes;    // per member index - 1: encrypted (s share, b share); empty for self
+    // Encrypted (s share, b share) per holder: complete graph, per member index - 1 (zeros for
+    // self); SecAgg+, per neighbour in sorted order (Graph::slot).
+    std::vector<Bytes> boxes;
     crypto::Signature sig{};
     crypto::Hash32 digest{};     // what the signature covers
 };
@@ -81,13 +97,24 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& sta
 Advert read_advert(const Record& rec, const Round& r, const std::string& where);
 
 // Step 2. Verifies the adverts, keeps this member's shares, and masks `update` (an update or
-// model record of F32 tensors with `samples` metadata).
+// model record of F32 tensors with `samples` metadata). With SecAgg+ only the neighbours'
+// adverts are used (others may be given and are ignored); an absent neighbour is left out.
 Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& state,
                    const std::vector<Advert>& adverts, const Record& update);
 
 // Step 3. Reveals shares for the survivor list (member indices whose inputs arrived).
 Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& state,
               const std::set<uint32_t>& survivors);
+
+// A reveal record from explicit entries, signed by `me`, with none of reveal()'s checks: the
+// aggregator's own checks are tested with it (a member revealing what it must not).
+struct RevealEntry {
+    uint32_t member = 0;
+    bool survived = false; // true: share of b_member; false: share of s_member
+    Scalar share{};
+};
+Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t index,
+                   const std::set<uint32_t>& survivors, const std::vector<RevealEntry>& entries);
 
 // The survivor list of a set of masked inputs (their member indices).
 std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& r);
@@ -100,9 +127,11 @@ struct SumResult {
     double step = 0;            // fixed-point precision of the mean
 };
 // Step 4. Inputs, adverts and reveals in any order; throws IncompleteError when fewer than t
-// reveals verify.
+// reveals verify (SecAgg+: for some member whose masks must be removed). The masks are
+// expanded on `threads` threads (0: one per core).
 SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
-                     const std::vector<Record>& inputs, const std::vector<Record>& reveals);
+                     const std::vector<Record>& inputs, const std::vector<Record>& reveals,
+                     unsigned threads = 0);
 
 // Record kinds by metadata, for tools that route a stream.
 enum class Kind { advert, input, reveal, other };

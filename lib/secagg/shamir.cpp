@@ -3,6 +3,7 @@
 #include "crypto/primitives.hpp"
 #include "record/error.hpp"
 
+#include <algorithm>
 #include <set>
 #include <sodium.h>
 #include <string>
@@ -63,8 +64,17 @@ Scalar scalar_from_u64(uint64_t v) {
 namespace shamir {
 
 Dealing deal(const Scalar& secret, uint32_t t, uint32_t n) {
+    std::vector<uint32_t> xs(n);
+    for (uint32_t i = 0; i < n; ++i) xs[i] = i + 1;
+    return deal_at(secret, t, xs);
+}
+
+Dealing deal_at(const Scalar& secret, uint32_t t, const std::vector<uint32_t>& xs) {
     crypto::init();
-    if (t < 1 || t > n) throw UsageError("shamir: need 1 <= t <= n");
+    if (t < 1 || t > xs.size()) throw UsageError("shamir: need 1 <= t <= n");
+    if (std::set<uint32_t>(xs.begin(), xs.end()).size() != xs.size() ||
+        std::find(xs.begin(), xs.end(), 0u) != xs.end())
+        throw UsageError("shamir: share positions must be distinct and non-zero");
     std::vector<Scalar> coeffs{secret};
     for (uint32_t j = 1; j < t; ++j) coeffs.push_back(random_scalar());
     Dealing d;
@@ -77,7 +87,7 @@ Dealing deal(const Scalar& secret, uint32_t t, uint32_t n) {
         p = base_mul(c);
         d.commitments.push_back(p);
     }
-    for (uint32_t i = 1; i <= n; ++i) {
+    for (uint32_t i : xs) {
         Scalar x = scalar_from_u64(i), acc{}, xp = scalar_from_u64(1);
         for (auto& c : coeffs) {
             acc = add(acc, mul(c, xp));
@@ -106,19 +116,11 @@ bool verify(const Share& share, const std::vector<Point>& commitments) {
     return sodium_memcmp(lhs.data(), rhs.data(), lhs.size()) == 0;
 }
 
-Scalar combine(const std::vector<Share>& shares, const std::vector<Point>& commitments) {
-    const size_t t = commitments.size();
-    std::vector<Share> good;
-    std::set<uint32_t> seen;
-    for (auto& s : shares) {
-        if (good.size() == t) break;
-        if (seen.count(s.x) || !verify(s, commitments)) continue;
-        seen.insert(s.x);
-        good.push_back(s);
-    }
-    if (good.size() < t)
-        throw DataError("only " + std::to_string(good.size()) + " of the " + std::to_string(t) +
-                        " shares needed verify");
+namespace {
+
+// Lagrange interpolation at 0 of exactly t shares with distinct x.
+Scalar interpolate(const std::vector<Share>& good) {
+    const size_t t = good.size();
     Scalar secret{};
     for (size_t i = 0; i < t; ++i) {
         Scalar num = scalar_from_u64(1), den = scalar_from_u64(1);
@@ -132,6 +134,47 @@ Scalar combine(const std::vector<Share>& shares, const std::vector<Point>& commi
         secret = add(secret, mul(good[i].y, mul(num, invert(den))));
     }
     return secret;
+}
+
+} // namespace
+
+Scalar combine(const std::vector<Share>& shares, const std::vector<Point>& commitments) {
+    crypto::init();
+    const size_t t = commitments.size();
+    // Optimistic path: interpolate the first t shares with distinct x and check the result
+    // against C_0 = secret G, one base multiplication instead of t - 1 per share. A wrong share
+    // moves the interpolated value (its Lagrange coefficient is non-zero), and wrong shares that
+    // cancel out still give the committed secret, so an accepted result is always right.
+    {
+        std::vector<Share> first;
+        std::set<uint32_t> seen;
+        for (auto& s : shares) {
+            if (first.size() == t) break;
+            if (s.x == 0 || !seen.insert(s.x).second) continue;
+            first.push_back(s);
+        }
+        if (t > 0 && first.size() == t) {
+            Scalar secret = interpolate(first);
+            Point image;
+            if (!is_zero(secret) && crypto_scalarmult_ristretto255_base(image.data(), secret.data()) == 0 &&
+                sodium_memcmp(image.data(), commitments[0].data(), image.size()) == 0)
+                return secret;
+            sodium_memzero(secret.data(), secret.size());
+        }
+    }
+    // Some share is wrong: check each against the commitments and use t that verify.
+    std::vector<Share> good;
+    std::set<uint32_t> seen;
+    for (auto& s : shares) {
+        if (good.size() == t) break;
+        if (seen.count(s.x) || !verify(s, commitments)) continue;
+        seen.insert(s.x);
+        good.push_back(s);
+    }
+    if (good.size() < t)
+        throw DataError("only " + std::to_string(good.size()) + " of the " + std::to_string(t) +
+                        " shares needed verify");
+    return interpolate(good);
 }
 
 } // namespace shamir

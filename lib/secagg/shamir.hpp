@@ -11,7 +11,9 @@
 //   shamir::verify(d.shares[2], d.commitments);     // true
 //   Scalar s = shamir::combine(some_t_shares, d.commitments);
 //
-// combine() checks every share it uses and throws DataError when fewer than t verify.
+// combine() returns the committed secret or throws DataError when fewer than t shares verify:
+// it interpolates t shares and checks the result against C_0 (one base multiplication), and
+// only when that fails checks every share and uses t that verify.
 #pragma once
 
 #include <array>
@@ -40,6 +42,9 @@ struct Dealing {
 };
 
 Dealing deal(const Scalar& secret, uint32_t t, uint32_t n);
+// Shares for the holders at positions `xs` only (distinct, non-zero): shares[i].x == xs[i].
+// SecAgg+ deals to a member's neighbourhood, keeping roster positions as share coordinates.
+Dealing deal_at(const Scalar& secret, uint32_t t, const std::vector<uint32_t>& xs);
 bool verify(const Share& share, const std::vector<Point>& commitments);
 // Reconstructs the secret from verified shares (at least t = commitments.size() of them,
 // distinct x). Throws DataError naming how many verified when there are too few.

@@ -26,6 +26,7 @@ Round load_round(const RoundSpec& spec) {
     r.threshold = spec.threshold;
     r.clip = spec.clip;
     r.max_samples = spec.max_samples;
+    r.neighbours = spec.neighbours;
     r.validate();
     for (auto& m : r.members)
         if (!crypto::equal(m.authority, r.authority.id))

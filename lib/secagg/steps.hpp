@@ -3,8 +3,9 @@
 //
 // Each member step loads and saves the member's 0600 state file atomically, and saves it
 // BEFORE anything leaves the member: a crash between the two can never let a second, different
-// reveal out. Round parameters (roster, authority, round, threshold, clip, max samples) must be
-// the same in every step; they are bound into every signature, so a mismatch is caught.
+// reveal out. Round parameters (roster, authority, round, threshold, clip, max samples,
+// neighbours) must be the same in every step; they are bound into every signature, so a
+// mismatch is caught.
 #pragma once
 
 #include "secagg/protocol.hpp"
@@ -19,6 +20,7 @@ struct RoundSpec {
     uint32_t threshold = 0;
     double clip = 1.0;
     uint64_t max_samples = 1u << 20;
+    uint32_t neighbours = 0; // SecAgg+: k neighbours per member; 0: the complete graph
 };
 Round load_round(const RoundSpec& spec);
 

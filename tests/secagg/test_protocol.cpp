@@ -20,7 +20,7 @@ struct Federation {
     crypto::AuthoritySecret authority = crypto::AuthoritySecret::generate();
     std::vector<crypto::MemberKey> keys;
     Round round;
-    explicit Federation(uint32_t n, uint32_t t, uint64_t round_no = 7) {
+    explicit Federation(uint32_t n, uint32_t t, uint64_t round_no = 7, uint32_t neighbours = 0) {
         for (uint32_t i = 0; i < n; ++i) {
             auto sec = crypto::MemberSecret::create("m" + std::to_string(i + 1), 0, 0);
             auto part = crypto::issue(authority, sec.request, "request");
@@ -30,6 +30,7 @@ struct Federation {
         for (auto& k : keys) round.members.push_back(k.record);
         round.round = round_no;
         round.threshold = t;
+        round.neighbours = neighbours;
         round.clip = 1.0;
         round.max_samples = 1000;
     }
@@ -90,6 +91,31 @@ RoundRun run_to_inputs(Federation& f, size_t dim) {
         run.inputs.push_back(mask_update(f.keys[i], f.round, run.states[i], run.adverts, u));
     }
     return run;
+}
+
+// Runs steps 3 and 4 for the members in `survivors` and checks the result against the plain
+// weighted mean within the documented bound.
+void check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>& survivors, size_t dim) {
+    std::vector<Record> inputs, reveals;
+    for (auto u : survivors) inputs.push_back(run.inputs[u - 1]);
+    for (auto u : survivors) {
+        MemberState st = run.states[u - 1]; // each dropout set is its own round here
+        st.revealed_for.reset();
+        reveals.push_back(reveal(f.keys[u - 1], f.round, st, survivors));
+    }
+    SumResult res = secure_sum(f.round, run.adverts, inputs, reveals);
+    REQUIRE(res.survivors == survivors);
+    std::vector<double> want(dim + 3, 0);
+    double wsum = 0;
+    for (auto u : survivors) {
+        double p = double(run.samples[u - 1]) / double(f.round.max_samples);
+        for (size_t k = 0; k < want.size(); ++k) want[k] += p * run.values[u - 1][k];
+        wsum += p;
+    }
+    std::vector<float> got = floats_of(res.update);
+    REQUIRE(got.size() == want.size());
+    double bound = res.step * double(survivors.size()) + 1e-7;
+    for (size_t k = 0; k < want.size(); ++k) REQUIRE(std::abs(got[k] - want[k] / wsum) <= bound);
 }
 
 } // namespace
@@ -226,4 +252,209 @@ TEST_CASE("a masked input hides its update", "[protocol]") {
         }
         REQUIRE(std::abs((double(ones) - double(n) / 2.0) / std::sqrt(double(n) / 4.0)) < 6);
     }
+}
+
+// SecAgg+ ------------------------------------------------------------------------------------
+
+TEST_CASE("SecAgg+: every party derives the same k-regular graph from the round", "[protocol][secaggplus]") {
+    Federation f(12, 0, 7, 4);
+    Graph a = f.round.graph(), b = f.round.graph();
+    Round copy = f.round;
+    Graph c = copy.graph();
+    bool other_round_differs = false;
+    for (uint64_t rn = 8; rn < 12; ++rn) {
+        Round next = f.round;
+        next.round = rn;
+        Graph d = next.graph();
+        for (uint32_t u = 1; u <= 12; ++u) other_round_differs |= d.neighbours(u) != a.neighbours(u);
+    }
+    for (uint32_t u = 1; u <= 12; ++u) {
+        REQUIRE(a.neighbours(u).size() == 4);
+        REQUIRE(a.neighbours(u) == b.neighbours(u));
+        REQUIRE(a.neighbours(u) == c.neighbours(u));
+    }
+    REQUIRE(other_round_differs); // placement follows the round, not the roster order alone
+    REQUIRE(f.round.t() == 3);    // a majority of a member and its 4 neighbours
+    REQUIRE(f.round.holders() == 5);
+    Round bad = f.round;
+    bad.threshold = 6;
+    REQUIRE_THROWS_WITH(bad.validate(), Catch::Contains("out of range 1..5"));
+    bad.threshold = 0;
+    bad.neighbours = 12;
+    REQUIRE_THROWS_AS(bad.validate(), UsageError);
+}
+
+TEST_CASE("SecAgg+: adverts carry shares for the neighbours only", "[protocol][secaggplus]") {
+    Federation f(10, 0, 7, 4);
+    MemberState st;
+    Record adv = make_advert(f.keys[0], f.round, st);
+    TensorSet set = TensorSet::parse(adv.payload());
+    REQUIRE(set.find("boxes")->shape[0] == 4);
+    REQUIRE(set.meta("neighbours") == "4");
+    Advert a = read_advert(adv, f.round, "advert");
+    REQUIRE(a.boxes.size() == 4);
+    REQUIRE(a.cs.size() == 3);
+}
+
+TEST_CASE("SecAgg+: secure sum equals the weighted mean for random dropout sets", "[protocol][secaggplus]") {
+    const uint32_t n = 10, k = 4;
+    Federation f(n, 0, 7, k);
+    const size_t dim = 500;
+    RoundRun run = run_to_inputs(f, dim);
+    const Graph g = f.round.graph();
+    // Every input holds pair masks with its 4 neighbours only.
+    for (uint32_t u = 1; u <= n; ++u) REQUIRE(run.states[u - 1].included.size() == k + 1);
+    std::mt19937 rng(11);
+    int completed = 0, refused = 0;
+    for (int trial = 0; trial < 40 && completed < 12; ++trial) {
+        std::set<uint32_t> survivors;
+        for (uint32_t u = 1; u <= n; ++u)
+            if (rng() % 4 != 0) survivors.insert(u); // about a quarter drop
+        // Feasible when every survivor, and every dropped member next to a survivor, keeps
+        // t = 3 holders among the survivors.
+        bool feasible = survivors.size() >= f.round.t();
+        for (uint32_t w = 1; w <= n; ++w) {
+            uint32_t c = survivors.count(w) ? 1 : 0, near = 0;
+            for (auto v : g.neighbours(w)) c += survivors.count(v) ? 1 : 0, near += survivors.count(v) ? 1 : 0;
+            if ((survivors.count(w) || near) && c < f.round.t()) feasible = false;
+        }
+        if (feasible) {
+            check_sum(f, run, survivors, dim);
+            ++completed;
+        } else {
+            // Nothing is revealed: every survivor refuses with exit 3 before signing anything.
+            for (auto u : survivors) {
+                MemberState st = run.states[u - 1];
+                REQUIRE_THROWS_AS(reveal(f.keys[u - 1], f.round, st, survivors), IncompleteError);
+                REQUIRE_FALSE(st.revealed_for);
+            }
+            ++refused;
+        }
+    }
+    REQUIRE(completed >= 8);
+    // No dropouts, and a whole neighbourhood's worth of dropouts that still leaves t.
+    std::set<uint32_t> all;
+    for (uint32_t u = 1; u <= n; ++u) all.insert(u);
+    check_sum(f, run, all, dim);
+    INFO("refused " << refused);
+}
+
+TEST_CASE("SecAgg+: fewer than t surviving neighbours: nothing revealed, exit 3", "[protocol][secaggplus]") {
+    const uint32_t n = 8, k = 4;
+    Federation f(n, 0, 7, k);
+    RoundRun run = run_to_inputs(f, 20);
+    const Graph g = f.round.graph();
+    // Member 1 survives but all four of its neighbours drop: its self mask has 1 holder left.
+    std::set<uint32_t> survivors;
+    auto nb = g.neighbours(1);
+    for (uint32_t u = 1; u <= n; ++u)
+        if (std::find(nb.begin(), nb.end(), u) == nb.end()) survivors.insert(u);
+    REQUIRE(survivors.size() == 4);
+    for (auto u : survivors) {
+        MemberState st = run.states[u - 1];
+        REQUIRE_THROWS_WITH(reveal(f.keys[u - 1], f.round, st, survivors),
+                            Catch::Contains("surviving share holders, the threshold is 3; nothing revealed"));
+        REQUIRE_FALSE(st.revealed_for);
+    }
+    // Everyone survives but three of member 1's neighbours' reveals are lost: the aggregator
+    // has 2 shares of member 1's self-mask seed and stops with exit 3.
+    std::set<uint32_t> all;
+    for (uint32_t u = 1; u <= n; ++u) all.insert(u);
+    std::vector<Record> reveals;
+    for (uint32_t u = 1; u <= n; ++u) {
+        MemberState st = run.states[u - 1];
+        Record rec = reveal(f.keys[u - 1], f.round, st, all);
+        if (u != nb[0] && u != nb[1] && u != nb[2]) reveals.push_back(rec);
+    }
+    REQUIRE(reveals.size() == 5);
+    REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, run.inputs, reveals),
+                        Catch::Contains("only 2 shares of its self-mask seed were revealed, the threshold is 3"));
+}
+
+TEST_CASE("SecAgg+: a different K is refused with a message", "[protocol][secaggplus]") {
+    Federation f(8, 0, 7, 4);
+    RoundRun run = run_to_inputs(f, 20);
+    Round complete = f.round;
+    complete.neighbours = 0;
+    MemberState st;
+    Record adv = make_advert(f.keys[0], f.round, st);
+    REQUIRE_THROWS_WITH(read_advert(adv, complete, "advert"),
+                        Catch::Contains("advert made for --neighbours 4, this round uses the complete graph"));
+    Round six = f.round;
+    six.neighbours = 6;
+    REQUIRE_THROWS_WITH(read_advert(adv, six, "advert"), Catch::Contains("this round uses --neighbours 6"));
+    MemberState st0;
+    Record adv0 = make_advert(f.keys[0], complete, st0);
+    REQUIRE_THROWS_WITH(read_advert(adv0, f.round, "advert"),
+                        Catch::Contains("made for the complete graph (no --neighbours), this round uses --neighbours 4"));
+    // The state file of a K = 4 round does not serve a K = 6 reveal.
+    std::set<uint32_t> all{1, 2, 3, 4, 5, 6, 7, 8};
+    REQUIRE_THROWS_WITH(reveal(f.keys[0], six, run.states[0], all), Catch::Contains("--neighbours"));
+    // An input masked for K = 4 does not sum in a complete-graph round, even with its adverts.
+    std::vector<Record> reveals;
+    for (uint32_t u = 1; u <= 8; ++u) {
+        MemberState s = run.states[u - 1];
+        reveals.push_back(reveal(f.keys[u - 1], f.round, s, all));
+    }
+    REQUIRE_THROWS_AS(secure_sum(complete, run.adverts, run.inputs, reveals), DataError);
+}
+
+TEST_CASE("SecAgg+: a reveal for a non-neighbour is refused", "[protocol][secaggplus]") {
+    const uint32_t n = 8;
+    Federation f(n, 0, 7, 4);
+    RoundRun run = run_to_inputs(f, 20);
+    const Graph g = f.round.graph();
+    uint32_t stranger = 0;
+    for (uint32_t v = 2; v <= n && !stranger; ++v)
+        if (!g.adjacent(1, v)) stranger = v;
+    REQUIRE(stranger);
+    std::set<uint32_t> all;
+    for (uint32_t u = 1; u <= n; ++u) all.insert(u);
+    std::vector<Record> reveals;
+    for (uint32_t u = 2; u <= n; ++u) {
+        MemberState s = run.states[u - 1];
+        reveals.push_back(reveal(f.keys[u - 1], f.round, s, all));
+    }
+    // Member 1's reveal, honest except for one extra share for a member it is not adjacent to.
+    std::vector<RevealEntry> entries;
+    for (auto v : run.states[0].included) entries.push_back({v, true, run.states[0].received.at(v).second});
+    entries.push_back({stranger, true, run.states[0].received.at(1).second});
+    reveals.push_back(sign_reveal(f.keys[0], f.round, 1, all, entries));
+    REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, run.inputs, reveals), Catch::Contains("not its neighbour"));
+    // The honest reveal instead completes the round.
+    reveals.pop_back();
+    MemberState s1 = run.states[0];
+    reveals.push_back(reveal(f.keys[0], f.round, s1, all));
+    REQUIRE_NOTHROW(secure_sum(f.round, run.adverts, run.inputs, reveals));
+    // A state file that names a non-neighbour is refused before anything is revealed.
+    MemberState bad = run.states[0];
+    bad.included.insert(stranger);
+    bad.received[stranger] = bad.received.at(1);
+    REQUIRE_THROWS_WITH(reveal(f.keys[0], f.round, bad, all), Catch::Contains("not a neighbour"));
+    REQUIRE_FALSE(bad.revealed_for);
+}
+
+TEST_CASE("SecAgg+: a member needs only its neighbours' adverts", "[protocol][secaggplus]") {
+    const uint32_t n = 10;
+    Federation f(n, 0, 7, 4);
+    const Graph g = f.round.graph();
+    std::vector<MemberState> states(n);
+    std::vector<Advert> adverts;
+    for (uint32_t i = 0; i < n; ++i) adverts.push_back(read_advert(make_advert(f.keys[i], f.round, states[i]), f.round, "a"));
+    std::vector<Advert> mine;
+    for (auto& a : adverts)
+        if (a.index == 1 || g.adjacent(1, a.index)) mine.push_back(a);
+    std::vector<double> v1, v2;
+    MemberState s_all = states[0], s_mine = states[0];
+    Record x_all = mask_update(f.keys[0], f.round, s_all, adverts, make_update(1, 30, 100, v1));
+    Record x_mine = mask_update(f.keys[0], f.round, s_mine, mine, make_update(1, 30, 100, v2));
+    REQUIRE(s_all.included == s_mine.included);
+    auto a = TensorSet::parse(x_all.payload()), b = TensorSet::parse(x_mine.payload());
+    REQUIRE(a.meta("adverts") == b.meta("adverts"));
+    REQUIRE(a.meta("included") == b.meta("included"));
+    // Too few of its own holders advertised: exit 3 at masking time.
+    std::vector<Advert> few{mine[0], mine[1]};
+    MemberState s_few = states[0];
+    bool own_in_few = few[0].index == 1 || few[1].index == 1;
+    if (own_in_few) REQUIRE_THROWS_AS(mask_update(f.keys[0], f.round, s_few, few, make_update(1, 30, 100, v1)), IncompleteError);
 }

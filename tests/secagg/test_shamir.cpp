@@ -56,3 +56,25 @@ TEST_CASE("a corrupted or forged share is caught and skipped", "[shamir]") {
     REQUIRE(one.shares[2].y == secret);
     REQUIRE_THROWS_AS(shamir::deal(secret, 4, 3), UsageError);
 }
+
+TEST_CASE("shares dealt at chosen positions rebuild from any t of them", "[shamir]") {
+    Scalar secret = random_scalar();
+    std::vector<uint32_t> xs{3, 9, 14, 20, 41};
+    auto d = shamir::deal_at(secret, 3, xs);
+    REQUIRE(d.shares.size() == 5);
+    for (size_t i = 0; i < xs.size(); ++i) {
+        REQUIRE(d.shares[i].x == xs[i]);
+        REQUIRE(shamir::verify(d.shares[i], d.commitments));
+    }
+    REQUIRE(shamir::combine({d.shares[4], d.shares[1], d.shares[2]}, d.commitments) == secret);
+    REQUIRE_THROWS_AS(shamir::deal_at(secret, 2, {3, 3, 4}), UsageError);
+    REQUIRE_THROWS_AS(shamir::deal_at(secret, 2, {0, 3}), UsageError);
+    // Shares of another secret at the same positions: nothing verifies, nothing is returned.
+    auto other = shamir::deal_at(random_scalar(), 3, xs);
+    REQUIRE_THROWS_WITH(shamir::combine(other.shares, d.commitments), Catch::Contains("only 0 of the 3"));
+    // Two wrong shares among five: the three right ones still rebuild the secret.
+    std::vector<shamir::Share> mix = d.shares;
+    mix[0].y = other.shares[0].y;
+    mix[3].y = other.shares[3].y;
+    REQUIRE(shamir::combine(mix, d.commitments) == secret);
+}

@@ -1,0 +1,87 @@
+// Fuzzes secure aggregation's parsers: arbitrary bytes as an advert (complete graph and
+// SecAgg+), as a member's state file, as a survivor list, and as a reveal or input given to the
+// aggregator, must be rejected with n3::Error, never crash, hang or read out of bounds. Genuine
+// records of a fixed round are spliced with the input, so mutations reach past the first checks.
+#include "record/error.hpp"
+#include "record/safetensors.hpp"
+#include "secagg/protocol.hpp"
+
+#include <cstring>
+
+using namespace n3;
+using namespace n3::secagg;
+
+namespace {
+struct Fixture {
+    crypto::AuthoritySecret auth = crypto::AuthoritySecret::generate();
+    std::vector<crypto::MemberKey> keys;
+    Round complete, sparse;
+    std::vector<Advert> adverts;
+    std::vector<Record> inputs;
+    Record advert, reveal_rec;
+    std::string state;
+    Fixture() {
+        for (int i = 0; i < 6; ++i) {
+            auto sec = crypto::MemberSecret::create("m" + std::to_string(i + 1), 0, 0);
+            keys.push_back(crypto::complete(sec, crypto::issue(auth, sec.request, "r"), "p"));
+        }
+        complete.authority = auth.public_key();
+        for (auto& k : keys) complete.members.push_back(k.record);
+        complete.round = 1;
+        sparse = complete;
+        sparse.neighbours = 2;
+        std::vector<MemberState> st(6);
+        for (size_t i = 0; i < 6; ++i) {
+            Record a = make_advert(keys[i], sparse, st[i]);
+            if (i == 0) advert = a;
+            adverts.push_back(read_advert(a, sparse, "advert"));
+        }
+        for (size_t i = 0; i < 6; ++i) {
+            SafetensorsBuilder sb;
+            sb.set_meta("samples", "10");
+            sb.add_owned("w", DType::F32, {4}, Bytes(16, 0));
+            inputs.push_back(mask_update(keys[i], sparse, st[i], adverts, Record(RecordType::update, sb.bytes())));
+        }
+        std::set<uint32_t> all{1, 2, 3, 4, 5, 6};
+        reveal_rec = reveal(keys[0], sparse, st[0], all);
+        state = st[0].text();
+    }
+};
+Fixture& fx() {
+    static Fixture f;
+    return f;
+}
+template <class F> void refused(F&& f) {
+    try {
+        f();
+    } catch (const Error&) {
+    }
+}
+Bytes splice(ByteView genuine, const uint8_t* data, size_t size) {
+    Bytes b(genuine.begin(), genuine.end());
+    if (size < 4 || b.empty()) return b;
+    size_t at = (size_t(data[0]) << 16 | size_t(data[1]) << 8 | data[2]) % b.size();
+    for (size_t i = 3; i < size && at < b.size(); ++i, ++at) b[at] = data[i];
+    return b;
+}
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    Fixture& f = fx();
+    Bytes raw(data, data + size);
+    std::string text(reinterpret_cast<const char*>(data), size);
+    refused([&] { read_advert(Record(RecordType::masked, raw), f.complete, "advert"); });
+    refused([&] { read_advert(Record(RecordType::masked, raw), f.sparse, "advert"); });
+    refused([&] { read_advert(Record(RecordType::masked, splice(f.advert.payload(), data, size)), f.sparse, "advert"); });
+    refused([&] { MemberState::parse(text, "state"); });
+    refused([&] { MemberState::parse(f.state.substr(0, f.state.size() / 2) + text, "state"); });
+    refused([&] { parse_survivors(text, f.sparse, "survivors"); });
+    refused([&] { survivors_of({Record(RecordType::masked, raw)}, f.sparse); });
+    // A damaged reveal or input among genuine ones.
+    std::vector<Record> reveals{Record(RecordType::masked, splice(f.reveal_rec.payload(), data, size))};
+    refused([&] { secure_sum(f.sparse, f.adverts, f.inputs, reveals, 1); });
+    std::vector<Record> inputs = f.inputs;
+    inputs[1] = Record(RecordType::masked, splice(f.inputs[1].payload(), data, size));
+    refused([&] { secure_sum(f.sparse, f.adverts, inputs, {}, 1); });
+    return 0;
+}
