@@ -25,14 +25,14 @@ N3_BIN=${N3_BIN:-$here/../build/tools}
 ROUND=${ROUND:-1}
 LIMIT=${LIMIT:-600}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
-die() { echo "secure-round: $*" >&2; exit 2; }
+die() { echo "secure-round.sh: error: $*" >&2; exit 2; }
 for t in n3-keys n3-train n3-seal n3-merge n3-inspect; do
     command -v "$t" >/dev/null || die "$t not found: run 'make build' first (or set N3_BIN)"
 done
-[ -f "$DATA/train-images-idx3-ubyte.gz" ] || die "Fashion-MNIST not found in $DATA: apt-get install dataset-fashion-mnist"
-[ "$CLIENTS" -ge 2 ] || die "CLIENTS must be at least 2"
-[ "$DROPPED" -ge 0 ] && [ "$DROPPED" -lt "$CLIENTS" ] || die "DROPPED must be between 0 and CLIENTS-1"
-[[ "$NEIGHBOURS" =~ ^[0-9]+$ ]] || die "NEIGHBOURS must be a number (0: every member)"
+[ -f "$DATA/train-images-idx3-ubyte.gz" ] || die "no Fashion-MNIST in $DATA: apt-get install dataset-fashion-mnist"
+[ "$CLIENTS" -ge 2 ] || die "at least 2 CLIENTS are needed"
+[ "$DROPPED" -ge 0 ] && [ "$DROPPED" -lt "$CLIENTS" ] || die "the DROPPED members must number 0 to CLIENTS-1"
+[[ "$NEIGHBOURS" =~ ^[0-9]+$ ]] || die "the NEIGHBOURS argument must be a number (0: every member)"
 
 mkdir -p "$OUT"
 rm -f "$OUT"/update-*.n3 "$OUT"/masked-*.n3 "$OUT"/secure.n3 "$OUT"/plain.n3

