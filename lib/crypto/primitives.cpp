@@ -31,8 +31,7 @@ Secret& Secret::operator=(const Secret& other) {
     return *this;
 }
 
-Hasher::Hasher(std::string_view personal, std::span<const uint8_t> key, size_t outlen)
-    : outlen_(outlen) {
+Hasher::Hasher(std::string_view personal, std::span<const uint8_t> key, size_t outlen) {
     init();
     unsigned char pers[crypto_generichash_blake2b_PERSONALBYTES] = {};
     std::memcpy(pers, personal.data(), std::min(personal.size(), sizeof pers));

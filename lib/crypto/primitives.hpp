@@ -69,7 +69,6 @@ public:
 
 private:
     crypto_generichash_blake2b_state state_;
-    size_t outlen_;
 };
 
 // Points: valid() is a canonical encoding that is not the identity (libsodium 1.0.18's
