@@ -11,16 +11,12 @@
 set -euo pipefail
 NODES=${1:-3}
 here=$(cd "$(dirname "$0")" && pwd)
-N3_BIN=${N3_BIN:-$here/../build/tools}
-[ -x "$N3_BIN/n3-send" ] && export PATH="$N3_BIN:$PATH"
+NAME=scatter.sh
+. "$here/common.sh"
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 LIMIT=${LIMIT:-300}
-DATA=${DATA:-/usr/share/datasets/fashion-mnist}
-die() { echo "scatter.sh: error: $*" >&2; exit 2; }
-for t in n3-train n3-encode n3-send n3-inspect; do
-    command -v "$t" >/dev/null || die "$t not found: run 'make build' first (or set N3_BIN)"
-done
-[ -f "$DATA/train-images-idx3-ubyte.gz" ] || die "no Fashion-MNIST in $DATA: apt-get install dataset-fashion-mnist"
+require n3-train n3-encode n3-send n3-inspect
+require_fmnist "$DATA"
 W=$(mktemp -d "${TMPDIR:-/tmp}/n3-scatter.XXXXXX")
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$W"' EXIT

@@ -20,34 +20,22 @@ set -euo pipefail
 [ $# -eq 3 ] || [ $# -eq 4 ] || { echo "usage: $0 OUTDIR CLIENTS DROPPED [NEIGHBOURS]" >&2; exit 2; }
 OUT=$1 CLIENTS=$2 DROPPED=$3 NEIGHBOURS=${4:-${NEIGHBOURS:-0}}
 here=$(cd "$(dirname "$0")" && pwd)
-N3_BIN=${N3_BIN:-$here/../build/tools}
-[ -x "$N3_BIN/n3-seal" ] && export PATH="$N3_BIN:$PATH"
+NAME=secure-round.sh
+. "$here/common.sh"
 ROUND=${ROUND:-1}
 LIMIT=${LIMIT:-600}
-DATA=${DATA:-/usr/share/datasets/fashion-mnist}
-die() { echo "secure-round.sh: error: $*" >&2; exit 2; }
-for t in n3-keys n3-train n3-seal n3-merge n3-inspect; do
-    command -v "$t" >/dev/null || die "$t not found: run 'make build' first (or set N3_BIN)"
-done
-[ -f "$DATA/train-images-idx3-ubyte.gz" ] || die "no Fashion-MNIST in $DATA: apt-get install dataset-fashion-mnist"
+require n3-keys n3-train n3-seal n3-merge n3-inspect
+require_fmnist "$DATA"
 [ "$CLIENTS" -ge 2 ] || die "at least 2 CLIENTS are needed"
 [ "$DROPPED" -ge 0 ] && [ "$DROPPED" -lt "$CLIENTS" ] || die "the DROPPED members must number 0 to CLIENTS-1"
 [[ "$NEIGHBOURS" =~ ^[0-9]+$ ]] || die "the NEIGHBOURS argument must be a number (0: every member)"
 
 mkdir -p "$OUT"
 rm -f "$OUT"/update-*.n3 "$OUT"/masked-*.n3 "$OUT"/secure.n3 "$OUT"/plain.n3
-W=$(mktemp -d "${TMPDIR:-/tmp}/n3-secure.XXXXXX")
-trap 'rm -rf "$W"' EXIT
+workdir
 
 # Identities: an authority, the hub, the members; the roster lists the members in order.
-n3-keys authority -o "$W/fed.ask"
-n3-keys public "$W/fed.ask" > "$W/fed.pub"
-enroll() {
-    n3-keys request --id "$1" -o "$W/$1.secret" > "$W/$1.req"
-    n3-keys issue --authority "$W/fed.ask" < "$W/$1.req" > "$W/$1.partial"
-    n3-keys complete --secret "$W/$1.secret" --partial "$W/$1.partial" -o "$W/$1.key"
-    n3-keys public "$W/$1.key" > "$W/$1.pub"
-}
+authority
 enroll hub
 for i in $(seq 1 "$CLIENTS"); do enroll "m$i"; cat "$W/m$i.pub"; done > "$W/fed.roster"
 round=(--roster "$W/fed.roster" --authority "$W/fed.pub" --round "$ROUND")

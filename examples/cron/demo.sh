@@ -12,17 +12,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ROUNDS=${1:-2}
-N3_BIN=${N3_BIN:-$here/../../build/tools}
-[ -x "$N3_BIN/n3-send" ] && export PATH="$N3_BIN:$PATH"
-DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+N3_BIN=${N3_BIN:-$here/../../build/tools} NAME=demo.sh
+. "$here/../common.sh"
 LIMIT=${LIMIT:-1000}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
-die() { echo "demo.sh: error: $*" >&2; exit 2; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "the ROUNDS argument must be a positive whole number, not '$ROUNDS'"
-for t in n3-keys n3-train n3-eval n3-encode n3-seal n3-send n3-merge n3-inspect flock; do
-    command -v "$t" >/dev/null || die "$t not found: run 'make build' first (or set N3_BIN)"
-done
-[ -f "$DATA/train-images-idx3-ubyte.gz" ] || die "no Fashion-MNIST in $DATA: apt-get install dataset-fashion-mnist"
+require n3-keys n3-train n3-eval n3-encode n3-seal n3-send n3-merge n3-inspect flock
+require_fmnist "$DATA"
 if [ -n "${CRON_DIR:-}" ]; then
     mkdir "$CRON_DIR" || die "cannot create CRON_DIR=$CRON_DIR (it must not exist yet)"
     W=$(cd "$CRON_DIR" && pwd) keep=1
@@ -31,7 +27,6 @@ else
 fi
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; [ "$keep" = 1 ] || rm -rf "$W"' EXIT
-keys() { n3-keys "$@" 2> "$W/keys.err" || { cat "$W/keys.err" >&2; return 1; }; }
 
 # The authority enrolls the hub and the members (on their own machines, in real life).
 mkdir -p "$W/hub/state" "$W/hub/spool/incoming"
