@@ -95,7 +95,7 @@ RoundRun run_to_inputs(Federation& f, size_t dim) {
 
 // Runs steps 3 and 4 for the members in `survivors` and checks the result against the plain
 // weighted mean within the documented bound.
-void check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>& survivors, size_t dim) {
+SumResult check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>& survivors, size_t dim) {
     std::vector<Record> inputs, reveals;
     for (auto u : survivors) inputs.push_back(run.inputs[u - 1]);
     for (auto u : survivors) {
@@ -114,8 +114,11 @@ void check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>& sur
     }
     std::vector<float> got = floats_of(res.update);
     REQUIRE(got.size() == want.size());
+    // Documented bound: each input's rounding error is below one step, so the weighted
+    // mean's error is below |U| * step / sum(p) = res.step * |U|.
     double bound = res.step * double(survivors.size()) + 1e-7;
     for (size_t k = 0; k < want.size(); ++k) REQUIRE(std::abs(got[k] - want[k] / wsum) <= bound);
+    return res;
 }
 
 } // namespace
@@ -129,34 +132,9 @@ TEST_CASE("secure sum equals the weighted mean for every dropout set", "[protoco
     for (uint32_t dropped = 0; dropped < (1u << n); ++dropped) {
         if (__builtin_popcount(dropped) > static_cast<int>(n - t)) continue;
         std::set<uint32_t> survivors;
-        std::vector<Record> inputs;
         for (uint32_t i = 0; i < n; ++i)
-            if (!(dropped & (1u << i))) {
-                survivors.insert(i + 1);
-                inputs.push_back(run.inputs[i]);
-            }
-        std::vector<Record> reveals;
-        for (auto u : survivors) {
-            MemberState st = run.states[u - 1]; // each dropout set is its own round here
-            st.revealed_for.reset();
-            reveals.push_back(reveal(f.keys[u - 1], f.round, st, survivors));
-        }
-        SumResult res = secure_sum(f.round, run.adverts, inputs, reveals);
-        REQUIRE(res.survivors == survivors);
-        // The plain weighted mean of the survivors, in double.
-        std::vector<double> want(dim + 3, 0);
-        double wsum = 0;
-        for (auto u : survivors) {
-            double p = double(run.samples[u - 1]) / double(f.round.max_samples);
-            for (size_t k = 0; k < want.size(); ++k) want[k] += p * run.values[u - 1][k];
-            wsum += p;
-        }
-        std::vector<float> got = floats_of(res.update);
-        REQUIRE(got.size() == want.size());
-        // Documented bound: each input's rounding error is below one step, so the weighted
-        // mean's error is below |U| * step / sum(p) = res.step * |U|.
-        double bound = res.step * double(survivors.size()) + 1e-7;
-        for (size_t k = 0; k < want.size(); ++k) REQUIRE(std::abs(got[k] - want[k] / wsum) <= bound);
+            if (!(dropped & (1u << i))) survivors.insert(i + 1);
+        SumResult res = check_sum(f, run, survivors, dim);
         auto m = TensorSet::parse(res.update.payload());
         uint64_t total = 0;
         for (auto u : survivors) total += run.samples[u - 1];
