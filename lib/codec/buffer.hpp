@@ -1,10 +1,9 @@
-// n3/codec/buffer.hpp — large scratch memory for the codec, and CRC-64 arithmetic.
+// n3/codec/buffer.hpp — large scratch memory for the codec.
 //
 // PageBuffer is anonymous memory (mmap, NORESERVE): pages cost nothing until touched, so a
 // hostile length fails on the data rather than on the allocation, and large buffers ask for
 // transparent huge pages, which cuts the page-fault cost of first touch (about half the time
 // of a Reed-Solomon pass over freshly allocated parity with 4 KiB pages).
-// crc64_combine joins CRC-64/XZ values of adjacent pieces without reading the bytes again.
 // Throws EnvError when the memory cannot be mapped.
 #pragma once
 
@@ -61,8 +60,5 @@ private:
     std::vector<T> small_;
     PageBuffer big_;
 };
-
-// crc64(0, A || B) from crc64(0, A), crc64(0, B) and the length of B (zlib's method).
-uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b);
 
 } // namespace n3::codec

@@ -284,48 +284,6 @@ bool verify(const LoadedRecord& r) {
     return crc == r.key;
 }
 
-namespace {
-constexpr uint64_t kPoly = 0xC96C5795D7870F42ull; // CRC-64/XZ, reflected
-
-// a * b modulo the polynomial, in the reflected bit order (bit 63 is x^0).
-uint64_t multmodp(uint64_t a, uint64_t b) {
-    uint64_t m = uint64_t(1) << 63, p = 0;
-    for (;;) {
-        if (a & m) {
-            p ^= b;
-            if ((a & (m - 1)) == 0) break;
-        }
-        m >>= 1;
-        b = b & 1 ? (b >> 1) ^ kPoly : b >> 1;
-    }
-    return p;
-}
-
-// x^(n * 2^k) modulo the polynomial.
-uint64_t x2nmodp(uint64_t n, unsigned k) {
-    static const auto table = [] {
-        std::array<uint64_t, 64> t{};
-        uint64_t p = uint64_t(1) << 62; // x^1
-        for (auto& e : t) {
-            e = p;
-            p = multmodp(p, p);
-        }
-        return t;
-    }();
-    uint64_t p = uint64_t(1) << 63; // x^0
-    while (n) {
-        if (n & 1) p = multmodp(table[k & 63], p);
-        n >>= 1;
-        ++k;
-    }
-    return p;
-}
-} // namespace
-
-uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b) {
-    return multmodp(x2nmodp(len_b, 3), crc_a) ^ crc_b;
-}
-
 LoadedRecord load_single(const std::string& path, const std::string& what,
                          const LoadOptions& opts) {
     Loaded l;

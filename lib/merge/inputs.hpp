@@ -78,8 +78,6 @@ bool verify(const LoadedRecord& r);
 // The CRC-64 of the record's bytes before its tensor data (preamble and safetensors header),
 // to be continued with crc64_combine over the data in order.
 uint64_t crc_prefix(const LoadedRecord& r, uint64_t data_offset);
-// CRC-64/XZ of A||B from crc64(A), crc64(B) and the length of B (zlib's crc32_combine method).
-uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b);
 
 // Drops the whole pages inside `bytes` from this process's resident set (mapped files only).
 void release_pages(ByteView bytes);

@@ -722,11 +722,9 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
         views.clear();
         Preamble pre;
         try {
-            for (auto& f : frames) {
+            for (auto& f : frames)
                 views.emplace_back(f.data<uint8_t>(), f.size());
-                check.add(views.back());
-            }
-            pre = check.finish();
+            pre = check.whole(views);
         } catch (const DataError& e) {
             ++st.dropped;
             if (o.warn) o.warn(std::string(e.what()) + "; dropped");

@@ -10,6 +10,7 @@
 //   RecordAssembler check(max_payload);
 //   for (auto& frame : frames) check.add(frame);   // throws DataError as soon as it can tell
 //   Preamble p = check.finish();                   // throws DataError: short, long, bad CRC
+//   Preamble p = check.whole(frames);              // the same for a message already complete
 //
 // check_endpoint() validates a tcp:// or ipc:// endpoint before ZeroMQ sees it, so a typo gets
 // a message that says what is wrong (UsageError, exit 2) instead of "Invalid argument".
@@ -19,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 namespace n3::net {
@@ -33,6 +35,10 @@ public:
     void add(ByteView frame);
     // Verifies length and checksum; returns the record's preamble.
     Preamble finish();
+    // add() for every frame of a message that has arrived whole, then finish(). A large
+    // message's checksum is computed on two threads (halves joined with crc64_combine): the
+    // check is the only work between a record's arrival and its output.
+    Preamble whole(std::span<const ByteView> frames);
     uint64_t bytes_seen() const { return seen_; }
 
 private:

@@ -3,6 +3,7 @@
 #include "record/bytes.hpp"
 #include "record/error.hpp"
 
+#include <array>
 #include <cstring>
 #include <fcntl.h>
 #include <isa-l/crc.h>
@@ -82,6 +83,49 @@ std::optional<RecordType> parse_type(std::string_view name) {
 bool is_tensor_type(RecordType t) {
     return t == RecordType::model || t == RecordType::update || t == RecordType::masked;
 }
+
+namespace {
+constexpr uint64_t kPoly = 0xC96C5795D7870F42ull; // CRC-64/XZ, reflected
+
+// a * b modulo the polynomial, in the reflected bit order (bit 63 is x^0).
+uint64_t multmodp(uint64_t a, uint64_t b) {
+    uint64_t m = uint64_t(1) << 63, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) break;
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ kPoly : b >> 1;
+    }
+    return p;
+}
+
+// x^(n * 2^k) modulo the polynomial.
+uint64_t x2nmodp(uint64_t n, unsigned k) {
+    static const auto table = [] {
+        std::array<uint64_t, 64> t{};
+        uint64_t p = uint64_t(1) << 62; // x^1
+        for (auto& e : t) {
+            e = p;
+            p = multmodp(p, p);
+        }
+        return t;
+    }();
+    uint64_t p = uint64_t(1) << 63; // x^0
+    while (n) {
+        if (n & 1) p = multmodp(table[k & 63], p);
+        n >>= 1;
+        ++k;
+    }
+    return p;
+}
+} // namespace
+
+uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b) {
+    return multmodp(x2nmodp(len_b, 3), crc_a) ^ crc_b;
+}
+
 
 uint64_t crc64(uint64_t crc, ByteView bytes) {
     return crc64_ecma_refl(crc, bytes.data(), bytes.size());

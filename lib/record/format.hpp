@@ -62,6 +62,9 @@ Preamble decode_preamble(const uint8_t in[kPreambleSize], const std::string& whe
 // CRC-64/XZ (ECMA-182, reflected; ISA-L crc64_ecma_refl). Chain by passing the previous value.
 uint64_t crc64(uint64_t crc, ByteView bytes);
 uint32_t crc32(uint32_t crc, ByteView bytes); // zlib's CRC-32
+// crc64(0, A || B) from crc64(0, A), crc64(0, B) and the length of B (zlib's crc32_combine
+// method), without reading the bytes again: lets several threads check one record.
+uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b);
 
 // A record in memory: its payload is owned or a view into a mapping kept alive by `owner`.
 class Record {

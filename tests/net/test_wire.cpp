@@ -114,3 +114,38 @@ TEST_CASE("endpoints are checked with clear messages") {
     bad("ipc://", EndpointRole::bind, "no socket path");
     bad("ipc://" + std::string(200, 'x'), EndpointRole::bind, "longer than");
 }
+
+namespace {
+// Checks `rec` with RecordAssembler::whole, cut into frames of `frame` bytes.
+Preamble check_whole(const Bytes& rec, size_t frame) {
+    std::vector<ByteView> frames;
+    for (size_t off = 0; off < rec.size(); off += frame)
+        frames.push_back(ByteView(rec).subspan(off, std::min(frame, rec.size() - off)));
+    RecordAssembler a(kDefaultMaxPayload, "test");
+    return a.whole(frames);
+}
+} // namespace
+
+TEST_CASE("a large message is checked on two threads with the same verdicts") {
+    const size_t n = (size_t(24) << 20) + 12345; // above the two-thread threshold
+    Bytes rec = sample_record(n, 7);
+    // Frame sizes that put the payload's end, the trailer and the split point in different
+    // places: the trailer within one frame, across two, alone in the last frame.
+    for (size_t frame : {kFrameSize, size_t(1000003), rec.size() - 4, rec.size() - 8, rec.size() / 2 + 1}) {
+        INFO("frame size " << frame);
+        CHECK(check_whole(rec, frame).payload_len == n);
+        for (size_t at : {size_t(kPreambleSize), size_t(100), rec.size() / 2 - 1, rec.size() / 2,
+                          rec.size() / 2 + 1, rec.size() - 9, rec.size() - 8, rec.size() - 1}) {
+            INFO("flipped byte " << at);
+            Bytes bad = rec;
+            bad[at] ^= 0x20;
+            CHECK_THROWS_AS(check_whole(bad, frame), DataError);
+        }
+    }
+    Bytes cut(rec.begin(), rec.end() - 1);
+    CHECK_THROWS_WITH(check_whole(cut, kFrameSize), Catch::Contains("truncated record"));
+    Bytes longer = rec;
+    longer.push_back(0);
+    CHECK_THROWS_WITH(check_whole(longer, kFrameSize), Catch::Contains("more bytes than its record declares"));
+    CHECK(check_whole(sample_record(5000), 700).payload_len == 5000); // the one-thread path
+}
