@@ -25,6 +25,8 @@ PayloadSource source(RecordReader& reader, const Preamble& p) {
     src.length = p.payload_len;
     src.read = [&reader](std::span<uint8_t> out) { return reader.read_payload(out); };
     src.finish = [&reader] { reader.end(); };
+    src.take = [&reader] { return reader.take_payload(); };
+    src.finish_taken = [&reader](uint64_t crc) { reader.end(crc); };
     src.where = reader.where();
     return src;
 }

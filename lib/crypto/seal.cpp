@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <atomic>
 #include <limits>
+#include <memory>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -156,15 +157,21 @@ struct Layout {
     }
 };
 
-// Leaf i of the payload tree hash: the content bytes that fall in stream chunk i.
-bool leaf(const Layout& l, uint64_t chunk, const uint8_t* chunk_data, Hash32& out) {
+// The content bytes that fall in stream chunk i, as stream offsets [lo, hi) (empty if none).
+std::pair<uint64_t, uint64_t> content_in_chunk(const Layout& l, uint64_t chunk) {
     uint64_t lo = std::max<uint64_t>(chunk * kChunkSize, l.header);
     uint64_t hi = std::min<uint64_t>((chunk + 1) * kChunkSize, l.content_end());
+    return {lo, std::max(lo, hi)};
+}
+
+// Leaf i of the payload tree hash: the content bytes that fall in stream chunk i. With `crc`,
+// also their CRC-64 (opening: the checksum of the record written out, computed per chunk).
+bool leaf(const Layout& l, uint64_t chunk, const uint8_t* chunk_data, Hash32& out, uint64_t* crc = nullptr) {
+    auto [lo, hi] = content_in_chunk(l, chunk);
     if (lo >= hi) return false;
-    out = Hasher("n3/v1/leaf", {}, 32)
-              .part_u64(chunk)
-              .part({chunk_data + (lo - chunk * kChunkSize), static_cast<size_t>(hi - lo)})
-              .hash32();
+    ByteView bytes{chunk_data + (lo - chunk * kChunkSize), static_cast<size_t>(hi - lo)};
+    out = Hasher("n3/v1/leaf", {}, 32).part_u64(chunk).part(bytes).hash32();
+    if (crc) *crc = crc64(0, bytes);
     return true;
 }
 
@@ -220,10 +227,22 @@ void context_from_metadata(const std::string& json, SealContext& c, const std::s
 // that the main thread's reading and writing overlap the other batch's crypto.
 struct Batch {
     // Room for `chunks` chunks (at most kBatchChunks): a small record gets small buffers.
-    explicit Batch(uint64_t chunks = kBatchChunks)
+    // Opening a mapped input needs no ciphertext buffer (with_ct false): chunks are read in place.
+    Batch(uint64_t chunks, bool with_ct)
         : pt(static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kChunkSize),
-          ct(static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kCtChunk) {}
-    Bytes pt, ct;
+          ct(with_ct ? static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kCtChunk : 0) {}
+    struct Buffer { // uninitialised: pages a batch never uses are never touched
+        explicit Buffer(size_t size) : p(size ? new uint8_t[size] : nullptr), n(size) {}
+        uint8_t* data() { return p.get(); }
+        size_t size() const { return n; }
+        std::unique_ptr<uint8_t[]> p;
+        size_t n;
+    };
+    Buffer pt, ct;
+    std::vector<const uint8_t*> srcs = std::vector<const uint8_t*>(kBatchChunks); // sealing: each chunk's plaintext
+    const uint8_t* src = nullptr; // opening: the batch's ciphertext (ct, or the input's mapping)
+    std::vector<uint64_t> in_crc = std::vector<uint64_t>(kBatchChunks);  // of ciphertext read in place
+    std::vector<uint64_t> out_crc = std::vector<uint64_t>(kBatchChunks); // of content written out
     size_t fill = 0;     // plaintext bytes (sealing) or ciphertext bytes (opening)
     size_t nchunks = 0;
     uint64_t base = 0;   // stream index of the first chunk
@@ -346,104 +365,148 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     RecordWriter w(out, RecordType::sealed, clear.size() + lay.ct_length());
     w.write(clear);
 
+    // Stream offsets: inner header [0, H), content [H, cend) of which the bytes after `prefix`
+    // start at vbeg, signature 2 [cend, cend + 64), zero padding up to lay.padded. A mapped
+    // input's content is encrypted in place (no copy) and checksummed by the threads that
+    // encrypt it; a pipe is read into the batches by this thread, checksummed by the reader.
+    const std::optional<ByteView> view = in.take ? in.take() : std::nullopt;
+    const uint64_t H = lay.header, cend = lay.content_end(), vbeg = H + prefix.size();
+    if (view && view->size() != cend - vbeg) throw std::logic_error("seal: mapped payload of the wrong length");
+    static const uint8_t zero_chunk[kChunkSize] = {};
+    Signature s2{};
+    auto chunk_len = [&](uint64_t idx) { return static_cast<size_t>(std::min<uint64_t>(kChunkSize, lay.padded - idx * kChunkSize)); };
+    // The view's bytes inside chunk idx, as stream offsets [x, y) (x == y if none).
+    auto view_in_chunk = [&](uint64_t idx) {
+        uint64_t x = std::max(idx * kChunkSize, vbeg), y = std::min(idx * kChunkSize + kChunkSize, cend);
+        return std::pair<uint64_t, uint64_t>{x, std::max(x, y)};
+    };
+    // Writes chunk idx's plaintext to dst: the inner header, the content (from `prefix`, the
+    // view, or read from the pipe in stream order) when `content`, signature 2 and padding.
+    auto assemble = [&](uint64_t idx, uint8_t* dst, bool content) {
+        const uint64_t lo = idx * kChunkSize, hi = lo + chunk_len(idx);
+        auto region = [&](uint64_t a, uint64_t b, auto&& fill) {
+            uint64_t x = std::max(lo, a), y = std::min(hi, b);
+            if (x < y) fill(dst + (x - lo), x - a, static_cast<size_t>(y - x));
+        };
+        if (content) {
+            region(0, H, [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, inner.data() + off, n); });
+            region(H, vbeg, [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, prefix.data() + off, n); });
+            region(vbeg, cend, [&](uint8_t* d, uint64_t off, size_t n) {
+                if (view)
+                    std::memcpy(d, view->data() + off, n);
+                else
+                    read_exact(in, {d, n});
+            });
+        }
+        region(cend, cend + kSig, [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, s2.data() + off, n); });
+        region(cend + kSig, lay.padded, [&](uint8_t* d, uint64_t, size_t n) { std::memset(d, 0, n); });
+    };
+
     ChunkPool pool;
-    Batch batches[2] = {Batch(lay.chunks), Batch(lay.chunks)};
-    int cur = 0;               // the batch being filled
+    Batch batches[2] = {Batch(lay.chunks, true), Batch(lay.chunks, true)};
+    int cur = 0;               // the batch being prepared
     Batch* inflight = nullptr; // the batch whose chunks are being sealed
-    uint64_t next_chunk = 0;
-    bool content_done = false;
     Hasher content_hash("n3/v1/content");
     content_hash.part_u64(in.length);
+    uint64_t in_crc = 0; // of the view's bytes, joined chunk by chunk
 
-    auto fold = [&](Batch& b) {
-        for (size_t i = 0; i < b.nchunks; ++i)
-            if (b.hash && b.has_leaf[i]) content_hash.raw(b.leaves[i]);
+    // One chunk, on either thread: leaf, checksum of the view's bytes, encryption, checksum of
+    // the ciphertext.
+    auto seal_chunk = [&](Batch& b, size_t i) {
+        const uint64_t idx = b.base + i;
+        const uint8_t* p = b.srcs[i];
+        const size_t len = chunk_len(idx);
+        if (b.hash) b.has_leaf[i] = leaf(lay, idx, p, b.leaves[i]);
+        if (view) {
+            auto [x, y] = view_in_chunk(idx);
+            b.in_crc[i] = x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
+        }
+        uint8_t nonce[24];
+        chunk_nonce(nonce, idx, idx + 1 == lay.chunks);
+        uint8_t* c = b.ct.data() + i * kCtChunk;
+        crypto_aead_xchacha20poly1305_ietf_encrypt(c, nullptr, p, len, nullptr, 0, nullptr, nonce, payload_key.data());
+        b.out_crc[i] = crc64(0, {c, len + kTag});
     };
-    auto write_ct = [&](Batch& b) { w.write({b.ct.data(), b.fill + b.nchunks * kTag}); };
+    // After the pool finished b: its leaves, checksums and ciphertext, in stream order.
+    auto complete = [&](Batch& b) {
+        uint64_t ct_crc = 0;
+        size_t ct_bytes = 0;
+        for (size_t i = 0; i < b.nchunks; ++i) {
+            const uint64_t idx = b.base + i;
+            if (b.hash && b.has_leaf[i]) content_hash.raw(b.leaves[i]);
+            if (view) {
+                auto [x, y] = view_in_chunk(idx);
+                in_crc = crc64_combine(in_crc, b.in_crc[i], y - x);
+            }
+            ct_crc = crc64_combine(ct_crc, b.out_crc[i], chunk_len(idx) + kTag);
+            ct_bytes += chunk_len(idx) + kTag;
+        }
+        w.write({b.ct.data(), ct_bytes}, ct_crc);
+    };
+    // Seals chunks [from, to) in batches: this thread prepares one batch (pointers into the
+    // view, or plaintext assembled or read) and writes the one before while both threads seal.
+    auto run = [&](uint64_t from, uint64_t to, bool hash, const uint8_t* tail, uint64_t tail_idx) {
+        for (uint64_t base = from; base < to;) {
+            Batch& b = batches[cur];
+            b.base = base;
+            b.nchunks = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, to - base));
+            b.hash = hash;
+            for (size_t i = 0; i < b.nchunks; ++i) {
+                const uint64_t idx = base + i, lo = idx * kChunkSize;
+                if (tail && idx == tail_idx)
+                    b.srcs[i] = tail;
+                else if (view && lo >= vbeg && lo + kChunkSize <= cend)
+                    b.srcs[i] = view->data() + (lo - vbeg);
+                else if (lo >= cend + kSig)
+                    b.srcs[i] = zero_chunk;
+                else {
+                    assemble(idx, b.pt.data() + i * kChunkSize, true);
+                    b.srcs[i] = b.pt.data() + i * kChunkSize;
+                }
+            }
+            Batch* prev = inflight;
+            if (prev) pool.finish();
+            pool.post(b.nchunks, [&b, &seal_chunk](size_t i) { seal_chunk(b, i); });
+            inflight = &b;
+            if (prev) complete(*prev); // written while the helper seals this batch
+            base += b.nchunks;
+            cur ^= 1;
+        }
+    };
     auto drain = [&] {
         if (!inflight) return;
         pool.finish();
-        fold(*inflight);
-        write_ct(*inflight);
+        complete(*inflight);
         inflight = nullptr;
-    };
-    auto flush = [&](bool final) {
-        Batch& b = batches[cur];
-        b.nchunks = (b.fill + kChunkSize - 1) / kChunkSize;
-        b.base = next_chunk;
-        b.hash = !content_done;
-        b.final = final;
-        Batch* prev = inflight;
-        if (prev) pool.finish();
-        pool.post(b.nchunks, [&b, &lay, &payload_key](size_t i) {
-            const uint8_t* p = b.pt.data() + i * kChunkSize;
-            size_t len = std::min(kChunkSize, b.fill - i * kChunkSize);
-            if (b.hash) b.has_leaf[i] = leaf(lay, b.base + i, p, b.leaves[i]);
-            uint8_t nonce[24];
-            chunk_nonce(nonce, b.base + i, b.final && i + 1 == b.nchunks);
-            crypto_aead_xchacha20poly1305_ietf_encrypt(b.ct.data() + i * kCtChunk, nullptr, p, len, nullptr, 0,
-                                                       nullptr, nonce, payload_key.data());
-        });
-        inflight = &b;
-        if (prev) { // its output is written while the helper seals this batch
-            fold(*prev);
-            write_ct(*prev);
-        }
-        next_chunk += b.nchunks;
-        cur ^= 1;
-        batches[cur].fill = 0;
-    };
-    auto append = [&](ByteView bytes) {
-        while (!bytes.empty()) {
-            Batch& b = batches[cur];
-            size_t n = std::min(bytes.size(), b.pt.size() - b.fill);
-            std::memcpy(b.pt.data() + b.fill, bytes.data(), n);
-            b.fill += n;
-            bytes = bytes.subspan(n);
-            // The stream's last chunk waits for the final flush, even when the batch is full.
-            if (b.fill == b.pt.size() && next_chunk * kChunkSize + b.fill < lay.padded) flush(false);
-        }
     };
 
     ChunkPool::Guard guard{pool}; // destroyed before the batches the jobs use
-    append(inner);
-    append(prefix);
-    uint64_t remaining = in.length - prefix.size();
-    while (remaining > 0) {
-        Batch& b = batches[cur];
-        size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, b.pt.size() - b.fill));
-        read_exact(in, {b.pt.data() + b.fill, n});
-        b.fill += n;
-        remaining -= n;
-        if (b.fill == b.pt.size()) flush(false); // signature 2 follows: never the last chunk
-    }
-    uint8_t extra;
-    if (in.read({&extra, 1}) != 0) throw DataError(in.where + ": payload longer than declared");
-    if (in.finish) in.finish();
-
-    // Leaves of the content still in the filling batch, then signature 2 and the padding.
+    // Chunks that hold nothing after the content, then the chunk where the content ends: its
+    // leaf completes the content hash that signature 2 signs.
+    const uint64_t c1 = cend / kChunkSize;
+    run(0, c1, true, nullptr, 0);
     drain();
+    Bytes tail(kChunkSize);
+    assemble(c1, tail.data(), true);
     {
-        Batch& b = batches[cur];
-        size_t pending = (b.fill + kChunkSize - 1) / kChunkSize;
-        for (size_t i = 0; i < pending; ++i) {
-            Hash32 l;
-            if (leaf(lay, next_chunk + i, b.pt.data() + i * kChunkSize, l)) content_hash.raw(l);
+        Hash32 l;
+        if (leaf(lay, c1, tail.data(), l)) content_hash.raw(l);
+        if (view) {
+            auto [x, y] = view_in_chunk(c1);
+            if (x < y) in_crc = crc64_combine(in_crc, crc64(0, {tail.data() + (x - c1 * kChunkSize), static_cast<size_t>(y - x)}), y - x);
         }
     }
-    content_done = true;
-    Digest t2 = transcript2(t1, s1, content_hash.digest());
-    Signature s2 = schnorr_sign(sender.y_sig, sender.Y_sig, t2);
-    append(s2);
-    uint64_t pad = lay.padded - (lay.content_end() + kSig);
-    static const uint8_t zeros[4096] = {};
-    while (pad > 0) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(pad, sizeof zeros));
-        append({zeros, n});
-        pad -= n;
+    if (view) {
+        in.finish_taken(in_crc);
+    } else {
+        uint8_t extra;
+        if (in.read({&extra, 1}) != 0) throw DataError(in.where + ": payload longer than declared");
+        if (in.finish) in.finish();
     }
-    if (batches[cur].fill == 0) throw std::logic_error("seal: empty final chunk");
-    flush(true);
+    Digest t2 = transcript2(t1, s1, content_hash.digest());
+    s2 = schnorr_sign(sender.y_sig, sender.Y_sig, t2);
+    assemble(c1, tail.data(), false); // signature 2 (and padding) into the content's last chunk
+    run(c1, lay.chunks, false, tail.data(), c1);
     drain();
     w.end();
 }
@@ -505,8 +568,14 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         throw DataError(where + ": sealed payload truncated (no final chunk)");
     const uint64_t padded = ct_len - nchunks * kTag;
 
+    // A mapped input is decrypted in place: the helper and this thread read the chunks straight
+    // from the page cache and checksum them, so this thread only writes (a pipe is read into
+    // the batches and checksummed by the reader).
+    const std::optional<ByteView> view = in.take ? in.take() : std::nullopt;
+    if (view && view->size() != ct_len) throw std::logic_error("open: mapped payload of the wrong length");
+    uint64_t in_crc = 0; // of the ciphertext in `view`, joined chunk by chunk
     ChunkPool pool;
-    Batch batches[2] = {Batch(nchunks), Batch(nchunks)};
+    Batch batches[2] = {Batch(nchunks, !view), Batch(nchunks, !view)};
     auto chunk_fail = [&](uint64_t idx) {
         return DataError(where + ": chunk " + std::to_string(idx + 1) + " of " + std::to_string(nchunks) +
                              " does not authenticate (tampered, truncated or reordered)");
@@ -516,18 +585,24 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         b.base = base;
         b.nchunks = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, nchunks - base));
         b.fill = static_cast<size_t>(std::min<uint64_t>(b.nchunks * kCtChunk, ct_len - base * kCtChunk));
-        read_exact(in, {b.ct.data(), b.fill});
+        if (view) {
+            b.src = view->data() + base * kCtChunk;
+        } else {
+            read_exact(in, {b.ct.data(), b.fill});
+            b.src = b.ct.data();
+        }
     };
     Layout lay; // known once chunk 0 is open
     auto decrypt = [&](Batch& b, size_t i) {
         uint64_t idx = b.base + i;
         size_t clen = std::min(kCtChunk, b.fill - i * kCtChunk);
+        const uint8_t* ct = b.src + i * kCtChunk;
+        if (view) b.in_crc[i] = crc64(0, {ct, clen});
         uint8_t nonce[24];
         chunk_nonce(nonce, idx, idx + 1 == nchunks);
-        b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr,
-                                                             b.ct.data() + i * kCtChunk, clen, nullptr, 0, nonce,
-                                                             payload_key.data()) == 0;
-        b.has_leaf[i] = b.ok[i] && leaf(lay, idx, b.pt.data() + i * kChunkSize, b.leaves[i]);
+        b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr, ct,
+                                                             clen, nullptr, 0, nonce, payload_key.data()) == 0;
+        b.has_leaf[i] = b.ok[i] && leaf(lay, idx, b.pt.data() + i * kChunkSize, b.leaves[i], &b.out_crc[i]);
     };
     auto post = [&](Batch& b, size_t from) {
         pool.post(b.nchunks - from, [&b, from, &decrypt](size_t k) { decrypt(b, k + from); });
@@ -541,7 +616,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         uint8_t nonce[24];
         chunk_nonce(nonce, 0, nchunks == 1);
         size_t clen = std::min(kCtChunk, first.fill);
-        first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, first.ct.data(),
+        if (view) first.in_crc[0] = crc64(0, {first.src, clen});
+        first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, first.src,
                                                                  clen, nullptr, 0, nonce, payload_key.data()) == 0;
     }
     if (!first.ok[0]) throw chunk_fail(0);
@@ -613,7 +689,7 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     Hasher content_hash("n3/v1/content");
     content_hash.part_u64(info.length);
     Signature s2{};
-    first.has_leaf[0] = leaf(lay, 0, first.pt.data(), first.leaves[0]);
+    first.has_leaf[0] = leaf(lay, 0, first.pt.data(), first.leaves[0], &first.out_crc[0]);
     post(first, 1);
     int cur = 0;
     for (;;) {
@@ -625,13 +701,19 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         for (size_t i = 0; i < b.nchunks; ++i)
             if (!b.ok[i]) throw chunk_fail(b.base + i);
         if (more) post(other, 0);
-        for (size_t i = 0; i < b.nchunks; ++i)
-            if (b.has_leaf[i]) content_hash.raw(b.leaves[i]);
+        uint64_t out_crc = 0; // of this batch's content, joined from its chunks'
+        for (size_t i = 0; i < b.nchunks; ++i) {
+            if (view) in_crc = crc64_combine(in_crc, b.in_crc[i], std::min(kCtChunk, b.fill - i * kCtChunk));
+            if (!b.has_leaf[i]) continue;
+            content_hash.raw(b.leaves[i]);
+            auto [clo, chi] = content_in_chunk(lay, b.base + i);
+            out_crc = crc64_combine(out_crc, b.out_crc[i], chi - clo);
+        }
         // Content, signature 2 and padding parts of this batch's plaintext.
         uint64_t lo = b.base * kChunkSize;
         uint64_t hi = lo + (b.fill - b.nchunks * kTag);
         uint64_t x = std::max(lo, lay.header), y = std::min(hi, lay.content_end());
-        if (x < y) w.write({b.pt.data() + (x - lo), static_cast<size_t>(y - x)});
+        if (x < y) w.write({b.pt.data() + (x - lo), static_cast<size_t>(y - x)}, out_crc);
         x = std::max(lo, lay.content_end());
         y = std::min(hi, lay.content_end() + kSig);
         if (x < y) std::memcpy(s2.data() + (x - lay.content_end()), b.pt.data() + (x - lo), y - x);
@@ -646,7 +728,10 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     Digest t2 = transcript2(t1, s1, content_hash.digest());
     if (!schnorr_verify(Ysig, t2, s2))
         throw DataError(where + ": payload signature does not verify (the payload was replaced)");
-    if (in.finish) in.finish();
+    if (view)
+        in.finish_taken(in_crc);
+    else if (in.finish)
+        in.finish();
     w.end();
     return info;
 }

@@ -46,6 +46,11 @@ struct PayloadSource {
     uint64_t length = 0;
     std::function<size_t(std::span<uint8_t>)> read;
     std::function<void()> finish;
+    // Optional, for a mapped input: the rest of the payload in place (nullopt when the input
+    // is a pipe). Whoever takes it computes the CRC-64 of those bytes and passes it to
+    // finish_taken instead of calling finish (RecordReader::take_payload / end(crc)).
+    std::function<std::optional<ByteView>()> take;
+    std::function<void(uint64_t)> finish_taken;
     std::string where = "input";
 };
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstring>
+#include <stdexcept>
 #include <fcntl.h>
 #include <isa-l/crc.h>
 #include <sys/mman.h>
@@ -273,8 +274,24 @@ size_t RecordReader::read_payload(std::span<uint8_t> out) {
     return n;
 }
 
+std::optional<ByteView> RecordReader::take_payload() {
+    if (!map_ || !in_record_) return std::nullopt;
+    ByteView v = map_->bytes().subspan(static_cast<size_t>(offset_), static_cast<size_t>(remaining_));
+    offset_ += remaining_;
+    taken_ += remaining_;
+    remaining_ = 0;
+    return v;
+}
+
+void RecordReader::end(uint64_t taken_crc) {
+    if (in_record_) crc_ = crc64_combine(crc_, taken_crc, taken_);
+    taken_ = 0;
+    end();
+}
+
 void RecordReader::end() {
     if (!in_record_) return;
+    if (taken_ != 0) throw std::logic_error("RecordReader::end() without the CRC of the taken payload");
     uint8_t buf[65536];
     while (remaining_ > 0) read_payload(buf);
     uint8_t trailer[kTrailerSize];
@@ -330,6 +347,14 @@ void RecordWriter::write(ByteView bytes) {
     if (bytes.size() > remaining_)
         throw DataError("record payload longer than declared");
     crc_ = crc64(crc_, bytes);
+    remaining_ -= bytes.size();
+    out_.write(bytes);
+}
+
+void RecordWriter::write(ByteView bytes, uint64_t bytes_crc) {
+    if (bytes.size() > remaining_)
+        throw DataError("record payload longer than declared");
+    crc_ = crc64_combine(crc_, bytes_crc, bytes.size());
     remaining_ -= bytes.size();
     out_.write(bytes);
 }

@@ -105,6 +105,12 @@ public:
     std::optional<Preamble> begin();
     size_t read_payload(std::span<uint8_t> out);
     void end();
+    // Mapped input only (nullopt for a pipe): the rest of the current payload in place, not
+    // yet checked. The caller computes the CRC-64 of exactly those bytes, on as many threads
+    // as it likes (crc64(0, ...) per piece, joined with crc64_combine), and passes it to
+    // end(crc), which verifies the record's checksum as end() does.
+    std::optional<ByteView> take_payload();
+    void end(uint64_t taken_crc);
 
     uint64_t records_read() const { return index_; }
     uint64_t offset() const { return offset_; }
@@ -124,6 +130,7 @@ private:
     Preamble cur_{};
     uint64_t remaining_ = 0;
     uint64_t crc_ = 0;
+    uint64_t taken_ = 0; // bytes handed out by take_payload(), not yet in crc_
 };
 
 // Writes one record whose payload arrives in pieces; the total length is declared up front.
@@ -131,6 +138,8 @@ class RecordWriter {
 public:
     RecordWriter(Sink& out, RecordType type, uint64_t payload_len);
     void write(ByteView bytes);
+    // The same for bytes whose CRC-64 (crc64(0, bytes)) the caller already computed.
+    void write(ByteView bytes, uint64_t bytes_crc);
     void end(); // throws if fewer or more bytes were written than declared
 
 private:

@@ -115,8 +115,36 @@ cat a.sealed bad.sealed >mixed.sealed
 expect 1 'record 2' -- n3-seal --open --key bob.key --authority fed.pub mixed.sealed -o x.out
 assert_no_file x.out
 
-# a streamed open that fails at the end leaves a record without its trailer: consumers refuse it
+# the sealed record's own checksum (its trailer) is checked, read in place or from a pipe
+cp a.sealed crc.sealed
+printf '\x5a' | dd of=crc.sealed bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
+cmp -s crc.sealed a.sealed && printf '\xa5' | dd of=crc.sealed bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
+expect 1 'checksum mismatch' -- n3-seal --open --key bob.key --authority fed.pub crc.sealed -o x.out
+assert_no_file x.out
+expect_stdin crc.sealed 1 'checksum mismatch' -- n3-seal --open --key bob.key --authority fed.pub -o x.out
+assert_no_file x.out
+
+# a damaged record to seal: refused whether it is read in place or from a pipe, at the start
+# (the chunk that holds the envelope's header), in the middle, in the content's last chunk
+# and in its own trailer
 n3-seal --to bob.pub --key alice.key b.n3 -o b.sealed
+bsize=$(stat -c %s b.n3)
+for at in 200 $((bsize / 2)) $((bsize - 20)) $((bsize - 3)); do
+    cp b.n3 bad.n3
+    printf '\x33' | dd of=bad.n3 bs=1 seek=$at conv=notrunc 2>/dev/null
+    cmp -s bad.n3 b.n3 && printf '\xcc' | dd of=bad.n3 bs=1 seek=$at conv=notrunc 2>/dev/null
+    expect 1 'checksum mismatch' -- n3-seal --to bob.pub --key alice.key bad.n3 -o x.out
+    assert_no_file x.out
+    expect_stdin bad.n3 1 'checksum mismatch' -- n3-seal --to bob.pub --key alice.key -o x.out
+    assert_no_file x.out
+done
+# the same record, whole, seals to the same plaintext both ways
+n3-seal --open --key bob.key --authority fed.pub b.sealed 2>/dev/null | cmp -s - b.n3 &&
+    assert_eq ok ok "a mapped record round-trips" || assert_eq differ same "a mapped record round-trips"
+n3-seal --to bob.pub --key alice.key <b.n3 | n3-seal --open --key bob.key --authority fed.pub 2>/dev/null | cmp -s - b.n3 &&
+    assert_eq ok ok "a piped record round-trips" || assert_eq differ same "a piped record round-trips"
+
+# a streamed open that fails at the end leaves a record without its trailer: consumers refuse it
 bsize=$(stat -c %s b.sealed)
 cp b.sealed blast.sealed
 printf '\x01' | dd of=blast.sealed bs=1 seek=$((bsize - 30)) conv=notrunc 2>/dev/null

@@ -206,7 +206,12 @@ TEST_CASE("a receiver keeps its reserve faulted in, records larger and smaller a
     CHECK(send_records(in, so).records == recs.size());
     CHECK(got.get() == recs);
     // The memory stays with the process (glibc does not hand it back), for the next record.
+    // (AddressSanitizer's allocator replaces glibc's and ignores its settings.)
+#if !defined(__SANITIZE_ADDRESS__)
     CHECK(resident_bytes() >= (uint64_t(256) << 20));
+#else
+    CHECK(resident_bytes() > 0);
+#endif
 }
 
 TEST_CASE("a reserve over the limit is refused before listening") {
