@@ -10,12 +10,16 @@
 # file in the same tmpfs-or-disk folder for both tools (no fsync for either). The open side
 # is timed twice: streamed to stdout (released after signature 1, record trailer only after
 # signature 2) and held back (-o FILE: temporary file, fsync, rename after everything verified).
+# The floor lines time the construction's cryptography alone (bench/seal/crypto_floor.cpp: the
+# AEAD and the digest's leaves on buffers in memory) on one and two threads: the physical
+# limit of any implementation of the envelope on this machine, I/O aside.
 set -euo pipefail
 : "${N3_BIN:?set N3_BIN to the built tools folder}"
 MIB=${N3_BENCH_MIB:-256}
 RUNS=${N3_BENCH_RUNS:-5}
 PY=/usr/bin/python3
 for t in age age-keygen; do command -v $t >/dev/null || { echo "bench/seal: $t not installed"; exit 2; }; done
+SRC=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d "${TMPDIR:-/tmp}/n3-bench-seal.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 cd "$W"
@@ -42,6 +46,13 @@ for m in alice bob; do
     "$N3_BIN/n3-keys" public $m.key >$m.pub
 done
 age-keygen -o age.key 2>/dev/null
+# The physical limit: the construction's libsodium work alone (bench/seal/crypto_floor.cpp).
+FLOOR=
+if ${CXX:-c++} -O2 -std=c++17 -o crypto_floor "$SRC/bench/seal/crypto_floor.cpp" -lsodium -pthread 2>cc.log; then
+    FLOOR=$(./crypto_floor "$MIB")
+else
+    echo "bench/seal: cannot build bench/seal/crypto_floor.cpp (needs a C++ compiler and libsodium-dev); no floor"
+fi
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 AGE_R=$(age-keygen -y age.key)
 
@@ -94,4 +105,9 @@ echo "seal   ratio age/n3: wall best $(ratio "$t_age_enc" "$t_seal"), median $(r
 echo "open   n3-seal --open, streamed, best ${t_open} s ($(mbs "$t_open") MB/s, cpu ${c_open} s), median ${m_open} s;  age -d best ${t_age_dec} s ($(mbs "$t_age_dec") MB/s, cpu ${c_age_dec} s), median ${m_age_dec} s"
 echo "open   ratio age/n3: wall best $(ratio "$t_age_dec" "$t_open"), median $(ratio "$m_age_dec" "$m_open"), cpu $(ratio "$c_age_dec" "$c_open")"
 echo "open   held back (-o FILE, fsync, rename) best ${t_held} s, median ${m_held} s, cpu ${c_held} s; held/streamed wall ratio $(ratio "$t_held" "$t_open")"
+if [ -n "$FLOOR" ]; then
+    read -r _ f1 _ f2 <<<"$FLOOR"
+    echo "floor  the construction's crypto alone (XChaCha20-Poly1305 and BLAKE2b leaves per 64 KiB chunk, in memory, no I/O, no checksums): 1 thread ${f1} s, 2 threads ${f2} s"
+    echo "floor  wall best / 2-thread floor: n3-seal $(ratio "$t_seal" "$f2"), age -r $(ratio "$t_age_enc" "$f2"); n3-seal --open $(ratio "$t_open" "$f2"), age -d $(ratio "$t_age_dec" "$f2")  (age -r under 1 + I/O: no 2-core n3 seal can match it)"
+fi
 echo "size   sealed $(stat -c %s out.sealed) bytes, age $(stat -c %s out.age) bytes, input $(stat -c %s in.n3) bytes"
