@@ -141,6 +141,16 @@ private:
     std::thread worker_;
 };
 
+// A chunk read in place from a mapped file is copied first, into the calling thread's own
+// buffer (64 KiB: it stays in that core's cache): the file may change under the mapping, and
+// the bytes checked must be the bytes used (authenticated, then decrypted; hashed and
+// checksummed, then encrypted).
+const uint8_t* stable_copy(const uint8_t* p, size_t n) {
+    thread_local const std::unique_ptr<uint8_t[]> buf(new uint8_t[kCtChunk]);
+    std::memcpy(buf.get(), p, n);
+    return buf.get();
+}
+
 // The chunked layout shared by both sides: the plaintext stream is inner header (H bytes),
 // content (L bytes), signature 2, zero padding up to padme(H + L + 64).
 struct Layout {
@@ -414,8 +424,9 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     // the ciphertext.
     auto seal_chunk = [&](Batch& b, size_t i) {
         const uint64_t idx = b.base + i;
-        const uint8_t* p = b.srcs[i];
         const size_t len = chunk_len(idx);
+        const uint8_t* p = b.srcs[i];
+        if (view && p >= view->data() && p < view->data() + view->size()) p = stable_copy(p, len);
         if (b.hash) b.has_leaf[i] = leaf(lay, idx, p, b.leaves[i]);
         if (view) {
             auto [x, y] = view_in_chunk(idx);
@@ -597,7 +608,10 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         uint64_t idx = b.base + i;
         size_t clen = std::min(kCtChunk, b.fill - i * kCtChunk);
         const uint8_t* ct = b.src + i * kCtChunk;
-        if (view) b.in_crc[i] = crc64(0, {ct, clen});
+        if (view) {
+            ct = stable_copy(ct, clen);
+            b.in_crc[i] = crc64(0, {ct, clen});
+        }
         uint8_t nonce[24];
         chunk_nonce(nonce, idx, idx + 1 == nchunks);
         b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr, ct,
@@ -616,9 +630,10 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         uint8_t nonce[24];
         chunk_nonce(nonce, 0, nchunks == 1);
         size_t clen = std::min(kCtChunk, first.fill);
-        if (view) first.in_crc[0] = crc64(0, {first.src, clen});
-        first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, first.src,
-                                                                 clen, nullptr, 0, nonce, payload_key.data()) == 0;
+        const uint8_t* ct = view ? stable_copy(first.src, clen) : first.src;
+        if (view) first.in_crc[0] = crc64(0, {ct, clen});
+        first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, ct, clen,
+                                                                 nullptr, 0, nonce, payload_key.data()) == 0;
     }
     if (!first.ok[0]) throw chunk_fail(0);
     const uint8_t* chunk0_data = first.pt.data();
