@@ -20,20 +20,22 @@ namespace {
 constexpr size_t kChunk = 64 * 1024;
 constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 
-void seal_chunks(const unsigned char* in, unsigned char* out, size_t chunks, std::atomic<size_t>& next,
-                 const unsigned char* key) {
+void seal_chunks(const unsigned char* in, unsigned char* out, size_t chunks,
+                 std::atomic<size_t>& next, const unsigned char* key) {
     unsigned char personal[16] = "n3/v1/leaf";
     for (size_t i; (i = next.fetch_add(1)) < chunks;) {
         const unsigned char* p = in + i * kChunk;
         unsigned char leaf[32], nonce[24] = {};
         std::memcpy(nonce, &i, sizeof i);
-        crypto_generichash_blake2b_salt_personal(leaf, sizeof leaf, p, kChunk, nullptr, 0, nullptr, personal);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(out + i * (kChunk + kTag), nullptr, p, kChunk, nullptr, 0,
-                                                   nullptr, nonce, key);
+        crypto_generichash_blake2b_salt_personal(leaf, sizeof leaf, p, kChunk, nullptr, 0, nullptr,
+                                                 personal);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(out + i * (kChunk + kTag), nullptr, p, kChunk,
+                                                   nullptr, 0, nullptr, nonce, key);
     }
 }
 
-double run(const unsigned char* in, unsigned char* out, size_t chunks, unsigned threads, const unsigned char* key) {
+double run(const unsigned char* in, unsigned char* out, size_t chunks, unsigned threads,
+           const unsigned char* key) {
     double best = 1e9;
     for (int rep = 0; rep < 3; ++rep) {
         std::atomic<size_t> next{0};
@@ -42,8 +44,10 @@ double run(const unsigned char* in, unsigned char* out, size_t chunks, unsigned 
         for (unsigned t = 1; t < threads; ++t)
             pool.emplace_back(seal_chunks, in, out, chunks, std::ref(next), key);
         seal_chunks(in, out, chunks, next, key);
-        for (auto& t : pool) t.join();
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        for (auto& t : pool)
+            t.join();
+        best = std::min(
+            best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     return best;
 }

@@ -4,13 +4,13 @@
 #include "record/safetensors.hpp"
 
 #include <algorithm>
-#include <cstring>
-#include <nlohmann/json.hpp>
 #include <atomic>
+#include <condition_variable>
+#include <cstring>
 #include <limits>
 #include <memory>
-#include <condition_variable>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 namespace n3::crypto {
@@ -176,7 +176,8 @@ std::pair<uint64_t, uint64_t> content_in_chunk(const Layout& l, uint64_t chunk) 
 
 // Leaf i of the payload tree hash: the content bytes that fall in stream chunk i. With `crc`,
 // also their CRC-64 (opening: the checksum of the record written out, computed per chunk).
-bool leaf(const Layout& l, uint64_t chunk, const uint8_t* chunk_data, Hash32& out, uint64_t* crc = nullptr) {
+bool leaf(const Layout& l, uint64_t chunk, const uint8_t* chunk_data, Hash32& out,
+          uint64_t* crc = nullptr) {
     auto [lo, hi] = content_in_chunk(l, chunk);
     if (lo >= hi) return false;
     ByteView bytes{chunk_data + (lo - chunk * kChunkSize), static_cast<size_t>(hi - lo)};
@@ -240,7 +241,8 @@ struct Batch {
     // Opening a mapped input needs no ciphertext buffer (with_ct false): chunks are read in place.
     Batch(uint64_t chunks, bool with_ct)
         : pt(static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kChunkSize),
-          ct(with_ct ? static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kCtChunk : 0) {}
+          ct(with_ct ? static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kCtChunk
+                     : 0) {}
     struct Buffer { // uninitialised: pages a batch never uses are never touched
         explicit Buffer(size_t size) : p(size ? new uint8_t[size] : nullptr), n(size) {}
         uint8_t* data() { return p.get(); }
@@ -249,9 +251,13 @@ struct Batch {
         size_t n;
     };
     Buffer pt, ct;
-    std::vector<const uint8_t*> srcs = std::vector<const uint8_t*>(kBatchChunks); // sealing: each chunk's plaintext
+    std::vector<const uint8_t*> srcs =
+        std::vector<const uint8_t*>(kBatchChunks); // sealing: each chunk's plaintext
+    std::vector<char> in_place =
+        std::vector<char>(kBatchChunks); // sealing: srcs[i] points into the mapped input
     const uint8_t* src = nullptr; // opening: the batch's ciphertext (ct, or the input's mapping)
-    std::vector<uint64_t> in_crc = std::vector<uint64_t>(kBatchChunks);  // of ciphertext read in place
+    std::vector<uint64_t> in_crc =
+        std::vector<uint64_t>(kBatchChunks); // of ciphertext read in place
     std::vector<uint64_t> out_crc = std::vector<uint64_t>(kBatchChunks); // of content written out
     size_t fill = 0;     // plaintext bytes (sealing) or ciphertext bytes (opening)
     size_t nchunks = 0;
@@ -381,13 +387,17 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     // encrypt it; a pipe is read into the batches by this thread, checksummed by the reader.
     const std::optional<ByteView> view = in.take ? in.take() : std::nullopt;
     const uint64_t H = lay.header, cend = lay.content_end(), vbeg = H + prefix.size();
-    if (view && view->size() != cend - vbeg) throw std::logic_error("seal: mapped payload of the wrong length");
+    if (view && view->size() != cend - vbeg)
+        throw std::logic_error("seal: mapped payload of the wrong length");
     static const uint8_t zero_chunk[kChunkSize] = {};
     Signature s2{};
-    auto chunk_len = [&](uint64_t idx) { return static_cast<size_t>(std::min<uint64_t>(kChunkSize, lay.padded - idx * kChunkSize)); };
+    auto chunk_len = [&](uint64_t idx) {
+        return static_cast<size_t>(std::min<uint64_t>(kChunkSize, lay.padded - idx * kChunkSize));
+    };
     // The view's bytes inside chunk idx, as stream offsets [x, y) (x == y if none).
     auto view_in_chunk = [&](uint64_t idx) {
-        uint64_t x = std::max(idx * kChunkSize, vbeg), y = std::min(idx * kChunkSize + kChunkSize, cend);
+        uint64_t x = std::max(idx * kChunkSize, vbeg),
+                 y = std::min(idx * kChunkSize + kChunkSize, cend);
         return std::pair<uint64_t, uint64_t>{x, std::max(x, y)};
     };
     // Writes chunk idx's plaintext to dst: the inner header, the content (from `prefix`, the
@@ -399,8 +409,12 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
             if (x < y) fill(dst + (x - lo), x - a, static_cast<size_t>(y - x));
         };
         if (content) {
-            region(0, H, [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, inner.data() + off, n); });
-            region(H, vbeg, [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, prefix.data() + off, n); });
+            region(0, H, [&](uint8_t* d, uint64_t off, size_t n) {
+                std::memcpy(d, inner.data() + off, n);
+            });
+            region(H, vbeg, [&](uint8_t* d, uint64_t off, size_t n) {
+                std::memcpy(d, prefix.data() + off, n);
+            });
             region(vbeg, cend, [&](uint8_t* d, uint64_t off, size_t n) {
                 if (view)
                     std::memcpy(d, view->data() + off, n);
@@ -408,8 +422,10 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
                     read_exact(in, {d, n});
             });
         }
-        region(cend, cend + kSig, [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, s2.data() + off, n); });
-        region(cend + kSig, lay.padded, [&](uint8_t* d, uint64_t, size_t n) { std::memset(d, 0, n); });
+        region(cend, cend + kSig,
+               [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, s2.data() + off, n); });
+        region(cend + kSig, lay.padded,
+               [&](uint8_t* d, uint64_t, size_t n) { std::memset(d, 0, n); });
     };
 
     ChunkPool pool;
@@ -426,16 +442,18 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
         const uint64_t idx = b.base + i;
         const size_t len = chunk_len(idx);
         const uint8_t* p = b.srcs[i];
-        if (view && p >= view->data() && p < view->data() + view->size()) p = stable_copy(p, len);
+        if (b.in_place[i]) p = stable_copy(p, len);
         if (b.hash) b.has_leaf[i] = leaf(lay, idx, p, b.leaves[i]);
         if (view) {
             auto [x, y] = view_in_chunk(idx);
-            b.in_crc[i] = x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
+            b.in_crc[i] =
+                x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
         }
         uint8_t nonce[24];
         chunk_nonce(nonce, idx, idx + 1 == lay.chunks);
         uint8_t* c = b.ct.data() + i * kCtChunk;
-        crypto_aead_xchacha20poly1305_ietf_encrypt(c, nullptr, p, len, nullptr, 0, nullptr, nonce, payload_key.data());
+        crypto_aead_xchacha20poly1305_ietf_encrypt(c, nullptr, p, len, nullptr, 0, nullptr, nonce,
+                                                   payload_key.data());
         b.out_crc[i] = crc64(0, {c, len + kTag});
     };
     // After the pool finished b: its leaves, checksums and ciphertext, in stream order.
@@ -464,9 +482,11 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
             b.hash = hash;
             for (size_t i = 0; i < b.nchunks; ++i) {
                 const uint64_t idx = base + i, lo = idx * kChunkSize;
+                b.in_place[i] =
+                    view && lo >= vbeg && lo + kChunkSize <= cend && !(tail && idx == tail_idx);
                 if (tail && idx == tail_idx)
                     b.srcs[i] = tail;
-                else if (view && lo >= vbeg && lo + kChunkSize <= cend)
+                else if (b.in_place[i])
                     b.srcs[i] = view->data() + (lo - vbeg);
                 else if (lo >= cend + kSig)
                     b.srcs[i] = zero_chunk;
@@ -504,7 +524,8 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
         if (leaf(lay, c1, tail.data(), l)) content_hash.raw(l);
         if (view) {
             auto [x, y] = view_in_chunk(c1);
-            if (x < y) in_crc = crc64_combine(in_crc, crc64(0, {tail.data() + (x - c1 * kChunkSize), static_cast<size_t>(y - x)}), y - x);
+            ByteView bytes{tail.data() + (x - c1 * kChunkSize), static_cast<size_t>(y - x)};
+            if (x < y) in_crc = crc64_combine(in_crc, crc64(0, bytes), y - x);
         }
     }
     if (view) {
@@ -583,7 +604,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     // from the page cache and checksum them, so this thread only writes (a pipe is read into
     // the batches and checksummed by the reader).
     const std::optional<ByteView> view = in.take ? in.take() : std::nullopt;
-    if (view && view->size() != ct_len) throw std::logic_error("open: mapped payload of the wrong length");
+    if (view && view->size() != ct_len)
+        throw std::logic_error("open: mapped payload of the wrong length");
     uint64_t in_crc = 0; // of the ciphertext in `view`, joined chunk by chunk
     ChunkPool pool;
     Batch batches[2] = {Batch(nchunks, !view), Batch(nchunks, !view)};
@@ -614,9 +636,11 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         }
         uint8_t nonce[24];
         chunk_nonce(nonce, idx, idx + 1 == nchunks);
-        b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr, ct,
-                                                             clen, nullptr, 0, nonce, payload_key.data()) == 0;
-        b.has_leaf[i] = b.ok[i] && leaf(lay, idx, b.pt.data() + i * kChunkSize, b.leaves[i], &b.out_crc[i]);
+        b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr,
+                                                             nullptr, ct, clen, nullptr, 0, nonce,
+                                                             payload_key.data()) == 0;
+        b.has_leaf[i] =
+            b.ok[i] && leaf(lay, idx, b.pt.data() + i * kChunkSize, b.leaves[i], &b.out_crc[i]);
     };
     auto post = [&](Batch& b, size_t from) {
         pool.post(b.nchunks - from, [&b, from, &decrypt](size_t k) { decrypt(b, k + from); });
@@ -632,8 +656,9 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         size_t clen = std::min(kCtChunk, first.fill);
         const uint8_t* ct = view ? stable_copy(first.src, clen) : first.src;
         if (view) first.in_crc[0] = crc64(0, {ct, clen});
-        first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, ct, clen,
-                                                                 nullptr, 0, nonce, payload_key.data()) == 0;
+        first.ok[0] =
+            crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, ct, clen,
+                                                       nullptr, 0, nonce, payload_key.data()) == 0;
     }
     if (!first.ok[0]) throw chunk_fail(0);
     const uint8_t* chunk0_data = first.pt.data();
@@ -718,7 +743,9 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         if (more) post(other, 0);
         uint64_t out_crc = 0; // of this batch's content, joined from its chunks'
         for (size_t i = 0; i < b.nchunks; ++i) {
-            if (view) in_crc = crc64_combine(in_crc, b.in_crc[i], std::min(kCtChunk, b.fill - i * kCtChunk));
+            if (view)
+                in_crc =
+                    crc64_combine(in_crc, b.in_crc[i], std::min(kCtChunk, b.fill - i * kCtChunk));
             if (!b.has_leaf[i]) continue;
             content_hash.raw(b.leaves[i]);
             auto [clo, chi] = content_in_chunk(lay, b.base + i);

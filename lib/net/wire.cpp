@@ -46,12 +46,15 @@ void RecordAssembler::add(ByteView frame) {
 
 Preamble RecordAssembler::whole(std::span<const ByteView> frames) {
     size_t i = 0;
-    while (i < frames.size() && !have_pre_) add(frames[i++]);
+    while (i < frames.size() && !have_pre_)
+        add(frames[i++]);
     uint64_t rest = 0;
-    for (size_t j = i; j < frames.size(); ++j) rest += frames[j].size();
+    for (size_t j = i; j < frames.size(); ++j)
+        rest += frames[j].size();
     constexpr uint64_t kSplit = uint64_t(16) << 20; // below this a second thread costs more
     if (!have_pre_ || rest < kSplit || frames.size() - i < 2) {
-        for (; i < frames.size(); ++i) add(frames[i]);
+        for (; i < frames.size(); ++i)
+            add(frames[i]);
         return finish();
     }
     const uint64_t total = pre_.record_size();
@@ -61,7 +64,8 @@ Preamble RecordAssembler::whole(std::span<const ByteView> frames) {
                         "send one record per message");
     // Frames [i, mid) on this thread, [mid, end) on a helper, split near the middle byte.
     size_t mid = i;
-    for (uint64_t half = 0; mid + 1 < frames.size() && half < rest / 2; ++mid) half += frames[mid].size();
+    for (uint64_t half = 0; mid + 1 < frames.size() && half < rest / 2; ++mid)
+        half += frames[mid].size();
     const uint64_t body_end = kPreambleSize + pre_.payload_len;
     // CRC of the payload bytes in frames [from, to), the first at record offset `at`; trailer
     // bytes go to tail_ (each half writes its own bytes of it).
@@ -70,15 +74,19 @@ Preamble RecordAssembler::whole(std::span<const ByteView> frames) {
         len = 0;
         for (size_t j = from; j < to; ++j) {
             ByteView f = frames[j];
-            size_t body = at < body_end ? static_cast<size_t>(std::min<uint64_t>(f.size(), body_end - at)) : 0;
+            size_t body = at < body_end
+                              ? static_cast<size_t>(std::min<uint64_t>(f.size(), body_end - at))
+                              : 0;
             if (body) crc = crc64(crc, f.first(body));
             len += body;
-            if (body < f.size()) std::memcpy(tail_ + (at + body - body_end), f.data() + body, f.size() - body);
+            if (body < f.size())
+                std::memcpy(tail_ + (at + body - body_end), f.data() + body, f.size() - body);
             at += f.size();
         }
     };
     uint64_t at_mid = seen_;
-    for (size_t j = i; j < mid; ++j) at_mid += frames[j].size();
+    for (size_t j = i; j < mid; ++j)
+        at_mid += frames[j].size();
     uint64_t crc_b = 0, len_b = 0, crc_a = 0, len_a = 0;
     std::thread helper([&] { scan(mid, frames.size(), at_mid, crc_b, len_b); });
     scan(i, mid, seen_, crc_a, len_a);

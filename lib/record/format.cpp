@@ -5,11 +5,11 @@
 
 #include <array>
 #include <cstring>
-#include <stdexcept>
 #include <fcntl.h>
 #include <isa-l/crc.h>
-#include <sys/mman.h>
 #include <isa-l/crc64.h>
+#include <stdexcept>
+#include <sys/mman.h>
 
 namespace n3 {
 
@@ -126,7 +126,6 @@ uint64_t x2nmodp(uint64_t n, unsigned k) {
 uint64_t crc64_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b) {
     return multmodp(x2nmodp(len_b, 3), crc_a) ^ crc_b;
 }
-
 
 uint64_t crc64(uint64_t crc, ByteView bytes) {
     return crc64_ecma_refl(crc, bytes.data(), bytes.size());
@@ -276,7 +275,8 @@ size_t RecordReader::read_payload(std::span<uint8_t> out) {
 
 std::optional<ByteView> RecordReader::take_payload() {
     if (!map_ || !in_record_) return std::nullopt;
-    ByteView v = map_->bytes().subspan(static_cast<size_t>(offset_), static_cast<size_t>(remaining_));
+    ByteView v =
+        map_->bytes().subspan(static_cast<size_t>(offset_), static_cast<size_t>(remaining_));
     offset_ += remaining_;
     taken_ += remaining_;
     remaining_ = 0;
@@ -291,7 +291,8 @@ void RecordReader::end(uint64_t taken_crc) {
 
 void RecordReader::end() {
     if (!in_record_) return;
-    if (taken_ != 0) throw std::logic_error("RecordReader::end() without the CRC of the taken payload");
+    if (taken_ != 0)
+        throw std::logic_error("RecordReader::end() without the CRC of the taken payload");
     uint8_t buf[65536];
     while (remaining_ > 0) read_payload(buf);
     uint8_t trailer[kTrailerSize];
@@ -352,8 +353,7 @@ void RecordWriter::write(ByteView bytes) {
 }
 
 void RecordWriter::write(ByteView bytes, uint64_t bytes_crc) {
-    if (bytes.size() > remaining_)
-        throw DataError("record payload longer than declared");
+    if (bytes.size() > remaining_) throw DataError("record payload longer than declared");
     crc_ = crc64_combine(crc_, bytes_crc, bytes.size());
     remaining_ -= bytes.size();
     out_.write(bytes);

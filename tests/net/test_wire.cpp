@@ -131,7 +131,8 @@ TEST_CASE("a large message is checked on two threads with the same verdicts") {
     Bytes rec = sample_record(n, 7);
     // Frame sizes that put the payload's end, the trailer and the split point in different
     // places: the trailer within one frame, across two, alone in the last frame.
-    for (size_t frame : {kFrameSize, size_t(1000003), rec.size() - 4, rec.size() - 8, rec.size() / 2 + 1}) {
+    for (size_t frame :
+         {kFrameSize, size_t(1000003), rec.size() - 4, rec.size() - 8, rec.size() / 2 + 1}) {
         INFO("frame size " << frame);
         CHECK(check_whole(rec, frame).payload_len == n);
         for (size_t at : {size_t(kPreambleSize), size_t(100), rec.size() / 2 - 1, rec.size() / 2,
@@ -146,6 +147,7 @@ TEST_CASE("a large message is checked on two threads with the same verdicts") {
     CHECK_THROWS_WITH(check_whole(cut, kFrameSize), Catch::Contains("truncated record"));
     Bytes longer = rec;
     longer.push_back(0);
-    CHECK_THROWS_WITH(check_whole(longer, kFrameSize), Catch::Contains("more bytes than its record declares"));
+    CHECK_THROWS_WITH(check_whole(longer, kFrameSize),
+                      Catch::Contains("more bytes than its record declares"));
     CHECK(check_whole(sample_record(5000), 700).payload_len == 5000); // the one-thread path
 }
