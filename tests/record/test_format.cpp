@@ -2,9 +2,11 @@
 #include "record/error.hpp"
 #include "record/format.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -228,6 +230,69 @@ TEST_CASE("chunked reading and writing", "[format]") {
     w2.write(ByteView(p).first(5));
     REQUIRE_THROWS_AS(w2.end(), DataError);
     REQUIRE_THROWS_AS(w2.write(ByteView(p).first(6)), DataError);
+}
+
+TEST_CASE("a payload taken in place is checked with the caller's checksum", "[format]") {
+    Bytes a = payload_of(200000, 1), b = payload_of(5000, 2);
+    Bytes two = encode_record(RecordType::update, a);
+    Bytes rb = encode_record(RecordType::shard, b);
+    two.insert(two.end(), rb.begin(), rb.end());
+    TempFile f(two);
+    Input in(f.path);
+    RecordReader r(in);
+    // Some bytes read the usual way, the rest in place, checksummed in two pieces.
+    REQUIRE(r.begin());
+    uint8_t head[100];
+    REQUIRE(r.read_payload(head) == sizeof head);
+    auto view = r.take_payload();
+    REQUIRE(view);
+    REQUIRE(view->size() == a.size() - sizeof head);
+    REQUIRE(std::equal(view->begin(), view->end(), a.begin() + sizeof head));
+    ByteView v = *view;
+    uint64_t crc =
+        crc64_combine(crc64(0, v.first(1000)), crc64(0, v.subspan(1000)), v.size() - 1000);
+    REQUIRE(crc == crc64(0, v));
+    SECTION("the right checksum passes and the next record follows") {
+        r.end(crc);
+        REQUIRE(r.begin());
+        REQUIRE(r.take_payload()->size() == b.size());
+        r.end(crc64(0, b));
+        REQUIRE_FALSE(r.begin());
+    }
+    SECTION("a wrong one is a checksum mismatch") {
+        REQUIRE_THROWS_WITH(r.end(crc ^ 1), Catch::Contains("checksum mismatch"));
+    }
+    SECTION("end() without the checksum of what was taken is a programming error") {
+        REQUIRE_THROWS_AS(r.end(), std::logic_error);
+    }
+}
+
+TEST_CASE("a piped payload is never taken in place", "[format]") {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    Bytes rec = encode_record(RecordType::update, payload_of(100));
+    REQUIRE(write(fds[1], rec.data(), rec.size()) == static_cast<ssize_t>(rec.size()));
+    close(fds[1]);
+    {
+        Input in("/proc/self/fd/" + std::to_string(fds[0]), true);
+        RecordReader r(in);
+        REQUIRE(r.begin());
+        REQUIRE_FALSE(r.take_payload());
+        Bytes got(100);
+        REQUIRE(r.read_payload(got) == 100);
+        r.end();
+    }
+    close(fds[0]);
+}
+
+TEST_CASE("a writer takes checksums computed elsewhere", "[format]") {
+    Bytes p = payload_of(70000);
+    VectorSink sink;
+    RecordWriter w(sink, RecordType::sealed, p.size());
+    w.write(ByteView(p).first(30000), crc64(0, ByteView(p).first(30000)));
+    w.write(ByteView(p).subspan(30000));
+    w.end();
+    REQUIRE(sink.data == encode_record(RecordType::sealed, p));
 }
 
 TEST_CASE("type names", "[format]") {
