@@ -181,7 +181,7 @@ TEST_CASE("a second listener on the same address is refused") {
 }
 
 namespace {
-uint64_t resident_bytes() {
+[[maybe_unused]] uint64_t resident_bytes() {
     std::ifstream f("/proc/self/statm");
     uint64_t size = 0, resident = 0;
     f >> size >> resident;
@@ -209,8 +209,6 @@ TEST_CASE("a receiver keeps its reserve faulted in, records larger and smaller a
     // (AddressSanitizer's allocator replaces glibc's and ignores its settings.)
 #if !defined(__SANITIZE_ADDRESS__)
     CHECK(resident_bytes() >= (uint64_t(256) << 20));
-#else
-    CHECK(resident_bytes() > 0);
 #endif
 }
 
