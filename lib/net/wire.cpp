@@ -13,6 +13,10 @@ RecordAssembler::RecordAssembler(uint64_t max_payload, std::string where)
     : max_payload_(max_payload), where_(std::move(where)) {}
 
 void RecordAssembler::add(ByteView frame) {
+    consume(frame, true);
+}
+
+void RecordAssembler::consume(ByteView frame, bool crc) {
     size_t pos = 0;
     if (!have_pre_) {
         size_t take = std::min<size_t>(frame.size(), kPreambleSize - seen_);
@@ -33,7 +37,7 @@ void RecordAssembler::add(ByteView frame) {
                         "send one record per message");
     if (seen_ < body_end) {
         size_t body = static_cast<size_t>(std::min<uint64_t>(rest, body_end - seen_));
-        crc_ = crc64(crc_, frame.subspan(pos, body));
+        if (crc) crc_ = crc64(crc_, frame.subspan(pos, body));
         seen_ += body;
         pos += body;
         rest -= body;
@@ -62,37 +66,31 @@ Preamble RecordAssembler::whole(std::span<const ByteView> frames) {
         throw DataError(where_ + ": holds more bytes than its record declares (" +
                             std::to_string(total) + ")",
                         "send one record per message");
-    // Frames [i, mid) on this thread, [mid, end) on a helper, split near the middle byte.
+    // Frames [i, mid) on this thread, [mid, end) on a helper, split near the middle byte. The
+    // helper only computes the CRC of its frames' payload bytes; this thread then takes them
+    // as add() would, without the CRC, and joins the two.
     size_t mid = i;
     for (uint64_t half = 0; mid + 1 < frames.size() && half < rest / 2; ++mid)
         half += frames[mid].size();
     const uint64_t body_end = kPreambleSize + pre_.payload_len;
-    // CRC of the payload bytes in frames [from, to), the first at record offset `at`; trailer
-    // bytes go to tail_ (each half writes its own bytes of it).
-    auto scan = [&](size_t from, size_t to, uint64_t at, uint64_t& crc, uint64_t& len) {
-        crc = 0;
-        len = 0;
-        for (size_t j = from; j < to; ++j) {
-            ByteView f = frames[j];
-            size_t body = at < body_end
-                              ? static_cast<size_t>(std::min<uint64_t>(f.size(), body_end - at))
-                              : 0;
-            if (body) crc = crc64(crc, f.first(body));
-            len += body;
-            if (body < f.size())
-                std::memcpy(tail_ + (at + body - body_end), f.data() + body, f.size() - body);
-            at += f.size();
-        }
-    };
-    uint64_t at_mid = seen_;
+    uint64_t at = seen_;
     for (size_t j = i; j < mid; ++j)
-        at_mid += frames[j].size();
-    uint64_t crc_b = 0, len_b = 0, crc_a = 0, len_a = 0;
-    std::thread helper([&] { scan(mid, frames.size(), at_mid, crc_b, len_b); });
-    scan(i, mid, seen_, crc_a, len_a);
+        at += frames[j].size();
+    uint64_t crc_b = 0, len_b = 0;
+    std::thread helper([&, at]() mutable {
+        for (size_t j = mid; j < frames.size() && at < body_end; ++j) {
+            size_t body = static_cast<size_t>(std::min<uint64_t>(frames[j].size(), body_end - at));
+            crc_b = crc64(crc_b, frames[j].first(body));
+            len_b += body;
+            at += frames[j].size();
+        }
+    });
+    for (size_t j = i; j < mid; ++j)
+        consume(frames[j], true); // cannot throw: the length was checked above
+    for (size_t j = mid; j < frames.size(); ++j)
+        consume(frames[j], false);
     helper.join();
-    crc_ = crc64_combine(crc64_combine(crc_, crc_a, len_a), crc_b, len_b);
-    seen_ += rest;
+    crc_ = crc64_combine(crc_, crc_b, len_b);
     return finish();
 }
 
