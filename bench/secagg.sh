@@ -14,6 +14,7 @@ PARAMS=${PARAMS:-1048576}
 ROUNDS=${ROUNDS:-5:0 20:0 50:0 50:8}
 SIZES=$(for r in $ROUNDS; do echo "${r%%:*}"; done)
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+export N3_STATE_DIR="$T/state" # the members' one-advert-per-round records
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l; }
 

@@ -33,6 +33,9 @@ require_fmnist "$DATA"
 mkdir -p "$OUT"
 rm -f "$OUT"/update-*.n3 "$OUT"/masked-*.n3 "$OUT"/secure.n3 "$OUT"/plain.n3
 workdir
+# Each member records its adverts, one per round, so that no "please redo the round" can make it
+# advertise twice (n3-seal(1)); these simulated members keep that record in the work folder.
+export N3_STATE_DIR="${N3_STATE_DIR:-$W/state}"
 
 # Identities: an authority, the hub, the members; the roster lists the members in order.
 authority
@@ -65,14 +68,15 @@ for i in $(seq 1 "$CLIENTS"); do
     fi
 done
 
-# 3. The hub opens what arrived and names the survivors; survivors reveal shares to the hub.
+# 3. The hub opens what arrived and forwards the survivor list (the survivors' signed statements
+#    of the adverts they masked over); each survivor checks it, then reveals shares to the hub.
 cat "$W"/to-hub-*.n3 | n3-seal --open --key "$W/hub.key" --authority "$W/fed.pub" \
     --roster "$W/fed.roster" --round "$ROUND" -q > "$W/arrived.n3"
 n3-merge --rule secure-sum "${round[@]}" --adverts "$W/adverts.n3" --list-survivors \
-    "$W/arrived.n3" > "$W/survivors.txt"
+    "$W/arrived.n3" > "$W/survivors.n3"
 for i in $(seq 1 "$survivors"); do
     n3-seal --reveal --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" \
-        --survivors "$W/survivors.txt" \
+        --survivors "$W/survivors.n3" \
       | n3-seal --to "$W/hub.pub" --key "$W/m$i.key" --round "$ROUND" > "$W/reveal-$i.n3"
 done
 cat "$W"/reveal-*.n3 | n3-seal --open --key "$W/hub.key" --authority "$W/fed.pub" \
@@ -86,5 +90,5 @@ for i in $(seq 1 "$survivors"); do plain+=("$OUT/update-$i.n3"); done
 n3-merge --rule fedavg "${plain[@]}" -o "$OUT/plain.n3"
 graph="every member masks with every other"
 [ "$NEIGHBOURS" -gt 0 ] && graph="SecAgg+, $NEIGHBOURS neighbours per member"
-echo "secure-round: $survivors of $CLIENTS members survived (members $(tr -d '\n' < "$W/survivors.txt")); $graph"
+echo "secure-round: $survivors of $CLIENTS members survived (members $(seq -s ' ' 1 "$survivors")); $graph"
 echo "secure-round: secure.n3 and plain.n3 in $OUT; compare their tensors with n3-inspect"

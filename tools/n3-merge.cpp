@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     auto* o_k = app.add_option("--neighbours", spec.neighbours, "secure-sum: SecAgg+, the members' K (default 0: every member)")
                     ->type_name("K");
     app.add_flag("--list-survivors", list_survivors,
-                 "secure-sum: print the members whose masked inputs are given (the survivor list)");
+                 "secure-sum: write the survivor list record (the given inputs' signed statements) for --reveal");
 
     return tool.run(argc, argv, [&] {
         if (rule == "secure-sum") {
@@ -83,14 +83,14 @@ int main(int argc, char** argv) {
                 throw UsageError("--round must be a non-negative integer");
             spec.round = std::stoull(round_s);
             secagg::Round round = secagg::load_round(spec);
+            if (round.weak()) tool.warn(secagg::weak_threshold_text(round));
             auto ads = secagg::read_adverts(adverts, round);
             auto got = secagg::collect(tool.normalize_inputs(req.inputs));
             if (list_survivors) {
-                OutputOptions text;
-                text.binary = false;
-                Output out(out_path.empty() ? "-" : out_path, text);
-                out.write(secagg::survivors_text(secagg::survivors_of(got.inputs, round)));
-                out.commit();
+                bool explicit_stdout = out_path == "-";
+                auto out = tool.open_output(out_path.empty() ? "-" : out_path, force, explicit_stdout);
+                write_record(*out, secagg::list_survivors(got.inputs, round));
+                out->commit();
                 return 0;
             }
             secagg::SumResult sum = secagg::secure_sum(round, ads, got.inputs, got.reveals, o.threads);

@@ -74,9 +74,10 @@ int main(int argc, char** argv) {
     auto* o_rev = app.add_flag("--reveal", sa_reveal, "Secure aggregation: reveal shares for the survivors");
     app.add_option("--state", state_path, "Secure aggregation: this member's round state file")->type_name("FILE");
     app.add_option("--adverts", adverts_path, "Secure aggregation: every member's advert (--mask)")->type_name("FILE");
-    app.add_option("--survivors", survivors_path, "Secure aggregation: members whose inputs arrived (--reveal)")
+    app.add_option("--survivors", survivors_path,
+                   "Secure aggregation: the survivor list record from n3-merge --list-survivors (--reveal)")
         ->type_name("FILE");
-    app.add_option("--threshold", spec.threshold, "Secure aggregation: shares needed to unmask (default n/2+1)")
+    app.add_option("--threshold", spec.threshold, "Secure aggregation: shares needed to unmask, at least 2 (default n/2+1)")
         ->type_name("T");
     app.add_option("--clip", spec.clip, "Secure aggregation: bound on each weighted coordinate (default 1)")
         ->type_name("C");
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
             spec.authority = authority_path;
             spec.round = parse_round(round_s);
             secagg::Round round = secagg::load_round(spec);
+            if (round.weak()) tool.warn(secagg::weak_threshold_text(round));
             MemberKey me = MemberKey::load(key_path);
             bool explicit_stdout = out_path == "-";
             if (out_path.empty()) out_path = "-";

@@ -15,7 +15,9 @@ using crypto::Hasher;
 
 namespace {
 
-constexpr size_t kBox = 64 + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+// A share box: a fresh random nonce, then the two 32-byte shares sealed with their tag.
+constexpr size_t kBoxNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+constexpr size_t kBox = kBoxNonce + 64 + crypto_aead_xchacha20poly1305_ietf_ABYTES;
 
 ByteView bytes_of(const std::string& s) {
     return ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
@@ -29,18 +31,23 @@ Scalar to_scalar(const crypto::Secret& s) {
     return out;
 }
 
-std::array<uint8_t, 24> box_nonce(uint32_t from, uint32_t to) {
-    std::array<uint8_t, 24> n{'s', 'a'};
-    for (int i = 0; i < 4; ++i) {
-        n[2 + static_cast<size_t>(i)] = static_cast<uint8_t>(from >> (8 * i));
-        n[6 + static_cast<size_t>(i)] = static_cast<uint8_t>(to >> (8 * i));
-    }
-    return n;
-}
-
-crypto::Hash32 pair_box_key(const crypto::MemberKey& me, const Round& r, uint32_t peer) {
-    std::string ctx = r.context();
-    return crypto::kem_agree(me, r.members[peer - 1], bytes_of(ctx));
+// The key of the box `dealer` seals for `holder`: the members' long-term key agreement, bound
+// to the dealer's fresh round point S, so two adverts of one member (a repeated round) never
+// share a key even before the random nonce. The associated data binds dealer, holder, round
+// and S, so a box cannot be moved to another slot or advert.
+struct BoxKey {
+    crypto::Hash32 key;
+    crypto::Hash32 ad;
+};
+BoxKey box_key(const crypto::MemberKey& me, const Round& r, uint32_t peer, uint32_t dealer, uint32_t holder,
+               const Point& S) {
+    const std::string ctx = r.context();
+    crypto::Hash32 agreed = crypto::kem_agree(me, r.members[peer - 1], bytes_of(ctx));
+    BoxKey k;
+    k.key = Hasher("n3/v1/sa-box", agreed).part(S).part_u64(dealer).part_u64(holder).hash32();
+    k.ad = Hasher("n3/v1/sa-box-ad").part(ctx).part_u64(dealer).part_u64(holder).part(S).hash32();
+    sodium_memzero(agreed.data(), agreed.size());
+    return k;
 }
 
 uint64_t parse_u64(const std::optional<std::string>& v, const std::string& what,
@@ -162,6 +169,43 @@ crypto::Signature read_sig(const TensorSet& set, const std::string& where) {
     return s;
 }
 
+// What a member's statement signs: the round, the member, and every advert it masked over.
+crypto::Digest statement_digest(const Round& r, uint32_t member, const std::map<uint32_t, crypto::Hash32>& adverts) {
+    Hasher h("n3/v1/sa-consist");
+    h.part(r.context()).part_u64(member).part_u64(adverts.size());
+    for (auto& [v, d] : adverts) h.part_u64(v).part(d);
+    return h.digest();
+}
+
+// Exactly `out.size()` bytes of lower-case hex.
+void unhex(std::string_view text, std::span<uint8_t> out, const std::string& where, const char* what) {
+    size_t len = 0;
+    if (text.size() != 2 * out.size() ||
+        sodium_hex2bin(out.data(), out.size(), text.data(), text.size(), nullptr, &len, nullptr) != 0 ||
+        len != out.size())
+        throw DataError(where + ": malformed '" + what + "'");
+}
+
+// A list of member indices in survivors_text's form, each in the roster once.
+std::set<uint32_t> parse_indices(std::string_view text, const Round& r, const std::string& where) {
+    std::set<uint32_t> s;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos]))) ++pos;
+        if (pos >= text.size()) break;
+        size_t end = pos;
+        while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
+        if (end == pos || end - pos > 9) throw DataError(where + ": not a list of member indices");
+        uint32_t v = static_cast<uint32_t>(std::stoul(std::string(text.substr(pos, end - pos))));
+        if (v < 1 || v > r.n()) throw DataError(where + ": member " + std::to_string(v) + " is not in the roster");
+        if (!s.insert(v).second) throw DataError(where + ": member " + std::to_string(v) + " listed twice");
+        pos = end;
+    }
+    return s;
+}
+
+const char* kRefuse = "; nothing revealed";
+
 } // namespace
 
 // Round ---------------------------------------------------------------------------------------
@@ -203,8 +247,9 @@ uint32_t Round::index_of(const crypto::Fingerprint& fp) const {
 void Round::validate() const {
     if (n() < 2) throw UsageError("secure aggregation needs a roster of at least 2 members");
     if (sparse()) graph(); // UsageError when no k-regular graph exists for this roster
-    if (t() < 1 || t() > holders())
-        throw UsageError("threshold " + std::to_string(t()) + " out of range 1.." + std::to_string(holders()) +
+    // t = 1 would make every share the secret itself: one holder could unmask a member.
+    if (t() < 2 || t() > holders())
+        throw UsageError("threshold " + std::to_string(t()) + " out of range 2.." + std::to_string(holders()) +
                          (sparse() ? " (a member and its " + std::to_string(neighbours) + " neighbours)" : ""));
     if (!(clip > 0) || !std::isfinite(clip)) throw UsageError("--clip must be positive");
     if (max_samples == 0) throw UsageError("--max-samples must be positive");
@@ -233,9 +278,13 @@ std::string MemberState::text() const {
     for (auto v : included) crypto::put_u32(out_bytes, v);
     out_bytes.push_back(revealed_for ? 1 : 0);
     if (revealed_for) crypto::put(out_bytes, *revealed_for);
-    if (!advertised.empty()) { // optional trailing block: state files without it still parse
-        crypto::put_u32(out_bytes, static_cast<uint32_t>(advertised.size()));
-        for (auto v : advertised) crypto::put_u32(out_bytes, v);
+    // Trailing blocks, each optional when reading: older state files still parse.
+    crypto::put_u32(out_bytes, static_cast<uint32_t>(advertised.size()));
+    for (auto v : advertised) crypto::put_u32(out_bytes, v);
+    crypto::put_u32(out_bytes, static_cast<uint32_t>(digests.size()));
+    for (auto& [v, d] : digests) {
+        crypto::put_u32(out_bytes, v);
+        crypto::put(out_bytes, d);
     }
     std::string out(sodium_base64_encoded_len(out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
     sodium_bin2base64(out.data(), out.size(), out_bytes.data(), out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -277,6 +326,13 @@ MemberState MemberState::parse(std::string_view text, const std::string& where) 
     if (c.left()) {
         uint32_t na = c.u32();
         for (uint32_t i = 0; i < na; ++i) st.advertised.insert(c.u32());
+    }
+    if (c.left()) {
+        uint32_t nd = c.u32();
+        for (uint32_t i = 0; i < nd; ++i) {
+            uint32_t v = c.u32();
+            st.digests[v] = c.array<32>();
+        }
     }
     c.expect_end();
     sodium_memzero(b.data(), b.size());
@@ -321,12 +377,13 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
         uint8_t plain[64];
         std::memcpy(plain, ds.shares[i].y.data(), 32);
         std::memcpy(plain + 32, db.shares[i].y.data(), 32);
-        auto key = pair_box_key(me, r, v);
-        auto nonce = box_nonce(u, v);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(boxes.data() + box_slot(r, g, u, v) * kBox, nullptr, plain,
-                                                   64, nullptr, 0, nullptr, nonce.data(), key.data());
+        BoxKey k = box_key(me, r, v, u, v, S);
+        uint8_t* box = boxes.data() + box_slot(r, g, u, v) * kBox;
+        randombytes_buf(box, kBoxNonce);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(box + kBoxNonce, nullptr, plain, 64, k.ad.data(), k.ad.size(),
+                                                   nullptr, box, k.key.data());
         sodium_memzero(plain, sizeof plain);
-        sodium_memzero(key.data(), key.size());
+        sodium_memzero(k.key.data(), k.key.size());
     }
     SafetensorsBuilder sb;
     sb.set_meta("secagg", "advert");
@@ -413,13 +470,13 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     // Keep the shares peers dealt to this member, each checked against its dealer's commitments.
     for (auto& [v, a] : mine) {
         if (v == u) continue;
-        auto key = pair_box_key(me, r, v);
-        auto nonce = box_nonce(v, u);
+        BoxKey k = box_key(me, r, v, v, u, a->S);
+        const Bytes& box = a->boxes[box_slot(r, g, v, u)];
         uint8_t plain[64];
-        int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, nullptr, nullptr,
-                                                             a->boxes[box_slot(r, g, v, u)].data(), kBox,
-                                                             nullptr, 0, nonce.data(), key.data());
-        sodium_memzero(key.data(), key.size());
+        int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, nullptr, nullptr, box.data() + kBoxNonce,
+                                                             kBox - kBoxNonce, k.ad.data(), k.ad.size(),
+                                                             box.data(), k.key.data());
+        sodium_memzero(k.key.data(), k.key.size());
         const std::string who = "advert of member '" + r.members[v - 1].id + "'";
         if (bad) throw DataError(who + ": the share for this member does not decrypt");
         shamir::Share ss{u, {}}, sb{u, {}};
@@ -466,14 +523,22 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
         if (v != u) jobs.push_back({pair_key(to_scalar(st.s), a->S, ctx, u, v), pair_sign(u, v)});
     apply_masks(y, jobs);
     for (auto& job : jobs) sodium_memzero(job.key.data(), job.key.size());
-    for (auto& [v, a] : mine) st.included.insert(v);
+    for (auto& [v, a] : mine) {
+        st.included.insert(v);
+        st.digests[v] = a->digest;
+    }
     for (auto& [v, a] : by_index) st.advertised.insert(v);
 
-    // The advert set, so the aggregator can check that every input was masked over the same set.
-    std::vector<crypto::Hash32> ids;
-    for (auto& [v, a] : mine) ids.push_back(a->digest);
+    // The advert set, so the aggregator can check that every input was masked over the same set,
+    // and the statement of it that the other members check before they reveal anything.
     Hasher hs("n3/v1/sa-advset");
-    for (auto& id : ids) hs.part(id);
+    std::string digests_hex;
+    for (auto& [v, a] : mine) {
+        hs.part(a->digest);
+        digests_hex += to_hex(a->digest);
+    }
+    const crypto::Signature statement =
+        crypto::schnorr_sign(me.y_sig, me.Y_sig, statement_digest(r, u, st.digests));
 
     SafetensorsBuilder sb;
     for (auto& [k, v] : set.metadata())
@@ -488,6 +553,8 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     sb.set_meta("clipped", std::to_string(clipped));
     sb.set_meta("included", survivors_text(st.included));
     sb.set_meta("adverts", to_hex(hs.hash32()));
+    sb.set_meta("advert_digests", digests_hex);
+    sb.set_meta("statement", to_hex(statement));
     off = 0;
     for (auto& t : set.tensors()) {
         Bytes d(t.numel() * 4);
@@ -511,30 +578,112 @@ std::string survivors_text(const std::set<uint32_t>& s) {
     return out + "\n";
 }
 
-std::set<uint32_t> parse_survivors(std::string_view text, const Round& r, const std::string& where) {
-    std::set<uint32_t> s;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos]))) ++pos;
-        if (pos >= text.size()) break;
-        if (text[pos] == '#') {
-            pos = text.find('\n', pos);
-            if (pos == std::string_view::npos) break;
-            continue;
-        }
-        size_t end = pos;
-        while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
-        if (end == pos || end - pos > 9) throw DataError(where + ": not a list of member indices");
-        uint32_t v = static_cast<uint32_t>(std::stoul(std::string(text.substr(pos, end - pos))));
-        if (v < 1 || v > r.n()) throw DataError(where + ": member " + std::to_string(v) + " is not in the roster");
-        if (!s.insert(v).second) throw DataError(where + ": member " + std::to_string(v) + " listed twice");
-        pos = end;
-    }
-    return s;
+std::set<uint32_t> Survivors::members() const {
+    std::set<uint32_t> out;
+    for (auto& st : statements) out.insert(st.member);
+    return out;
 }
 
-Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st,
-              const std::set<uint32_t>& survivors) {
+Record list_survivors(const std::vector<Record>& inputs, const Round& r) {
+    crypto::init();
+    std::map<uint32_t, Statement> by_member;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        std::string where = "masked input " + std::to_string(i + 1);
+        if (inputs[i].type() != RecordType::masked) throw DataError(where + ": not a masked record");
+        TensorSet set = TensorSet::parse(inputs[i].payload(), where);
+        Header h = check_header(set, r, "input", where);
+        where += " (member '" + r.members[h.index - 1].id + "')";
+        check_neighbours(set, r, "input", where);
+        Statement st;
+        st.member = h.index;
+        const auto included = parse_indices(set.meta("included").value_or(""), r, where + ": 'included'");
+        const std::string hexes = set.meta("advert_digests").value_or("");
+        if (included.empty() || hexes.size() != 64 * included.size())
+            throw DataError(where + ": no statement of the adverts it was masked over", "it was masked by an older n3");
+        size_t k = 0;
+        for (auto v : included) unhex(std::string_view(hexes).substr(64 * k++, 64), st.adverts[v], where, "advert_digests");
+        unhex(set.meta("statement").value_or(""), st.sig, where, "statement");
+        check_sig(r, st.member, statement_digest(r, st.member, st.adverts), st.sig, where + ": statement");
+        if (!by_member.emplace(st.member, std::move(st)).second)
+            throw DataError(where + ": a second input from this member");
+    }
+    if (by_member.empty()) throw IncompleteError("no masked inputs");
+    Bytes members, counts, indices, digests, sigs;
+    for (auto& [w, st] : by_member) {
+        crypto::put_u32(members, w);
+        crypto::put_u32(counts, static_cast<uint32_t>(st.adverts.size()));
+        for (auto& [v, d] : st.adverts) {
+            crypto::put_u32(indices, v);
+            crypto::put(digests, d);
+        }
+        crypto::put(sigs, st.sig);
+    }
+    const auto s = static_cast<int64_t>(by_member.size()), total = static_cast<int64_t>(indices.size() / 4);
+    SafetensorsBuilder sb;
+    sb.set_meta("secagg", "survivors");
+    sb.set_meta(meta::round, std::to_string(r.round));
+    if (r.sparse()) sb.set_meta("neighbours", std::to_string(r.neighbours));
+    sb.add_owned("member", DType::U32, {s}, members);
+    sb.add_owned("count", DType::U32, {s}, counts);
+    sb.add_owned("index", DType::U32, {total}, indices);
+    sb.add_owned("digest", DType::U8, {total, 32}, digests);
+    sb.add_owned("statement", DType::U8, {s, 64}, sigs);
+    return make_record(sb);
+}
+
+Survivors read_survivors(const Record& rec, const Round& r, const std::string& where) {
+    crypto::init();
+    const char* hint = "make it with: n3-merge --rule secure-sum ... --list-survivors";
+    if (rec.type() != RecordType::masked) throw DataError(where + ": not a survivor list", hint);
+    TensorSet set = TensorSet::parse(rec.payload(), where);
+    if (set.meta("secagg") != std::string("survivors")) throw DataError(where + ": not a survivor list", hint);
+    uint64_t round = parse_u64(set.meta(meta::round), "round", where);
+    if (round != r.round)
+        throw DataError(where + ": survivor list of round " + std::to_string(round) + ", this is round " +
+                        std::to_string(r.round));
+    check_neighbours(set, r, "survivor list", where);
+    auto u32s = [&](const char* name) {
+        const TensorInfo* t = set.find(name);
+        if (!t || t->dtype != DType::U32 || t->shape.size() != 1) throw DataError(where + ": malformed '" + std::string(name) + "'");
+        auto d = set.data(*t);
+        std::vector<uint32_t> out(d.size() / 4);
+        std::memcpy(out.data(), d.data(), out.size() * 4);
+        return out;
+    };
+    const auto members = u32s("member"), counts = u32s("count"), indices = u32s("index");
+    if (members.empty() || counts.size() != members.size() || members.size() > r.n())
+        throw DataError(where + ": malformed survivor list");
+    uint64_t total = 0;
+    for (auto c : counts) total += c;
+    if (total != indices.size()) throw DataError(where + ": malformed survivor list");
+    auto digests = blob(set, "digest", indices.size() * 32, where);
+    auto sigs = blob(set, "statement", members.size() * 64, where);
+    const Graph g = r.graph();
+    Survivors out;
+    size_t at = 0;
+    for (size_t i = 0; i < members.size(); ++i) {
+        Statement st;
+        st.member = members[i];
+        if (st.member < 1 || st.member > r.n() || (i && st.member <= members[i - 1]))
+            throw DataError(where + ": malformed survivor list (member indices)");
+        for (uint32_t j = 0; j < counts[i]; ++j, ++at) {
+            const uint32_t v = indices[at];
+            if (v < 1 || v > r.n() || !holds_share(g, v, st.member) || st.adverts.count(v))
+                throw DataError(where + ": the statement of member '" + r.members[st.member - 1].id +
+                                "' names member " + std::to_string(v) + ", who holds none of its shares");
+            std::memcpy(st.adverts[v].data(), digests.data() + 32 * at, 32);
+        }
+        if (!st.adverts.count(st.member))
+            throw DataError(where + ": the statement of member '" + r.members[st.member - 1].id + "' lacks its own advert");
+        std::memcpy(st.sig.data(), sigs.data() + 64 * i, 64);
+        check_sig(r, st.member, statement_digest(r, st.member, st.adverts), st.sig,
+                  where + ": statement of member '" + r.members[st.member - 1].id + "'");
+        out.statements.push_back(std::move(st));
+    }
+    return out;
+}
+
+Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st, const Survivors& list) {
     crypto::init();
     const std::string ctx = r.context();
     const uint32_t u = st.index;
@@ -542,9 +691,37 @@ Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st,
         throw DataError(kStateMismatch);
     if (r.index_of(me.record.fingerprint()) != u) throw DataError("the state file belongs to another member");
     if (st.included.empty()) throw DataError("this member has not masked an input for the round yet");
+    if (st.digests.size() != st.included.size())
+        throw DataError("the state file lacks the digests of the adverts it masked over (written by an older n3)",
+                        "start the round again under a new round number");
     const Graph g = r.graph();
     for (auto v : st.included)
         if (!holds_share(g, u, v)) throw DataError("the state file names member " + std::to_string(v) + ", not a neighbour");
+    // The consistency round: an aggregator that lists this member as dropped after its input
+    // arrived, or that showed some survivor fewer adverts than the others, could rebuild both
+    // the self mask and the pair masks of one input from the shares the members reveal.
+    const std::set<uint32_t> survivors = list.members();
+    if (!survivors.count(u))
+        throw DataError("this member is not on the survivor list, although it masked an input" + std::string(kRefuse),
+                        "an aggregator that lists a member as dropped after its input arrived could unmask it");
+    std::map<uint32_t, crypto::Hash32> shown; // every advert some survivor masked over
+    for (auto& stmt : list.statements) {
+        if (stmt.member == u && stmt.adverts != st.digests)
+            throw DataError("the survivor list holds another statement of this member's than its state file" +
+                            std::string(kRefuse));
+        for (auto& [v, d] : stmt.adverts) {
+            auto [it, fresh] = shown.emplace(v, d);
+            if (!fresh && !crypto::equal(it->second, d))
+                throw DataError("the survivors were shown different adverts of member '" + r.members[v - 1].id + "'" +
+                                std::string(kRefuse));
+        }
+    }
+    for (auto& stmt : list.statements)
+        for (auto& [v, d] : shown)
+            if (holds_share(g, v, stmt.member) && !stmt.adverts.count(v))
+                throw DataError("survivor '" + r.members[stmt.member - 1].id + "' did not mask over the advert of member '" +
+                                r.members[v - 1].id + "' that other survivors masked over" + std::string(kRefuse),
+                                "an aggregator that shows a member fewer adverts could unmask it");
     for (auto v : survivors)
         if (holds_share(g, u, v) && !st.included.count(v))
             throw DataError("survivor " + std::to_string(v) + " was not among the adverts this input was masked with");
@@ -563,6 +740,7 @@ Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st,
         std::set<uint32_t> must(survivors);
         for (auto v : st.included) must.insert(v);
         for (auto v : st.advertised) must.insert(v); // the dropped members this member knows of
+        for (auto& [v, d] : shown) must.insert(v);
         for (auto w : must) {
             uint32_t c = holders_left(w);
             bool dropped = !survivors.count(w);
@@ -617,6 +795,30 @@ Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t u, cons
     return make_record(sb);
 }
 
+Record resign(const crypto::MemberKey& me, const Round& r, const Record& rec) {
+    crypto::init();
+    TensorSet set = TensorSet::parse(rec.payload(), "record");
+    const auto kind = set.meta("secagg");
+    const char* personal = kind == std::string("advert")  ? "n3/v1/sa-advert"
+                           : kind == std::string("input") ? "n3/v1/sa-input"
+                           : kind == std::string("reveal") ? "n3/v1/sa-reveal"
+                                                            : nullptr;
+    if (!personal) throw DataError("record: not a signed secure-aggregation record");
+    const uint32_t index = static_cast<uint32_t>(parse_u64(set.meta("member"), "member", "record"));
+    SafetensorsBuilder sb;
+    for (auto& [k, v] : set.metadata()) sb.set_meta(k, v);
+    for (auto& t : set.tensors())
+        if (t.name != "signature") {
+            auto d = set.data(t);
+            sb.add_owned(t.name, t.dtype, t.shape, Bytes(d.begin(), d.end()));
+        }
+    Bytes unsigned_payload = sb.bytes();
+    TensorSet view = TensorSet::parse(unsigned_payload);
+    auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig, payload_digest(personal, r, index, view.metadata(), &view, {}));
+    sb.add_owned("signature", DType::U8, {64}, Bytes(sig.begin(), sig.end()));
+    return make_record(sb);
+}
+
 // Step 4 --------------------------------------------------------------------------------------
 
 Kind kind_of(const Record& rec) {
@@ -626,6 +828,7 @@ Kind kind_of(const Record& rec) {
         if (m == "advert") return Kind::advert;
         if (m == "input") return Kind::input;
         if (m == "reveal") return Kind::reveal;
+        if (m == "survivors") return Kind::survivors;
     } catch (const DataError&) {
     }
     return Kind::other;
@@ -694,6 +897,12 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         Header h = check_header(set, r, "input", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
         check_neighbours(set, r, "input", where);
+        // Masked values are Z_2^32 elements; any other type would be summed as 4 bytes per
+        // element it does not have.
+        for (auto& t : set.tensors())
+            if (t.name != "signature" && (t.dtype != DType::U32 || set.data(t).size() != 4 * t.numel()))
+                throw DataError(where + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
+                                "; masked inputs hold U32 values");
         auto digest = digests[i] ? *digests[i] : payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
         check_sig(r, h.index, digest, read_sig(set, where), where);
         auto [over, advset] = masked_over(h.index);
@@ -789,7 +998,7 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     // Sum, then remove the survivors' self masks and the dropped members' pair masks.
     size_t total = 0;
     for (auto& t : sets[0].tensors())
-        if (t.name != "signature") total += t.numel();
+        if (t.name != "signature") total += sets[0].data(t).size() / 4;
     std::vector<uint32_t> sum(total, 0);
     // Where each input's values sit: (first coordinate, bytes, count) per tensor.
     struct Segment {
@@ -803,8 +1012,9 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         size_t off = 0;
         for (auto& t : set.tensors()) {
             if (t.name == "signature") continue;
-            segs.push_back({off, set.data(t).data(), t.numel()});
-            off += t.numel();
+            const ByteView d = set.data(t);
+            segs.push_back({off, d.data(), d.size() / 4});
+            off += d.size() / 4;
         }
     }
     constexpr size_t kSumBlock = 1 << 16;

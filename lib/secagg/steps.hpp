@@ -23,18 +23,29 @@ struct RoundSpec {
     uint32_t neighbours = 0; // SecAgg+: k neighbours per member; 0: the complete graph
 };
 Round load_round(const RoundSpec& spec);
+// The warning for Round::weak(): what a threshold of at most half the holders gives away.
+std::string weak_threshold_text(const Round& r);
 
 // Reads every advert in a stream of records (file or "-"); refuses anything else.
 std::vector<Advert> read_adverts(const std::string& path, const Round& r);
 
-// n3-seal --advertise: creates the state file (refuses to overwrite it unless force) and
-// writes the advert record.
+// Where a member's adverts are recorded, so that it advertises once per round whatever
+// --state path it is given: $N3_STATE_DIR/secagg, else $XDG_STATE_HOME/n3/secagg, else
+// ~/.local/state/n3/secagg.
+std::string advert_log_dir();
+// Records member `me`'s advert for round `r` in `dir` (a 0600 file named after the round and
+// the member, created with O_EXCL); DataError when it already advertised in this round.
+void record_advert(const crypto::MemberKey& me, const Round& r, const std::string& dir);
+
+// n3-seal --advertise: records the advert (record_advert), creates the state file (refuses to
+// overwrite it unless force) and writes the advert record.
 void advertise(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
                bool force, Sink& out);
 // n3-seal --mask: masks the single update record read from `update_path`.
 void mask(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
           const std::string& adverts_path, const std::string& update_path, Sink& out);
-// n3-seal --reveal: reveals shares for the survivor list in `survivors_path`.
+// n3-seal --reveal: checks the survivor list record in `survivors_path` (made by
+// n3-merge --list-survivors) and reveals shares for it.
 void reveal(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
             const std::string& survivors_path, Sink& out);
 

@@ -41,6 +41,19 @@ assert int(ms["secagg_members"]) == n
 PY
 }
 
+# members FILE: the member indices of a survivor list record, space-separated.
+members() {
+    "$N3_PYTHON" - "$1" <<'PY'
+import sys, json, struct
+b = open(sys.argv[1], "rb").read()
+st = b[32:32 + struct.unpack_from("<Q", b, 16)[0]]
+h = struct.unpack_from("<Q", st, 0)[0]
+hdr = json.loads(st[8:8 + h]); a, z = hdr["member"]["data_offsets"]
+print(" ".join(str(v) for v in struct.unpack_from("<%dI" % ((z - a) // 4), st, 8 + h + a)))
+PY
+}
+export N3_STATE_DIR="$T/state" # where members record their adverts (one per round)
+
 # --- SecAgg+ with the real tools, no training needed ---------------------------------------
 n3-keys authority -o "$T/fed.ask" 2>/dev/null
 n3-keys public "$T/fed.ask" > "$T/fed.pub"
@@ -71,6 +84,19 @@ for i in $(seq 1 8); do
     expect 0 '' -- n3-seal --advertise --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" -o "$T/adv-$i.n3"
 done
 cat "$T"/adv-*.n3 > "$T/adverts.n3"
+# A second advert in the same round would unmask the member: refused whatever the state path.
+expect 1 "member 'm1' already advertised in round 3" -- \
+    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1-again.state" -o "$T/adv-again.n3"
+expect 1 'already advertised' -- \
+    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --force -o "$T/adv-again.n3"
+assert_no_file "$T/adv-again.n3"
+assert_no_file "$T/m1-again.state"
+# t = 1 would make every share the secret; t <= half the holders draws a warning.
+expect 2 'out of range 2..5' -- \
+    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --threshold 1 --state "$T/m1-t1.state" -o "$T/adv-t1.n3"
+assert_no_file "$T/adv-t1.n3"
+expect 0 'warning: --threshold 2 is at most half of the 5 share holders' -- \
+    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --threshold 2 --state "$T/m1-t2.state" -o "$T/adv-t2.n3"
 expect 1 'made for --neighbours 4, this round uses --neighbours 6' -- \
     n3-seal --mask --key "$T/m1.key" "${R[@]}" --neighbours 6 --state "$T/m1.state" --adverts "$T/adverts.n3" \
     "$T/u1.n3" -o "$T/x-bad.n3"
@@ -88,23 +114,37 @@ _case="a SecAgg+ advert holds 4 share boxes, not 8"
         "$T/adv.json" 2>"$T/err" && _pass || _fail "$(cat "$T/err")"
 # Members 7 and 8 drop after masking.
 expect 0 '' -- n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" --list-survivors \
-    "$T"/x-[1-6].n3 -o "$T/survivors.txt"
-assert_eq "$(cat "$T/survivors.txt")" "1 2 3 4 5 6" "survivor list"
+    "$T"/x-[1-6].n3 -o "$T/survivors.n3"
+assert_eq "$(members "$T/survivors.n3")" "1 2 3 4 5 6" "survivor list"
 # Three survivors cannot complete a K = 4 round: some member keeps fewer than 3 holders.
-echo "1 2 3" > "$T/three.txt"
+expect 0 '' -- n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" --list-survivors \
+    "$T"/x-[1-3].n3 -o "$T/three.n3"
 expect 3 'surviving share holders, the threshold is 3; nothing revealed' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/three.txt" -o "$T/v-bad.n3"
+    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/three.n3" -o "$T/v-bad.n3"
+assert_no_file "$T/v-bad.n3"
+# A member listed as dropped although its input arrived refuses: revealing could unmask it.
+expect 0 '' -- n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" --list-survivors \
+    "$T"/x-[2-6].n3 -o "$T/without-1.n3"
+expect 1 'this member is not on the survivor list, although it masked an input; nothing revealed' -- \
+    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/without-1.n3" -o "$T/v-bad.n3"
+assert_no_file "$T/v-bad.n3"
+# A hand-written list is no survivor list: the members need the survivors' signed statements.
+echo "1 2 3 4 5 6" > "$T/survivors.txt"
+expect 1 'survivors.txt' -- \
+    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/survivors.txt" -o "$T/v-bad.n3"
+expect 1 'not a survivor list' -- \
+    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/adv-2.n3" -o "$T/v-bad.n3"
 assert_no_file "$T/v-bad.n3"
 expect 2 'needs more than 8 members' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 8 --state "$T/m1.state" --survivors "$T/survivors.txt" -o "$T/v-bad.n3"
+    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 8 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
 expect 2 'at least 2' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 1 --state "$T/m1.state" --survivors "$T/survivors.txt" -o "$T/v-bad.n3"
-expect 1 'another round, roster or round parameters' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 6 --state "$T/m1.state" --survivors "$T/survivors.txt" -o "$T/v-bad.n3"
+    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 1 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
+expect 1 'survivor list made for --neighbours 4, this round uses --neighbours 6' -- \
+    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 6 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
 assert_no_file "$T/v-bad.n3"
 for i in $(seq 1 6); do
     expect 0 '' -- n3-seal --reveal --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" \
-        --survivors "$T/survivors.txt" -o "$T/v-$i.n3"
+        --survivors "$T/survivors.n3" -o "$T/v-$i.n3"
 done
 expect 1 'made for --neighbours 4, this round uses the complete graph' -- \
     n3-merge --rule secure-sum "${R[@]}" --adverts "$T/adverts.n3" "$T"/x-[1-6].n3 "$T"/v-*.n3 -o "$T/secure.n3"

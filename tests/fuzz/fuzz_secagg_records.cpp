@@ -1,5 +1,5 @@
 // Fuzzes secure aggregation's parsers: arbitrary bytes as an advert (complete graph and
-// SecAgg+), as a member's state file, as a survivor list, and as a reveal or input given to the
+// SecAgg+), as a member's state file, as a survivor list record (and an input it is made from), and as a reveal or input given to the
 // aggregator, must be rejected with n3::Error, never crash, hang or read out of bounds. Genuine
 // records of a fixed round are spliced with the input, so mutations reach past the first checks.
 #include "record/error.hpp"
@@ -18,7 +18,7 @@ struct Fixture {
     Round complete, sparse;
     std::vector<Advert> adverts;
     std::vector<Record> inputs;
-    Record advert, reveal_rec;
+    Record advert, reveal_rec, survivors;
     std::string state;
     Fixture() {
         for (int i = 0; i < 6; ++i) {
@@ -42,8 +42,8 @@ struct Fixture {
             sb.add_owned("w", DType::F32, {4}, Bytes(16, 0));
             inputs.push_back(mask_update(keys[i], sparse, st[i], adverts, Record(RecordType::update, sb.bytes())));
         }
-        std::set<uint32_t> all{1, 2, 3, 4, 5, 6};
-        reveal_rec = reveal(keys[0], sparse, st[0], all);
+        survivors = list_survivors(inputs, sparse);
+        reveal_rec = reveal(keys[0], sparse, st[0], read_survivors(survivors, sparse, "survivors"));
         state = st[0].text();
     }
 };
@@ -75,8 +75,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     refused([&] { read_advert(Record(RecordType::masked, splice(f.advert.payload(), data, size)), f.sparse, "advert"); });
     refused([&] { MemberState::parse(text, "state"); });
     refused([&] { MemberState::parse(f.state.substr(0, f.state.size() / 2) + text, "state"); });
-    refused([&] { parse_survivors(text, f.sparse, "survivors"); });
+    refused([&] { read_survivors(Record(RecordType::masked, raw), f.sparse, "survivors"); });
+    refused([&] {
+        read_survivors(Record(RecordType::masked, splice(f.survivors.payload(), data, size)), f.sparse, "survivors");
+    });
     refused([&] { survivors_of({Record(RecordType::masked, raw)}, f.sparse); });
+    refused([&] { list_survivors({Record(RecordType::masked, splice(f.inputs[2].payload(), data, size))}, f.sparse); });
     // A damaged reveal or input among genuine ones.
     std::vector<Record> reveals{Record(RecordType::masked, splice(f.reveal_rec.payload(), data, size))};
     refused([&] { secure_sum(f.sparse, f.adverts, f.inputs, reveals, 1); });

@@ -1,10 +1,9 @@
 // A whole secure-aggregation round between real member keys: the result equals the plain
 // weighted mean within the fixed-point error for every dropout set up to n - t, and every
 // misuse the protocol must refuse is refused.
-#include "crypto/keys.hpp"
 #include "record/error.hpp"
 #include "record/safetensors.hpp"
-#include "secagg/protocol.hpp"
+#include "round_fixture.hpp"
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -13,60 +12,9 @@
 
 using namespace n3;
 using namespace n3::secagg;
+using namespace n3::secagg::testing;
 
 namespace {
-
-struct Federation {
-    crypto::AuthoritySecret authority = crypto::AuthoritySecret::generate();
-    std::vector<crypto::MemberKey> keys;
-    Round round;
-    explicit Federation(uint32_t n, uint32_t t, uint64_t round_no = 7, uint32_t neighbours = 0) {
-        for (uint32_t i = 0; i < n; ++i) {
-            auto sec = crypto::MemberSecret::create("m" + std::to_string(i + 1), 0, 0);
-            auto part = crypto::issue(authority, sec.request, "request");
-            keys.push_back(crypto::complete(sec, part, "partial"));
-        }
-        round.authority = authority.public_key();
-        for (auto& k : keys) round.members.push_back(k.record);
-        round.round = round_no;
-        round.threshold = t;
-        round.neighbours = neighbours;
-        round.clip = 1.0;
-        round.max_samples = 1000;
-    }
-};
-
-Record make_update(uint32_t member, size_t dim, uint64_t samples, std::vector<double>& values) {
-    std::mt19937 g(member);
-    std::uniform_real_distribution<float> d(-0.5f, 0.5f);
-    std::vector<float> a(dim), b(3);
-    for (auto& v : a) v = d(g);
-    for (auto& v : b) v = d(g);
-    values.assign(a.begin(), a.end());
-    values.insert(values.end(), b.begin(), b.end());
-    SafetensorsBuilder sb;
-    sb.set_meta("samples", std::to_string(samples));
-    sb.set_meta("base", std::string(64, 'a'));
-    Bytes ab(a.size() * 4), bb(12);
-    std::memcpy(ab.data(), a.data(), ab.size());
-    std::memcpy(bb.data(), b.data(), 12);
-    sb.add_owned("w", DType::F32, {static_cast<int64_t>(dim)}, ab);
-    sb.add_owned("b", DType::F32, {3}, bb);
-    return Record(RecordType::update, sb.bytes());
-}
-
-std::vector<float> floats_of(const Record& rec) {
-    TensorSet s = TensorSet::parse(rec.payload());
-    std::vector<float> out;
-    for (auto& t : s.tensors()) {
-        auto d = s.data(t);
-        size_t n = t.numel();
-        size_t old = out.size();
-        out.resize(old + n);
-        std::memcpy(out.data() + old, d.data(), n * 4);
-    }
-    return out;
-}
 
 struct RoundRun {
     std::vector<MemberState> states;
@@ -93,6 +41,13 @@ RoundRun run_to_inputs(Federation& f, size_t dim) {
     return run;
 }
 
+// The survivor list the aggregator forwards for the inputs of `s`.
+Survivors listed(const Federation& f, const RoundRun& run, const std::set<uint32_t>& s) {
+    std::vector<Record> in;
+    for (auto u : s) in.push_back(run.inputs[u - 1]);
+    return read_survivors(list_survivors(in, f.round), f.round, "survivors");
+}
+
 // Runs steps 3 and 4 for the members in `survivors` and checks the result against the plain
 // weighted mean within the documented bound.
 SumResult check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>& survivors, size_t dim) {
@@ -101,7 +56,7 @@ SumResult check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>
     for (auto u : survivors) {
         MemberState st = run.states[u - 1]; // each dropout set is its own round here
         st.revealed_for.reset();
-        reveals.push_back(reveal(f.keys[u - 1], f.round, st, survivors));
+        reveals.push_back(reveal(f.keys[u - 1], f.round, st, listed(f, run, survivors)));
     }
     SumResult res = secure_sum(f.round, run.adverts, inputs, reveals);
     REQUIRE(res.survivors == survivors);
@@ -148,35 +103,35 @@ TEST_CASE("no share is revealed twice, and never both for one member", "[protoco
     Federation f(4, 3);
     RoundRun run = run_to_inputs(f, 50);
     std::set<uint32_t> all{1, 2, 3, 4}, three{1, 2, 3};
-    Record r1 = reveal(f.keys[0], f.round, run.states[0], all);
+    Record r1 = reveal(f.keys[0], f.round, run.states[0], listed(f, run, all));
     // The same list again is harmless (same shares); another list is refused.
-    REQUIRE_NOTHROW(reveal(f.keys[0], f.round, run.states[0], all));
-    REQUIRE_THROWS_WITH(reveal(f.keys[0], f.round, run.states[0], three),
+    REQUIRE_NOTHROW(reveal(f.keys[0], f.round, run.states[0], listed(f, run, all)));
+    REQUIRE_THROWS_WITH(reveal(f.keys[0], f.round, run.states[0], listed(f, run, three)),
                         Catch::Contains("already revealed for another survivor list"));
     // The reveal holds, for every member, exactly one kind of share.
     TensorSet s = TensorSet::parse(r1.payload());
     REQUIRE(s.find("index")->numel() == 4);
     for (auto k : s.data(*s.find("kind"))) REQUIRE(k == 0);
     MemberState st = run.states[1];
-    Record r2 = reveal(f.keys[1], f.round, st, three);
+    Record r2 = reveal(f.keys[1], f.round, st, listed(f, run, three));
     TensorSet s2 = TensorSet::parse(r2.payload());
     auto kinds = s2.data(*s2.find("kind"));
     REQUIRE(std::count(kinds.begin(), kinds.end(), 1) == 1); // member 4 dropped: its s share
     // The state survives a round trip through its file form with the reveal remembered.
     MemberState back = MemberState::parse(st.text(), "state");
-    REQUIRE_THROWS_WITH(reveal(f.keys[1], f.round, back, all), Catch::Contains("already revealed"));
+    REQUIRE_THROWS_WITH(reveal(f.keys[1], f.round, back, listed(f, run, all)), Catch::Contains("already revealed"));
 }
 
 TEST_CASE("fewer than t survivors: nothing is revealed", "[protocol]") {
     Federation f(5, 3);
     RoundRun run = run_to_inputs(f, 10);
     std::set<uint32_t> two{1, 2};
-    REQUIRE_THROWS_AS(reveal(f.keys[0], f.round, run.states[0], two), IncompleteError);
+    REQUIRE_THROWS_AS(reveal(f.keys[0], f.round, run.states[0], listed(f, run, two)), IncompleteError);
     REQUIRE_FALSE(run.states[0].revealed_for);
     std::vector<Record> inputs{run.inputs[0], run.inputs[1], run.inputs[2]};
     std::set<uint32_t> three{1, 2, 3};
-    std::vector<Record> reveals{reveal(f.keys[0], f.round, run.states[0], three),
-                                reveal(f.keys[1], f.round, run.states[1], three)};
+    std::vector<Record> reveals{reveal(f.keys[0], f.round, run.states[0], listed(f, run, three)),
+                                reveal(f.keys[1], f.round, run.states[1], listed(f, run, three))};
     REQUIRE_THROWS_AS(secure_sum(f.round, run.adverts, inputs, reveals), IncompleteError);
 }
 
@@ -198,8 +153,8 @@ TEST_CASE("replays, forgeries and inconsistencies are refused", "[protocol]") {
     bad[bad.size() - 100] ^= 1;
     std::vector<Record> inputs{run.inputs[0], Record(RecordType::masked, bad), run.inputs[2]};
     std::set<uint32_t> s123{1, 2, 3};
-    std::vector<Record> reveals{reveal(f.keys[0], f.round, run.states[0], s123),
-                                reveal(f.keys[2], f.round, run.states[2], s123)};
+    std::vector<Record> reveals{reveal(f.keys[0], f.round, run.states[0], listed(f, run, s123)),
+                                reveal(f.keys[2], f.round, run.states[2], listed(f, run, s123))};
     REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, inputs, reveals), Catch::Contains("does not verify"));
     // A reveal for another survivor list than the inputs that arrived.
     std::vector<Record> good{run.inputs[0], run.inputs[1], run.inputs[2], run.inputs[3]};
@@ -256,7 +211,14 @@ TEST_CASE("SecAgg+: every party derives the same k-regular graph from the round"
     REQUIRE(f.round.holders() == 5);
     Round bad = f.round;
     bad.threshold = 6;
-    REQUIRE_THROWS_WITH(bad.validate(), Catch::Contains("out of range 1..5"));
+    REQUIRE_THROWS_WITH(bad.validate(), Catch::Contains("out of range 2..5"));
+    // t = 1: every share would be the secret itself.
+    bad.threshold = 1;
+    REQUIRE_THROWS_WITH(bad.validate(), Catch::Contains("out of range 2..5"));
+    bad.threshold = 2;
+    REQUIRE_NOTHROW(bad.validate());
+    REQUIRE(bad.weak()); // 2 of 5 holders: at most half
+    REQUIRE_FALSE(f.round.weak());
     bad.threshold = 0;
     bad.neighbours = 12;
     REQUIRE_THROWS_AS(bad.validate(), UsageError);
@@ -303,7 +265,7 @@ TEST_CASE("SecAgg+: secure sum equals the weighted mean for random dropout sets"
             // Nothing is revealed: every survivor refuses with exit 3 before signing anything.
             for (auto u : survivors) {
                 MemberState st = run.states[u - 1];
-                REQUIRE_THROWS_AS(reveal(f.keys[u - 1], f.round, st, survivors), IncompleteError);
+                REQUIRE_THROWS_AS(reveal(f.keys[u - 1], f.round, st, listed(f, run, survivors)), IncompleteError);
                 REQUIRE_FALSE(st.revealed_for);
             }
             ++refused;
@@ -330,7 +292,7 @@ TEST_CASE("SecAgg+: fewer than t surviving neighbours: nothing revealed, exit 3"
     REQUIRE(survivors.size() == 4);
     for (auto u : survivors) {
         MemberState st = run.states[u - 1];
-        REQUIRE_THROWS_WITH(reveal(f.keys[u - 1], f.round, st, survivors),
+        REQUIRE_THROWS_WITH(reveal(f.keys[u - 1], f.round, st, listed(f, run, survivors)),
                             Catch::Contains("surviving share holders, the threshold is 3; nothing revealed"));
         REQUIRE_FALSE(st.revealed_for);
     }
@@ -341,7 +303,7 @@ TEST_CASE("SecAgg+: fewer than t surviving neighbours: nothing revealed, exit 3"
     std::vector<Record> reveals;
     for (uint32_t u = 1; u <= n; ++u) {
         MemberState st = run.states[u - 1];
-        Record rec = reveal(f.keys[u - 1], f.round, st, all);
+        Record rec = reveal(f.keys[u - 1], f.round, st, listed(f, run, all));
         if (u != nb[0] && u != nb[1] && u != nb[2]) reveals.push_back(rec);
     }
     REQUIRE(reveals.size() == 5);
@@ -367,12 +329,12 @@ TEST_CASE("SecAgg+: a different K is refused with a message", "[protocol][secagg
                         Catch::Contains("made for the complete graph (no --neighbours), this round uses --neighbours 4"));
     // The state file of a K = 4 round does not serve a K = 6 reveal.
     std::set<uint32_t> all{1, 2, 3, 4, 5, 6, 7, 8};
-    REQUIRE_THROWS_WITH(reveal(f.keys[0], six, run.states[0], all), Catch::Contains("--neighbours"));
+    REQUIRE_THROWS_WITH(reveal(f.keys[0], six, run.states[0], listed(f, run, all)), Catch::Contains("--neighbours"));
     // An input masked for K = 4 does not sum in a complete-graph round, even with its adverts.
     std::vector<Record> reveals;
     for (uint32_t u = 1; u <= 8; ++u) {
         MemberState s = run.states[u - 1];
-        reveals.push_back(reveal(f.keys[u - 1], f.round, s, all));
+        reveals.push_back(reveal(f.keys[u - 1], f.round, s, listed(f, run, all)));
     }
     REQUIRE_THROWS_AS(secure_sum(complete, run.adverts, run.inputs, reveals), DataError);
 }
@@ -391,7 +353,7 @@ TEST_CASE("SecAgg+: a reveal for a non-neighbour is refused", "[protocol][secagg
     std::vector<Record> reveals;
     for (uint32_t u = 2; u <= n; ++u) {
         MemberState s = run.states[u - 1];
-        reveals.push_back(reveal(f.keys[u - 1], f.round, s, all));
+        reveals.push_back(reveal(f.keys[u - 1], f.round, s, listed(f, run, all)));
     }
     // Member 1's reveal, honest except for one extra share for a member it is not adjacent to.
     std::vector<RevealEntry> entries;
@@ -402,13 +364,14 @@ TEST_CASE("SecAgg+: a reveal for a non-neighbour is refused", "[protocol][secagg
     // The honest reveal instead completes the round.
     reveals.pop_back();
     MemberState s1 = run.states[0];
-    reveals.push_back(reveal(f.keys[0], f.round, s1, all));
+    reveals.push_back(reveal(f.keys[0], f.round, s1, listed(f, run, all)));
     REQUIRE_NOTHROW(secure_sum(f.round, run.adverts, run.inputs, reveals));
     // A state file that names a non-neighbour is refused before anything is revealed.
     MemberState bad = run.states[0];
     bad.included.insert(stranger);
     bad.received[stranger] = bad.received.at(1);
-    REQUIRE_THROWS_WITH(reveal(f.keys[0], f.round, bad, all), Catch::Contains("not a neighbour"));
+    bad.digests[stranger] = bad.digests.at(1);
+    REQUIRE_THROWS_WITH(reveal(f.keys[0], f.round, bad, listed(f, run, all)), Catch::Contains("not a neighbour"));
     REQUIRE_FALSE(bad.revealed_for);
 }
 
