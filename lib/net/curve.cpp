@@ -4,9 +4,11 @@
 #include "record/io.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <sodium.h>
 #include <sstream>
+#include <sys/stat.h>
 #include <utility>
 
 namespace n3::net {
@@ -49,6 +51,26 @@ std::vector<KeyLine> key_lines(const std::string& text, const std::string& prefi
     }
     return out;
 }
+
+// The same check as crypto::exposed_secret_file; n3_net does not link n3_crypto.
+std::string exposed_secret_file(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
+    const mode_t perm = st.st_mode & 07777;
+    if ((perm & 066) == 0) return {};
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(perm));
+    const char* how = (perm & 044) ? "readable" : "writable";
+    return path + " is " + how + " by others (mode " + mode + "); chmod 600 " + path;
+}
+
+// ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in zmq.h 4.3 (defined only with the draft API),
+// yet stable libzmq 4.3 builds accept it; the number is fixed by libzmq.
+#ifdef ZMQ_ZAP_ENFORCE_DOMAIN
+constexpr int kZapEnforceDomain = ZMQ_ZAP_ENFORCE_DOMAIN;
+#else
+constexpr int kZapEnforceDomain = 93;
+#endif
 
 } // namespace
 
@@ -93,6 +115,7 @@ CurveKeyPair load_secret_key(const std::string& path) {
     kp.secret = z85_decode(lines[0].key, path + ": line " + std::to_string(lines[0].line));
     sodium_memzero(lines[0].key.data(), lines[0].key.size());
     kp.public_key = curve_public(kp.secret);
+    kp.exposed = exposed_secret_file(path);
     return kp;
 }
 
@@ -123,6 +146,16 @@ std::vector<CurveKey> load_allow_list(const std::string& path) {
 }
 
 // ZAP -----------------------------------------------------------------------------------------
+
+void make_curve_server(zmq::socket_t& s, const CurveKey& secret) {
+    s.set(zmq::sockopt::curve_server, 1);
+    zmq_setsockopt(s.handle(), ZMQ_CURVE_SECRETKEY, secret.data(), secret.size());
+    s.set(zmq::sockopt::zap_domain, kZapDomain);
+    const int on = 1;
+    if (zmq_setsockopt(s.handle(), kZapEnforceDomain, &on, sizeof on) != 0)
+        throw EnvError("this libzmq cannot enforce CURVE authentication (ZMQ_ZAP_ENFORCE_DOMAIN)",
+                       "n3-send needs libzmq 4.3 or later for --curve-key on a listening side");
+}
 
 ZapHandler::ZapHandler(zmq::context_t& ctx, std::vector<CurveKey> allowed)
     : socket_(ctx, zmq::socket_type::rep), allowed_(std::move(allowed)) {
@@ -157,7 +190,13 @@ void ZapHandler::serve() {
             std::string mechanism = req[5].to_string();
             bool ok = false;
             std::string who = req[3].to_string();
-            if (mechanism == "CURVE" && req.size() >= 7 && req[6].size() == 32) {
+            const std::string domain = req[2].to_string();
+            if (domain != kZapDomain) {
+                // Another socket of this context asked: the allow list is not its policy.
+                std::lock_guard<std::mutex> lock(mutex_);
+                rejections_.push_back("rejected a client of ZAP domain '" + domain + "'" +
+                                      (who.empty() ? "" : " from " + who));
+            } else if (mechanism == "CURVE" && req.size() >= 7 && req[6].size() == 32) {
                 CurveKey key{};
                 std::memcpy(key.data(), req[6].data(), 32);
                 ok = std::find(allowed_.begin(), allowed_.end(), key) != allowed_.end();

@@ -10,6 +10,12 @@
 //   std::string hub = load_public_key("hub.pub");            // a file or the key line itself
 //   std::vector<CurveKey> allowed = load_allow_list("clients.allow");
 //   ZapHandler zap(ctx, allowed);   // before the server socket binds; destroy before ctx
+//   make_curve_server(sock, me.secret);                      // then bind
+//
+// A CURVE server socket enforces the ZAP domain kZapDomain: libzmq otherwise admits every
+// client that knows the server's public key whenever no ZAP handler answers (no handler
+// bound, or its thread gone), which is encryption without authentication. With enforcement,
+// no handler means no client.
 //
 // Bad key files throw DataError (exit 1) naming the file and line; missing files EnvError.
 #pragma once
@@ -29,6 +35,7 @@ using CurveKey = std::array<uint8_t, 32>;
 
 inline constexpr const char* kCurveSecretPrefix = "N3CURVE-SECRET-";
 inline constexpr const char* kCurvePublicPrefix = "N3CURVE-PUBLIC-";
+inline constexpr const char* kZapDomain = "n3";
 
 std::string z85_encode(const CurveKey& key);
 // Parses 40 Z85 characters; throws DataError naming `where`.
@@ -39,6 +46,9 @@ std::string public_key_line(const CurveKey& pub); // "N3CURVE-PUBLIC-..."
 struct CurveKeyPair {
     CurveKey secret{};
     CurveKey public_key{};
+    // "FILE is readable by others (mode 0644); chmod 600 FILE" when the secret key file was
+    // open to its group or others, for the transport's warn (lib/ does not print); else "".
+    std::string exposed;
     ~CurveKeyPair();
 };
 
@@ -47,8 +57,13 @@ CurveKeyPair load_secret_key(const std::string& path);
 CurveKey load_public_key(const std::string& spec);
 std::vector<CurveKey> load_allow_list(const std::string& path);
 
-// Answers ZAP requests (RFC 27) for sockets of `ctx`: CURVE clients whose public key is in
-// `allowed` get 200, everyone else 400. Rejections are queued for the caller to report.
+// Makes `s` a CURVE server with `secret`, in ZAP domain kZapDomain, enforced. Throws EnvError
+// when libzmq cannot enforce the domain (older than 4.3).
+void make_curve_server(zmq::socket_t& s, const CurveKey& secret);
+
+// Answers ZAP requests (RFC 27) for sockets of `ctx`: CURVE clients of domain kZapDomain
+// whose public key is in `allowed` get 200, everyone else 400. Rejections are queued for the
+// caller to report.
 class ZapHandler {
 public:
     ZapHandler(zmq::context_t& ctx, std::vector<CurveKey> allowed);

@@ -115,9 +115,11 @@ void reserve_frame_memory(uint64_t bytes) {
 }
 
 void set_curve_server(zmq::socket_t& s, const CurveServer& c) {
-    s.set(zmq::sockopt::curve_server, 1);
-    zmq_setsockopt(s.handle(), ZMQ_CURVE_SECRETKEY, c.keys.secret.data(), 32);
-    s.set(zmq::sockopt::zap_domain, "n3");
+    make_curve_server(s, c.keys.secret);
+}
+
+void warn_exposed(const CurveKeyPair& keys, const Notify& warn) {
+    if (warn && !keys.exposed.empty()) warn(keys.exposed);
 }
 
 void set_curve_client(zmq::socket_t& s, const CurveClient& c) {
@@ -610,6 +612,7 @@ SendStats send_records(Input& in, const SendOptions& o) {
     // Declared before the links: zero-copy frames point into the input's mapping, which must
     // outlive every context.
     FrameSource src(in);
+    if (o.curve) warn_exposed(o.curve->keys, o.warn);
     std::vector<std::unique_ptr<Link>> links;
     for (auto& ep : eps) {
         auto l = std::make_unique<Link>(ep.text, zmq::socket_type::push, true);
@@ -661,6 +664,8 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     reserve_frame_memory(o.reserve);
     zmq::context_t ctx(1);
     std::unique_ptr<ZapHandler> zap;
+    if (pull && o.curve_server) warn_exposed(o.curve_server->keys, o.warn);
+    if (!pull && o.curve_client) warn_exposed(o.curve_client->keys, o.warn);
     if (pull && o.curve_server) zap = std::make_unique<ZapHandler>(ctx, o.curve_server->allowed);
     zmq::socket_t sock(ctx, pull ? zmq::socket_type::pull : zmq::socket_type::sub);
     sock.set(zmq::sockopt::rcvhwm, o.hwm);
@@ -757,6 +762,7 @@ PublishStats publish_records(Input& in, const PublishOptions& o) {
     std::vector<std::unique_ptr<Link>> links;
     links.push_back(std::make_unique<Link>(ep.text, zmq::socket_type::xpub, false));
     Link& l = *links.front();
+    if (o.curve) warn_exposed(o.curve->keys, o.warn);
     if (o.curve) l.zap = std::make_unique<ZapHandler>(l.ctx, o.curve->allowed);
     l.sock.set(zmq::sockopt::sndhwm, o.hwm);
     l.sock.set(zmq::sockopt::linger, 0);
