@@ -5,6 +5,8 @@
 #include "crypto/passphrase.hpp"
 
 #include <iostream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace n3;
 using namespace n3::crypto;
@@ -72,6 +74,19 @@ std::string comments_of(const std::string& path) {
     return out;
 }
 
+uint64_t parse_count(const std::string& s, const std::string& flag) {
+    if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+        throw UsageError(flag + " must be a non-negative integer, not '" + s + "'");
+    return std::stoull(s);
+}
+
+// The issuance-log position a member keeps, as comment lines of its key file.
+std::string head_comment(const LogHead& h) {
+    return "# issuance log: entry " + std::to_string(h.count) + ", head " + hex(h.head) +
+           "\n# check a later log with: n3-keys audit --authority FED.pub --expect-head " +
+           hex(h.head) + " --at " + std::to_string(h.count) + " LOG\n";
+}
+
 uint32_t parse_epoch(const std::string& s) {
     if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
         throw UsageError("--epoch must be a non-negative integer, not '" + s + "'");
@@ -89,7 +104,7 @@ int main(int argc, char** argv) {
     bool force = false;
     std::string out_path, id, epoch_s, expires_s, authority_path, log_path, secret_path, partial_path;
     std::vector<std::string> files;
-    std::string pass_file, new_pass_file;
+    std::string pass_file, new_pass_file, expect_head_s, expect_count_s, at_s;
     bool encrypt = false, remove = false;
     app.add_option("--passphrase-file", pass_file,
                    "Read the passphrase of encrypted key files from the first line of FILE")
@@ -118,7 +133,9 @@ int main(int argc, char** argv) {
     c_issue->add_option("--epoch", epoch_s, "Override the requested epoch")->type_name("N");
     c_issue->add_option("--expires", expires_s, "Override the requested expiry")->type_name("WHEN");
     c_issue->add_option("REQUEST", files, "Request file (default stdin)")->type_name("");
-    c_issue->add_option("-o,--output", out_path, "Partial key file (default stdout)")->type_name("FILE");
+    c_issue->add_option("-o,--output", out_path, "Partial key file (created 0600; default stdout)")
+        ->type_name("FILE");
+    c_issue->add_flag("-f,--force", force, "Overwrite an existing partial key file");
 
     auto* c_complete = app.add_subcommand("complete", "Check a partial key and write the member key");
     c_complete->add_option("--secret", secret_path, "The member's secret file from 'request'")->type_name("FILE")->required();
@@ -142,8 +159,25 @@ int main(int argc, char** argv) {
     c_roster->add_option("--authority", authority_path, "Require members of this federation")->type_name("FILE");
     c_roster->add_option("-o,--output", out_path, "Roster file (default stdout)")->type_name("FILE");
 
-    auto* c_audit = app.add_subcommand("audit", "Check an issuance log: chain, and names issued twice");
+    auto* c_audit =
+        app.add_subcommand("audit", "Check an issuance log: signatures, chain, names issued twice");
     c_audit->add_option("LOG", log_path, "The issuance log")->type_name("FILE")->required();
+    c_audit
+        ->add_option("--authority", authority_path,
+                     "The authority that keeps the log (public key file)")
+        ->type_name("FILE")
+        ->required();
+    c_audit
+        ->add_option("--expect-head", expect_head_s,
+                     "Fail unless the log's head is HASH (64 hex digits)")
+        ->type_name("HASH");
+    auto* o_at =
+        c_audit->add_option("--at", at_s, "With --expect-head: the head after entry N is HASH")
+            ->type_name("N");
+    c_audit
+        ->add_option("--expect-count", expect_count_s,
+                     "Fail unless the log holds exactly N issuances")
+        ->type_name("N");
 
     auto* c_curve = app.add_subcommand("curve", "Create a ZeroMQ CURVE transport key pair");
     c_curve->add_option("-o,--output", out_path, "Secret key file (created 0600)")->type_name("FILE")->required();
@@ -151,6 +185,7 @@ int main(int argc, char** argv) {
 
     return tool.run(argc, argv, [&] {
         init();
+        set_key_file_warning([&](const std::string& m) { tool.warn(m); });
         uint64_t now = now_seconds();
         if (!pass_file.empty()) set_passphrase_file(pass_file);
         if (c_auth->parsed()) {
@@ -189,10 +224,26 @@ int main(int argc, char** argv) {
             if (!expires_s.empty()) o.expiry = parse_expiry(expires_s, now);
             Partial p = issue(a, r, name_of(req_path), o);
             if (p.record.expired(now)) tool.warn("the issued key has already expired");
-            if (!log_path.empty()) log_append(log_path, p.record, now);
-            write_text(out_path.empty() ? "-" : out_path,
-                       "# n3 partial key for '" + r.id + "'\n" + record_comment(p.record) + p.text() + "\n",
-                       false, force);
+            const std::string dest = out_path.empty() ? "-" : out_path;
+            // Refused before the log grows: an entry for a partial key never handed out would
+            // look like a second key for the name.
+            if (dest != "-" && !force && ::access(dest.c_str(), F_OK) == 0)
+                throw EnvError("refusing to overwrite " + dest, "use --force to replace it");
+            std::string head;
+            if (!log_path.empty()) {
+                p.log = log_append(log_path, a, p.record, now);
+                head = "# issuance log " + log_path + ": entry " + std::to_string(p.log->index) +
+                       ", head " + hex(partial_log_head(p, name_of(req_path))->head) + "\n";
+            }
+            struct stat st {};
+            if (dest == "-" && ::fstat(1, &st) == 0 && S_ISREG(st.st_mode) &&
+                (st.st_mode & 066) != 0)
+                tool.warn("stdout is a file others can read; give the partial key -o FILE (created "
+                          "0600)");
+            write_text(dest,
+                       "# n3 partial key for '" + r.id + "'\n" + record_comment(p.record) + head +
+                           p.text() + "\n",
+                       true, force);
             return 0;
         }
         if (c_complete->parsed()) {
@@ -204,10 +255,20 @@ int main(int argc, char** argv) {
                     throw DataError(partial_path + ": issued by another authority than " + authority_path);
             }
             MemberKey k = complete(s, p, partial_path);
-            write_text(out_path, "# n3 member key\n" + record_comment(k.record) + "# public record: " +
-                                     k.record.text() + "\n" + protect(k.text(), encrypt, out_path) + "\n",
+            std::optional<LogHead> head = partial_log_head(p, partial_path);
+            if (!head)
+                tool.warn(partial_path +
+                          " names no issuance-log entry (issued without --log): there is no "
+                          "head to check the authority's log against later");
+            write_text(out_path,
+                       "# n3 member key\n" + record_comment(k.record) +
+                           (head ? head_comment(*head) : "") + "# public record: " +
+                           k.record.text() + "\n" + protect(k.text(), encrypt, out_path) + "\n",
                        true, force);
             tool.note("member key for '" + k.record.id + "', fingerprint " + hex(k.record.fingerprint()));
+            if (head)
+                tool.note("issued at log entry " + std::to_string(head->count) + ", head " +
+                          hex(head->head) + " (kept in " + out_path + ")");
             return 0;
         }
         if (c_fp->parsed()) {
@@ -249,13 +310,24 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (c_audit->parsed()) {
-            LogReport rep = audit_log(log_path);
+            if (*o_at && expect_head_s.empty())
+                throw UsageError("--at N needs --expect-head HASH (the head after entry N)");
+            LogExpectation want;
+            if (!expect_head_s.empty()) want.head = parse_head(expect_head_s, "--expect-head");
+            if (!at_s.empty()) want.at = parse_count(at_s, "--at");
+            if (!expect_count_s.empty()) want.count = parse_count(expect_count_s, "--expect-count");
+            AuthorityPublic a = AuthorityPublic::load(authority_path);
+            LogReport rep = audit_log(log_path, a);
+            tool.note(log_path + ": " + std::to_string(rep.entries) + " issuances, head " +
+                      hex(rep.head()));
+            check_log(rep, want, log_path);
             for (auto& d : rep.duplicates) tool.warn("issued twice: " + d);
             if (!rep.duplicates.empty())
                 throw DataError(log_path + ": the authority issued " + std::to_string(rep.duplicates.size()) +
                                     " name(s) more than one key in one epoch",
                                 "an authority that issues a second key for a name can impersonate it");
-            tool.note(log_path + ": " + std::to_string(rep.entries) + " issuances, chain intact, no name issued twice");
+            tool.note(log_path + ": every entry signed by authority " + hex(a.id) +
+                      ", chain intact, no name issued twice");
             return 0;
         }
         if (c_passwd->parsed()) {

@@ -6,11 +6,16 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
 #include <map>
+#include <mutex>
+#include <set>
 #include <sstream>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace n3::crypto {
@@ -192,6 +197,37 @@ KeyText decode_key_text(std::string_view text, const std::string& where) {
                     std::string(line.substr(0, std::min<size_t>(line.size(), 20))) + "')");
 }
 
+namespace {
+std::mutex g_warn_mutex;
+std::function<void(const std::string&)> g_warn;
+std::set<std::string> g_warned;
+
+void warn_if_exposed(const std::string& path) {
+    std::string w = exposed_secret_file(path);
+    if (w.empty()) return;
+    std::lock_guard<std::mutex> lock(g_warn_mutex);
+    if (!g_warn || !g_warned.insert(path).second) return;
+    g_warn(w);
+}
+} // namespace
+
+void set_key_file_warning(std::function<void(const std::string&)> warn) {
+    std::lock_guard<std::mutex> lock(g_warn_mutex);
+    g_warn = std::move(warn);
+    g_warned.clear();
+}
+
+std::string exposed_secret_file(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
+    const mode_t perm = st.st_mode & 07777;
+    if ((perm & 066) == 0) return {};
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(perm));
+    const char* how = (perm & 044) ? "readable" : "writable";
+    return path + " is " + how + " by others (mode " + mode + "); chmod 600 " + path;
+}
+
 KeyText read_key_file(const std::string& path, bool decrypt) {
     std::string text;
     if (path == "-") {
@@ -214,6 +250,7 @@ KeyText read_key_file(const std::string& path, bool decrypt) {
             throw DataError(name_of(path) + ": not a key file (binary data)");
     KeyText kt = decode_key_text(text, name_of(path));
     sodium_memzero(text.data(), text.size());
+    if (path != "-" && is_secret(kt.kind)) warn_if_exposed(path);
     if (decrypt && kt.kind == KeyKind::encrypted_key)
         return decrypt_key_text(kt, passphrase(name_of(path), false), name_of(path));
     return kt;
@@ -440,12 +477,23 @@ MemberSecret MemberSecret::load(const std::string& path) {
 
 // --- partial key ------------------------------------------------------------------------------
 
+// A partial key issued with a log ends in this tag and its LogEntry; one without ends after
+// the record, as every partial key did before logs were signed.
+constexpr uint8_t kPartialLogTag = 1;
+
 std::string Partial::text() const {
     Bytes b;
     header(b);
     put(b, P);
     put(b, d.view());
     put(b, record.encode());
+    if (log) {
+        b.push_back(kPartialLogTag);
+        put_u64(b, log->index);
+        put_u64(b, log->time);
+        put(b, log->prev);
+        put(b, log->sig);
+    }
     return secret_text(KeyKind::partial, b);
 }
 Partial Partial::decode(ByteView body, const std::string& where) {
@@ -455,6 +503,17 @@ Partial Partial::decode(ByteView body, const std::string& where) {
     p.P = read_point(c, "authority public key");
     read_scalar(c, p.d, "partial key d");
     p.record = PublicRecord::decode(c);
+    if (c.left() > 0) {
+        uint8_t tag = c.u8();
+        if (tag != kPartialLogTag) c.fail("unknown partial key field " + std::to_string(tag));
+        LogEntry e;
+        e.index = c.u64();
+        e.time = c.u64();
+        e.prev = c.array<32>();
+        e.sig = c.array<64>();
+        if (e.index == 0) c.fail("issuance log entry 0 (entries count from 1)");
+        p.log = e;
+    }
     c.expect_end();
     return p;
 }
@@ -539,6 +598,7 @@ MemberKey complete(const MemberSecret& secret, const Partial& partial, const std
     if (!equal(dG, add(r.R, hP)))
         throw DataError(where + ": partial key does not verify against its authority (dG != R + hP)",
                         "the partial key was corrupted or not issued for this request");
+    partial_log_head(partial, where);
     MemberKey k;
     k.P = partial.P;
     k.record = r;
@@ -546,6 +606,18 @@ MemberKey complete(const MemberSecret& secret, const Partial& partial, const std
     scalar_add({k.y_kem.data(), 32}, secret.x_kem.view(), partial.d.view());
     derive_public(k, where);
     return k;
+}
+
+std::optional<LogHead> partial_log_head(const Partial& partial, const std::string& where) {
+    if (!partial.log) return std::nullopt;
+    const LogEntry& e = *partial.log;
+    AuthorityPublic a{partial.record.authority, partial.P};
+    Hash32 head = log_chain(e.prev, e.index, e.time, partial.record);
+    if (!schnorr_verify(a.P, log_entry_message(a, head), e.sig))
+        throw DataError(
+            where + ": the issuance log entry in the partial key is not signed by its authority",
+            "the partial key was changed after it was issued; ask the authority for it again");
+    return LogHead{e.index, head};
 }
 
 void check_member(const PublicRecord& rec, const AuthorityPublic& authority, uint64_t now,
@@ -603,84 +675,253 @@ const PublicRecord* Roster::find(const Fingerprint& fp) const {
 
 // --- issuance log -----------------------------------------------------------------------------
 
-namespace {
-Hash32 chain_next(const Hash32& prev, std::string_view line) {
-    return Hasher("n3/v1/log").part(prev).part(line).hash32();
+Hash32 log_genesis(const AuthorityPublic& authority) {
+    return Hasher("n3/v1/log-gen", {}, 32).part(authority.encode()).hash32();
 }
-struct LogLine {
-    std::string body; // the line without its chain field
-    std::string chain;
-    std::string fp, id;
-    std::string epoch;
+Hash32 log_chain(const Hash32& prev, uint64_t index, uint64_t time, const PublicRecord& rec) {
+    return Hasher("n3/v1/log-chain", {}, 32)
+        .part(prev)
+        .part_u64(index)
+        .part_u64(time)
+        .part(rec.encode())
+        .hash32();
+}
+Digest log_entry_message(const AuthorityPublic& authority, const Hash32& head) {
+    return Hasher("n3/v1/log-entry").part(authority.encode()).part(head).digest();
+}
+
+namespace {
+
+constexpr std::string_view kLogMagic = "n3-issuance-log";
+constexpr std::string_view kLogVersion = "2";
+
+bool unhex(std::string_view text, std::span<uint8_t> out) {
+    size_t len = 0;
+    return text.size() == 2 * out.size() &&
+           sodium_hex2bin(out.data(), out.size(), text.data(), text.size(), nullptr, &len,
+                          nullptr) == 0 &&
+           len == out.size();
+}
+
+bool all_digits(std::string_view v) {
+    return !v.empty() && v.size() < 20 &&
+           v.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+std::vector<std::string> fields_of(const std::string& line) {
+    std::vector<std::string> f;
+    std::istringstream in(line);
+    std::string w;
+    while (in >> w)
+        f.push_back(w);
+    return f;
+}
+
+struct ParsedLog {
+    bool has_header = false;
+    LogReport report;
+    std::map<std::pair<std::string, uint32_t>, std::vector<std::string>>
+        names; // (id, epoch) -> fps
 };
-std::vector<LogLine> read_log(const std::string& path, Hash32& last) {
-    std::vector<LogLine> out;
-    last = Hash32{};
-    std::string text;
-    if (access(path.c_str(), F_OK) != 0) return out;
-    text = read_text_file(path);
+
+// Verifies everything a log says against `authority`; `where` names the file in messages.
+ParsedLog parse_log(const std::string& text, const AuthorityPublic& authority,
+                    const std::string& where) {
+    ParsedLog out;
+    out.report.heads.push_back(log_genesis(authority));
     std::istringstream in(text);
     std::string line;
     size_t n = 0;
     while (std::getline(in, line)) {
         ++n;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.empty() || line[0] == '#') continue;
-        size_t sp = line.rfind(' ');
-        if (sp == std::string::npos)
-            throw DataError(path + ": line " + std::to_string(n) + ": not an issuance log line");
-        LogLine l;
-        l.body = line.substr(0, sp);
-        l.chain = line.substr(sp + 1);
-        Hash32 want = chain_next(last, l.body);
-        if (l.chain != hex(want))
-            throw DataError(path + ": line " + std::to_string(n) +
-                                ": chain does not match (the log was edited, reordered or cut)");
-        last = want;
-        std::istringstream f(l.body);
-        std::string when;
-        f >> when >> l.fp >> l.epoch >> l.id;
-        out.push_back(std::move(l));
+        const std::string at = where + ": line " + std::to_string(n);
+        auto f = fields_of(line);
+        if (!out.has_header) {
+            if (f.empty() || f[0] != kLogMagic) {
+                // An entry of the unsigned format: time fp epoch id record chain.
+                if (f.size() == 6 && all_digits(f[0]) && f[4].rfind("N3-MEMBER-", 0) == 0)
+                    throw DataError(
+                        where + ": an unsigned issuance log (written by an older n3-keys): "
+                                "its entries cannot be checked against the authority",
+                        "keep it for the record and start a new log: n3-keys issue --log NEW.log");
+                throw DataError(at + ": not an issuance log (no n3-issuance-log header)");
+            }
+            if (f.size() != 3 || f[1] != kLogVersion)
+                throw DataError(at + ": unsupported issuance log header (expected version " +
+                                std::string(kLogVersion) + ")");
+            KeyText kt = decode_key_text(f[2], at);
+            expect_kind(kt, KeyKind::authority_public, at);
+            AuthorityPublic kept = AuthorityPublic::decode(kt.body, at);
+            if (!equal(kept.id, authority.id) || !equal(kept.P, authority.P))
+                throw DataError(where + ": kept by authority " + hex(kept.id) + ", not by " +
+                                    hex(authority.id),
+                                "give the public key of the authority that keeps this log");
+            out.has_header = true;
+            continue;
+        }
+        if (f.size() != 8) throw DataError(at + ": not an issuance log entry (expected 8 fields)");
+        const uint64_t index = out.report.heads.size();
+        if (!all_digits(f[0]) || std::stoull(f[0]) != index)
+            throw DataError(at + ": entry numbered " + f[0] + " where entry " +
+                            std::to_string(index) +
+                            " belongs (an entry was dropped, added or moved)");
+        if (!all_digits(f[1])) throw DataError(at + ": bad time '" + f[1] + "'");
+        const uint64_t time = std::stoull(f[1]);
+        KeyText kt = decode_key_text(f[5], at);
+        expect_kind(kt, KeyKind::member_public, at);
+        PublicRecord rec = PublicRecord::decode(kt.body, at);
+        if (!equal(rec.authority, authority.id))
+            throw DataError(at + ": member '" + rec.id + "' belongs to another federation");
+        if (f[2] != hex(rec.fingerprint()) || f[3] != std::to_string(rec.epoch) || f[4] != rec.id)
+            throw DataError(at +
+                            ": fingerprint, epoch or name differ from the entry's public record");
+        Hash32 head = log_chain(out.report.heads.back(), index, time, rec);
+        if (f[6] != hex(head))
+            throw DataError(at + ": chain does not match (the log was edited, reordered or cut)");
+        Signature sig{};
+        if (!unhex(f[7], sig) ||
+            !schnorr_verify(authority.P, log_entry_message(authority, head), sig))
+            throw DataError(at + ": signature of entry " + std::to_string(index) +
+                                " does not verify against the authority",
+                            "the log was rewritten by someone without the authority's key");
+        out.report.heads.push_back(head);
+        out.names[{rec.id, rec.epoch}].push_back(f[2]);
     }
+    out.report.entries = out.report.heads.size() - 1;
+    for (auto& [k, fps] : out.names)
+        if (fps.size() > 1) {
+            std::string d = k.first + " epoch " + std::to_string(k.second) + ":";
+            for (auto& fp : fps)
+                d += " " + fp.substr(0, 16);
+            out.report.duplicates.push_back(d);
+        }
     return out;
 }
-} // namespace
 
-void log_append(const std::string& path, const PublicRecord& rec, uint64_t now) {
-    Hash32 last;
-    read_log(path, last);
-    std::string body = std::to_string(now) + " " + hex(rec.fingerprint()) + " " +
-                       std::to_string(rec.epoch) + " " + rec.id + " " + rec.text();
-    std::string line = body + " " + hex(chain_next(last, body)) + "\n";
-    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) throw_errno(path);
+std::string read_fd(int fd, const std::string& path) {
+    std::string text;
+    char buf[65536];
+    off_t off = 0;
+    for (;;) {
+        ssize_t r = ::pread(fd, buf, sizeof buf, off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno(path);
+        }
+        if (r == 0) return text;
+        text.append(buf, static_cast<size_t>(r));
+        off += r;
+    }
+}
+
+void write_all(int fd, const std::string& data, const std::string& path) {
     size_t off = 0;
-    while (off < line.size()) {
-        ssize_t w = ::write(fd, line.data() + off, line.size() - off);
+    while (off < data.size()) {
+        ssize_t w = ::write(fd, data.data() + off, data.size() - off);
         if (w < 0) {
-            int e = errno;
-            ::close(fd);
-            throw_errno(path, e);
+            if (errno == EINTR) continue;
+            throw_errno(path);
         }
         off += static_cast<size_t>(w);
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) throw_errno(path);
 }
 
-LogReport audit_log(const std::string& path) {
+// Closes on every path out; flock's lock goes with the descriptor.
+struct Fd {
+    int fd;
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+} // namespace
+
+LogEntry log_append(const std::string& path, const AuthoritySecret& authority,
+                    const PublicRecord& rec, uint64_t now) {
+    const AuthorityPublic pub = authority.public_key();
+    Fd f{::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644)};
+    if (f.fd < 0) throw_errno(path);
+    // Two issuers appending at once would both chain to the same head.
+    while (::flock(f.fd, LOCK_EX) != 0)
+        if (errno != EINTR) throw_errno("cannot lock " + path);
+    const std::string text = read_fd(f.fd, path);
+    ParsedLog log = parse_log(text, pub, path);
+    if (!text.empty() && text.back() != '\n')
+        throw DataError(
+            path + ": last line is incomplete (an interrupted write?)",
+            "check it with n3-keys audit; remove the partial line only if the audit says so");
+    std::string out;
+    if (!log.has_header)
+        out += "# n3 issuance log; check with: n3-keys audit --authority FED.pub " + path + "\n" +
+               std::string(kLogMagic) + " " + std::string(kLogVersion) + " " + pub.text() + "\n";
+    LogEntry e;
+    e.index = log.report.heads.size();
+    e.time = now;
+    e.prev = log.report.head();
+    Hash32 head = log_chain(e.prev, e.index, now, rec);
+    e.sig = schnorr_sign(authority.s, authority.P, log_entry_message(pub, head));
+    out += std::to_string(e.index) + " " + std::to_string(now) + " " + hex(rec.fingerprint()) +
+           " " + std::to_string(rec.epoch) + " " + rec.id + " " + rec.text() + " " + hex(head) +
+           " " + hex(e.sig) + "\n";
+    write_all(f.fd, out, path);
+    if (::fsync(f.fd) != 0) throw_errno("cannot sync " + path);
+    int fd = f.fd;
+    f.fd = -1;
+    if (::close(fd) != 0) throw_errno(path);
+    return e;
+}
+
+LogReport audit_log(const std::string& path, const AuthorityPublic& authority) {
     if (access(path.c_str(), F_OK) != 0) throw EnvError(path + ": no such file");
-    Hash32 last;
-    auto lines = read_log(path, last);
-    LogReport r;
-    r.entries = lines.size();
-    std::map<std::pair<std::string, std::string>, std::vector<std::string>> seen;
-    for (auto& l : lines) seen[{l.id, l.epoch}].push_back(l.fp);
-    for (auto& [k, fps] : seen)
-        if (fps.size() > 1) {
-            std::string s = k.first + " epoch " + k.second + ":";
-            for (auto& f : fps) s += " " + f.substr(0, 16);
-            r.duplicates.push_back(s);
-        }
-    return r;
+    ParsedLog log = parse_log(read_text_file(path), authority, path);
+    if (!log.has_header) throw DataError(path + ": not an issuance log (empty)");
+    return log.report;
+}
+
+void check_log(const LogReport& r, const LogExpectation& want, const std::string& where) {
+    const std::string held =
+        std::to_string(r.entries) + (r.entries == 1 ? " issuance" : " issuances");
+    if (want.count && r.entries != *want.count)
+        throw DataError(where + ": holds " + held + ", expected " + std::to_string(*want.count) +
+                            (r.entries < *want.count ? " (entries were cut)" : ""),
+                        "the log changed since its count was taken");
+    if (!want.head) return;
+    if (want.at) {
+        if (*want.at > r.entries)
+            throw DataError(where + ": holds " + held + ", fewer than the " +
+                            std::to_string(*want.at) +
+                            " at which the expected head was taken (entries were cut)");
+        const Hash32& h = r.heads[*want.at];
+        if (!equal(h, *want.head))
+            throw DataError(where + ": head after entry " + std::to_string(*want.at) + " is " +
+                                hex(h) + ", not the expected " + hex(*want.head) +
+                                ": the log was rewritten at or before entry " +
+                                std::to_string(*want.at),
+                            "it does not extend the log that head was taken from");
+        return;
+    }
+    if (equal(r.head(), *want.head)) return;
+    for (size_t i = 0; i + 1 < r.heads.size(); ++i)
+        if (equal(r.heads[i], *want.head))
+            throw DataError(where + ": head is " + hex(r.head()) + " (" + held +
+                                "); the expected head is that of entry " + std::to_string(i) +
+                                ", so " + std::to_string(r.entries - i) +
+                                " entries were added since",
+                            "to accept a log that grew, give --at " + std::to_string(i));
+    throw DataError(where + ": head is " + hex(r.head()) + " (" + held + "), not the expected " +
+                        hex(*want.head),
+                    "the log was cut or rewritten since that head was taken");
+}
+
+Hash32 parse_head(const std::string& text, const std::string& flag) {
+    Hash32 h{};
+    if (!unhex(text, h))
+        throw UsageError(
+            flag + " takes a log head of 64 hex digits, not '" + text + "'",
+            "n3-keys audit prints the head; a member key's comment holds the one it was issued at");
+    return h;
 }
 
 // --- CURVE keys -------------------------------------------------------------------------------

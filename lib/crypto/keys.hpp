@@ -16,10 +16,13 @@
 //   N3-ENCRYPTED-KEY- is any secret one under a passphrase (passphrase.hpp), read transparently.
 // Files may hold '#' comment lines. Loading the wrong kind, a corrupted line, an invalid or
 // identity point, a non-canonical scalar or a failed proof throws DataError naming the file.
+// A secret key file that its group or others may read is still used, but read_key_file says so
+// through the hook set_key_file_warning installs (lib/ does not print).
 #pragma once
 
 #include "crypto/primitives.hpp"
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +58,13 @@ KeyText decode_key_text(std::string_view text, const std::string& where);
 KeyText read_key_file(const std::string& path, bool decrypt = true);
 // Throws DataError "<where>: is <what it is>, not <what was needed>" (+ a hint).
 void expect_kind(const KeyText& kt, KeyKind want, const std::string& where);
+
+// ssh refuses a private key others can read; we warn instead, once per file, because keys
+// copied under umask 022 (scp, containers, CI checkouts) are common and refusing them would
+// stop a running federation on an upgrade. Tools pass their warn(); without a hook, no warning.
+void set_key_file_warning(std::function<void(const std::string&)> warn);
+// "FILE is readable by others (mode 0644); chmod 600 FILE", or "" when only the owner has access.
+std::string exposed_secret_file(const std::string& path);
 
 using AuthorityId = std::array<uint8_t, 16>;
 using Fingerprint = Hash32;
@@ -125,10 +135,25 @@ struct MemberSecret {
     static MemberSecret load(const std::string& path);
 };
 
+// Where the issuance log recorded an issued key: entry `index` (1-based) appended at `time`
+// after the entry whose head is `prev`, and the authority's signature over the new head. A
+// partial key carries it, so the member can keep the head and later check the log against it.
+struct LogEntry {
+    uint64_t index = 0;
+    uint64_t time = 0;
+    Hash32 prev{};
+    Signature sig{};
+};
+struct LogHead {
+    uint64_t count = 0; // entries up to and including this one
+    Hash32 head{};
+};
+
 struct Partial {
     PublicRecord record;
     Point P{};
     Secret d{32};
+    std::optional<LogEntry> log; // set when issued with a log (n3-keys issue --log)
     std::string text() const;
     static Partial decode(ByteView body, const std::string& where);
     static Partial load(const std::string& path);
@@ -153,8 +178,12 @@ struct MemberKey {
     static MemberKey decode(ByteView body, const std::string& where);
     static MemberKey load(const std::string& path);
 };
-// Checks that `partial` answers `secret`'s request and that dG == R + hP.
+// Checks that `partial` answers `secret`'s request, that dG == R + hP, and the signature of
+// the log entry it carries (if any).
 MemberKey complete(const MemberSecret& secret, const Partial& partial, const std::string& where);
+// The verified log position of a partial key; nullopt when it was issued without a log.
+// Throws DataError when the entry's signature is not the authority's.
+std::optional<LogHead> partial_log_head(const Partial& partial, const std::string& where);
 
 // Federation membership: same authority id, and not expired at `now`. Throws DataError.
 void check_member(const PublicRecord& rec, const AuthorityPublic& authority, uint64_t now,
@@ -174,15 +203,46 @@ struct Roster {
     const PublicRecord* find(const Fingerprint& fp) const;
 };
 
-// The issuance log: one line per issued key, each line chained to the previous by BLAKE2b,
-//   <unix time> <fingerprint> <epoch> <id> <N3-MEMBER-...> <chain>
-// so lines cannot be dropped or changed without breaking the chain.
-void log_append(const std::string& path, const PublicRecord& rec, uint64_t now);
+// The issuance log, one line per issued key after a header that names the authority:
+//   n3-issuance-log 2 <N3-AUTHORITY-...>
+//   <index> <unix time> <fingerprint> <epoch> <id> <N3-MEMBER-...> <head> <signature>
+// head_i = log_chain(head_{i-1}, i, time, record) and head_0 = log_genesis(authority), both
+// BLAKE2b-256; the signature is the authority's Schnorr signature over
+// log_entry_message(authority, head_i), so it covers the previous head, the index and the record.
+// A hash chain alone can be recomputed by anyone who drops or edits a line; the signatures
+// mean only the authority can write a log that audits, and a head a member kept (LogHead)
+// shows whether a later log extends the one it saw. The authority can still rewrite its own
+// log; what it cannot do is make the rewrite agree with a head someone kept.
+Hash32 log_genesis(const AuthorityPublic& authority);
+Hash32 log_chain(const Hash32& prev, uint64_t index, uint64_t time, const PublicRecord& rec);
+Digest log_entry_message(const AuthorityPublic& authority, const Hash32& head);
+
+// Verifies the log so far (as audit_log does; a log of another authority or an unsigned one
+// is refused with DataError), then appends `rec` under an exclusive lock (flock), fsynced.
+LogEntry log_append(const std::string& path, const AuthoritySecret& authority,
+                    const PublicRecord& rec, uint64_t now);
+
 struct LogReport {
     size_t entries = 0;
+    std::vector<Hash32> heads;           // heads[0] is the genesis, heads[i] the head after entry i
     std::vector<std::string> duplicates; // "<id> epoch <n>: <fp> <fp> ..." (a second key for a name)
+    const Hash32& head() const { return heads.back(); }
 };
-LogReport audit_log(const std::string& path); // throws DataError for a broken chain
+// Checks the header, every entry's chain and signature against `authority`. Throws DataError
+// naming the line for a broken chain, a bad signature, an unsigned (older) log or one kept by
+// another authority; EnvError when the file is missing.
+LogReport audit_log(const std::string& path, const AuthorityPublic& authority);
+
+// What a reader of the log saw before: the number of entries, and a head (at entry `at`, or
+// the last one). check_log throws DataError when the log is shorter, differs or was rewritten.
+struct LogExpectation {
+    std::optional<uint64_t> count;
+    std::optional<Hash32> head;
+    std::optional<uint64_t> at;
+};
+void check_log(const LogReport& report, const LogExpectation& want, const std::string& where);
+// 64 hex digits -> Hash32; UsageError naming `flag`.
+Hash32 parse_head(const std::string& text, const std::string& flag);
 
 // ZeroMQ CURVE transport keys (Z85 as in ZeroMQ RFC 32).
 std::string z85_encode(ByteView data);                          // size multiple of 4

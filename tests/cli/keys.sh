@@ -11,6 +11,9 @@ expect 0 '' -- n3-keys authority -o fed.ask --force
 n3-keys public fed.ask >fed.pub
 assert_match '^N3-AUTHORITY-[A-Za-z0-9+/]+$' fed.pub "authority public key is one line"
 
+n3-keys authority -o other.ask 2>/dev/null
+n3-keys public other.ask >other.pub
+
 # --- request / issue / complete ------------------------------------------------------------------
 expect 0 '' -- n3-keys request --id alice -o alice.secret
 cp "$T/out" alice.req
@@ -31,10 +34,12 @@ expect 0 '' -- n3-keys complete --secret alice.secret --partial alice.partial -o
 
 for who in bob carol; do
     n3-keys request --id $who -o $who.secret >$who.req
-    n3-keys issue --authority fed.ask --log issued.log $who.req >$who.partial
-    n3-keys complete --secret $who.secret --partial $who.partial -o $who.key 2>/dev/null
+    expect 0 '' -- n3-keys issue --authority fed.ask --log issued.log $who.req -o $who.partial
+    assert_eq "$(stat -c %a $who.partial)" 600 "a partial key file is 0600"
+    expect 0 '' -- n3-keys complete --secret $who.secret --partial $who.partial -o $who.key
     n3-keys public $who.key >$who.pub
 done
+expect 2 'refusing to overwrite bob.partial' -- n3-keys issue --authority fed.ask --log issued.log bob.req -o bob.partial
 
 # --- bad inputs: wrong kinds ---------------------------------------------------------------------
 expect 1 'fed.pub: is an authority public key, not an authority secret key' -- \
@@ -96,8 +101,6 @@ expect 1 'evil.req: bad proof of possession' -- n3-keys issue --authority fed.as
 assert_no_file evil.partial
 
 # --- another authority's partial -----------------------------------------------------------------
-n3-keys authority -o other.ask 2>/dev/null
-n3-keys public other.ask >other.pub
 expect 1 'issued by another authority' -- \
     n3-keys complete --secret alice.secret --partial alice.partial --authority other.pub -o x.key
 assert_no_file x.key
@@ -113,13 +116,91 @@ n3-keys complete --secret x.secret --partial x.partial -o xavier.key 2>/dev/null
 expect 1 'belongs to another federation' -- n3-keys roster alice.pub xavier.key --authority fed.pub -o r2
 assert_no_file r2
 expect 1 'listed twice' -- n3-keys roster alice.pub alice.key
-expect 0 '3 issuances, chain intact' -- n3-keys audit issued.log
+
+# --- the issuance log ----------------------------------------------------------------------------
+assert_eq "$(grep -c 'refusing to overwrite bob.partial' issued.log)" 0 "a refused issue is not logged"
+expect 2 'authority is required' -- n3-keys audit issued.log
+# (c) an honest log audits and prints its head.
+expect 0 '^n3-keys: issued.log: 3 issuances, head [0-9a-f]{64}$' -- n3-keys audit --authority fed.pub issued.log
+grep -q 'every entry signed by authority' "$T/err" || _fail "audit does not say the entries are signed"
+head3=$(sed -n 's/^n3-keys: issued.log: 3 issuances, head \([0-9a-f]*\)$/\1/p' "$T/err")
+assert_eq "${#head3}" 64 "audit prints the head"
+expect 0 '' -- n3-keys audit --authority fed.pub --expect-count 3 --expect-head "$head3" issued.log
+expect 1 'issued.log: kept by authority [0-9a-f]+, not by' -- n3-keys audit --authority other.pub issued.log
+# bob's key file holds the head he was issued at (entry 2), signed inside his partial key.
+bob_head=$(sed -n 's/^# issuance log: entry 2, head \([0-9a-f]*\)$/\1/p' bob.key)
+assert_eq "${#bob_head}" 64 "the member key records the log head it was issued at"
+expect 0 '' -- n3-keys audit --authority fed.pub --expect-head "$bob_head" --at 2 issued.log
+expect 1 'the expected head is that of entry 2' -- n3-keys audit --authority fed.pub --expect-head "$bob_head" issued.log
+expect 2 '--at N needs --expect-head' -- n3-keys audit --authority fed.pub --at 2 issued.log
+expect 2 'takes a log head of 64 hex digits' -- n3-keys audit --authority fed.pub --expect-head 5f3a issued.log
+cp issued.log honest.log
+
+# (a) the last line cut: what is left is well signed, but shorter than what was seen.
+sed '$d' honest.log >issued.log
+expect 0 '2 issuances' -- n3-keys audit --authority fed.pub issued.log
+expect 1 'holds 2 issuances, expected 3 \(entries were cut\)' -- \
+    n3-keys audit --authority fed.pub --expect-count 3 issued.log
+expect 1 'not the expected' -- n3-keys audit --authority fed.pub --expect-head "$head3" issued.log
+
+# (b) bob's line dropped and the chain redone, which needs no secret: the signatures catch it.
+"$N3_PYTHON" - honest.log issued.log <<'PY'
+import base64, hashlib, struct, sys
+def body(text, prefix):
+    raw = base64.b64decode(text[len(prefix):] + '=' * (-len(text[len(prefix):]) % 4))
+    return raw[:-4]
+def part(b):
+    return struct.pack('<Q', len(b)) + b
+lines = open(sys.argv[1]).read().split('\n')[:-1]
+head = [l for l in lines if l.startswith('n3-issuance-log ')][0]
+genesis = hashlib.blake2b(part(body(head.split()[2], 'N3-AUTHORITY-')), digest_size=32,
+                          person=b'n3/v1/log-gen').digest()
+entries = [l.split() for l in lines if l[:1].isdigit()]
+def chain(prev, index, f):
+    m = part(prev) + struct.pack('<Q', index) + struct.pack('<Q', int(f[1])) + part(body(f[5], 'N3-MEMBER-'))
+    return hashlib.blake2b(m, digest_size=32, person=b'n3/v1/log-chain').digest()
+h = genesis
+for i, f in enumerate(entries, 1):
+    h = chain(h, i, f)
+    assert h.hex() == f[6], 'the chain differs from the documented one'
+out = [l for l in lines if not l[:1].isdigit()]
+h = genesis
+for i, f in enumerate([e for e in entries if e[4] != 'bob'], 1):
+    f[0] = str(i)
+    h = chain(h, i, f)
+    f[6] = h.hex()
+    out.append(' '.join(f))
+open(sys.argv[2], 'w').write('\n'.join(out) + '\n')
+PY
+assert_eq "$(grep -c ' bob ' issued.log)" 0 "the forged log drops bob"
+expect 1 'issued.log: line [0-9]+: signature of entry 2 does not verify against the authority' -- \
+    n3-keys audit --authority fed.pub issued.log
+
+# (d) the authority rewrites its log with its own key, alice left out and mallory put in at 2:
+# every signature verifies, but not against the head bob kept.
+n3-keys request --id mallory -o mallory.secret >mallory.req
+rm -f issued.log
+for r in bob mallory carol; do n3-keys issue --authority fed.ask --log issued.log $r.req >/dev/null; done
+expect 0 '3 issuances' -- n3-keys audit --authority fed.pub issued.log
+expect 1 'rewritten at or before entry 2' -- \
+    n3-keys audit --authority fed.pub --expect-head "$bob_head" --at 2 issued.log
+# An honest extension of what bob saw passes.
+cp honest.log issued.log
+n3-keys request --id dave -o dave0.secret >dave0.req
+n3-keys issue --authority fed.ask --log issued.log dave0.req >/dev/null
+expect 0 '4 issuances' -- n3-keys audit --authority fed.pub --expect-head "$bob_head" --at 2 issued.log
+
 # The authority issues a second key for alice: the log exposes it.
 n3-keys request --id alice -o alice-b.secret >alice-b.req
 n3-keys issue --authority fed.ask --log issued.log alice-b.req >/dev/null
-expect 1 'issued twice: alice epoch 0' -- n3-keys audit issued.log
-sed -i '1d' issued.log
-expect 1 'chain does not match' -- n3-keys audit issued.log
+expect 1 'issued twice: alice epoch 0' -- n3-keys audit --authority fed.pub issued.log
+grep -v '^1 ' issued.log >cut.log
+expect 1 'entry numbered 2 where entry 1 belongs' -- n3-keys audit --authority fed.pub cut.log
+# A log of the older, unsigned format is refused, for audit and for appending.
+printf '1700000000 %s 0 alice %s %s\n' "$fp_pub" "$(cat alice.pub)" "$(printf '%064d' 0)" >old.log
+expect 1 'old.log: an unsigned issuance log' -- n3-keys audit --authority fed.pub old.log
+expect 1 'unsigned issuance log' -- n3-keys issue --authority fed.ask --log old.log dave0.req -o dave0.partial
+assert_no_file dave0.partial
 
 # --- epochs and expiry ---------------------------------------------------------------------------
 n3-keys request --id dave --epoch 2 --expires 2001-01-01 -o dave.secret >dave.req
@@ -141,6 +222,29 @@ sec=$(grep '^N3CURVE-SECRET-' node.curve | cut -c16-)
 want=$("$N3_PYTHON" -c 'import sys, zmq; print("N3CURVE-PUBLIC-" + zmq.curve_public(sys.argv[1].encode()).decode())' "$sec")
 assert_eq "$pub" "$want" "CURVE public key equals zmq_curve_public"
 expect 1 'not a member key' -- n3-seal --to alice.pub --key node.curve
+
+# --- secret key files others can read ------------------------------------------------------------
+cp fed.ask open.ask
+chmod 644 open.ask
+expect 0 '^n3-keys: warning: open.ask is readable by others \(mode 0644\); chmod 600 open.ask$' -- n3-keys public open.ask
+assert_eq "$(grep -c warning "$T/err")" 1 "the warning is given once"
+expect 0 'warning: open.ask is readable by others' -- n3-keys issue --authority open.ask dave0.req -o open.partial
+chmod 640 alice.key
+expect 0 'warning: alice.key is readable by others \(mode 0640\)' -- n3-keys fingerprint alice.key
+chmod 600 alice.key
+expect 0 '' -- n3-keys fingerprint alice.key
+assert_eq "$(grep -c warning "$T/err")" 0 "no warning for a 0600 key"
+expect 0 '' -- n3-keys fingerprint alice.pub
+assert_eq "$(grep -c warning "$T/err")" 0 "no warning for a public record"
+chmod 644 node.curve
+expect 0 'warning: node.curve is readable by others' -- n3-keys public node.curve
+n3-keys public node.curve >node.allow 2>/dev/null
+expect 3 'n3-send: warning: node.curve is readable by others \(mode 0644\); chmod 600 node.curve' -- \
+    n3-send --recv "ipc://$T/open.sock" --count 1 --timeout 0.5 --curve-key node.curve --curve-allow node.allow
+chmod 600 node.curve
+# a partial key written to a file through stdout is as readable as the shell made it
+n3-keys issue --authority fed.ask dave0.req >stdout.partial 2>"$T/err"
+grep -q 'warning: stdout is a file others can read' "$T/err" || _fail "no warning for a partial key on a readable stdout"
 
 # --- passphrase-encrypted secret keys -------------------------------------------------------------
 printf 'correct horse battery\n' >pass.txt

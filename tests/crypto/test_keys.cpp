@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace n3;
@@ -209,31 +212,217 @@ TEST_CASE("Z85 matches ZeroMQ RFC 32 and CURVE keys derive like zmq_curve_public
     CHECK(CurveKey::parse(g.secret_text(), "g").public_key == g.public_key);
 }
 
-TEST_CASE("issuance log: chain, and a second key for a name is exposed") {
+namespace {
+
+struct TempLog {
+    TempLog() {
+        char tmpl[] = "/tmp/n3-log-XXXXXX";
+        int fd = mkstemp(tmpl);
+        REQUIRE(fd >= 0);
+        close(fd);
+        unlink(tmpl);
+        path = tmpl;
+    }
+    ~TempLog() { unlink(path.c_str()); }
+    std::vector<std::string> lines() const {
+        std::vector<std::string> out;
+        std::istringstream in(read_text_file(path));
+        std::string l;
+        while (std::getline(in, l))
+            out.push_back(l);
+        return out;
+    }
+    void write(const std::vector<std::string>& lines) const {
+        std::ofstream o(path, std::ios::trunc);
+        for (auto& l : lines)
+            o << l << "\n";
+    }
+    std::string path;
+};
+
+std::vector<std::string> split(const std::string& line) {
+    std::vector<std::string> f;
+    std::istringstream in(line);
+    std::string w;
+    while (in >> w)
+        f.push_back(w);
+    return f;
+}
+
+// Appends a freshly issued key for `id` to the log and returns its partial key.
+Partial issue_logged(const Federation& fed, const std::string& path, const std::string& id,
+                     uint64_t now) {
+    MemberSecret s = MemberSecret::create(id, 0, 0);
+    Partial p = issue(fed.authority, s.request, "req");
+    p.log = log_append(path, fed.authority, p.record, now);
+    return p;
+}
+
+} // namespace
+
+TEST_CASE("issuance log: an honest log audits, and its head is what members were given") {
     Federation fed;
-    char tmpl[] = "/tmp/n3-log-XXXXXX";
+    TempLog log;
+    Partial a = issue_logged(fed, log.path, "alice", 100);
+    Partial b = issue_logged(fed, log.path, "bob", 101);
+    Partial c = issue_logged(fed, log.path, "carol", 102);
+    LogReport r = audit_log(log.path, fed.pub());
+    CHECK(r.entries == 3);
+    CHECK(r.duplicates.empty());
+    REQUIRE(r.heads.size() == 4);
+    CHECK(r.heads[0] == log_genesis(fed.pub()));
+    auto hb = partial_log_head(b, "b");
+    REQUIRE(hb);
+    CHECK(hb->count == 2);
+    CHECK(hb->head == r.heads[2]);
+    CHECK(partial_log_head(c, "c")->head == r.head());
+    CHECK_NOTHROW(check_log(r, {3, r.head(), std::nullopt}, "log"));
+    CHECK_NOTHROW(check_log(r, {std::nullopt, hb->head, 2}, "log"));
+    // A member of another federation cannot pass the log off as its own authority's.
+    Federation other;
+    CHECK_THROWS_WITH(audit_log(log.path, other.pub()), Catch::Contains("kept by authority"));
+    // A second key for a name is still exposed.
+    issue_logged(fed, log.path, "alice", 103);
+    CHECK(audit_log(log.path, fed.pub()).duplicates.size() == 1);
+}
+
+TEST_CASE("issuance log: a cut last line fails an expected count or head") {
+    Federation fed;
+    TempLog log;
+    for (auto id : {"alice", "bob", "carol"})
+        issue_logged(fed, log.path, id, 100);
+    LogReport full = audit_log(log.path, fed.pub());
+    auto lines = log.lines();
+    lines.pop_back();
+    log.write(lines);
+    // What is left is still a well-signed log: only what a reader saw before can tell.
+    LogReport cut = audit_log(log.path, fed.pub());
+    CHECK(cut.entries == 2);
+    CHECK_THROWS_WITH(check_log(cut, {3, std::nullopt, std::nullopt}, "log"),
+                      Catch::Contains("entries were cut"));
+    CHECK_THROWS_WITH(check_log(cut, {std::nullopt, full.head(), std::nullopt}, "log"),
+                      Catch::Contains("not the expected"));
+    CHECK_THROWS_WITH(check_log(cut, {std::nullopt, full.head(), 3}, "log"),
+                      Catch::Contains("fewer than the 3"));
+}
+
+TEST_CASE("issuance log: a dropped line with the chain recomputed does not verify") {
+    Federation fed;
+    TempLog log;
+    for (auto id : {"alice", "bob", "carol"})
+        issue_logged(fed, log.path, id, 100);
+    auto lines = log.lines();
+    // The entries are the last three lines; drop bob's and redo the chain as anyone can.
+    std::vector<std::string> forged(lines.begin(), lines.end() - 3), signed_by_other = forged;
+    Federation other;
+    Hash32 prev = log_genesis(fed.pub());
+    uint64_t index = 1;
+    for (size_t i = lines.size() - 3; i < lines.size(); ++i) {
+        if (i == lines.size() - 2) continue;
+        auto f = split(lines[i]);
+        REQUIRE(f.size() == 8);
+        PublicRecord rec = PublicRecord::decode(decode_key_text(f[5], "t").body, "t");
+        Hash32 head = log_chain(prev, index, std::stoull(f[1]), rec);
+        f[0] = std::to_string(index);
+        f[6] = hex(head);
+        auto join = [&] {
+            std::string l;
+            for (auto& w : f)
+                l += (l.empty() ? "" : " ") + w;
+            return l;
+        };
+        forged.push_back(join());
+        // Signing with a key of one's own does not help: only the authority's signature counts.
+        f[7] = hex(
+            schnorr_sign(other.authority.s, other.authority.P, log_entry_message(fed.pub(), head)));
+        signed_by_other.push_back(join());
+        prev = head;
+        ++index;
+    }
+    log.write(forged);
+    CHECK_THROWS_WITH(audit_log(log.path, fed.pub()),
+                      Catch::Contains("line") &&
+                          Catch::Contains("signature of entry 2 does not verify"));
+    log.write(signed_by_other);
+    CHECK_THROWS_WITH(audit_log(log.path, fed.pub()),
+                      Catch::Contains("signature of entry 1 does not verify"));
+}
+
+TEST_CASE("issuance log: the head a member kept detects a prefix the authority rewrote") {
+    Federation fed;
+    TempLog log;
+    issue_logged(fed, log.path, "alice", 100);
+    Partial bob = issue_logged(fed, log.path, "bob", 101);
+    auto kept = partial_log_head(bob, "bob.partial");
+    REQUIRE(kept);
+    // The log grows honestly: the member's head is still at entry 2.
+    issue_logged(fed, log.path, "carol", 102);
+    CHECK_NOTHROW(
+        check_log(audit_log(log.path, fed.pub()), {std::nullopt, kept->head, kept->count}, "log"));
+    // The authority rewrites its log with its own key (alice dropped, a second bob slipped in):
+    // every signature verifies, but the head at entry 2 is not the one bob was given.
+    TempLog rewritten;
+    issue_logged(fed, rewritten.path, "bob", 101);
+    issue_logged(fed, rewritten.path, "mallory", 101);
+    issue_logged(fed, rewritten.path, "carol", 102);
+    LogReport r = audit_log(rewritten.path, fed.pub());
+    CHECK(r.entries == 3);
+    CHECK_THROWS_WITH(check_log(r, {std::nullopt, kept->head, kept->count}, "log"),
+                      Catch::Contains("rewritten at or before entry 2"));
+}
+
+TEST_CASE("issuance log: an unsigned log of the older format is refused") {
+    Federation fed;
+    TempLog log;
+    MemberKey alice = fed.member("alice");
+    log.write({"100 " + hex(alice.record.fingerprint()) + " 0 alice " + alice.record.text() + " " +
+               std::string(64, 'a')});
+    CHECK_THROWS_WITH(audit_log(log.path, fed.pub()), Catch::Contains("an unsigned issuance log"));
+    CHECK_THROWS_WITH(log_append(log.path, fed.authority, alice.record, 101),
+                      Catch::Contains("unsigned"));
+}
+
+TEST_CASE("a partial key's log entry cannot be changed") {
+    Federation fed;
+    TempLog log;
+    issue_logged(fed, log.path, "alice", 100);
+    MemberSecret s = MemberSecret::create("bob", 0, 0);
+    Partial p = issue(fed.authority, s.request, "req");
+    p.log = log_append(log.path, fed.authority, p.record, 101);
+    Partial back = Partial::decode(decode_key_text(p.text(), "t").body, "t");
+    REQUIRE(back.log);
+    CHECK(back.log->index == 2);
+    CHECK_NOTHROW(complete(s, back, "p"));
+    back.log->index = 1; // claim an earlier place in the log
+    CHECK_THROWS_WITH(complete(s, back, "p"), Catch::Contains("not signed by its authority"));
+    CHECK_THROWS_AS(partial_log_head(back, "p"), DataError);
+}
+
+TEST_CASE("secret key files others can read are named, once, through the warning hook") {
+    Federation fed;
+    char tmpl[] = "/tmp/n3-key-XXXXXX";
     int fd = mkstemp(tmpl);
     REQUIRE(fd >= 0);
     close(fd);
-    unlink(tmpl);
     std::string path = tmpl;
-    log_append(path, fed.member("alice").record, 100);
-    log_append(path, fed.member("bob").record, 101);
-    LogReport ok = audit_log(path);
-    CHECK(ok.entries == 2);
-    CHECK(ok.duplicates.empty());
-    log_append(path, fed.member("alice").record, 102); // a second key for alice, same epoch
-    LogReport dup = audit_log(path);
-    CHECK(dup.duplicates.size() == 1);
-    // dropping a line breaks the chain
-    std::string text = read_text_file(path);
-    size_t nl = text.find('\n');
-    {
-        Output o(path, OutputOptions{false, true, false, false});
-        o.write(text.substr(nl + 1));
-        o.commit();
-    }
-    CHECK_THROWS_WITH(audit_log(path), Catch::Contains("chain"));
+    std::ofstream(path) << fed.authority.text() << "\n";
+    std::vector<std::string> said;
+    set_key_file_warning([&](const std::string& m) { said.push_back(m); });
+    REQUIRE(chmod(path.c_str(), 0600) == 0);
+    AuthoritySecret::load(path);
+    CHECK(said.empty());
+    REQUIRE(chmod(path.c_str(), 0644) == 0);
+    AuthoritySecret::load(path);
+    AuthoritySecret::load(path);
+    REQUIRE(said.size() == 1);
+    CHECK(said[0] == path + " is readable by others (mode 0644); chmod 600 " + path);
+    // A public key others read is what it is for.
+    std::ofstream(path, std::ios::trunc) << fed.pub().text() << "\n";
+    said.clear();
+    set_key_file_warning([&](const std::string& m) { said.push_back(m); });
+    AuthorityPublic::load(path);
+    CHECK(said.empty());
+    set_key_file_warning({});
     unlink(path.c_str());
 }
 
