@@ -16,6 +16,9 @@ BUILD_TYPE  ?= RelWithDebInfo
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 15
 CMAKE_FLAGS ?=
+# n3-train and n3-eval need libtorch; `make deps` installs it, so a missing one is an error here
+# (WITH_TORCH=OFF builds every other tool, as for a relay or merge node without libtorch).
+WITH_TORCH  ?= ON
 
 # Everything n3 needs, from Debian 12's own archive.
 DEB_BUILD   = build-essential cmake ninja-build pkg-config git
@@ -47,7 +50,7 @@ deps:
 	else echo "make: all Debian packages present"; fi
 
 $(BUILD)/build.ninja:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON -DN3_WITH_TORCH=$(WITH_TORCH) $(CMAKE_FLAGS)
 
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)

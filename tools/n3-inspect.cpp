@@ -1,10 +1,8 @@
 // n3-inspect: print, check and convert n3 records (man/n3-inspect.1).
 #include "common/tool.hpp"
 #include "record/format.hpp"
-#ifdef N3_INSPECT_CODEC
 #include "codec/packed.hpp"
 #include "codec/shard.hpp"
-#endif
 #include "record/safetensors.hpp"
 
 #include <cmath>
@@ -108,7 +106,6 @@ Description describe(const Record& rec, const std::string& input, int verbosity)
         }
         j["tensors"] = std::move(tensors);
     }
-#ifdef N3_INSPECT_CODEC
     std::string where = input + ": record " + std::to_string(rec.index + 1);
     if (rec.type() == RecordType::packed) {
         auto p = codec::packed_info(rec.payload(), where);
@@ -124,7 +121,6 @@ Description describe(const Record& rec, const std::string& input, int verbosity)
           << " of " << h.k << "+" << h.m << (h.index < h.k ? " (data)" : " (parity)")
           << ", record of " << h.record_len << " bytes\n";
     }
-#endif
     return {std::move(j), t.str()};
 }
 

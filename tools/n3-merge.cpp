@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     auto* o_k = app.add_option("--neighbours", spec.neighbours, "secure-sum: SecAgg+, the members' K (default 0: every member)")
                     ->type_name("K");
     app.add_flag("--list-survivors", list_survivors,
-                 "secure-sum: write the survivor list record (the given inputs' signed statements) for --reveal");
+                 "secure-sum: write the survivor list record (the given inputs' signed statements) for the members");
 
     return tool.run(argc, argv, [&] {
         if (rule == "secure-sum") {

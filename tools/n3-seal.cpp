@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     app.add_option("--state", state_path, "Secure aggregation: this member's round state file")->type_name("FILE");
     app.add_option("--adverts", adverts_path, "Secure aggregation: every member's advert (--mask)")->type_name("FILE");
     app.add_option("--survivors", survivors_path,
-                   "Secure aggregation: the survivor list record from n3-merge --list-survivors (--reveal)")
+                   "Secure aggregation: the survivor list record the aggregator forwards (--reveal)")
         ->type_name("FILE");
     app.add_option("--threshold", spec.threshold, "Secure aggregation: shares needed to unmask, at least 2 (default n/2+1)")
         ->type_name("T");

@@ -2,8 +2,8 @@
 # examples/charlm.sh in a small setting: 2 nodes with different books of the Bible, 2 rounds;
 # bits per character fall, the comparison with one node alone is printed, a sample is written.
 source "$(dirname "$0")/lib.sh"
-[ -x "$N3_TOOLS/n3-train" ] || { echo "n3-train not built (no libtorch): skipped"; echo "0 passed, 0 failed"; exit 0; }
-command -v bible >/dev/null || { echo "bible-kjv not installed: skipped"; echo "0 passed, 0 failed"; exit 0; }
+[ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch)"
+command -v bible >/dev/null || skip "bible-kjv not installed"
 bible -f gen1:1-deu34:12 > "$T/kjv.txt"   # the five books of Moses: both nodes get books
 _case="charlm.sh, 2 nodes, 2 rounds of 30 steps"
 if KJV="$T/kjv.txt" N3_BIN="$N3_TOOLS" timeout 400 bash "$N3_SRC/examples/charlm.sh" --nodes 2 --rounds 2 \

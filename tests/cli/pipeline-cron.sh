@@ -3,7 +3,7 @@
 # next global model; a member woken twice does nothing; a replayed or foreign update is rejected
 # with its reason and the round goes on; a missing hub ends a member's run at its timeout (3).
 source "$(dirname "$0")/lib.sh"
-[ -x "$N3_TOOLS/n3-train" ] || { echo "n3-train not built (no libtorch): skipped"; echo "0 passed, 0 failed"; exit 0; }
+[ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch)"
 C="$N3_SRC/examples/cron"
 _case="cron demo, 2 rounds"
 if CRON_DIR="$T/c" LIMIT=500 N3_BIN="$N3_TOOLS" timeout 400 bash "$C/demo.sh" 2 > "$T/log" 2>&1

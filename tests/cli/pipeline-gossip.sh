@@ -2,7 +2,7 @@
 # examples/gossip.sh in a small setting: 4 nodes on a ring, no hub; one node dies after round 1
 # and its neighbours go on at the timeout with the neighbour they have.
 source "$(dirname "$0")/lib.sh"
-[ -x "$N3_TOOLS/n3-train" ] || { echo "n3-train not built (no libtorch): skipped"; echo "0 passed, 0 failed"; exit 0; }
+[ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch)"
 gossip() { N3_BIN="$N3_TOOLS" timeout 300 bash "$N3_SRC/examples/gossip.sh" "$@"; }
 _case="gossip.sh, 4 nodes, 3 rounds, node 2 dies after round 1"
 if gossip --nodes 4 --rounds 3 --limit 800 --eval-limit 1000 --dead 2 --timeout 40 "$T/g" > "$T/log" 2>&1

@@ -2,7 +2,7 @@
 # examples/quickstart.sh (what `make demo` runs) in a small setting: 3 members, 2 rounds over
 # ZeroMQ on loopback, every update trained, packed, sealed, sent, opened, unpacked and merged.
 source "$(dirname "$0")/lib.sh"
-[ -x "$N3_TOOLS/n3-train" ] || { echo "n3-train not built (no libtorch): skipped"; echo "0 passed, 0 failed"; exit 0; }
+[ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch)"
 _case="quickstart.sh, 3 members, 2 rounds"
 if MEMBERS=3 ROUNDS=2 LIMIT=1500 N3_BIN="$N3_TOOLS" timeout 600 bash "$N3_SRC/examples/quickstart.sh" "$T/demo" \
     > "$T/log" 2>&1; then _pass; else _fail "exit $?: $(tail -5 "$T/log")"; fi

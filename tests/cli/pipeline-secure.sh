@@ -164,7 +164,7 @@ expect 2 'belong to --rule secure-sum' -- n3-merge --rule fedavg --neighbours 4 
 assert_no_file "$T/s.n3"
 
 # --- examples/secure-round.sh: needs n3-train ------------------------------------------------
-[ -x "$N3_TOOLS/n3-train" ] || { echo "n3-train not built (no libtorch): example rounds skipped"; finish; exit; }
+[ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch): the example rounds cannot run"
 
 check_round() { # OUT CLIENTS DROPPED [NEIGHBOURS]
     _case="secure-round.sh $2 clients, $3 dropped${4:+, $4 neighbours}"

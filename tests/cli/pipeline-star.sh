@@ -2,7 +2,7 @@
 # examples/star.sh and examples/niid-bench.sh in small settings: a member that vanishes ends the
 # round at the timeout with the survivors; int8 + top-k packing; the NIID-Bench wrapper; bad flags.
 source "$(dirname "$0")/lib.sh"
-[ -x "$N3_TOOLS/n3-train" ] || { echo "n3-train not built (no libtorch): skipped"; echo "0 passed, 0 failed"; exit 0; }
+[ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch)"
 star() { N3_BIN="$N3_TOOLS" timeout 300 bash "$N3_SRC/examples/star.sh" "$@"; }
 
 _case="star.sh, 4 members, one dead, quorum 3, int8+topk:0.1"

@@ -10,7 +10,6 @@ PEER="$N3_SRC/tests/net/peer.py"
 PY="$N3_PYTHON"
 NS_HUB="n3hub$$" NS_A="n3a$$" NS_B="n3b$$"
 
-skip() { echo "SKIP: $*"; finish; exit $?; }
 [ "$(id -u)" = 0 ] || skip "multi-host test needs root for ip netns (running as $(id -un))"
 command -v ip >/dev/null || skip "ip (iproute2) not installed"
 ip netns add "$NS_HUB" 2>/dev/null || skip "network namespaces unavailable here (ip netns add failed)"

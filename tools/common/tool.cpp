@@ -69,7 +69,7 @@ void Tool::warn(const std::string& msg) const {
     if (!quiet_) std::cerr << name_ << ": warning: " << msg << "\n";
 }
 void Tool::hint(const std::string& msg) const {
-    if (!quiet_) std::cerr << "hint: " << msg << "\n";
+    if (!quiet_) std::cerr << name_ << ": hint: " << msg << "\n";
 }
 void Tool::note(const std::string& msg) const {
     if (!quiet_) std::cerr << name_ << ": " << msg << "\n";
@@ -95,7 +95,7 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
         std::cerr << name_ << ": error: " << house_style(e.what()) << "\n";
         std::string h;
         if (dynamic_cast<const CLI::ExtrasError*>(&e)) h = suggest(app_, app_.remaining());
-        std::cerr << "hint: " << (h.empty() ? "see '" + name_ + " --help'" : h) << "\n";
+        std::cerr << name_ << ": hint: " << (h.empty() ? "see '" + name_ + " --help'" : h) << "\n";
         return static_cast<int>(Exit::usage);
     }
     try {
@@ -105,7 +105,7 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
         return static_cast<int>(Exit::usage);
     } catch (const Error& e) {
         std::cerr << name_ << ": error: " << house_style(e.what()) << "\n";
-        if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
+        if (!e.hint().empty()) std::cerr << name_ << ": hint: " << e.hint() << "\n";
         return static_cast<int>(e.code());
     } catch (const std::bad_alloc&) {
         std::cerr << name_ << ": error: out of memory\n";
