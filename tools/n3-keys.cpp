@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     std::string out_path, id, epoch_s, expires_s, authority_path, log_path, secret_path, partial_path;
     std::vector<std::string> files;
     std::string pass_file, new_pass_file, expect_head_s, expect_count_s, at_s;
-    bool encrypt = false, remove = false;
+    bool encrypt = false, remove = false, keep_secret = false;
     app.add_option("--passphrase-file", pass_file,
                    "Read the passphrase of encrypted key files from the first line of FILE")
         ->type_name("FILE");
@@ -144,6 +144,9 @@ int main(int argc, char** argv) {
     c_complete->add_option("-o,--output", out_path, "Member key file (created 0600)")->type_name("FILE")->required();
     c_complete->add_flag("-f,--force", force, "Overwrite an existing key file");
     c_complete->add_flag("--passphrase", encrypt, "Encrypt the member key under a passphrase");
+    c_complete->add_flag(
+        "--keep-secret", keep_secret,
+        "Keep the secret file (by default it is removed once the member key is written)");
 
     auto* c_passwd = app.add_subcommand("passwd", "Add, change or remove a secret key file's passphrase");
     c_passwd->add_option("FILE", files, "Secret key file, rewritten in place")->type_name("")->required();
@@ -260,6 +263,8 @@ int main(int argc, char** argv) {
                 tool.warn(partial_path +
                           " names no issuance-log entry (issued without --log): there is no "
                           "head to check the authority's log against later");
+            // Decided before the key file replaces it: -o SECRET --force writes over the secret.
+            const bool in_place = secret_path == "-" || same_file(secret_path, out_path);
             write_text(out_path,
                        "# n3 member key\n" + record_comment(k.record) +
                            (head ? head_comment(*head) : "") + "# public record: " +
@@ -269,6 +274,16 @@ int main(int argc, char** argv) {
             if (head)
                 tool.note("issued at log entry " + std::to_string(head->count) + ", head " +
                           hex(head->head) + " (kept in " + out_path + ")");
+            if (!keep_secret && !in_place) {
+                // With x from the secret file and a copy of d from the partial key, anyone has
+                // y = x + d.
+                try {
+                    remove_secret_file(secret_path);
+                    tool.note("removed " + secret_path + " (the member key replaces it)");
+                } catch (const Error& e) {
+                    tool.warn(std::string(e.what()) + "; remove it by hand");
+                }
+            }
             return 0;
         }
         if (c_fp->parsed()) {

@@ -18,6 +18,7 @@ complete -c n3-keys -n "__fish_seen_subcommand_from issue complete roster audit"
 complete -c n3-keys -n "__fish_seen_subcommand_from issue" -l log -r -d 'issuance log'
 complete -c n3-keys -n "__fish_seen_subcommand_from complete" -l secret -r -d 'member secret file'
 complete -c n3-keys -n "__fish_seen_subcommand_from complete" -l partial -r -d 'partial key file'
+complete -c n3-keys -n "__fish_seen_subcommand_from complete" -l keep-secret -d 'keep the secret file'
 complete -c n3-keys -n "__fish_seen_subcommand_from audit" -l expect-head -x -d 'fail unless the head is HASH'
 complete -c n3-keys -n "__fish_seen_subcommand_from audit" -l at -x -d 'the head after entry N'
 complete -c n3-keys -n "__fish_seen_subcommand_from audit" -l expect-count -x -d 'fail unless the log holds N entries'

@@ -228,6 +228,18 @@ std::string exposed_secret_file(const std::string& path) {
     return path + " is " + how + " by others (mode " + mode + "); chmod 600 " + path;
 }
 
+void remove_secret_file(const std::string& path) {
+    if (::unlink(path.c_str()) != 0) throw_errno("cannot remove " + path);
+    size_t slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) throw_errno("cannot open " + dir);
+    int rc = ::fsync(dfd);
+    int e = errno;
+    ::close(dfd);
+    if (rc != 0) throw_errno("cannot sync " + dir, e);
+}
+
 KeyText read_key_file(const std::string& path, bool decrypt) {
     std::string text;
     if (path == "-") {

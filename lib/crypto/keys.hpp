@@ -65,6 +65,10 @@ void expect_kind(const KeyText& kt, KeyKind want, const std::string& where);
 void set_key_file_warning(std::function<void(const std::string&)> warn);
 // "FILE is readable by others (mode 0644); chmod 600 FILE", or "" when only the owner has access.
 std::string exposed_secret_file(const std::string& path);
+// Unlinks a secret file that is no longer needed and fsyncs its folder, so the name is gone
+// once this returns (overwriting first is pointless on journalling and copy-on-write file
+// systems). Throws EnvError.
+void remove_secret_file(const std::string& path);
 
 using AuthorityId = std::array<uint8_t, 16>;
 using Fingerprint = Hash32;

@@ -21,8 +21,9 @@ assert_match '^N3-REQUEST-' alice.req
 assert_eq "$(stat -c %a alice.secret)" 600 "member secret is 0600"
 expect_stdin alice.req 0 '' -- n3-keys issue --authority fed.ask --log issued.log
 cp "$T/out" alice.partial
-expect 0 'member key for .alice.' -- n3-keys complete --secret alice.secret --partial alice.partial -o alice.key
+expect 0 'member key for .alice.' -- n3-keys complete --keep-secret --secret alice.secret --partial alice.partial -o alice.key
 assert_eq "$(stat -c %a alice.key)" 600 "member key is 0600"
+assert_file alice.secret
 n3-keys public alice.key >alice.pub
 assert_match '^N3-MEMBER-[A-Za-z0-9+/]+$' alice.pub "public record is one line"
 fp_key=$(n3-keys fingerprint alice.key)
@@ -30,15 +31,21 @@ fp_pub=$(n3-keys fingerprint alice.pub)
 assert_eq "$fp_key" "$fp_pub" "fingerprint of key and public record agree"
 assert_eq "${#fp_pub}" 64 "fingerprint is 64 hex digits"
 expect 2 'refusing to overwrite' -- n3-keys complete --secret alice.secret --partial alice.partial -o alice.key
-expect 0 '' -- n3-keys complete --secret alice.secret --partial alice.partial -o alice2.key --authority fed.pub
+expect 0 '' -- n3-keys complete --keep-secret --secret alice.secret --partial alice.partial -o alice2.key --authority fed.pub
 
 for who in bob carol; do
     n3-keys request --id $who -o $who.secret >$who.req
     expect 0 '' -- n3-keys issue --authority fed.ask --log issued.log $who.req -o $who.partial
     assert_eq "$(stat -c %a $who.partial)" 600 "a partial key file is 0600"
-    expect 0 '' -- n3-keys complete --secret $who.secret --partial $who.partial -o $who.key
+    expect 0 "removed $who.secret" -- n3-keys complete --secret $who.secret --partial $who.partial -o $who.key
+    assert_no_file $who.secret
     n3-keys public $who.key >$who.pub
 done
+# A member key written over its own secret file (--force) is not then removed as the secret.
+n3-keys request --id frank -o frank.secret >frank.req
+n3-keys issue --authority fed.ask frank.req -o frank.partial 2>/dev/null
+expect 0 '' -- n3-keys complete --force --secret frank.secret --partial frank.partial -o frank.secret
+assert_match '^N3-MEMBER-KEY-' frank.secret "a key written over its secret file stays"
 expect 2 'refusing to overwrite bob.partial' -- n3-keys issue --authority fed.ask --log issued.log bob.req -o bob.partial
 
 # --- bad inputs: wrong kinds ---------------------------------------------------------------------
