@@ -6,18 +6,27 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <unistd.h>
 
 namespace n3::crypto {
 
 namespace {
 
-constexpr uint8_t kEnvelopeVersion = 1;
+// Version 2 makes the inner header's size depend on the stanza count alone. Version 1, whose
+// header grew with the sender's id and the real recipient count, is still opened.
+constexpr uint8_t kEnvelopeVersion = 2;
+constexpr uint8_t kEnvelopeV1 = 1;
+// The sender's record travels in a slot this large: what a record with the longest id
+// (128 characters, the limit keys.cpp enforces at request, issuance and decoding) encodes to.
+constexpr size_t kSenderSlot = 256;
 constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 constexpr size_t kCtChunk = kChunkSize + kTag;
 constexpr size_t kClearFixed = 8;
@@ -311,6 +320,64 @@ Bytes make_clear(std::span<const PublicRecord> recipients, const AuthorityPublic
     return clear;
 }
 
+// An opened record held back until it verified: in memory up to `in_memory` bytes, the rest
+// in an unlinked temporary file (TMPDIR, else /tmp), so a large record costs disk, not memory.
+class HeldOutput final : public Sink {
+public:
+    explicit HeldOutput(size_t in_memory) : in_memory_(in_memory) {}
+    ~HeldOutput() override {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    HeldOutput(const HeldOutput&) = delete;
+    HeldOutput& operator=(const HeldOutput&) = delete;
+
+    void write(ByteView bytes) override {
+        size_t n = std::min(bytes.size(), in_memory_ - std::min(in_memory_, mem_.size()));
+        mem_.insert(mem_.end(), bytes.begin(), bytes.begin() + static_cast<long>(n));
+        bytes = bytes.subspan(n);
+        if (bytes.empty()) return;
+        if (fd_ < 0) open_spill();
+        while (!bytes.empty()) {
+            ssize_t w = ::write(fd_, bytes.data(), bytes.size());
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) throw_errno("holding back an opened record in " + dir_);
+            bytes = bytes.subspan(static_cast<size_t>(w));
+            spilled_ += static_cast<uint64_t>(w);
+        }
+    }
+    void release(Sink& out) {
+        out.write(mem_);
+        if (fd_ < 0) return;
+        Bytes buf(std::min<uint64_t>(spilled_, 1 << 20));
+        for (uint64_t off = 0; off < spilled_;) {
+            ssize_t r = ::pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), spilled_ - off),
+                                static_cast<off_t>(off));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) throw_errno("reading back a held record from " + dir_);
+            out.write({buf.data(), static_cast<size_t>(r)});
+            off += static_cast<uint64_t>(r);
+        }
+    }
+
+private:
+    void open_spill() {
+        const char* t = std::getenv("TMPDIR");
+        dir_ = t && *t ? t : "/tmp";
+        fd_ = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd_ < 0) {
+            std::string path = dir_ + "/n3-seal-held.XXXXXX";
+            fd_ = ::mkostemp(path.data(), O_CLOEXEC);
+            if (fd_ < 0) throw_errno("holding back an opened record in " + dir_);
+            ::unlink(path.c_str());
+        }
+    }
+    size_t in_memory_;
+    Bytes mem_;
+    int fd_ = -1;
+    uint64_t spilled_ = 0;
+    std::string dir_;
+};
+
 } // namespace
 
 uint64_t padme(uint64_t L) {
@@ -362,15 +429,22 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     Hasher("n3/v1/payload", file_key.view(), 32).part(clear).final({payload_key.data(), 32});
     Hash32 commit = Hasher("n3/v1/commit", file_key.view(), 32).part(clear).hash32();
 
-    // Inner header and signature 1.
+    // Inner header and signature 1. Its size depends on the stanza count only (which the clear
+    // header shows anyway): the sender's record is padded to its slot, and the fingerprint list
+    // has a slot per stanza, the real recipients' first and zeros for the dummies.
     Bytes inner;
     inner.push_back(kEnvelopeVersion);
     Bytes rec = sender.record.encode();
+    if (rec.size() > kSenderSlot)
+        throw UsageError("the sender's public record is " + std::to_string(rec.size()) + " bytes, more than an envelope holds");
     put_u16(inner, static_cast<uint16_t>(rec.size()));
     put(inner, rec);
+    inner.resize(inner.size() + kSenderSlot - rec.size(), 0);
     put(inner, context);
     put_u16(inner, static_cast<uint16_t>(fps.size()));
     for (auto& fp : fps) put(inner, fp);
+    const size_t nstanzas = std::max(recipients.size(), opts.stanzas);
+    inner.resize(inner.size() + 32 * (nstanzas - fps.size()), 0);
     put_u64(inner, in.length);
     Digest t1 = transcript1(clear, commit, inner);
     Signature s1 = schnorr_sign(sender.y_sig, sender.Y_sig, t1);
@@ -555,8 +629,9 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     if (in.length < kClearFixed) throw DataError(where + ": sealed payload too short (truncated)");
     Bytes clear(kClearFixed);
     read_exact(in, clear);
-    if (clear[0] != kEnvelopeVersion)
-        throw DataError(where + ": unsupported envelope version " + std::to_string(clear[0]));
+    const uint8_t version = clear[0];
+    if (version != kEnvelopeVersion && version != kEnvelopeV1)
+        throw DataError(where + ": unsupported envelope version " + std::to_string(version));
     if (clear[1] != kSuite) throw DataError(where + ": unsupported suite " + std::to_string(clear[1]));
     size_t nstanzas = static_cast<size_t>(clear[2] | (clear[3] << 8));
     if (nstanzas == 0 || nstanzas > kMaxRecipients || clear[4] | clear[5] | clear[6] | clear[7])
@@ -664,12 +739,17 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     const uint8_t* chunk0_data = first.pt.data();
     size_t chunk0 = static_cast<size_t>(std::min<uint64_t>(kChunkSize, padded));
     Cursor c({chunk0_data, chunk0}, where + ": sealed header");
-    if (c.u8() != kEnvelopeVersion) c.fail("unsupported inner version");
+    if (c.u8() != version) c.fail("inner version differs from the envelope's");
     uint16_t reclen = c.u16();
+    if (version != kEnvelopeV1 && reclen > kSenderSlot) c.fail("sender record longer than its slot");
     Opened info;
     {
         ByteView recbytes = c.take(reclen);
         info.sender = PublicRecord::decode(recbytes, where + ": sender record");
+    }
+    if (version != kEnvelopeV1) {
+        ByteView pad = c.take(kSenderSlot - reclen);
+        if (!sodium_is_zero(pad.data(), pad.size())) c.fail("sender record padding is not zero");
     }
     ByteView ctxbytes = c.take(kContextSize);
     {
@@ -689,9 +769,15 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
         if (t < 1 || t > 6) cc.fail("unknown inner record type " + std::to_string(t));
         info.type = static_cast<RecordType>(t);
     }
-    uint16_t nfp = c.u16();
+    uint16_t nfp = c.u16(); // the real recipients, whose fingerprints come first
+    if (nfp == 0 || nfp > nstanzas)
+        throw DataError(where + ": recipient count does not match the header (corrupted)");
     bool for_me = false;
     for (uint16_t i = 0; i < nfp; ++i) for_me |= equal(c.array<32>(), my_fp);
+    if (version != kEnvelopeV1) {
+        ByteView unused = c.take(32 * (nstanzas - nfp));
+        if (!sodium_is_zero(unused.data(), unused.size())) c.fail("dummy recipient slots are not zero");
+    }
     info.recipients = nfp;
     info.length = c.u64();
     size_t before_sig = c.pos();
@@ -699,8 +785,6 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     if (info.length > padded) throw DataError(where + ": sealed lengths do not agree (corrupted)");
     lay = Layout::make(c.pos(), info.length);
     if (lay.padded != padded) throw DataError(where + ": sealed lengths do not agree (corrupted)");
-    if (nfp == 0 || nfp > nstanzas)
-        throw DataError(where + ": recipient count does not match the header (corrupted)");
 
     // Who sent it, and may they? All before a single byte is released.
     Point Ysig = info.sender.Y_sig(authority.P);
@@ -714,6 +798,10 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     if (opts.roster && !opts.roster->find(info.sender_fingerprint))
         throw DataError(where + ": sender '" + info.sender.id + "' (" + hex(info.sender_fingerprint).substr(0, 16) +
                             ") is not in the roster");
+    if (opts.senders_seen && opts.senders_seen->count(info.sender_fingerprint))
+        throw DataError(where + ": a second record from sender '" + info.sender.id + "' (" +
+                            hex(info.sender_fingerprint).substr(0, 16) + ")",
+                        "one record per member per round; --allow-repeat-senders accepts more");
     if (opts.round) {
         if (!info.context.round)
             throw DataError(where + ": sealed without a round, expected round " + std::to_string(*opts.round));
@@ -724,8 +812,13 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     }
 
     // Stream the payload out while checking the rest; the next batch is read and decrypted
-    // while this one is written.
-    RecordWriter w(out, info.type, info.length);
+    // while this one is written. Every recipient knows the file key, so a co-recipient can
+    // re-encrypt the chunks after the first with a payload of its own, which only signature 2
+    // catches: with more than one recipient nothing is released before it verified. Version 1
+    // is held back whenever it has several stanzas.
+    const bool hold = version == kEnvelopeV1 ? nstanzas > 1 : nfp > 1;
+    HeldOutput held(hold ? opts.hold_in_memory : 0);
+    RecordWriter w(hold ? static_cast<Sink&>(held) : out, info.type, info.length);
     Hasher content_hash("n3/v1/content");
     content_hash.part_u64(info.length);
     Signature s2{};
@@ -775,6 +868,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     else if (in.finish)
         in.finish();
     w.end();
+    if (hold) held.release(out);
+    if (opts.senders_seen) opts.senders_seen->insert(info.sender_fingerprint);
     return info;
 }
 

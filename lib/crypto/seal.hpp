@@ -5,17 +5,22 @@
 //   k_j = BLAKE2b(key K_j; E_j, Y_kem(j), fp(j), federation) wraps file_key (XChaCha20-Poly1305);
 //   payload key and a key commitment from BLAKE2b(key file_key; clear header);
 //   plaintext = inner header (sender record, context, recipients' fingerprints, length,
-//   signature 1 over a transcript that commits to the header and the payload key) || record
+//   signature 1 over a transcript that commits to the header and the payload key; of a size
+//   set by the stanza count alone, so it reveals neither the sender's id length nor how many
+//   stanzas are dummies) || record
 //   payload || signature 2 (over signature 1 and a tree hash of the payload) || zero padding to
 //   the Padmé bucket, cut into 64 KiB chunks, each sealed with XChaCha20-Poly1305 under a
 //   nonce made of its index and a last-chunk flag (age's STREAM), so dropped, reordered and
 //   truncated chunks fail. Nothing outside the ciphertext names the sender or the recipients.
 //
-// open() finds its stanza, checks the sender (federation, expiry, roster, round) and signature 1
-// before it writes a byte, streams the payload out as it decrypts, and checks signature 2, the
-// padding and the input's own checksum before it writes the output record's trailer: a
-// consumer (or n3::Output's atomic file) never sees a complete record that did not verify.
-// Both run on two threads (tree hash and AEAD per chunk).
+// open() finds its stanza, checks the sender (federation, expiry, roster, round, one record per
+// sender) and signature 1 before it writes a byte, streams the payload out as it decrypts, and
+// checks signature 2, the padding and the input's own checksum before it writes the output
+// record's trailer: a consumer (or n3::Output's atomic file) never sees a complete record that
+// did not verify. An envelope with several recipients is held back whole until everything
+// verified (in memory up to OpenOptions::hold_in_memory, then in an unlinked file in TMPDIR): a co-recipient knows the
+// file key and could re-encrypt the chunks after the first. It opens versions 1 and 2 and
+// seals version 2. Both run on two threads (tree hash and AEAD per chunk).
 //
 // Failures throw DataError naming `where` (wrong recipient, forged, tampered, truncated,
 // replayed, expired, not in the roster) and never leave a completed output record.
@@ -26,6 +31,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 
 namespace n3::crypto {
 
@@ -70,6 +76,10 @@ struct OpenOptions {
     std::optional<uint64_t> round; // reject records sealed for another round
     const Roster* roster = nullptr; // the sender must be listed (exact public record)
     uint64_t now = 0;
+    // Refuse a sender already in the set, and add each sender whose record opened: one record
+    // per member over a stream, so nobody's update counts twice.
+    std::set<Fingerprint>* senders_seen = nullptr;
+    size_t hold_in_memory = size_t(64) << 20; // a held-back record spills to TMPDIR beyond this
 };
 struct Opened {
     PublicRecord sender;
@@ -77,7 +87,7 @@ struct Opened {
     SealContext context;
     RecordType type = RecordType::model;
     uint64_t length = 0;
-    size_t recipients = 0;
+    size_t recipients = 0; // real ones, without dummy stanzas
 };
 // `in` is a sealed record's payload; writes the inner record (preamble, payload, trailer).
 Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource& in, Sink& out,

@@ -2,9 +2,11 @@
 // authority to sealed record, must give exactly the bytes under tests/crypto/golden/. A change
 // to any hash, encoding or layout shows up here as a diff. N3_UPDATE_GOLDEN=1 rewrites them.
 #include "fixtures.hpp"
+#include "record/error.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sodium.h>
@@ -83,10 +85,17 @@ TEST_CASE("frozen vectors: keys and a sealed record are byte-for-byte stable") {
     MemberKey alice = complete(as, issue(auth, as.request, "a"), "a");
     MemberSecret bs = MemberSecret::create("bob", 1, 1900000000);
     MemberKey bob = complete(bs, issue(auth, bs.request, "b"), "b");
+    MemberSecret cs = MemberSecret::create("carol", 1, 1900000000);
+    MemberKey carol = complete(cs, issue(auth, cs.request, "c"), "c");
     Bytes payload = test::update_payload(20000, 12);
     SealOptions so;
     so.now = 1800000000;
+    // The version 1 vectors (alice-to-bob.n3, alice-to-bob-carol.v1.n3) were made by this
+    // flow before version 2; the sealer no longer writes version 1, so they are only opened.
     Bytes sealed = seal_record(alice, std::span(&bob.record, 1), RecordType::update, payload, so);
+    PublicRecord both[] = {bob.record, carol.record};
+    so.stanzas = 4;
+    Bytes padded = seal_record(alice, both, RecordType::update, payload, so);
 
     check_golden("authority.ask", auth.text() + "\n");
     check_golden("authority.pub", auth.public_key().text() + "\n");
@@ -94,7 +103,9 @@ TEST_CASE("frozen vectors: keys and a sealed record are byte-for-byte stable") {
     check_golden("alice.key", alice.text() + "\n");
     check_golden("bob.key", bob.text() + "\n");
     check_golden("bob.pub", bob.record.text() + "\n");
-    check_golden("alice-to-bob.n3", sealed);
+    check_golden("carol.key", carol.text() + "\n");
+    check_golden("alice-to-bob.v2.n3", sealed);
+    check_golden("alice-to-bob-carol-pad4.v2.n3", padded);
     check_golden("plain.n3", encode_record(RecordType::update, payload));
 }
 
@@ -109,4 +120,62 @@ TEST_CASE("frozen vectors: the golden sealed record opens with the golden keys")
     OpenedRecord o = open_record(bob, auth, read_file(golden("alice-to-bob.n3")), oo);
     CHECK(o.info.sender.id == "alice");
     CHECK(encode_record(o.record.type(), o.record.payload()) == read_file(golden("plain.n3")));
+}
+
+namespace {
+MemberKey golden_member(const std::string& name) {
+    std::string f = name + ".key";
+    return MemberKey::decode(decode_key_text(read_text_file(golden(f)), f).body, f);
+}
+AuthorityPublic golden_authority() {
+    return AuthorityPublic::decode(decode_key_text(read_text_file(golden("authority.pub")), "a").body, "a");
+}
+} // namespace
+
+TEST_CASE("frozen vectors: the version 2 records open with the golden keys") {
+    OpenOptions oo;
+    oo.now = 1800000000;
+    oo.round = 12;
+    Bytes plain = read_file(golden("plain.n3"));
+    OpenedRecord o = open_record(golden_member("bob"), golden_authority(), read_file(golden("alice-to-bob.v2.n3")), oo);
+    CHECK(o.info.sender.id == "alice");
+    CHECK(o.info.recipients == 1);
+    CHECK(encode_record(o.record.type(), o.record.payload()) == plain);
+    Bytes padded = read_file(golden("alice-to-bob-carol-pad4.v2.n3"));
+    for (const char* who : {"bob", "carol"}) {
+        INFO(who);
+        OpenedRecord p = open_record(golden_member(who), golden_authority(), padded, oo);
+        CHECK(p.info.recipients == 2);
+        CHECK(encode_record(p.record.type(), p.record.payload()) == plain);
+    }
+    CHECK((decode_record(padded).payload()[2]) == 4);
+}
+
+TEST_CASE("frozen vectors: a version 1 record with two stanzas opens, held back until it verified") {
+    OpenOptions oo;
+    oo.now = 1800000000;
+    Bytes sealed = read_file(golden("alice-to-bob-carol.v1.n3"));
+    CHECK(decode_record(sealed).payload()[0] == 1);
+    for (const char* who : {"bob", "carol"}) {
+        OpenedRecord o = open_record(golden_member(who), golden_authority(), sealed, oo);
+        CHECK(o.info.recipients == 2);
+        CHECK(encode_record(o.record.type(), o.record.payload()) == read_file(golden("plain.n3")));
+    }
+    // carol swaps in her own bytes after chunk 0: bob's open releases none of them
+    auto env = detail::raw_decrypt(golden_member("carol"), golden_authority(), sealed);
+    for (size_t i = kChunkSize; i < env.stream.size() - 200; ++i) env.stream[i] = 0x42;
+    Record r = decode_record(detail::raw_encrypt(env));
+    size_t pos = 0;
+    PayloadSource src;
+    src.type = RecordType::sealed;
+    src.length = r.payload().size();
+    src.read = [&](std::span<uint8_t> out) {
+        size_t n = std::min(out.size(), r.payload().size() - pos);
+        if (n) std::memcpy(out.data(), r.payload().data() + pos, n);
+        pos += n;
+        return n;
+    };
+    VectorSink sink;
+    CHECK_THROWS_AS(open(golden_member("bob"), golden_authority(), src, sink, oo), DataError);
+    CHECK(sink.data.empty());
 }

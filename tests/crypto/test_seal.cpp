@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <set>
 
 using namespace n3;
 using namespace n3::crypto;
@@ -31,6 +32,28 @@ Bytes reframe(const Bytes& sealed_record, const std::function<void(Bytes&)>& cha
 }
 
 size_t clear_size(size_t recipients) { return 8 + recipients * 80; }
+
+// A source over a sealed record's payload that notes how much the sink held when the opener
+// asked for the envelope's last byte: anything there was released before the end was read.
+struct Watched {
+    Record r;
+    size_t pos = 0;
+    const VectorSink* sink = nullptr;
+    size_t released_before_end = 0;
+    PayloadSource source() {
+        PayloadSource src;
+        src.type = RecordType::sealed;
+        src.length = r.payload().size();
+        src.read = [this](std::span<uint8_t> out) {
+            size_t n = std::min(out.size(), r.payload().size() - pos);
+            if (n && pos + n == r.payload().size()) released_before_end = sink->data.size();
+            if (n) std::memcpy(out.data(), r.payload().data() + pos, n);
+            pos += n;
+            return n;
+        };
+        return src;
+    }
+};
 
 bool contains(const Bytes& hay, ByteView needle) {
     return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
@@ -212,9 +235,9 @@ TEST_CASE("replay into another round is refused: the round is signed") {
                       Catch::Contains("round 4, not 3"));
     // A recipient rewriting the round inside the ciphertext breaks the signature.
     auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
-    // the context's round field: after version(1), reclen(2), record, ctx version(1), id(16), P(32), flags(1)
-    size_t reclen = env.stream[1] | (env.stream[2] << 8);
-    size_t round_at = 3 + reclen + 1 + 16 + 32 + 1;
+    // the context's round field: after version(1), reclen(2), the record's 256-byte slot, ctx
+    // version(1), id(16), P(32), flags(1)
+    size_t round_at = 3 + 256 + 1 + 16 + 32 + 1;
     REQUIRE(env.stream[round_at] == 4);
     env.stream[round_at] = 5;
     oo.round = 5;
@@ -374,4 +397,154 @@ TEST_CASE("dummy stanzas hide the number of recipients") {
         std::memcpy(E.data(), r.payload().data() + 8 + j * 80, 32);
         CHECK(point_valid(E));
     }
+}
+
+TEST_CASE("sealed sizes reveal neither the sender's id length nor the real recipient count") {
+    World w;
+    MemberKey a = w.fed.member("a");
+    MemberKey longer = w.fed.member(std::string(60, 'l'));
+    MemberKey longest = w.fed.member(std::string(128, 'm'));
+    // the slot the inner header keeps for the sender's record fits the longest id there is
+    CHECK(longest.record.encode().size() == 256);
+    CHECK_THROWS_AS(MemberSecret::create(std::string(129, 'm'), 0, 0), UsageError);
+    MemberKey dave = w.fed.member("dave");
+    PublicRecord four[] = {w.bob.record, w.carol.record, w.alice.record, dave.record};
+    for (size_t floats : {0ul, 3ul, 40ul, 1000ul, 20000ul}) {
+        INFO(floats);
+        Bytes payload = update_payload(floats, 1);
+        auto from = [&](const MemberKey& k) {
+            return seal_record(k, std::span(&w.bob.record, 1), RecordType::update, payload).size();
+        };
+        size_t size_a = from(a);
+        CHECK(from(longer) == size_a);
+        CHECK(from(longest) == size_a);
+        CHECK(from(w.alice) == size_a);
+        SealOptions pad;
+        pad.stanzas = 4;
+        Bytes one_padded = seal_record(a, std::span(&w.bob.record, 1), RecordType::update, payload, pad);
+        Bytes four_real = seal_record(longer, four, RecordType::update, payload);
+        CHECK(one_padded.size() == four_real.size());
+        CHECK(open_record(w.bob, w.fed.pub(), one_padded).info.recipients == 1);
+        auto o = open_record(dave, w.fed.pub(), four_real);
+        CHECK(o.info.recipients == 4);
+        CHECK(o.info.sender.id == std::string(60, 'l'));
+    }
+    auto o = open_record(w.bob, w.fed.pub(),
+                         seal_record(longest, std::span(&w.bob.record, 1), RecordType::update, update_payload(5, 1)));
+    CHECK(o.info.sender.id == std::string(128, 'm'));
+}
+
+TEST_CASE("the fixed-size header is canonical: its padding and dummy slots are signed zeros") {
+    World w;
+    PublicRecord to[] = {w.bob.record};
+    SealOptions so;
+    so.stanzas = 3;
+    Bytes sealed = seal_record(w.alice, to, RecordType::update, update_payload(10, 1), so);
+    auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
+    size_t reclen = env.stream[1] | (env.stream[2] << 8);
+    size_t count_at = 3 + 256 + 91;
+    REQUIRE((env.stream[count_at] | (env.stream[count_at + 1] << 8)) == 1);
+    auto at = [&](size_t i, const char* what) {
+        auto bad = env;
+        bad.stream[i] ^= 1;
+        CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(bad)), Catch::Contains(what));
+    };
+    at(3 + reclen, "padding is not zero");              // the sender slot's padding
+    at(count_at + 2 + 32 + 5, "dummy recipient slots"); // the first dummy fingerprint slot
+    auto more = env;
+    more.stream[count_at] = 2; // a dummy slot passed off as a real recipient
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(more)),
+                      Catch::Contains("signature does not verify"));
+}
+
+TEST_CASE("a co-recipient's payload swapped in after chunk 0 is never released") {
+    World w;
+    PublicRecord to[] = {w.bob.record, w.carol.record};
+    Bytes payload = update_payload(9 << 18, 1); // 9 MiB: three batches of chunks
+    Bytes sealed = seal_record(w.alice, to, RecordType::update, payload);
+    // carol holds the file key: she keeps chunk 0 (and with it signature 1) and re-encrypts her
+    // own bytes from chunk 1 on
+    auto env = detail::raw_decrypt(w.carol, w.fed.pub(), sealed);
+    const size_t header = 3 + 256 + 91 + 2 + 2 * 32 + 8 + 64;
+    for (size_t i = kChunkSize; i < header + payload.size(); ++i) env.stream[i] = 0x42;
+    Watched swapped{decode_record(detail::raw_encrypt(env))};
+    VectorSink sink;
+    swapped.sink = &sink;
+    PayloadSource src = swapped.source();
+    CHECK_THROWS_WITH(open(w.bob, w.fed.pub(), src, sink), Catch::Contains("payload signature does not verify"));
+    CHECK(sink.data.empty());
+    CHECK(swapped.released_before_end == 0);
+
+    // nor can she make the envelope look single-recipient: the real count is signed
+    auto one = detail::raw_decrypt(w.carol, w.fed.pub(), sealed);
+    size_t count_at = 3 + 256 + 91;
+    REQUIRE(one.stream[count_at] == 2);
+    one.stream[count_at] = 1;
+    std::fill_n(one.stream.begin() + static_cast<long>(count_at + 2 + 32), 32, 0);
+    Watched relabelled{decode_record(detail::raw_encrypt(one))};
+    VectorSink sink1;
+    relabelled.sink = &sink1;
+    PayloadSource src1 = relabelled.source();
+    CHECK_THROWS_WITH(open(w.bob, w.fed.pub(), src1, sink1), Catch::Contains("signature does not verify"));
+    CHECK(sink1.data.empty());
+
+    // the genuine envelope opens whole, once everything verified
+    Watched genuine{decode_record(sealed)};
+    VectorSink ok;
+    genuine.sink = &ok;
+    PayloadSource src2 = genuine.source();
+    Opened info = open(w.bob, w.fed.pub(), src2, ok);
+    CHECK(info.recipients == 2);
+    CHECK(genuine.released_before_end == 0);
+    CHECK(decode_record(ok.data).payload().size() == payload.size());
+}
+
+TEST_CASE("a held-back record larger than the memory allowance spills and comes out whole") {
+    World w;
+    PublicRecord to[] = {w.bob.record, w.carol.record};
+    Bytes payload = update_payload(300000, 1); // 1.2 MB
+    Bytes sealed = seal_record(w.alice, to, RecordType::update, payload);
+    Watched in{decode_record(sealed)};
+    VectorSink sink;
+    in.sink = &sink;
+    PayloadSource src = in.source();
+    OpenOptions oo;
+    oo.hold_in_memory = 100000;
+    open(w.carol, w.fed.pub(), src, sink, oo);
+    CHECK(in.released_before_end == 0);
+    Record r = decode_record(sink.data);
+    CHECK(std::equal(r.payload().begin(), r.payload().end(), payload.begin(), payload.end()));
+}
+
+TEST_CASE("single-recipient envelopes stream, padded or not") {
+    World w;
+    Bytes payload = update_payload(9 << 18, 1);
+    for (size_t stanzas : {0ul, 4ul}) {
+        INFO(stanzas);
+        SealOptions so;
+        so.stanzas = stanzas;
+        Watched in{decode_record(seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload, so))};
+        VectorSink sink;
+        in.sink = &sink;
+        PayloadSource src = in.source();
+        open(w.bob, w.fed.pub(), src, sink);
+        CHECK(in.released_before_end > kChunkSize);
+        CHECK(sink.data.size() == payload.size() + 40);
+    }
+}
+
+TEST_CASE("one record per sender: a second record from the same member is refused") {
+    World w;
+    Bytes first = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1, 1));
+    Bytes second = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1, 2));
+    Bytes other = seal_record(w.carol, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1, 3));
+    std::set<Fingerprint> seen;
+    OpenOptions oo;
+    oo.senders_seen = &seen;
+    CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), first, oo));
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), second, oo), Catch::Contains("a second record from sender 'alice'"));
+    CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), other, oo));
+    CHECK(seen.size() == 2);
+    oo.senders_seen = nullptr;
+    CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), second, oo));
 }
