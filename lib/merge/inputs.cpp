@@ -1,3 +1,5 @@
+// n3/merge/inputs.cpp — loading the records n3-merge aggregates (see inputs.hpp): mapping regular
+// files, spooling streams to unlinked temporary files, the canonical order and the checksums.
 #include "merge/inputs.hpp"
 
 #include "record/error.hpp"
