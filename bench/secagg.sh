@@ -55,7 +55,7 @@ for round in $ROUNDS; do
     R=(--roster "$T/r$n.roster" --authority "$T/fed.pub" --round "$nn" --max-samples 65536 --neighbours "$k")
     s=$(now)
     for i in $(seq 1 "$nn"); do
-        n3-seal --advertise --key "$T/m$i.key" "${R[@]}" --state "$T/s$n-$i" --force > "$T/a$n-$i.n3"
+        n3-secagg advertise --key "$T/m$i.key" "${R[@]}" --state "$T/s$n-$i" --force > "$T/a$n-$i.n3"
     done
     t_adv=$(echo "$(since "$s") / $nn" | bc -l)
     cat "$T"/a$n-*.n3 > "$T/adverts$n.n3"
@@ -63,22 +63,22 @@ for round in $ROUNDS; do
     surv=$((nn - drop))
     s=$(now)
     for i in $(seq 1 "$nn"); do
-        n3-seal --mask --key "$T/m$i.key" "${R[@]}" --state "$T/s$n-$i" --adverts "$T/adverts$n.n3" \
+        n3-secagg mask --key "$T/m$i.key" "${R[@]}" --state "$T/s$n-$i" --adverts "$T/adverts$n.n3" \
             "$T/u$i.n3" -o "$T/x$n-$i.n3"
     done
     t_mask=$(echo "$(since "$s") / $nn" | bc -l)
     inputs=(); for i in $(seq 1 "$surv"); do inputs+=("$T/x$n-$i.n3"); done
-    n3-merge --rule secure-sum "${R[@]}" --adverts "$T/adverts$n.n3" --list-survivors "${inputs[@]}" > "$T/surv$n"
+    n3-secagg survivors "${R[@]}" "${inputs[@]}" > "$T/surv$n"
     s=$(now)
     for i in $(seq 1 "$surv"); do
-        n3-seal --reveal --key "$T/m$i.key" "${R[@]}" --state "$T/s$n-$i" --survivors "$T/surv$n" > "$T/v$n-$i.n3"
+        n3-secagg reveal --key "$T/m$i.key" "${R[@]}" --state "$T/s$n-$i" --survivors "$T/surv$n" > "$T/v$n-$i.n3"
     done
     t_rev=$(echo "$(since "$s") / $surv" | bc -l)
     s=$(now)
-    n3-merge --rule secure-sum "${R[@]}" --adverts "$T/adverts$n.n3" -j 1 "${inputs[@]}" "$T"/v$n-*.n3 -o "$T/secure1-$n.n3"
+    n3-secagg sum "${R[@]}" --adverts "$T/adverts$n.n3" -j 1 "${inputs[@]}" "$T"/v$n-*.n3 -o "$T/secure1-$n.n3"
     t_sum1=$(since "$s")
     s=$(now)
-    n3-merge --rule secure-sum "${R[@]}" --adverts "$T/adverts$n.n3" "${inputs[@]}" "$T"/v$n-*.n3 -o "$T/secure$n.n3"
+    n3-secagg sum "${R[@]}" --adverts "$T/adverts$n.n3" "${inputs[@]}" "$T"/v$n-*.n3 -o "$T/secure$n.n3"
     t_sum=$(since "$s")
     cmp -s "$T/secure1-$n.n3" "$T/secure$n.n3" || { echo "secagg bench: -j 1 and -j N differ" >&2; exit 1; }
     plain=(); for i in $(seq 1 "$surv"); do plain+=("$T/u$i.n3"); done

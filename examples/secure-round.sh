@@ -24,7 +24,7 @@ NAME=secure-round.sh
 . "$here/common.sh"
 ROUND=${ROUND:-1}
 LIMIT=${LIMIT:-600}
-require n3-keys n3-train n3-seal n3-merge n3-inspect
+require n3-keys n3-train n3-seal n3-secagg n3-merge n3-inspect
 require_fmnist "$DATA"
 [ "$CLIENTS" -ge 2 ] || die "at least 2 CLIENTS are needed"
 [ "$DROPPED" -ge 0 ] && [ "$DROPPED" -lt "$CLIENTS" ] || die "the DROPPED members must number 0 to CLIENTS-1"
@@ -54,14 +54,14 @@ done
 
 # 1. Adverts: fresh round keys and sealed, verifiable shares for every other member.
 for i in $(seq 1 "$CLIENTS"); do
-    n3-seal --advertise --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" > "$W/advert-$i.n3"
+    n3-secagg advertise --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" > "$W/advert-$i.n3"
 done
 cat "$W"/advert-*.n3 > "$W/adverts.n3" # the hub hands every member all adverts
 
 # 2. Masked inputs, sealed to the hub. The last DROPPED members vanish after masking.
 survivors=$((CLIENTS - DROPPED))
 for i in $(seq 1 "$CLIENTS"); do
-    n3-seal --mask --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" \
+    n3-secagg mask --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" \
         --adverts "$W/adverts.n3" "$OUT/update-$i.n3" -o "$OUT/masked-$i.n3"
     if [ "$i" -le "$survivors" ]; then
         n3-seal --to "$W/hub.pub" --key "$W/m$i.key" "$OUT/masked-$i.n3" > "$W/to-hub-$i.n3"
@@ -72,10 +72,10 @@ done
 #    of the adverts they masked over); each survivor checks it, then reveals shares to the hub.
 cat "$W"/to-hub-*.n3 | n3-seal --open --key "$W/hub.key" --authority "$W/fed.pub" \
     --roster "$W/fed.roster" --round "$ROUND" -q > "$W/arrived.n3"
-n3-merge --rule secure-sum "${round[@]}" --adverts "$W/adverts.n3" --list-survivors \
+n3-secagg survivors "${round[@]}" \
     "$W/arrived.n3" > "$W/survivors.n3"
 for i in $(seq 1 "$survivors"); do
-    n3-seal --reveal --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" \
+    n3-secagg reveal --key "$W/m$i.key" "${round[@]}" --state "$W/m$i.state" \
         --survivors "$W/survivors.n3" \
       | n3-seal --to "$W/hub.pub" --key "$W/m$i.key" --round "$ROUND" > "$W/reveal-$i.n3"
 done
@@ -83,7 +83,7 @@ cat "$W"/reveal-*.n3 | n3-seal --open --key "$W/hub.key" --authority "$W/fed.pub
     --roster "$W/fed.roster" --round "$ROUND" -q > "$W/reveals.n3"
 
 # 4. The secure sum, and the plain fedavg of the same updates for comparison.
-n3-merge --rule secure-sum "${round[@]}" --adverts "$W/adverts.n3" -v \
+n3-secagg sum "${round[@]}" --adverts "$W/adverts.n3" -v \
     "$W/arrived.n3" "$W/reveals.n3" -o "$OUT/secure.n3"
 plain=()
 for i in $(seq 1 "$survivors"); do plain+=("$OUT/update-$i.n3"); done

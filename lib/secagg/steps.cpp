@@ -152,7 +152,7 @@ Collected collect(const std::vector<std::string>& paths) {
             case Kind::advert:
                 throw DataError(where + ": is an advert", "give adverts with --adverts");
             case Kind::survivors:
-                throw DataError(where + ": is a survivor list", "survivor lists go to the members' --reveal");
+                throw DataError(where + ": is a survivor list", "survivor lists go to the members: n3-secagg reveal");
             case Kind::other:
                 throw DataError(where + ": is a " + std::string(type_name(rec->type())) +
                                     " record, not a masked input or a reveal",
@@ -162,6 +162,19 @@ Collected collect(const std::vector<std::string>& paths) {
         if (!any) throw DataError(in.name() + ": no records (empty input)");
     }
     return c;
+}
+
+Record survivors(const Round& r, const std::vector<std::string>& paths) {
+    Collected got = collect(paths);
+    if (!got.reveals.empty()) throw DataError("the inputs hold reveals; the survivor list is made from masked inputs only");
+    return list_survivors(got.inputs, r);
+}
+
+SumResult sum(const Round& r, const std::string& adverts_path, const std::vector<std::string>& paths,
+              unsigned threads) {
+    auto adverts = read_adverts(adverts_path, r);
+    Collected got = collect(paths);
+    return secure_sum(r, adverts, got.inputs, got.reveals, threads);
 }
 
 } // namespace n3::secagg

@@ -1,5 +1,5 @@
-// n3/secagg/steps.hpp — the file-level steps of a secure-aggregation round, as the tools run
-// them (n3-seal --advertise / --mask / --reveal, n3-merge --rule secure-sum).
+// n3/secagg/steps.hpp — the file-level steps of a secure-aggregation round, as n3-secagg runs
+// them (advertise, mask, reveal for a member; survivors and sum for the aggregator).
 //
 // Each member step loads and saves the member's 0600 state file atomically, and saves it
 // BEFORE anything leaves the member: a crash between the two can never let a second, different
@@ -37,15 +37,15 @@ std::string advert_log_dir();
 // the member, created with O_EXCL); DataError when it already advertised in this round.
 void record_advert(const crypto::MemberKey& me, const Round& r, const std::string& dir);
 
-// n3-seal --advertise: records the advert (record_advert), creates the state file (refuses to
+// n3-secagg advertise: records the advert (record_advert), creates the state file (refuses to
 // overwrite it unless force) and writes the advert record.
 void advertise(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
                bool force, Sink& out);
-// n3-seal --mask: masks the single update record read from `update_path`.
+// n3-secagg mask: masks the single update record read from `update_path`.
 void mask(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
           const std::string& adverts_path, const std::string& update_path, Sink& out);
-// n3-seal --reveal: checks the survivor list record in `survivors_path` (made by
-// n3-merge --list-survivors) and reveals shares for it.
+// n3-secagg reveal: checks the survivor list record in `survivors_path` (made by
+// n3-secagg survivors) and reveals shares for it.
 void reveal(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
             const std::string& survivors_path, Sink& out);
 
@@ -55,5 +55,11 @@ struct Collected {
     std::vector<Record> inputs, reveals;
 };
 Collected collect(const std::vector<std::string>& paths);
+
+// n3-secagg survivors: the survivor list record of the masked inputs in `paths`.
+Record survivors(const Round& r, const std::vector<std::string>& paths);
+// n3-secagg sum: the adverts, the masked inputs and the reveals in `paths` (any order), summed.
+SumResult sum(const Round& r, const std::string& adverts_path, const std::vector<std::string>& paths,
+              unsigned threads = 0);
 
 } // namespace n3::secagg

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Secure aggregation end to end. First a SecAgg+ round (8 members, 4 neighbours each, 2 dropped)
-# on synthetic updates with the real tools, its result checked against plain fedavg with numpy,
+# Secure aggregation end to end (n3-secagg). First a SecAgg+ round (8 members, 4 neighbours
+# each, 2 dropped) on synthetic updates with the real tools, its result checked against plain fedavg with numpy,
 # and the refusals it needs; then examples/secure-round.sh (needs n3-train) with the complete
 # graph and with SecAgg+, and the refusals a secure round needs: replays, double reveals, too few
 # survivors.
@@ -81,31 +81,31 @@ done
 R=(--roster "$T/fed.roster" --authority "$T/fed.pub" --round 3)
 K=(--neighbours 4)
 for i in $(seq 1 8); do
-    expect 0 '' -- n3-seal --advertise --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" -o "$T/adv-$i.n3"
+    expect 0 '' -- n3-secagg advertise --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" -o "$T/adv-$i.n3"
 done
 cat "$T"/adv-*.n3 > "$T/adverts.n3"
 # A second advert in the same round would unmask the member: refused whatever the state path.
 expect 1 "member 'm1' already advertised in round 3" -- \
-    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1-again.state" -o "$T/adv-again.n3"
+    n3-secagg advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1-again.state" -o "$T/adv-again.n3"
 expect 1 'already advertised' -- \
-    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --force -o "$T/adv-again.n3"
+    n3-secagg advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --force -o "$T/adv-again.n3"
 assert_no_file "$T/adv-again.n3"
 assert_no_file "$T/m1-again.state"
 # t = 1 would make every share the secret; t <= half the holders draws a warning.
 expect 2 'out of range 2..5' -- \
-    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --threshold 1 --state "$T/m1-t1.state" -o "$T/adv-t1.n3"
+    n3-secagg advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --threshold 1 --state "$T/m1-t1.state" -o "$T/adv-t1.n3"
 assert_no_file "$T/adv-t1.n3"
 expect 0 'warning: --threshold 2 is at most half of the 5 share holders' -- \
-    n3-seal --advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --threshold 2 --state "$T/m1-t2.state" -o "$T/adv-t2.n3"
+    n3-secagg advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --threshold 2 --state "$T/m1-t2.state" -o "$T/adv-t2.n3"
 expect 1 'made for --neighbours 4, this round uses --neighbours 6' -- \
-    n3-seal --mask --key "$T/m1.key" "${R[@]}" --neighbours 6 --state "$T/m1.state" --adverts "$T/adverts.n3" \
+    n3-secagg mask --key "$T/m1.key" "${R[@]}" --neighbours 6 --state "$T/m1.state" --adverts "$T/adverts.n3" \
     "$T/u1.n3" -o "$T/x-bad.n3"
 assert_no_file "$T/x-bad.n3"
 expect 1 'made for --neighbours 4, this round uses the complete graph' -- \
-    n3-seal --mask --key "$T/m1.key" "${R[@]}" --state "$T/m1.state" --adverts "$T/adverts.n3" "$T/u1.n3" -o "$T/x-bad.n3"
+    n3-secagg mask --key "$T/m1.key" "${R[@]}" --state "$T/m1.state" --adverts "$T/adverts.n3" "$T/u1.n3" -o "$T/x-bad.n3"
 assert_no_file "$T/x-bad.n3"
 for i in $(seq 1 8); do
-    expect 0 '' -- n3-seal --mask --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" \
+    expect 0 '' -- n3-secagg mask --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" \
         --adverts "$T/adverts.n3" "$T/u$i.n3" -o "$T/x-$i.n3"
 done
 _case="a SecAgg+ advert holds 4 share boxes, not 8"
@@ -113,47 +113,47 @@ _case="a SecAgg+ advert holds 4 share boxes, not 8"
     "$N3_PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1]))[0]; t=d["tensors"]["boxes"]; assert t["shape"][0]==4, t' \
         "$T/adv.json" 2>"$T/err" && _pass || _fail "$(cat "$T/err")"
 # Members 7 and 8 drop after masking.
-expect 0 '' -- n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" --list-survivors \
+expect 0 '' -- n3-secagg survivors "${R[@]}" "${K[@]}" \
     "$T"/x-[1-6].n3 -o "$T/survivors.n3"
 assert_eq "$(members "$T/survivors.n3")" "1 2 3 4 5 6" "survivor list"
 # Three survivors cannot complete a K = 4 round: some member keeps fewer than 3 holders.
-expect 0 '' -- n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" --list-survivors \
+expect 0 '' -- n3-secagg survivors "${R[@]}" "${K[@]}" \
     "$T"/x-[1-3].n3 -o "$T/three.n3"
 expect 3 'surviving share holders, the threshold is 3; nothing revealed' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/three.n3" -o "$T/v-bad.n3"
+    n3-secagg reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/three.n3" -o "$T/v-bad.n3"
 assert_no_file "$T/v-bad.n3"
 # A member listed as dropped although its input arrived refuses: revealing could unmask it.
-expect 0 '' -- n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" --list-survivors \
+expect 0 '' -- n3-secagg survivors "${R[@]}" "${K[@]}" \
     "$T"/x-[2-6].n3 -o "$T/without-1.n3"
 expect 1 'this member is not on the survivor list, although it masked an input; nothing revealed' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/without-1.n3" -o "$T/v-bad.n3"
+    n3-secagg reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/without-1.n3" -o "$T/v-bad.n3"
 assert_no_file "$T/v-bad.n3"
 # A hand-written list is no survivor list: the members need the survivors' signed statements.
 echo "1 2 3 4 5 6" > "$T/survivors.txt"
 expect 1 'survivors.txt' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/survivors.txt" -o "$T/v-bad.n3"
+    n3-secagg reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/survivors.txt" -o "$T/v-bad.n3"
 expect 1 'not a survivor list' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/adv-2.n3" -o "$T/v-bad.n3"
+    n3-secagg reveal --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --survivors "$T/adv-2.n3" -o "$T/v-bad.n3"
 assert_no_file "$T/v-bad.n3"
 expect 2 'needs more than 8 members' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 8 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
+    n3-secagg reveal --key "$T/m1.key" "${R[@]}" --neighbours 8 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
 expect 2 'at least 2' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 1 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
+    n3-secagg reveal --key "$T/m1.key" "${R[@]}" --neighbours 1 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
 expect 1 'survivor list made for --neighbours 4, this round uses --neighbours 6' -- \
-    n3-seal --reveal --key "$T/m1.key" "${R[@]}" --neighbours 6 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
+    n3-secagg reveal --key "$T/m1.key" "${R[@]}" --neighbours 6 --state "$T/m1.state" --survivors "$T/survivors.n3" -o "$T/v-bad.n3"
 assert_no_file "$T/v-bad.n3"
 for i in $(seq 1 6); do
-    expect 0 '' -- n3-seal --reveal --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" \
+    expect 0 '' -- n3-secagg reveal --key "$T/m$i.key" "${R[@]}" "${K[@]}" --state "$T/m$i.state" \
         --survivors "$T/survivors.n3" -o "$T/v-$i.n3"
 done
 expect 1 'made for --neighbours 4, this round uses the complete graph' -- \
-    n3-merge --rule secure-sum "${R[@]}" --adverts "$T/adverts.n3" "$T"/x-[1-6].n3 "$T"/v-*.n3 -o "$T/secure.n3"
+    n3-secagg sum "${R[@]}" --adverts "$T/adverts.n3" "$T"/x-[1-6].n3 "$T"/v-*.n3 -o "$T/secure.n3"
 assert_no_file "$T/secure.n3"
 # Two reveals are too few: the aggregator needs 3 shares from each member's 5 holders.
 expect 3 'the threshold is 3' -- \
-    n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" "$T"/x-[1-6].n3 "$T"/v-[12].n3 -o "$T/secure.n3"
+    n3-secagg sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" "$T"/x-[1-6].n3 "$T"/v-[12].n3 -o "$T/secure.n3"
 assert_no_file "$T/secure.n3"
-expect 0 '' -- n3-merge --rule secure-sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" -j 2 \
+expect 0 '' -- n3-secagg sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" -j 2 \
     "$T"/x-[1-6].n3 "$T"/v-*.n3 -o "$T/secure.n3"
 expect 0 '' -- n3-merge --rule fedavg "$T"/u[1-6].n3 -o "$T/plain.n3"
 _case="SecAgg+ secure sum equals plain fedavg of the 6 survivors within the fixed-point bound"
@@ -190,7 +190,8 @@ N3_BIN="$N3_TOOLS" LIMIT=100 bash "$EX" "$T/c" 4 2 > "$T/round.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && grep -q "only 2 survivors, the threshold is 3; nothing revealed" "$T/round.log" && _pass \
     || _fail "exit $rc: $(tail -2 "$T/round.log")"
-expect 2 'secure-sum writes the mean update; it takes no --base' -- \
-    n3-merge --rule secure-sum --roster r --authority a --round 1 --adverts x --base g.n3 -o "$T/next.n3"
+expect 2 'adverts is required' -- n3-secagg sum --roster r --authority a --round 1 -o "$T/next.n3"
+assert_no_file "$T/next.n3"
+expect 2 'base' -- n3-secagg sum --roster r --authority a --round 1 --adverts x --base g.n3 -o "$T/next.n3"
 assert_no_file "$T/next.n3"
 finish
