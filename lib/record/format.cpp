@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <isa-l/crc.h>
 #include <isa-l/crc64.h>
+#include <new>
 #include <stdexcept>
 #include <sys/mman.h>
 
@@ -27,26 +28,23 @@ namespace {
     throw DataError(where + ": not an n3 record (bad magic)");
 }
 
-// Payload storage for records read from a stream. Large payloads get an anonymous mapping
-// populated in one go (one kernel call instead of a page fault per 4 KiB, and no zero-fill
-// pass as std::vector would do); both matter at pipe speed.
+// Payload storage for a record read from a stream, grown as its bytes arrive: the preamble's
+// length is only a claim, so a hostile or truncated record costs memory in proportion to the
+// bytes actually received, not to the length it declares. Large payloads live in an anonymous
+// mapping that mremap() grows without copying; each extent is populated in one kernel call
+// (MADV_POPULATE_WRITE, Linux 5.14) just before it is filled, instead of a page fault per
+// 4 KiB and a zero-fill pass as std::vector would do; both matter at pipe speed.
 class PayloadBuffer {
 public:
-    explicit PayloadBuffer(size_t n) : size_(n) {
-        if (n >= kMapThreshold) {
-            void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-            if (p != MAP_FAILED) {
-                data_ = static_cast<uint8_t*>(p);
-                mapped_ = true;
-                return;
-            }
+    explicit PayloadBuffer(size_t declared) : declared_(declared) {
+        if (declared < kMapThreshold) {
+            data_ = declared ? new uint8_t[declared] : nullptr;
+            capacity_ = ready_ = declared;
         }
-        data_ = n ? new uint8_t[n] : nullptr;
     }
     ~PayloadBuffer() {
         if (mapped_)
-            ::munmap(data_, size_);
+            ::munmap(data_, capacity_);
         else
             delete[] data_;
     }
@@ -54,10 +52,34 @@ public:
     PayloadBuffer& operator=(const PayloadBuffer&) = delete;
     uint8_t* data() { return data_; }
 
+    // Room to write from `filled` on: at most kExtent bytes, at least one unless the payload
+    // is complete. The mapping at least doubles when it grows, so a payload of n bytes takes
+    // O(log n) mremap calls.
+    std::span<uint8_t> room(size_t filled) {
+        if (filled == ready_ && ready_ < declared_) {
+            size_t want = std::min(declared_, ready_ + kExtent);
+            if (want > capacity_) grow(std::min(declared_, std::max(want, 2 * capacity_)));
+#ifdef MADV_POPULATE_WRITE
+            ::madvise(data_ + ready_, want - ready_, MADV_POPULATE_WRITE); // a hint: faults if refused
+#endif
+            ready_ = want;
+        }
+        return {data_ + filled, ready_ - filled};
+    }
+
 private:
     static constexpr size_t kMapThreshold = size_t(1) << 20;
+    static constexpr size_t kExtent = size_t(8) << 20;
+    void grow(size_t to) {
+        void* p = mapped_ ? ::mremap(data_, capacity_, to, MREMAP_MAYMOVE)
+                          : ::mmap(nullptr, to, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+        data_ = static_cast<uint8_t*>(p);
+        capacity_ = to;
+        mapped_ = true;
+    }
     uint8_t* data_ = nullptr;
-    size_t size_;
+    size_t declared_, capacity_ = 0, ready_ = 0; // ready_: populated bytes, <= capacity_
     bool mapped_ = false;
 };
 
@@ -305,29 +327,33 @@ void RecordReader::end() {
     ++index_;
 }
 
+Record RecordReader::read_rest() {
+    if (!in_record_ || taken_ != 0) throw std::logic_error("RecordReader::read_rest() outside a record");
+    if (map_) {
+        // The payload stays in the mapping, checksummed in place.
+        ByteView payload =
+            map_->bytes().subspan(static_cast<size_t>(offset_), static_cast<size_t>(remaining_));
+        crc_ = crc64(crc_, payload);
+        offset_ += remaining_;
+        remaining_ = 0;
+        return Record(cur_.type, payload, map_);
+    }
+    size_t len = static_cast<size_t>(remaining_);
+    auto buf = std::make_shared<PayloadBuffer>(len);
+    size_t got = 0;
+    while (got < len) {
+        size_t n = read_payload(buf->room(got));
+        if (n == 0) break;
+        got += n;
+    }
+    return Record(cur_.type, ByteView(buf->data(), len), buf);
+}
+
 std::optional<Record> RecordReader::next() {
     auto pre = begin();
     if (!pre) return std::nullopt;
     uint64_t idx = index_, start = rec_start_;
-    Record rec;
-    if (map_) {
-        // The payload stays in the mapping; end() checksums it in place.
-        ByteView payload = map_->bytes().subspan(offset_, pre->payload_len);
-        crc_ = crc64(crc_, payload);
-        offset_ += pre->payload_len;
-        remaining_ = 0;
-        rec = Record(pre->type, payload, map_);
-    } else {
-        size_t len = static_cast<size_t>(pre->payload_len);
-        auto buf = std::make_shared<PayloadBuffer>(len);
-        size_t got = 0;
-        while (got < len) {
-            size_t n = read_payload(std::span<uint8_t>(buf->data() + got, len - got));
-            if (n == 0) break;
-            got += n;
-        }
-        rec = Record(pre->type, ByteView(buf->data(), len), buf);
-    }
+    Record rec = read_rest();
     end();
     rec.index = idx;
     rec.offset = start;

@@ -8,7 +8,7 @@
 // A stream is records back to back, so `cat a b | tool` works and no other framing is needed.
 //
 // Reading: RecordReader over an Input memory-maps regular files (records are views into the
-// mapping) and streams pipes. next() gives whole records; begin()/read_payload()/end() give a
+// mapping) and streams pipes (a piped payload's memory grows with the bytes that arrive). next() gives whole records; begin()/read_payload()/end() give a
 // record's payload in chunks so a tool never has to hold a huge record (end() verifies the
 // checksum: do not release output derived from the payload before it returns).
 // Writing: write_record() for a payload in memory, RecordWriter for a payload in pieces.
@@ -111,6 +111,10 @@ public:
     // end(crc), which verifies the record's checksum as end() does.
     std::optional<ByteView> take_payload();
     void end(uint64_t taken_crc);
+    // After begin(): the rest of the payload as a record, in place for a mapped input, else read
+    // into memory that grows as bytes arrive (a truncated record costs the bytes that came,
+    // not the length it declares). end() still has to verify the checksum.
+    Record read_rest();
 
     uint64_t records_read() const { return index_; }
     uint64_t offset() const { return offset_; }
