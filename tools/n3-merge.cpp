@@ -1,7 +1,6 @@
 // n3-merge: aggregate update (or model) records into one (man/n3-merge.1).
 #include "common/tool.hpp"
 #include "merge/merge.hpp"
-#include "secagg/steps.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -24,7 +23,7 @@ int main(int argc, char** argv) {
     app.add_option("INPUT", req.inputs, "Update or model records ('-' is stdin; default stdin)");
     app.add_option("-r,--rule", rule,
                    "fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean[:BETA], "
-                   "krum[:F], multi-krum[:F,M], mix, secure-sum (default fedavg)");
+                   "krum[:F], multi-krum[:F,M], mix (default fedavg)");
     app.add_option("-b,--base", base, "Apply the aggregate to this model; write the next model")
         ->type_name("MODEL");
     app.add_option("--state", state, "Server state file (fedavgm, fedadam, fedyogi, fedadagrad)");
@@ -53,59 +52,11 @@ int main(int argc, char** argv) {
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
     o_self_w->needs(o_self);
-    // secure-sum: the aggregator's end of a secure-aggregation round (man n3-seal).
-    secagg::RoundSpec spec;
-    std::string adverts, round_s;
-    bool list_survivors = false;
-    app.add_option("--roster", spec.roster, "secure-sum: the round's members")->type_name("FILE");
-    app.add_option("--authority", spec.authority, "secure-sum: the federation's public key")->type_name("PUB");
-    app.add_option("--round", round_s, "secure-sum: the round")->type_name("N");
-    app.add_option("--adverts", adverts, "secure-sum: every member's advert")->type_name("FILE");
-    app.add_option("--threshold", spec.threshold, "secure-sum: shares needed (default n/2+1)")->type_name("T");
-    app.add_option("--clip", spec.clip, "secure-sum: the members' clip bound (default 1)")->type_name("C");
-    app.add_option("--max-samples", spec.max_samples, "secure-sum: the members' weight divisor")->type_name("N");
-    auto* o_k = app.add_option("--neighbours", spec.neighbours, "secure-sum: SecAgg+, the members' K (default 0: every member)")
-                    ->type_name("K");
-    app.add_flag("--list-survivors", list_survivors,
-                 "secure-sum: write the survivor list record (the given inputs' signed statements) for the members");
 
     return tool.run(argc, argv, [&] {
-        if (rule == "secure-sum") {
-            if (spec.roster.empty() || spec.authority.empty() || round_s.empty() || adverts.empty())
-                throw UsageError("--rule secure-sum needs --roster, --authority, --round and --adverts");
-            if (!state.empty() || !self.empty() || !weights.empty() || o_clip->count())
-                throw UsageError("--rule secure-sum takes no --state, --self, --weights or --clip-norm",
-                                 "the members clip with n3-seal --mask --clip");
-            if (!base.empty())
-                throw UsageError("--rule secure-sum writes the mean update; it takes no --base",
-                                 "apply it with: ... | n3-merge --base MODEL -o NEXT");
-            if (round_s.find_first_not_of("0123456789") != std::string::npos || round_s.size() > 19)
-                throw UsageError("--round must be a non-negative integer");
-            spec.round = std::stoull(round_s);
-            secagg::Round round = secagg::load_round(spec);
-            if (round.weak()) tool.warn(secagg::weak_threshold_text(round));
-            auto ads = secagg::read_adverts(adverts, round);
-            auto got = secagg::collect(tool.normalize_inputs(req.inputs));
-            if (list_survivors) {
-                bool explicit_stdout = out_path == "-";
-                auto out = tool.open_output(out_path.empty() ? "-" : out_path, force, explicit_stdout);
-                write_record(*out, secagg::list_survivors(got.inputs, round));
-                out->commit();
-                return 0;
-            }
-            secagg::SumResult sum = secagg::secure_sum(round, ads, got.inputs, got.reveals, o.threads);
-            tool.verbose(std::to_string(sum.survivors.size()) + " inputs summed, " +
-                         std::to_string(sum.dropped.size()) + " members dropped; error bound " +
-                         std::to_string(sum.step * double(sum.survivors.size())) + " per coordinate");
-            bool explicit_stdout = out_path == "-";
-            if (out_path.empty()) out_path = "-";
-            auto out = tool.open_output(out_path, force, explicit_stdout);
-            write_record(*out, sum.update);
-            out->commit();
-            return 0;
-        }
-        if (list_survivors || !adverts.empty() || !spec.roster.empty() || o_k->count())
-            throw UsageError("--roster, --adverts, --neighbours and --list-survivors belong to --rule secure-sum");
+        if (rule == "secure-sum")
+            throw UsageError("secure aggregation has its own tool", "n3-secagg sum --roster FILE --authority PUB "
+                                                                    "--round N --adverts FILE INPUT...");
         o.rule = merge::Rule::parse(rule);
         if (!weights.empty())
             merge::parse_weights(weights, o);

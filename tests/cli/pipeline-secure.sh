@@ -160,7 +160,7 @@ _case="SecAgg+ secure sum equals plain fedavg of the 6 survivors within the fixe
 compare "$T/secure.n3" "$T/plain.n3" "$T/x-1.n3" 6 > "$T/cmp.log" 2>&1 && _pass || _fail "$(tail -3 "$T/cmp.log")"
 expect 2 'belongs to --advertise, --mask and --reveal' -- \
     n3-seal --to "$T/m2.pub" --key "$T/m1.key" --neighbours 4 "$T/u1.n3" -o "$T/s.n3"
-expect 2 'belong to --rule secure-sum' -- n3-merge --rule fedavg --neighbours 4 "$T/u1.n3" -o "$T/s.n3"
+expect 2 'n3-merge: hint: n3-secagg sum' -- n3-merge --rule secure-sum "$T/u1.n3" -o "$T/s.n3"
 assert_no_file "$T/s.n3"
 
 # --- examples/secure-round.sh: needs n3-train ------------------------------------------------
