@@ -7,6 +7,7 @@
 #include "secagg/steps.hpp"
 
 #include <iostream>
+#include <set>
 
 using namespace n3;
 using namespace n3::crypto;
@@ -59,6 +60,11 @@ int main(int argc, char** argv) {
     auto* o_sender = app.add_option("--sender", sender_path,
                                     "--open: write each sender's identity to this file, not stderr")
                         ->type_name("FILE");
+    bool one_per_sender = false, allow_repeat = false;
+    auto* o_one = app.add_flag("--one-per-sender", one_per_sender,
+                               "--open: refuse a second record from the same sender (default with --roster)");
+    auto* o_repeat = app.add_flag("--allow-repeat-senders", allow_repeat,
+                                  "--open: accept several records from one sender, even with --roster");
     size_t pad_to = 0;
     auto* o_pad = app.add_option("--pad-recipients", pad_to,
                                  "Sealing: add dummy stanzas up to N, hiding how many recipients there are")
@@ -99,6 +105,8 @@ int main(int argc, char** argv) {
             if (a != b) a->excludes(b);
     }
     o_sender->needs(o_open);
+    o_one->needs(o_open)->excludes(o_repeat);
+    o_repeat->needs(o_open);
     o_base->excludes(o_open);
     o_pad->excludes(o_open);
 
@@ -167,6 +175,9 @@ int main(int argc, char** argv) {
         OpenOptions oopts;
         oopts.round = round;
         oopts.roster = roster ? &*roster : nullptr;
+        // A roster means a round's members: one update each, or one member's weight doubles.
+        std::set<Fingerprint> senders_seen;
+        if (one_per_sender || (roster && !allow_repeat)) oopts.senders_seen = &senders_seen;
 
         auto out = tool.open_output(out_path, force, explicit_stdout);
         std::string senders;

@@ -46,9 +46,29 @@ expect 0 'record 1 from alice [0-9a-f]{64} epoch 0 round 3' -- \
 cmp -s a.n3 a.out && assert_eq ok ok "round trip" || assert_eq differ same "round trip"
 expect_stdin two.n3 0 '' -- n3-seal --to bob.pub --to carol.pub --key alice.key -o two.sealed
 assert_eq "$(n3-inspect two.sealed | grep -c 'sealed')" 2 "two records in, two sealed records out"
-expect_stdin two.sealed 0 'record 2 from alice' -- n3-seal -d --key carol.key --authority fed.pub --roster fed.roster --round 3
+expect_stdin two.sealed 0 'record 2 from alice' -- n3-seal -d --key carol.key --authority fed.pub --round 3
 cp "$T/out" two.out
 cmp -s two.n3 two.out && assert_eq ok ok "stream round trip for the second recipient" || assert_eq differ same "stream"
+
+# --- one record per sender -----------------------------------------------------------------------
+# two.sealed is two different updates from alice: with a roster (a round's members) the second
+# would give her a double weight in the merge, so it is refused like a bad record
+expect 1 "record 2 at byte [0-9]+: a second record from sender 'alice' \([0-9a-f]{16}\)" -- \
+    n3-seal -d --key carol.key --authority fed.pub --roster fed.roster --round 3 two.sealed -o x.out
+assert_no_file x.out
+expect_stdin two.sealed 1 "a second record from sender 'alice'" -- \
+    n3-seal -d --key carol.key --authority fed.pub --roster fed.roster -o x.out
+assert_no_file x.out
+expect 1 "a second record from sender 'alice'" -- \
+    n3-seal -d --key carol.key --authority fed.pub --one-per-sender two.sealed -o x.out
+assert_no_file x.out
+expect 0 'record 2 from alice' -- \
+    n3-seal -d --key carol.key --authority fed.pub --roster fed.roster --allow-repeat-senders two.sealed -o both.out
+cmp -s two.n3 both.out && assert_eq ok ok "--allow-repeat-senders: both updates come out" ||
+    assert_eq differ same "--allow-repeat-senders"
+expect 2 '' -- n3-seal -d --key carol.key --authority fed.pub --one-per-sender --allow-repeat-senders two.sealed -o x.out
+expect 2 '' -- n3-seal --to bob.pub --key alice.key --allow-repeat-senders a.n3 -o x.out
+assert_no_file x.out
 expect 0 '' -- n3-seal --open --key bob.key --authority fed.pub two.sealed --sender senders.txt -o two.out2
 assert_eq "$(grep -c '^alice [0-9a-f]\{64\} epoch 0 round 3$' senders.txt)" 2 "--sender lists each record's sender"
 n3-seal --to bob.pub --key alice.key a.n3 | n3-seal --open --key bob.key --authority fed.pub 2>/dev/null >piped.out
@@ -60,6 +80,17 @@ expect 0 '' -- n3-seal --to bob.pub --key alice.key --pad-recipients 16 a.n3 -o 
 expect 0 'record 1 from alice' -- n3-seal --open --key bob.key --authority fed.pub pad.sealed -o pad.out
 assert_eq "$(od -An -tu2 -j34 -N2 pad.sealed | tr -d ' ')" 16 "the header lists 16 stanzas"
 expect 2 '' -- n3-seal --to bob.pub --key alice.key --pad-recipients 5000 a.n3 -o x.out
+
+# --- sizes name neither the sender nor the number of real recipients ----------------------------
+member fed.ask a
+member fed.ask "$(printf 'l%.0s' $(seq 60))"
+long=$(printf 'l%.0s' $(seq 60))
+n3-seal --to bob.pub --key a.key a.n3 -o from-a.sealed
+n3-seal --to bob.pub --key "$long.key" a.n3 -o from-long.sealed
+assert_eq "$(stat -c %s from-long.sealed)" "$(stat -c %s from-a.sealed)" "ids of 1 and 60 characters: same sealed size"
+n3-seal --to bob.pub --key a.key --pad-recipients 4 a.n3 -o one-of-4.sealed
+n3-seal --to bob.pub --to carol.pub --to alice.pub --to a.pub --key "$long.key" a.n3 -o four.sealed
+assert_eq "$(stat -c %s one-of-4.sealed)" "$(stat -c %s four.sealed)" "1 recipient padded to 4: the size of 4 recipients"
 
 # --- nothing names the sender --------------------------------------------------------------------
 assert_eq "$(grep -c alice a.sealed)" 0 "sealed bytes do not contain the sender's name"
@@ -114,6 +145,28 @@ assert_match 'hint: did you mean n3-seal without --open' "$T/err"
 # the second record of a stream is damaged: nothing is left behind
 cat a.sealed bad.sealed >mixed.sealed
 expect 1 'record 2' -- n3-seal --open --key bob.key --authority fed.pub mixed.sealed -o x.out
+assert_no_file x.out
+
+# a piped sealed record declaring 2 GiB that ends after its first bytes: truncated, at the cost
+# of the bytes that came (the 2 GiB declared are never committed)
+"$N3_PYTHON" - <<'PY'
+import struct, zlib
+h = b'\x89N3R\r\n\x1a\n' + bytes([1, 5]) + bytes(6) + struct.pack('<Q', 2 << 30)
+clear = bytes([2, 1, 1, 0, 0, 0, 0, 0])
+open('huge.sealed', 'wb').write(h + struct.pack('<I', zlib.crc32(h)) + bytes(4) + clear + b'x' * 40)
+PY
+read -r rc peak_mb < <(T="$T" "$N3_PYTHON" - n3-seal --open --key bob.key --authority fed.pub -o x.out <<'PY'
+import os, resource, subprocess, sys
+data = open('huge.sealed', 'rb').read()
+with open(os.path.join(os.environ['T'], 'err'), 'wb') as err:
+    p = subprocess.run(sys.argv[1:], input=data, stdout=subprocess.DEVNULL, stderr=err)
+print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+PY
+)
+assert_eq "$rc" 1 "2 GiB declared, 48 bytes sent: exit 1"
+assert_eq "$(grep -c 'error: ' "$T/err")" 1 "2 GiB declared: one error line"
+assert_match '^n3-seal: error: stdin: record 1 at byte 0: truncated record' "$T/err" "2 GiB declared: truncated"
+assert_eq "$((peak_mb < 200))" 1 "2 GiB declared: peak resident ${peak_mb} MB, under 200 MB"
 assert_no_file x.out
 
 # the sealed record's own checksum (its trailer) is checked, read in place or from a pipe
