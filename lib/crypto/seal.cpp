@@ -436,7 +436,8 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     inner.push_back(kEnvelopeVersion);
     Bytes rec = sender.record.encode();
     if (rec.size() > kSenderSlot)
-        throw UsageError("the sender's public record is " + std::to_string(rec.size()) + " bytes, more than an envelope holds");
+        throw UsageError("the sender's public record is " + std::to_string(rec.size()) +
+                         " bytes, more than an envelope holds");
     put_u16(inner, static_cast<uint16_t>(rec.size()));
     put(inner, rec);
     inner.resize(inner.size() + kSenderSlot - rec.size(), 0);

@@ -8,9 +8,11 @@
 // A stream is records back to back, so `cat a b | tool` works and no other framing is needed.
 //
 // Reading: RecordReader over an Input memory-maps regular files (records are views into the
-// mapping) and streams pipes (a piped payload's memory grows with the bytes that arrive). next() gives whole records; begin()/read_payload()/end() give a
-// record's payload in chunks so a tool never has to hold a huge record (end() verifies the
-// checksum: do not release output derived from the payload before it returns).
+// mapping) and streams pipes (a piped payload's memory grows with the bytes that arrive, never
+// to the length a preamble merely declares). next() gives whole records;
+// begin()/read_payload()/end() give a record's payload in chunks so a tool never has to hold a
+// huge record (end() verifies the checksum: do not release output derived from the payload
+// before it returns).
 // Writing: write_record() for a payload in memory, RecordWriter for a payload in pieces.
 // Any truncation, corruption, bad magic, unknown version or type throws DataError naming the
 // input, the record's index and byte offset.

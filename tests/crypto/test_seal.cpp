@@ -542,7 +542,8 @@ TEST_CASE("one record per sender: a second record from the same member is refuse
     OpenOptions oo;
     oo.senders_seen = &seen;
     CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), first, oo));
-    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), second, oo), Catch::Contains("a second record from sender 'alice'"));
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), second, oo),
+                      Catch::Contains("a second record from sender 'alice'"));
     CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), other, oo));
     CHECK(seen.size() == 2);
     oo.senders_seen = nullptr;
