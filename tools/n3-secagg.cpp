@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
         }
         if (c_mask->parsed() && inputs.size() > 1) throw UsageError("mask takes one update");
         if (!mf.passphrase_file.empty()) crypto::set_passphrase_file(mf.passphrase_file);
+        crypto::set_key_file_warning([&](const std::string& m) { tool.warn(m); });
         crypto::MemberKey me = crypto::MemberKey::load(mf.key);
         auto out = tool.open_output(out_path, force, explicit_stdout);
         if (c_adv->parsed()) secagg::advertise(me, round, mf.state, force, *out);
