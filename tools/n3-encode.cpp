@@ -4,7 +4,6 @@
 #include "common/tool.hpp"
 
 #include <cstdio>
-#include <iostream>
 
 using namespace n3;
 
@@ -85,7 +84,7 @@ int main(int argc, char** argv) {
                          " bad)");
             if (!dec.errors().empty()) {
                 // Records that decoded are on stdout already; a named output file is not created.
-                for (auto& e : dec.errors()) std::cerr << "n3-encode: error: " << e << "\n";
+                for (auto& e : dec.errors()) tool.error(e);
                 if (out->is_stdout())
                     out->commit(); // the records that decoded are whole and valid
                 else

@@ -4,7 +4,6 @@
 #include "crypto/passphrase.hpp"
 #include "crypto/seal.hpp"
 #include "record/format.hpp"
-#include "secagg/steps.hpp"
 
 #include <iostream>
 #include <set>
@@ -48,9 +47,9 @@ int main(int argc, char** argv) {
         ->required()
         ->type_name("KEY");
     auto* o_open = app.add_flag("-d,--open", open_mode, "Verify and decrypt sealed records");
-    app.add_option("--authority", authority_path, "The federation authority's public key (--open, secure aggregation)")
+    app.add_option("--authority", authority_path, "The federation authority's public key (--open)")
                        ->type_name("PUB");
-    app.add_option("--roster", roster_path, "--open: accept only senders in this roster; secure aggregation: the round's members")
+    app.add_option("--roster", roster_path, "--open: accept only senders in this roster")
                         ->type_name("FILE");
     app.add_option("--round", round_s,
                    "Sealing: the round, for records without round metadata; --open: reject other rounds")
@@ -70,40 +69,15 @@ int main(int argc, char** argv) {
                                  "Sealing: add dummy stanzas up to N, hiding how many recipients there are")
                       ->type_name("N")
                       ->check(CLI::Range(size_t(1), kMaxRecipients));
-    // Secure aggregation (man n3-seal, SECURE AGGREGATION): one member's steps of a round.
-    bool sa_advertise = false, sa_mask = false, sa_reveal = false;
-    std::string state_path, adverts_path, survivors_path;
-    secagg::RoundSpec spec;
-    auto* o_adv = app.add_flag("--advertise", sa_advertise,
-                               "Secure aggregation: start a round (state file + advert record)");
-    auto* o_mask = app.add_flag("--mask", sa_mask, "Secure aggregation: mask an update with the round's adverts");
-    auto* o_rev = app.add_flag("--reveal", sa_reveal, "Secure aggregation: reveal shares for the survivors");
-    app.add_option("--state", state_path, "Secure aggregation: this member's round state file")->type_name("FILE");
-    app.add_option("--adverts", adverts_path, "Secure aggregation: every member's advert (--mask)")->type_name("FILE");
-    app.add_option("--survivors", survivors_path,
-                   "Secure aggregation: the survivor list record the aggregator forwards (--reveal)")
-        ->type_name("FILE");
-    app.add_option("--threshold", spec.threshold, "Secure aggregation: shares needed to unmask, at least 2 (default n/2+1)")
-        ->type_name("T");
-    app.add_option("--clip", spec.clip, "Secure aggregation: bound on each weighted coordinate (default 1)")
-        ->type_name("C");
-    app.add_option("--max-samples", spec.max_samples,
-                   "Secure aggregation: weights are samples / this (default 1048576)")
-        ->type_name("N");
+    // The secure-aggregation steps moved to n3-secagg; the old flags say where, unlisted.
+    bool sa_step = false;
+    for (const char* f : {"--advertise", "--mask", "--reveal"}) app.add_flag(f, sa_step)->group("");
     std::string pass_file;
     app.add_option("--passphrase-file", pass_file, "Read the passphrase of an encrypted --key from the first line of FILE")
         ->type_name("FILE");
-    auto* o_k = app.add_option("--neighbours", spec.neighbours,
-                               "Secure aggregation: SecAgg+, mask with K neighbours only (default 0: every member)")
-                    ->type_name("K");
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout)")->type_name("FILE");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_to->excludes(o_open);
-    for (auto* a : {o_adv, o_mask, o_rev}) {
-        a->excludes(o_open)->excludes(o_to)->excludes(o_sender)->excludes(o_base)->excludes(o_pad);
-        for (auto* b : {o_adv, o_mask, o_rev})
-            if (a != b) a->excludes(b);
-    }
     o_sender->needs(o_open);
     o_one->needs(o_open)->excludes(o_repeat);
     o_repeat->needs(o_open);
@@ -113,36 +87,15 @@ int main(int argc, char** argv) {
     return tool.run(argc, argv, [&] {
         init();
         if (!pass_file.empty()) set_passphrase_file(pass_file);
-        if (sa_advertise || sa_mask || sa_reveal) {
-            const char* step = sa_advertise ? "--advertise" : sa_mask ? "--mask" : "--reveal";
-            if (roster_path.empty() || authority_path.empty() || round_s.empty() || state_path.empty())
-                throw UsageError(std::string(step) + " needs --roster, --authority, --round and --state");
-            if (sa_mask && adverts_path.empty()) throw UsageError("--mask needs --adverts FILE");
-            if (sa_reveal && survivors_path.empty()) throw UsageError("--reveal needs --survivors FILE");
-            if (sa_mask ? inputs.size() > 1 : !inputs.empty())
-                throw UsageError(std::string(step) + (sa_mask ? " takes one update" : " reads no input records"));
-            spec.roster = roster_path;
-            spec.authority = authority_path;
-            spec.round = parse_round(round_s);
-            secagg::Round round = secagg::load_round(spec);
-            if (round.weak()) tool.warn(secagg::weak_threshold_text(round));
-            MemberKey me = MemberKey::load(key_path);
-            bool explicit_stdout = out_path == "-";
-            if (out_path.empty()) out_path = "-";
-            auto out = tool.open_output(out_path, force, explicit_stdout);
-            if (sa_advertise) secagg::advertise(me, round, state_path, force, *out);
-            if (sa_mask) secagg::mask(me, round, state_path, adverts_path, inputs.empty() ? "-" : inputs[0], *out);
-            if (sa_reveal) secagg::reveal(me, round, state_path, survivors_path, *out);
-            out->commit();
-            return 0;
-        }
-        if (o_k->count()) throw UsageError("--neighbours belongs to --advertise, --mask and --reveal");
+        if (sa_step)
+            throw UsageError("secure aggregation has its own tool", "n3-secagg advertise|mask|reveal (man n3-secagg)");
+        set_key_file_warning([&](const std::string& m) { tool.warn(m); });
         if (!open_mode && to.empty())
             throw UsageError("sealing needs at least one --to recipient", "did you mean --open?");
         if (!open_mode && !roster_path.empty())
-            throw UsageError("--roster is for --open and secure-aggregation steps");
+            throw UsageError("--roster is for --open");
         if (!open_mode && !authority_path.empty())
-            throw UsageError("--authority is for --open and secure-aggregation steps");
+            throw UsageError("--authority is for --open");
         if (open_mode && authority_path.empty())
             throw UsageError("--open needs --authority FILE (the federation's public key)");
         bool explicit_stdout = out_path == "-";

@@ -298,17 +298,11 @@ void StreamDecoder::read(Input& in) {
         std::string where = in.name() + ": record " + std::to_string(index + 1) + " at byte " +
                             std::to_string(reader.offset());
         std::optional<Preamble> pre;
-        Bytes payload;
+        std::optional<Record> rec;
         try {
             pre = reader.begin();
             if (!pre) return;
-            payload.resize(pre->payload_len);
-            size_t got = 0;
-            while (got < payload.size()) {
-                size_t n = reader.read_payload(std::span<uint8_t>(payload).subspan(got));
-                if (n == 0) break;
-                got += n;
-            }
+            rec = reader.read_rest(); // memory for the bytes that arrive, not for the declared length
         } catch (const DataError& e) {
             errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
                               " cannot be read");
@@ -322,8 +316,7 @@ void StreamDecoder::read(Input& in) {
             corrupted(pre->type, e.what());
             continue;
         }
-        Record rec(pre->type, std::move(payload));
-        handle(rec, where, 0);
+        handle(*rec, where, 0);
     }
 }
 

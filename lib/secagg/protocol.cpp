@@ -633,7 +633,7 @@ Record list_survivors(const std::vector<Record>& inputs, const Round& r) {
 
 Survivors read_survivors(const Record& rec, const Round& r, const std::string& where) {
     crypto::init();
-    const char* hint = "make it with: n3-merge --rule secure-sum ... --list-survivors";
+    const char* hint = "the aggregator makes it with: n3-secagg survivors";
     if (rec.type() != RecordType::masked) throw DataError(where + ": not a survivor list", hint);
     TensorSet set = TensorSet::parse(rec.payload(), where);
     if (set.meta("secagg") != std::string("survivors")) throw DataError(where + ": not a survivor list", hint);

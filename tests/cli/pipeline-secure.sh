@@ -158,8 +158,8 @@ expect 0 '' -- n3-secagg sum "${R[@]}" "${K[@]}" --adverts "$T/adverts.n3" -j 2 
 expect 0 '' -- n3-merge --rule fedavg "$T"/u[1-6].n3 -o "$T/plain.n3"
 _case="SecAgg+ secure sum equals plain fedavg of the 6 survivors within the fixed-point bound"
 compare "$T/secure.n3" "$T/plain.n3" "$T/x-1.n3" 6 > "$T/cmp.log" 2>&1 && _pass || _fail "$(tail -3 "$T/cmp.log")"
-expect 2 'belongs to --advertise, --mask and --reveal' -- \
-    n3-seal --to "$T/m2.pub" --key "$T/m1.key" --neighbours 4 "$T/u1.n3" -o "$T/s.n3"
+expect 2 'n3-seal: hint: n3-secagg advertise' -- \
+    n3-seal --advertise --key "$T/m1.key" -o "$T/s.n3"
 expect 2 'n3-merge: hint: n3-secagg sum' -- n3-merge --rule secure-sum "$T/u1.n3" -o "$T/s.n3"
 assert_no_file "$T/s.n3"
 

@@ -44,6 +44,8 @@ huge 3 huge-packed.n3
 expect_truncated_cheaply "n3-inspect" huge-update.n3 n3-inspect -
 expect_truncated_cheaply "n3-inspect --check" huge-update.n3 n3-inspect --check -
 expect_truncated_cheaply "n3-inspect, packed" huge-packed.n3 n3-inspect -
+expect_truncated_cheaply "n3-encode -d" huge-packed.n3 n3-encode -d -o "$T/decoded.n3" -
+assert_no_file "$T/decoded.n3"
 
 # the same preamble in a regular file: refused from the file's size, nothing read at all
 expect 1 'truncated record \(132 of 2147483688 bytes\)' -- n3-inspect huge-update.n3

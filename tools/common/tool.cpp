@@ -68,6 +68,7 @@ bool Tool::stderr_is_terminal() const { return is_terminal(2); }
 void Tool::warn(const std::string& msg) const {
     if (!quiet_) std::cerr << name_ << ": warning: " << msg << "\n";
 }
+void Tool::error(const std::string& msg) const { std::cerr << name_ << ": error: " << house_style(msg) << "\n"; }
 void Tool::hint(const std::string& msg) const {
     if (!quiet_) std::cerr << name_ << ": hint: " << msg << "\n";
 }
@@ -92,7 +93,7 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
         std::cout << e.what() << "\n";
         return 0;
     } catch (const CLI::ParseError& e) {
-        std::cerr << name_ << ": error: " << house_style(e.what()) << "\n";
+        error(e.what());
         std::string h;
         if (dynamic_cast<const CLI::ExtrasError*>(&e)) h = suggest(app_, app_.remaining());
         std::cerr << name_ << ": hint: " << (h.empty() ? "see '" + name_ + " --help'" : h) << "\n";
@@ -101,17 +102,17 @@ int Tool::run(int argc, char** argv, const std::function<int()>& body) {
     try {
         return body();
     } catch (const CLI::ParseError& e) {
-        std::cerr << name_ << ": error: " << house_style(e.what()) << "\n";
+        error(e.what());
         return static_cast<int>(Exit::usage);
     } catch (const Error& e) {
-        std::cerr << name_ << ": error: " << house_style(e.what()) << "\n";
+        error(e.what());
         if (!e.hint().empty()) std::cerr << name_ << ": hint: " << e.hint() << "\n";
         return static_cast<int>(e.code());
     } catch (const std::bad_alloc&) {
         std::cerr << name_ << ": error: out of memory\n";
         return static_cast<int>(Exit::usage);
     } catch (const std::exception& e) {
-        std::cerr << name_ << ": error: " << house_style(e.what()) << "\n";
+        error(e.what());
         return static_cast<int>(Exit::usage);
     }
 }

@@ -35,6 +35,9 @@ public:
 
     // Messages on stderr, in house style. warn/note are silenced by -q; verbose needs -v.
     void warn(const std::string& msg) const;
+    // An error that does not end the run (a tool that reports every bad record, then exits 1);
+    // the same line run() prints for an n3::Error.
+    void error(const std::string& msg) const;
     void hint(const std::string& msg) const;
     void note(const std::string& msg) const;    // plain informational line, "n3-x: msg"
     void verbose(const std::string& msg) const; // only with -v
