@@ -1,12 +1,13 @@
 // n3-keys: federation authority, member keys, partial keys, rosters, transport keys
-// (man/n3-keys.1). The constructions live in lib/crypto/keys.hpp; this file is flags and files.
+// (man/n3-keys.1). The constructions live in lib/crypto/keys.hpp, the key files it writes in
+// lib/crypto/keyfile.hpp; this file is flags and files.
 #include "common/tool.hpp"
+#include "crypto/keyfile.hpp"
 #include "crypto/keys.hpp"
 #include "crypto/passphrase.hpp"
 
 #include <iostream>
 #include <sys/stat.h>
-#include <unistd.h>
 
 using namespace n3;
 using namespace n3::crypto;
@@ -15,76 +16,10 @@ namespace {
 
 std::string name_of(const std::string& path) { return path == "-" ? "stdin" : path; }
 
-// Writes one key line (and comment lines) to a text file or stdout.
-void write_text(const std::string& path, const std::string& text, bool secret, bool force) {
-    OutputOptions o;
-    o.secret = secret && path != "-";
-    o.force = force;
-    o.binary = false;
-    Output out(path, o);
-    out.write(text);
-    out.commit();
-}
-
-std::string comment_time() { return format_time(now_seconds()); }
-
-std::string record_comment(const PublicRecord& r) {
-    return "# " + r.id + "  epoch " + std::to_string(r.epoch) + "  expires " + format_time(r.expiry) +
-           "  fingerprint " + hex(r.fingerprint()) + "\n";
-}
-
-std::string public_line(const KeyText& kt, const std::string& where) {
-    switch (kt.kind) {
-    case KeyKind::authority_secret: return AuthoritySecret::decode(kt.body, where).public_key().text();
-    case KeyKind::authority_public: return AuthorityPublic::decode(kt.body, where).text();
-    case KeyKind::member_key: return MemberKey::decode(kt.body, where).record.text();
-    case KeyKind::partial: return Partial::decode(kt.body, where).record.text();
-    case KeyKind::member_public: return PublicRecord::decode(kt.body, where).text();
-    case KeyKind::member_secret: return MemberSecret::decode(kt.body, where).request.text();
-    case KeyKind::request: return Request::decode(kt.body, where).text();
-    case KeyKind::encrypted_key: break; // read_key_file decrypts
-    case KeyKind::curve_secret:
-    case KeyKind::curve_public: {
-        if (kt.kind == KeyKind::curve_public) return encode_key_text(kt.kind, kt.body);
-        CurveKey k = CurveKey::parse(encode_key_text(kt.kind, kt.body), where);
-        return k.public_text();
-    }
-    }
-    throw DataError(where + ": unknown key kind");
-}
-
-// A new secret key line, encrypted under a new passphrase when asked.
-std::string protect(const std::string& line, bool encrypt, const std::string& what) {
-    if (!encrypt) return line;
-    KeyText kt = decode_key_text(line, what);
-    return encrypt_key_text(kt, passphrase(what, true));
-}
-
-// The comment lines of a key file, kept when passwd rewrites it.
-std::string comments_of(const std::string& path) {
-    std::string text = read_text_file(path), out;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-        pos = nl == std::string::npos ? text.size() : nl + 1;
-        if (!line.empty() && line[0] == '#') out += line + "\n";
-    }
-    sodium_memzero(text.data(), text.size());
-    return out;
-}
-
 uint64_t parse_count(const std::string& s, const std::string& flag) {
     if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
         throw UsageError(flag + " must be a non-negative integer, not '" + s + "'");
     return std::stoull(s);
-}
-
-// The issuance-log position a member keeps, as comment lines of its key file.
-std::string head_comment(const LogHead& h) {
-    return "# issuance log: entry " + std::to_string(h.count) + ", head " + hex(h.head) +
-           "\n# check a later log with: n3-keys audit --authority FED.pub --expect-head " +
-           hex(h.head) + " --at " + std::to_string(h.count) + " LOG\n";
 }
 
 uint32_t parse_epoch(const std::string& s) {
@@ -193,17 +128,13 @@ int main(int argc, char** argv) {
         if (!pass_file.empty()) set_passphrase_file(pass_file);
         if (c_auth->parsed()) {
             AuthoritySecret a = AuthoritySecret::generate();
-            std::string pub = a.public_key().text();
-            write_text(out_path, "# n3 federation authority secret key, created " + comment_time() +
-                                     "\n# public key: " + pub + "\n" + protect(a.text(), encrypt, out_path) + "\n",
-                       true, force);
+            write_authority_file(out_path, a, {encrypt, force});
             tool.note("authority " + hex(a.id) + "; public key: n3-keys public " + out_path);
             return 0;
         }
         if (c_pub->parsed()) {
             if (files.size() != 1) throw UsageError("public takes one key file");
-            KeyText kt = read_key_file(files[0]);
-            std::cout << public_line(kt, name_of(files[0])) << "\n";
+            std::cout << public_key_text(read_key_file(files[0]), name_of(files[0])) << "\n";
             return 0;
         }
         if (c_req->parsed()) {
@@ -211,10 +142,8 @@ int main(int argc, char** argv) {
             uint32_t epoch = epoch_s.empty() ? 0 : parse_epoch(epoch_s);
             uint64_t expiry = parse_expiry(expires_s.empty() ? "+365d" : expires_s, now);
             MemberSecret m = MemberSecret::create(id, epoch, expiry);
-            write_text(out_path, "# n3 member secret for '" + id + "' (before completion), created " +
-                                     comment_time() + "\n" + protect(m.text(), encrypt, out_path) + "\n",
-                       true, force);
-            std::cout << "# n3 key request for '" << id << "'\n" << m.request.text() << "\n";
+            write_member_secret_file(out_path, m, {encrypt, force});
+            std::cout << request_text(m.request);
             return 0;
         }
         if (c_issue->parsed()) {
@@ -228,25 +157,12 @@ int main(int argc, char** argv) {
             Partial p = issue(a, r, name_of(req_path), o);
             if (p.record.expired(now)) tool.warn("the issued key has already expired");
             const std::string dest = out_path.empty() ? "-" : out_path;
-            // Refused before the log grows: an entry for a partial key never handed out would
-            // look like a second key for the name.
-            if (dest != "-" && !force && ::access(dest.c_str(), F_OK) == 0)
-                throw EnvError("refusing to overwrite " + dest, "use --force to replace it");
-            std::string head;
-            if (!log_path.empty()) {
-                p.log = log_append(log_path, a, p.record, now);
-                head = "# issuance log " + log_path + ": entry " + std::to_string(p.log->index) +
-                       ", head " + hex(partial_log_head(p, name_of(req_path))->head) + "\n";
-            }
+            write_partial_file(dest, p, a, log_path, now, force, name_of(req_path));
             struct stat st {};
             if (dest == "-" && ::fstat(1, &st) == 0 && S_ISREG(st.st_mode) &&
                 (st.st_mode & 066) != 0)
                 tool.warn("stdout is a file others can read; give the partial key -o FILE (created "
                           "0600)");
-            write_text(dest,
-                       "# n3 partial key for '" + r.id + "'\n" + record_comment(p.record) + head +
-                           p.text() + "\n",
-                       true, force);
             return 0;
         }
         if (c_complete->parsed()) {
@@ -265,11 +181,7 @@ int main(int argc, char** argv) {
                           "head to check the authority's log against later");
             // Decided before the key file replaces it: -o SECRET --force writes over the secret.
             const bool in_place = secret_path == "-" || same_file(secret_path, out_path);
-            write_text(out_path,
-                       "# n3 member key\n" + record_comment(k.record) +
-                           (head ? head_comment(*head) : "") + "# public record: " +
-                           k.record.text() + "\n" + protect(k.text(), encrypt, out_path) + "\n",
-                       true, force);
+            write_member_key_file(out_path, k, head, {encrypt, force});
             tool.note("member key for '" + k.record.id + "', fingerprint " + hex(k.record.fingerprint()));
             if (head)
                 tool.note("issued at log entry " + std::to_string(head->count) + ", head " +
@@ -288,40 +200,15 @@ int main(int argc, char** argv) {
         }
         if (c_fp->parsed()) {
             for (auto& f : files) {
-                KeyText kt = read_key_file(f);
-                std::string fp, where = name_of(f);
-                switch (kt.kind) {
-                case KeyKind::authority_secret:
-                    fp = hex(AuthoritySecret::decode(kt.body, where).public_key().fingerprint());
-                    break;
-                case KeyKind::authority_public: fp = hex(AuthorityPublic::decode(kt.body, where).fingerprint()); break;
-                case KeyKind::member_key: fp = hex(MemberKey::decode(kt.body, where).record.fingerprint()); break;
-                case KeyKind::partial: fp = hex(Partial::decode(kt.body, where).record.fingerprint()); break;
-                case KeyKind::member_public: fp = hex(PublicRecord::decode(kt.body, where).fingerprint()); break;
-                default:
-                    throw DataError(name_of(f) + ": " + std::string(key_description(kt.kind)) +
-                                    " has no fingerprint (it is not an identity)");
-                }
-                std::cout << fp << (files.size() > 1 ? "  " + f : "") << "\n";
+                std::cout << hex(key_fingerprint(read_key_file(f), name_of(f)))
+                          << (files.size() > 1 ? "  " + f : "") << "\n";
             }
             return 0;
         }
         if (c_roster->parsed()) {
             std::optional<AuthorityPublic> a;
             if (!authority_path.empty()) a = AuthorityPublic::load(authority_path);
-            std::string text = "# n3 roster, " + std::to_string(files.size()) + " members, written " +
-                               comment_time() + "\n";
-            std::vector<Fingerprint> seen;
-            for (auto& f : files) {
-                PublicRecord r = PublicRecord::load(f);
-                if (a) check_member(r, *a, now, name_of(f));
-                Fingerprint fp = r.fingerprint();
-                for (auto& s : seen)
-                    if (equal(s, fp)) throw DataError(name_of(f) + ": member '" + r.id + "' is listed twice");
-                seen.push_back(fp);
-                text += record_comment(r) + r.text() + "\n";
-            }
-            write_text(out_path.empty() ? "-" : out_path, text, false, true);
+            write_roster_file(out_path.empty() ? "-" : out_path, files, a ? &*a : nullptr, now);
             return 0;
         }
         if (c_audit->parsed()) {
@@ -349,29 +236,15 @@ int main(int argc, char** argv) {
             if (files.size() != 1) throw UsageError("passwd takes one key file");
             const std::string& f = files[0];
             if (f == "-") throw UsageError("passwd rewrites a file in place, not stdin");
-            KeyText raw = read_key_file(f, false);
-            bool was = raw.kind == KeyKind::encrypted_key;
-            if (!was && !is_secret(raw.kind))
-                throw DataError(f + ": is " + std::string(key_description(raw.kind)) + ", not a secret key",
-                                "only secret key files take a passphrase");
-            if (remove && !was) throw DataError(f + ": has no passphrase to remove");
-            KeyText inner = was ? decrypt_key_text(raw, passphrase(f, false), f) : raw;
-            std::string line;
-            if (remove)
-                line = encode_key_text(inner.kind, inner.body);
-            else if (!new_pass_file.empty())
-                line = encrypt_key_text(inner, read_passphrase_file(new_pass_file));
-            else
-                line = encrypt_key_text(inner, passphrase(f, true, was)); // the file sources gave the old one
-            write_text(f, comments_of(f) + line + "\n", true, true);
-            tool.note(f + (remove ? ": passphrase removed" : was ? ": passphrase changed" : ": passphrase added"));
+            PassphraseChange done = change_passphrase(f, remove, new_pass_file);
+            tool.note(f + (done == PassphraseChange::removed   ? ": passphrase removed"
+                           : done == PassphraseChange::changed ? ": passphrase changed"
+                                                               : ": passphrase added"));
             return 0;
         }
         if (c_curve->parsed()) {
             CurveKey k = CurveKey::generate();
-            write_text(out_path, "# n3 ZeroMQ CURVE secret key, created " + comment_time() +
-                                     "\n# public key: " + k.public_text() + "\n" + k.secret_text() + "\n",
-                       true, force);
+            write_curve_file(out_path, k, force);
             tool.note("public key: " + k.public_text());
             return 0;
         }

@@ -977,17 +977,23 @@ CurveKey CurveKey::generate() {
         throw DataError("CURVE key generation failed");
     return k;
 }
-std::string CurveKey::secret_text() const { return encode_key_text(KeyKind::curve_secret, secret.view()); }
-std::string CurveKey::public_text() const { return encode_key_text(KeyKind::curve_public, public_key); }
-CurveKey CurveKey::parse(std::string_view text, const std::string& where) {
-    KeyText kt = decode_key_text(text, where);
-    expect_kind(kt, KeyKind::curve_secret, where);
+CurveKey CurveKey::from_secret(ByteView secret, const std::string& where) {
+    if (secret.size() != 32) throw DataError(where + ": a CURVE secret key is 32 bytes");
     CurveKey k;
-    std::memcpy(k.secret.data(), kt.body.data(), 32);
-    sodium_memzero(kt.body.data(), kt.body.size());
+    std::memcpy(k.secret.data(), secret.data(), 32);
     if (crypto_scalarmult_base(k.public_key.data(), k.secret.data()) != 0)
         throw DataError(where + ": invalid CURVE secret key");
     return k;
+}
+std::string CurveKey::secret_text() const { return encode_key_text(KeyKind::curve_secret, secret.view()); }
+std::string CurveKey::public_text() const { return curve_public_text(public_key); }
+std::string curve_public_text(const CurvePublic& pub) {
+    return encode_key_text(KeyKind::curve_public, pub);
+}
+CurveKey CurveKey::parse(std::string_view text, const std::string& where) {
+    KeyText kt = decode_key_text(text, where);
+    expect_kind(kt, KeyKind::curve_secret, where);
+    return from_secret(kt.body, where);
 }
 
 // --- time -------------------------------------------------------------------------------------

@@ -248,17 +248,24 @@ void check_log(const LogReport& report, const LogExpectation& want, const std::s
 // 64 hex digits -> Hash32; UsageError naming `flag`.
 Hash32 parse_head(const std::string& text, const std::string& flag);
 
-// ZeroMQ CURVE transport keys (Z85 as in ZeroMQ RFC 32).
+// ZeroMQ CURVE transport keys, the one key type of lib/net's CURVE sockets too: a Curve25519
+// secret and its public key crypto_scalarmult_base(secret), as zmq_curve_public derives it.
+// Z85 is ZeroMQ RFC 32, the codec of zmq_z85_encode/decode, written here so that n3_crypto
+// needs no libzmq (tests/crypto checks it against the RFC and libzmq's key pair).
+using CurvePublic = std::array<uint8_t, 32>;
 std::string z85_encode(ByteView data);                          // size multiple of 4
 std::optional<Bytes> z85_decode(std::string_view text);         // nullopt when invalid
 struct CurveKey {
     Secret secret{32};
-    std::array<uint8_t, 32> public_key{};
+    CurvePublic public_key{};
     static CurveKey generate();
+    // The pair of a 32-byte secret; DataError naming `where` for another size.
+    static CurveKey from_secret(ByteView secret, const std::string& where);
     std::string secret_text() const; // N3CURVE-SECRET-<40 Z85>
     std::string public_text() const; // N3CURVE-PUBLIC-<40 Z85>
     static CurveKey parse(std::string_view text, const std::string& where);
 };
+std::string curve_public_text(const CurvePublic& pub); // N3CURVE-PUBLIC-<40 Z85>
 
 // "2027-01-31", "+30d", "@1700000000", "never" -> unix seconds (0 = never). UsageError.
 uint64_t parse_expiry(const std::string& text, uint64_t now);
