@@ -24,6 +24,10 @@
 //
 // Failures throw DataError naming `where` (wrong recipient, forged, tampered, truncated,
 // replayed, expired, not in the roster) and never leave a completed output record.
+//
+// The parts live in envelope.hpp (clear header, stanzas, inner header, padding), chunks.hpp
+// (the chunk stream on two threads) and transcript.hpp (what the signatures sign), internal
+// to n3_crypto; seal.cpp puts them in order.
 #pragma once
 
 #include "crypto/keys.hpp"
@@ -32,6 +36,7 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <string>
 
 namespace n3::crypto {
 
@@ -92,6 +97,22 @@ struct Opened {
 // `in` is a sealed record's payload; writes the inner record (preamble, payload, trailer).
 Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource& in, Sink& out,
             const OpenOptions& opts = {});
+
+// A record being read by `reader` (begin() returned `p`) as a payload source: mapped inputs
+// are taken in place, and the record's checksum is checked when the payload was read.
+PayloadSource payload_source(RecordReader& reader, const Preamble& p);
+
+// Whole streams, for n3-seal: every record of `inputs` (paths, "-" for stdin; opened one
+// after another, as they are reached) sealed or opened into `out`. Return how many records;
+// DataError when the inputs hold none, or (opening) a record that is not sealed.
+uint64_t seal_stream(const MemberKey& sender, std::span<const PublicRecord> recipients,
+                     std::span<const std::string> inputs, Sink& out, const SealOptions& opts = {});
+// Called after each record opened, with its input's name and its number in that input.
+using OpenedCallback =
+    std::function<void(const std::string& input, uint64_t record, const Opened& opened)>;
+uint64_t open_stream(const MemberKey& me, const AuthorityPublic& authority,
+                     std::span<const std::string> inputs, Sink& out, const OpenOptions& opts = {},
+                     const OpenedCallback& opened = {});
 
 // In-memory forms, for secure aggregation and tests: whole records in and out.
 Bytes seal_record(const MemberKey& sender, std::span<const PublicRecord> recipients,

@@ -1,0 +1,443 @@
+// The chunk stream of n3-seal's envelope on two threads. The calling thread owns all I/O and
+// everything order-dependent (the content hash, the CRCs joined in stream order, the record
+// writer); the per-chunk work (AEAD, leaf hash, CRC of the chunk) runs on whichever thread
+// takes the chunk, so a loaded machine degrades to one thread instead of stalling.
+#include "crypto/chunks.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <limits>
+#include <unistd.h>
+
+namespace n3::crypto::chunks {
+
+using envelope::kSig;
+using envelope::kTag;
+using envelope::read_exact;
+
+void chunk_nonce(uint8_t nonce[24], uint64_t index, bool last) {
+    std::memset(nonce, 0, 24);
+    for (int i = 0; i < 8; ++i) nonce[i] = static_cast<uint8_t>(index >> (8 * i));
+    nonce[8] = last ? 1 : 0;
+}
+
+namespace {
+
+// A chunk read in place from a mapped file is copied first, into the calling thread's own
+// buffer (64 KiB: it stays in that core's cache): the file may change under the mapping, and
+// the bytes checked must be the bytes used (authenticated, then decrypted; hashed and
+// checksummed, then encrypted).
+const uint8_t* stable_copy(const uint8_t* p, size_t n) {
+    thread_local const std::unique_ptr<uint8_t[]> buf(new uint8_t[kCtChunk]);
+    std::memcpy(buf.get(), p, n);
+    return buf.get();
+}
+
+} // namespace
+
+// --- ChunkPool
+
+void ChunkPool::cancel() {
+    next_.store(std::numeric_limits<size_t>::max() / 2);
+    std::unique_lock<std::mutex> lock(m_);
+    if (taken_ != posted_) {
+        closed_ = posted_;
+        return;
+    }
+    done_cv_.wait(lock, [&] { return finished_ == posted_; });
+}
+
+ChunkPool::~ChunkPool() {
+    cancel();
+    {
+        std::lock_guard<std::mutex> lock(m_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+}
+
+void ChunkPool::post(size_t n, std::function<void(size_t)> f) {
+    {
+        std::lock_guard<std::mutex> lock(m_);
+        job_ = std::move(f);
+        n_ = n;
+        next_.store(0);
+        ++posted_;
+    }
+    // The helper starts with the first job that has more than one chunk: small records
+    // never pay for a thread.
+    if (n > 1 && !worker_.joinable()) worker_ = std::thread([this] { loop(); });
+    cv_.notify_one();
+}
+
+void ChunkPool::finish() {
+    for (size_t i; (i = next_.fetch_add(1)) < n_;) job_(i);
+    std::unique_lock<std::mutex> lock(m_);
+    if (taken_ != posted_) {
+        closed_ = posted_; // the helper never started this job (or does not exist): it skips it
+        return;
+    }
+    done_cv_.wait(lock, [&] { return finished_ == posted_; });
+}
+
+void ChunkPool::loop() {
+    uint64_t seen = 0;
+    for (;;) {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [&] { return stop_ || posted_ != seen; });
+        if (stop_) return;
+        seen = posted_;
+        if (closed_ == seen) continue;
+        taken_ = seen;
+        size_t n = n_;
+        lock.unlock();
+        for (size_t i; (i = next_.fetch_add(1)) < n;) job_(i);
+        lock.lock();
+        finished_ = seen;
+        lock.unlock();
+        done_cv_.notify_one();
+    }
+}
+
+// --- ChunkSealer
+
+// A mapped input's content is encrypted in place (no copy) and checksummed by the threads
+// that encrypt it; a pipe is read into the batches by this thread, checksummed by the reader.
+ChunkSealer::ChunkSealer(const Secret& payload_key, const Layout& layout, ByteView inner,
+                         ByteView prefix, PayloadSource& in, RecordWriter& w)
+    : key_(payload_key), lay_(layout), inner_(inner), prefix_(prefix), in_(in), w_(w),
+      view_(in.take ? in.take() : std::nullopt), H_(layout.header), cend_(layout.content_end()),
+      vbeg_(layout.header + prefix.size()), c1_(layout.content_end() / kChunkSize),
+      batches_{Batch(layout.chunks, true), Batch(layout.chunks, true)},
+      content_hash_(in.length) {
+    if (view_ && view_->size() != cend_ - vbeg_)
+        throw std::logic_error("seal: mapped payload of the wrong length");
+}
+
+size_t ChunkSealer::chunk_len(uint64_t idx) const {
+    return static_cast<size_t>(std::min<uint64_t>(kChunkSize, lay_.padded - idx * kChunkSize));
+}
+
+// The view's bytes inside chunk idx, as stream offsets [x, y) (x == y if none).
+std::pair<uint64_t, uint64_t> ChunkSealer::view_in_chunk(uint64_t idx) const {
+    uint64_t x = std::max(idx * kChunkSize, vbeg_),
+             y = std::min(idx * kChunkSize + kChunkSize, cend_);
+    return {x, std::max(x, y)};
+}
+
+// Writes chunk idx's plaintext to dst: the inner header, the content (from `prefix`, the
+// view, or read from the pipe in stream order) when `content`, signature 2 and padding.
+void ChunkSealer::assemble(uint64_t idx, uint8_t* dst, bool content) {
+    const uint64_t lo = idx * kChunkSize, hi = lo + chunk_len(idx);
+    auto region = [&](uint64_t a, uint64_t b, auto&& fill) {
+        uint64_t x = std::max(lo, a), y = std::min(hi, b);
+        if (x < y) fill(dst + (x - lo), x - a, static_cast<size_t>(y - x));
+    };
+    if (content) {
+        region(0, H_, [&](uint8_t* d, uint64_t off, size_t n) {
+            std::memcpy(d, inner_.data() + off, n);
+        });
+        region(H_, vbeg_, [&](uint8_t* d, uint64_t off, size_t n) {
+            std::memcpy(d, prefix_.data() + off, n);
+        });
+        region(vbeg_, cend_, [&](uint8_t* d, uint64_t off, size_t n) {
+            if (view_)
+                std::memcpy(d, view_->data() + off, n);
+            else
+                read_exact(in_, {d, n});
+        });
+    }
+    region(cend_, cend_ + kSig,
+           [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, s2_.data() + off, n); });
+    region(cend_ + kSig, lay_.padded, [&](uint8_t* d, uint64_t, size_t n) { std::memset(d, 0, n); });
+}
+
+// One chunk, on either thread: leaf, checksum of the view's bytes, encryption, checksum of
+// the ciphertext.
+void ChunkSealer::seal_chunk(Batch& b, size_t i) {
+    const uint64_t idx = b.base + i;
+    const size_t len = chunk_len(idx);
+    const uint8_t* p = b.srcs[i];
+    if (b.in_place[i]) p = stable_copy(p, len);
+    if (b.hash) b.has_leaf[i] = transcript::leaf(lay_, idx, p, b.leaves[i]);
+    if (view_) {
+        auto [x, y] = view_in_chunk(idx);
+        b.in_crc[i] = x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
+    }
+    uint8_t nonce[24];
+    chunk_nonce(nonce, idx, idx + 1 == lay_.chunks);
+    uint8_t* c = b.ct.data() + i * kCtChunk;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(c, nullptr, p, len, nullptr, 0, nullptr, nonce,
+                                               key_.data());
+    b.out_crc[i] = crc64(0, {c, len + kTag});
+}
+
+// After the pool finished b: its leaves, checksums and ciphertext, in stream order.
+void ChunkSealer::complete(Batch& b) {
+    uint64_t ct_crc = 0;
+    size_t ct_bytes = 0;
+    for (size_t i = 0; i < b.nchunks; ++i) {
+        const uint64_t idx = b.base + i;
+        if (b.hash && b.has_leaf[i]) content_hash_.add(b.leaves[i]);
+        if (view_) {
+            auto [x, y] = view_in_chunk(idx);
+            in_crc_ = crc64_combine(in_crc_, b.in_crc[i], y - x);
+        }
+        ct_crc = crc64_combine(ct_crc, b.out_crc[i], chunk_len(idx) + kTag);
+        ct_bytes += chunk_len(idx) + kTag;
+    }
+    w_.write({b.ct.data(), ct_bytes}, ct_crc);
+}
+
+// Seals chunks [from, to) in batches: this thread prepares one batch (pointers into the
+// view, or plaintext assembled or read) and writes the one before while both threads seal.
+void ChunkSealer::run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail, uint64_t tail_idx) {
+    static const uint8_t zero_chunk[kChunkSize] = {};
+    for (uint64_t base = from; base < to;) {
+        Batch& b = batches_[cur_];
+        b.base = base;
+        b.nchunks = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, to - base));
+        b.hash = hash;
+        for (size_t i = 0; i < b.nchunks; ++i) {
+            const uint64_t idx = base + i, lo = idx * kChunkSize;
+            b.in_place[i] =
+                view_ && lo >= vbeg_ && lo + kChunkSize <= cend_ && !(tail && idx == tail_idx);
+            if (tail && idx == tail_idx)
+                b.srcs[i] = tail;
+            else if (b.in_place[i])
+                b.srcs[i] = view_->data() + (lo - vbeg_);
+            else if (lo >= cend_ + kSig)
+                b.srcs[i] = zero_chunk;
+            else {
+                assemble(idx, b.pt.data() + i * kChunkSize, true);
+                b.srcs[i] = b.pt.data() + i * kChunkSize;
+            }
+        }
+        Batch* prev = inflight_;
+        if (prev) pool_.finish();
+        pool_.post(b.nchunks, [this, &b](size_t i) { seal_chunk(b, i); });
+        inflight_ = &b;
+        if (prev) complete(*prev); // written while the helper seals this batch
+        base += b.nchunks;
+        cur_ ^= 1;
+    }
+}
+
+void ChunkSealer::drain() {
+    if (!inflight_) return;
+    pool_.finish();
+    complete(*inflight_);
+    inflight_ = nullptr;
+}
+
+// Chunks that hold nothing after the content, then the chunk where the content ends: its
+// leaf completes the content hash that signature 2 signs.
+Digest ChunkSealer::seal_content() {
+    run(0, c1_, true, nullptr, 0);
+    drain();
+    tail_.resize(kChunkSize);
+    assemble(c1_, tail_.data(), true);
+    Hash32 l;
+    if (transcript::leaf(lay_, c1_, tail_.data(), l)) content_hash_.add(l);
+    if (view_) {
+        auto [x, y] = view_in_chunk(c1_);
+        ByteView bytes{tail_.data() + (x - c1_ * kChunkSize), static_cast<size_t>(y - x)};
+        if (x < y) in_crc_ = crc64_combine(in_crc_, crc64(0, bytes), y - x);
+    }
+    if (view_) {
+        in_.finish_taken(in_crc_);
+    } else {
+        uint8_t extra;
+        if (in_.read({&extra, 1}) != 0) throw DataError(in_.where + ": payload longer than declared");
+        if (in_.finish) in_.finish();
+    }
+    return content_hash_.digest();
+}
+
+void ChunkSealer::seal_rest(const Signature& s2) {
+    s2_ = s2;
+    assemble(c1_, tail_.data(), false); // signature 2 (and padding) into the content's last chunk
+    run(c1_, lay_.chunks, false, tail_.data(), c1_);
+    drain();
+}
+
+// --- ChunkOpener
+
+uint64_t ChunkOpener::count_chunks(uint64_t ct_len, const std::string& where) {
+    const uint64_t nchunks = (ct_len + kCtChunk - 1) / kCtChunk;
+    if (nchunks == 0 || ct_len - (nchunks - 1) * kCtChunk <= kTag)
+        throw DataError(where + ": sealed payload truncated (no final chunk)");
+    return nchunks;
+}
+
+ChunkOpener::ChunkOpener(const Secret& payload_key, PayloadSource& in, uint64_t ct_len)
+    : key_(payload_key), in_(in), where_(in.where), ct_len_(ct_len),
+      nchunks_(count_chunks(ct_len, in.where)), padded_(ct_len - nchunks_ * kTag),
+      view_(in.take ? in.take() : std::nullopt),
+      batches_{Batch(nchunks_, !view_), Batch(nchunks_, !view_)} {
+    if (view_ && view_->size() != ct_len)
+        throw std::logic_error("open: mapped payload of the wrong length");
+}
+
+DataError ChunkOpener::chunk_fail(uint64_t idx) const {
+    return DataError(where_ + ": chunk " + std::to_string(idx + 1) + " of " + std::to_string(nchunks_) +
+                     " does not authenticate (tampered, truncated or reordered)");
+}
+
+// Reads the next batch of ciphertext (from stream chunk `base`) into b.
+void ChunkOpener::read_batch(Batch& b, uint64_t base) {
+    b.base = base;
+    b.nchunks = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, nchunks_ - base));
+    b.fill = static_cast<size_t>(std::min<uint64_t>(b.nchunks * kCtChunk, ct_len_ - base * kCtChunk));
+    if (view_) {
+        b.src = view_->data() + base * kCtChunk;
+    } else {
+        read_exact(in_, {b.ct.data(), b.fill});
+        b.src = b.ct.data();
+    }
+}
+
+void ChunkOpener::decrypt(Batch& b, size_t i) {
+    uint64_t idx = b.base + i;
+    size_t clen = std::min(kCtChunk, b.fill - i * kCtChunk);
+    const uint8_t* ct = b.src + i * kCtChunk;
+    if (view_) {
+        ct = stable_copy(ct, clen);
+        b.in_crc[i] = crc64(0, {ct, clen});
+    }
+    uint8_t nonce[24];
+    chunk_nonce(nonce, idx, idx + 1 == nchunks_);
+    b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr,
+                                                         ct, clen, nullptr, 0, nonce, key_.data()) == 0;
+    b.has_leaf[i] =
+        b.ok[i] && transcript::leaf(lay_, idx, b.pt.data() + i * kChunkSize, b.leaves[i], &b.out_crc[i]);
+}
+
+void ChunkOpener::post(Batch& b, size_t from) {
+    pool_.post(b.nchunks - from, [this, &b, from](size_t k) { decrypt(b, k + from); });
+}
+
+// Chunk 0 holds the inner header, opened alone: nothing is released before signature 1, and
+// its leaf needs the layout the header gives.
+ByteView ChunkOpener::open_first() {
+    Batch& first = batches_[0];
+    read_batch(first, 0);
+    uint8_t nonce[24];
+    chunk_nonce(nonce, 0, nchunks_ == 1);
+    size_t clen = std::min(kCtChunk, first.fill);
+    const uint8_t* ct = view_ ? stable_copy(first.src, clen) : first.src;
+    if (view_) first.in_crc[0] = crc64(0, {ct, clen});
+    first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, ct, clen,
+                                                             nullptr, 0, nonce, key_.data()) == 0;
+    if (!first.ok[0]) throw chunk_fail(0);
+    return {first.pt.data(), static_cast<size_t>(std::min<uint64_t>(kChunkSize, padded_))};
+}
+
+// The next batch is read and decrypted while this one is written.
+Signature ChunkOpener::stream(const Layout& layout, RecordWriter& w,
+                              transcript::ContentHash& content_hash) {
+    lay_ = layout;
+    Signature s2{};
+    Batch& first = batches_[0];
+    first.has_leaf[0] = transcript::leaf(lay_, 0, first.pt.data(), first.leaves[0], &first.out_crc[0]);
+    post(first, 1);
+    int cur = 0;
+    for (;;) {
+        Batch& b = batches_[cur];
+        Batch& other = batches_[cur ^ 1];
+        bool more = b.base + b.nchunks < nchunks_;
+        if (more) read_batch(other, b.base + b.nchunks);
+        pool_.finish();
+        for (size_t i = 0; i < b.nchunks; ++i)
+            if (!b.ok[i]) throw chunk_fail(b.base + i);
+        if (more) post(other, 0);
+        write_batch(b, w, content_hash, s2);
+        if (!more) break;
+        cur ^= 1;
+    }
+    uint8_t extra;
+    if (in_.read({&extra, 1}) != 0) throw DataError(where_ + ": sealed payload longer than declared");
+    return s2;
+}
+
+// A batch whose chunks all opened: its leaves and checksums in stream order, then the
+// content, signature 2 and padding parts of its plaintext.
+void ChunkOpener::write_batch(Batch& b, RecordWriter& w, transcript::ContentHash& content_hash,
+                              Signature& s2) {
+    uint64_t out_crc = 0; // of this batch's content, joined from its chunks'
+    for (size_t i = 0; i < b.nchunks; ++i) {
+        if (view_) in_crc_ = crc64_combine(in_crc_, b.in_crc[i], std::min(kCtChunk, b.fill - i * kCtChunk));
+        if (!b.has_leaf[i]) continue;
+        content_hash.add(b.leaves[i]);
+        auto [clo, chi] = lay_.content_in_chunk(b.base + i);
+        out_crc = crc64_combine(out_crc, b.out_crc[i], chi - clo);
+    }
+    uint64_t lo = b.base * kChunkSize;
+    uint64_t hi = lo + (b.fill - b.nchunks * kTag);
+    uint64_t x = std::max(lo, lay_.header), y = std::min(hi, lay_.content_end());
+    if (x < y) w.write({b.pt.data() + (x - lo), static_cast<size_t>(y - x)}, out_crc);
+    x = std::max(lo, lay_.content_end());
+    y = std::min(hi, lay_.content_end() + kSig);
+    if (x < y) std::memcpy(s2.data() + (x - lay_.content_end()), b.pt.data() + (x - lo), y - x);
+    x = std::max(lo, lay_.content_end() + kSig);
+    if (x < hi && !sodium_is_zero(b.pt.data() + (x - lo), static_cast<size_t>(hi - x)))
+        throw DataError(where_ + ": padding is not zero (corrupted)");
+}
+
+void ChunkOpener::finish_input() {
+    if (view_)
+        in_.finish_taken(in_crc_);
+    else if (in_.finish)
+        in_.finish();
+}
+
+// --- HeldOutput
+
+HeldOutput::~HeldOutput() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void HeldOutput::write(ByteView bytes) {
+    size_t n = std::min(bytes.size(), in_memory_ - std::min(in_memory_, mem_.size()));
+    mem_.insert(mem_.end(), bytes.begin(), bytes.begin() + static_cast<long>(n));
+    bytes = bytes.subspan(n);
+    if (bytes.empty()) return;
+    if (fd_ < 0) open_spill();
+    while (!bytes.empty()) {
+        ssize_t w = ::write(fd_, bytes.data(), bytes.size());
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) throw_errno("holding back an opened record in " + dir_);
+        bytes = bytes.subspan(static_cast<size_t>(w));
+        spilled_ += static_cast<uint64_t>(w);
+    }
+}
+
+void HeldOutput::release(Sink& out) {
+    out.write(mem_);
+    if (fd_ < 0) return;
+    Bytes buf(std::min<uint64_t>(spilled_, 1 << 20));
+    for (uint64_t off = 0; off < spilled_;) {
+        ssize_t r = ::pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), spilled_ - off),
+                            static_cast<off_t>(off));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) throw_errno("reading back a held record from " + dir_);
+        out.write({buf.data(), static_cast<size_t>(r)});
+        off += static_cast<uint64_t>(r);
+    }
+}
+
+void HeldOutput::open_spill() {
+    const char* t = std::getenv("TMPDIR");
+    dir_ = t && *t ? t : "/tmp";
+    fd_ = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd_ < 0) {
+        std::string path = dir_ + "/n3-seal-held.XXXXXX";
+        fd_ = ::mkostemp(path.data(), O_CLOEXEC);
+        if (fd_ < 0) throw_errno("holding back an opened record in " + dir_);
+        ::unlink(path.c_str());
+    }
+}
+
+} // namespace n3::crypto::chunks

@@ -1,0 +1,212 @@
+// n3/crypto/chunks.hpp — internal to seal.cpp: the envelope's chunk stream, sealed and opened
+// on two threads.
+//
+// The plaintext stream (inner header, content, signature 2, padding; envelope::Layout) is cut
+// into 64 KiB chunks, each sealed with XChaCha20-Poly1305 under a nonce of its index and a
+// last-chunk flag (age's STREAM). ChunkSealer and ChunkOpener work in batches of 64 chunks:
+// while both threads encrypt or decrypt one batch (and hash its content leaves), the calling
+// thread reads the next or writes the previous. A mapped input is used in place, each chunk
+// copied once into a per-thread buffer so that the bytes checked are the bytes used.
+//
+// A sealer or opener handles one record and refers to the key, input and writer it was given,
+// which must outlive it. Opening throws DataError for a chunk that does not authenticate,
+// non-zero padding and trailing bytes; the caller checks the signatures between the steps.
+#pragma once
+
+#include "crypto/transcript.hpp"
+#include "record/error.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace n3::crypto::chunks {
+
+using envelope::kCtChunk;
+using envelope::Layout;
+
+constexpr size_t kBatchChunks = 64; // 4 MiB of plaintext per batch
+
+void chunk_nonce(uint8_t nonce[24], uint64_t index, bool last);
+
+// Runs f(i) for i in [0, n) on the calling thread and one persistent helper thread, which take
+// chunk indices from a shared counter. If the helper is not scheduled in time (a busy machine),
+// the caller does all the work and does not wait for it: no fork-join stalls. f must not throw.
+class ChunkPool {
+public:
+    ChunkPool() = default;
+    // Stops handing out indices and waits for the helper's current chunk: called before
+    // anything the job refers to is destroyed, including when an error unwinds.
+    void cancel();
+    ~ChunkPool();
+    ChunkPool(const ChunkPool&) = delete;
+    ChunkPool& operator=(const ChunkPool&) = delete;
+
+    // Starts f(i), i in [0, n), on the helper; the caller is free until finish().
+    void post(size_t n, std::function<void(size_t)> f);
+    // The caller takes the indices left, then waits for the helper's current one (if it
+    // started at all).
+    void finish();
+
+private:
+    void loop();
+
+    std::mutex m_;
+    std::condition_variable cv_, done_cv_;
+    std::function<void(size_t)> job_;
+    size_t n_ = 0;
+    std::atomic<size_t> next_{0};
+    uint64_t posted_ = 0, taken_ = 0, finished_ = 0, closed_ = 0;
+    bool stop_ = false;
+    std::thread worker_;
+};
+
+// One batch of chunks: plaintext, ciphertext and per-chunk results. Two batches alternate so
+// that the main thread's reading and writing overlap the other batch's crypto.
+struct Batch {
+    // Room for `chunks` chunks (at most kBatchChunks): a small record gets small buffers.
+    // Opening a mapped input needs no ciphertext buffer (with_ct false): chunks are read in place.
+    Batch(uint64_t chunks, bool with_ct)
+        : pt(static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kChunkSize),
+          ct(with_ct ? static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kCtChunk
+                     : 0) {}
+    struct Buffer { // uninitialised: pages a batch never uses are never touched
+        explicit Buffer(size_t size) : p(size ? new uint8_t[size] : nullptr), n(size) {}
+        uint8_t* data() { return p.get(); }
+        size_t size() const { return n; }
+        std::unique_ptr<uint8_t[]> p;
+        size_t n;
+    };
+    Buffer pt, ct;
+    std::vector<const uint8_t*> srcs =
+        std::vector<const uint8_t*>(kBatchChunks); // sealing: each chunk's plaintext
+    std::vector<char> in_place =
+        std::vector<char>(kBatchChunks); // sealing: srcs[i] points into the mapped input
+    const uint8_t* src = nullptr; // opening: the batch's ciphertext (ct, or the input's mapping)
+    std::vector<uint64_t> in_crc =
+        std::vector<uint64_t>(kBatchChunks); // of ciphertext read in place
+    std::vector<uint64_t> out_crc = std::vector<uint64_t>(kBatchChunks); // of content written out
+    size_t fill = 0;     // plaintext bytes (sealing) or ciphertext bytes (opening)
+    size_t nchunks = 0;
+    uint64_t base = 0;   // stream index of the first chunk
+    bool hash = false, final = false;
+    std::vector<Hash32> leaves = std::vector<Hash32>(kBatchChunks);
+    std::vector<char> has_leaf = std::vector<char>(kBatchChunks);
+    std::vector<char> ok = std::vector<char>(kBatchChunks);
+};
+
+// Seals one record's stream into `w` (whose clear header is written) in two steps: the chunks
+// up to the content's end, whose leaves give the content hash that signature 2 signs, then
+// the chunk that holds signature 2 and the rest.
+class ChunkSealer {
+public:
+    // `inner` is the whole inner header, `prefix` the content bytes the caller already read
+    // from `in` (to find the metadata); the rest of the content comes from `in`.
+    ChunkSealer(const Secret& payload_key, const Layout& layout, ByteView inner, ByteView prefix,
+                PayloadSource& in, RecordWriter& w);
+    ChunkSealer(const ChunkSealer&) = delete;
+    ChunkSealer& operator=(const ChunkSealer&) = delete;
+
+    // Seals the chunks before the content's last, reads the input to its end and checks it;
+    // returns the content hash.
+    Digest seal_content();
+    // Seals the content's last chunk, now with signature 2, and the padding after it.
+    void seal_rest(const Signature& s2);
+
+private:
+    size_t chunk_len(uint64_t idx) const;
+    std::pair<uint64_t, uint64_t> view_in_chunk(uint64_t idx) const;
+    void assemble(uint64_t idx, uint8_t* dst, bool content);
+    void seal_chunk(Batch& b, size_t i);
+    void complete(Batch& b);
+    void run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail, uint64_t tail_idx);
+    void drain();
+
+    const Secret& key_;
+    const Layout lay_;
+    const ByteView inner_, prefix_;
+    PayloadSource& in_;
+    RecordWriter& w_;
+    // Stream offsets: inner header [0, H), content [H, cend) of which the bytes after `prefix`
+    // start at vbeg, signature 2 [cend, cend + 64), zero padding up to lay.padded.
+    const std::optional<ByteView> view_;
+    const uint64_t H_, cend_, vbeg_;
+    const uint64_t c1_; // the chunk where the content ends
+    Signature s2_{};
+    Batch batches_[2];
+    int cur_ = 0;               // the batch being prepared
+    Batch* inflight_ = nullptr; // the batch whose chunks are being sealed
+    transcript::ContentHash content_hash_;
+    uint64_t in_crc_ = 0; // of the view's bytes, joined chunk by chunk
+    Bytes tail_;          // chunk c1's plaintext
+    ChunkPool pool_;      // last: stopped before anything its jobs refer to is destroyed
+};
+
+// Opens one record's stream: chunk 0 first (the inner header, checked by the caller before a
+// byte is released), then the rest into `w`, then the input's own checksum.
+class ChunkOpener {
+public:
+    // `in` is positioned after the clear header; ct_len bytes of chunks follow.
+    ChunkOpener(const Secret& payload_key, PayloadSource& in, uint64_t ct_len);
+    ChunkOpener(const ChunkOpener&) = delete;
+    ChunkOpener& operator=(const ChunkOpener&) = delete;
+
+    uint64_t padded() const { return padded_; } // plaintext stream length
+    // Reads the first batch and opens chunk 0; its plaintext (all of the stream's first
+    // kChunkSize bytes) stays valid until stream().
+    ByteView open_first();
+    // Writes the content of every chunk to w, absorbs its leaves into `content_hash`, checks
+    // the padding and that the input ends; returns signature 2.
+    Signature stream(const Layout& layout, RecordWriter& w, transcript::ContentHash& content_hash);
+    // After signature 2 verified: checks the input record's own checksum.
+    void finish_input();
+
+private:
+    static uint64_t count_chunks(uint64_t ct_len, const std::string& where);
+    DataError chunk_fail(uint64_t idx) const;
+    void read_batch(Batch& b, uint64_t base);
+    void decrypt(Batch& b, size_t i);
+    void post(Batch& b, size_t from);
+    void write_batch(Batch& b, RecordWriter& w, transcript::ContentHash& content_hash, Signature& s2);
+
+    const Secret& key_;
+    PayloadSource& in_;
+    const std::string& where_;
+    const uint64_t ct_len_, nchunks_, padded_;
+    // A mapped input is decrypted in place: the helper and this thread read the chunks
+    // straight from the page cache and checksum them, so this thread only writes (a pipe is
+    // read into the batches and checksummed by the reader).
+    const std::optional<ByteView> view_;
+    uint64_t in_crc_ = 0; // of the ciphertext in view_, joined chunk by chunk
+    Layout lay_;          // known once chunk 0 is open
+    Batch batches_[2];
+    ChunkPool pool_; // last: stopped before anything its jobs refer to is destroyed
+};
+
+// An opened record held back until it verified: in memory up to `in_memory` bytes, the rest
+// in an unlinked temporary file (TMPDIR, else /tmp), so a large record costs disk, not memory.
+class HeldOutput final : public Sink {
+public:
+    explicit HeldOutput(size_t in_memory) : in_memory_(in_memory) {}
+    ~HeldOutput() override;
+    HeldOutput(const HeldOutput&) = delete;
+    HeldOutput& operator=(const HeldOutput&) = delete;
+
+    void write(ByteView bytes) override;
+    void release(Sink& out);
+
+private:
+    void open_spill();
+    size_t in_memory_;
+    Bytes mem_;
+    int fd_ = -1;
+    uint64_t spilled_ = 0;
+    std::string dir_;
+};
+
+} // namespace n3::crypto::chunks
