@@ -19,16 +19,18 @@ uint64_t parse_round(const std::string& s) {
     return std::stoull(s);
 }
 
-PayloadSource source(RecordReader& reader, const Preamble& p) {
-    PayloadSource src;
-    src.type = p.type;
-    src.length = p.payload_len;
-    src.read = [&reader](std::span<uint8_t> out) { return reader.read_payload(out); };
-    src.finish = [&reader] { reader.end(); };
-    src.take = [&reader] { return reader.take_payload(); };
-    src.finish_taken = [&reader](uint64_t crc) { reader.end(crc); };
-    src.where = reader.where();
-    return src;
+Hash32 parse_base(const std::string& s) {
+    Hash32 h;
+    size_t len = 0;
+    if (s.size() != 64 || sodium_hex2bin(h.data(), 32, s.data(), s.size(), nullptr, &len, nullptr) != 0)
+        throw UsageError("--base must be a model hash (64 hex digits)");
+    return h;
+}
+
+// What --open reports of each sender: on stderr, or one line each in the --sender file.
+std::string sender_line(const Opened& o) {
+    return o.sender.id + " " + hex(o.sender_fingerprint) + " epoch " + std::to_string(o.sender.epoch) +
+           " round " + (o.context.round ? std::to_string(*o.context.round) : "-");
 }
 
 } // namespace
@@ -117,14 +119,7 @@ int main(int argc, char** argv) {
         SealOptions sopts;
         sopts.context.round = round;
         sopts.stanzas = pad_to;
-        if (!base_s.empty()) {
-            Hash32 h;
-            size_t len = 0;
-            if (base_s.size() != 64 ||
-                sodium_hex2bin(h.data(), 32, base_s.data(), base_s.size(), nullptr, &len, nullptr) != 0)
-                throw UsageError("--base must be a model hash (64 hex digits)");
-            sopts.context.base = h;
-        }
+        if (!base_s.empty()) sopts.context.base = parse_base(base_s);
         OpenOptions oopts;
         oopts.round = round;
         oopts.roster = roster ? &*roster : nullptr;
@@ -134,34 +129,14 @@ int main(int argc, char** argv) {
 
         auto out = tool.open_output(out_path, force, explicit_stdout);
         std::string senders;
-        uint64_t count = 0;
-        for (auto& path : inputs) {
-            Input in(path);
-            RecordReader reader(in);
-            while (auto p = reader.begin()) {
-                PayloadSource src = source(reader, *p);
-                if (!open_mode) {
-                    seal(key, recipients, src, *out, sopts);
-                } else {
-                    if (p->type != RecordType::sealed)
-                        throw DataError(reader.where() + ": is a " + std::string(type_name(p->type)) +
-                                            " record, not a sealed one",
-                                        "did you mean n3-seal without --open?");
-                    Opened o = open(key, *authority, src, *out, oopts);
-                    std::string line = o.sender.id + " " + hex(o.sender_fingerprint) + " epoch " +
-                                       std::to_string(o.sender.epoch) + " round " +
-                                       (o.context.round ? std::to_string(*o.context.round) : "-");
-                    if (sender_path.empty() && !tool.quiet())
-                        std::cerr << "n3-seal: " << in.name() << ": record " << reader.records_read()
-                                  << " from " << line << "\n";
-                    else
-                        senders += line + "\n";
-                }
-                ++count;
-            }
-        }
-        if (count == 0) throw DataError((inputs.size() == 1 && inputs[0] == "-" ? std::string("stdin") : inputs[0]) +
-                                        ": no records (empty input)");
+        auto report = [&](const std::string& input, uint64_t record, const Opened& o) {
+            if (sender_path.empty() && !tool.quiet())
+                std::cerr << "n3-seal: " << input << ": record " << record << " from " << sender_line(o) << "\n";
+            else
+                senders += sender_line(o) + "\n";
+        };
+        const uint64_t count = open_mode ? open_stream(key, *authority, inputs, *out, oopts, report)
+                                         : seal_stream(key, recipients, inputs, *out, sopts);
         if (!sender_path.empty()) {
             OutputOptions so;
             so.binary = false;
