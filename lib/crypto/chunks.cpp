@@ -109,8 +109,9 @@ ChunkSealer::ChunkSealer(const Secret& payload_key, const Layout& layout, ByteVi
                          ByteView prefix, PayloadSource& in, RecordWriter& w)
     : key_(payload_key), lay_(layout), inner_(inner), prefix_(prefix), in_(in), w_(w),
       view_(in.take ? in.take() : std::nullopt), H_(layout.header), cend_(layout.content_end()),
-      vbeg_(layout.header + prefix.size()), c1_(layout.content_end() / kChunkSize),
-      batches_{Batch(layout.chunks, true), Batch(layout.chunks, true)},
+      vbeg_(layout.header + prefix.size()),
+      c1_(layout.content_end() / kChunkSize), batches_{Batch(layout.chunks, true),
+                                                       Batch(layout.chunks, true)},
       content_hash_(in.length) {
     if (view_ && view_->size() != cend_ - vbeg_)
         throw std::logic_error("seal: mapped payload of the wrong length");
@@ -136,9 +137,8 @@ void ChunkSealer::assemble(uint64_t idx, uint8_t* dst, bool content) {
         if (x < y) fill(dst + (x - lo), x - a, static_cast<size_t>(y - x));
     };
     if (content) {
-        region(0, H_, [&](uint8_t* d, uint64_t off, size_t n) {
-            std::memcpy(d, inner_.data() + off, n);
-        });
+        region(0, H_,
+               [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, inner_.data() + off, n); });
         region(H_, vbeg_, [&](uint8_t* d, uint64_t off, size_t n) {
             std::memcpy(d, prefix_.data() + off, n);
         });
@@ -151,7 +151,8 @@ void ChunkSealer::assemble(uint64_t idx, uint8_t* dst, bool content) {
     }
     region(cend_, cend_ + kSig,
            [&](uint8_t* d, uint64_t off, size_t n) { std::memcpy(d, s2_.data() + off, n); });
-    region(cend_ + kSig, lay_.padded, [&](uint8_t* d, uint64_t, size_t n) { std::memset(d, 0, n); });
+    region(cend_ + kSig, lay_.padded,
+           [&](uint8_t* d, uint64_t, size_t n) { std::memset(d, 0, n); });
 }
 
 // One chunk, on either thread: leaf, checksum of the view's bytes, encryption, checksum of
@@ -164,7 +165,8 @@ void ChunkSealer::seal_chunk(Batch& b, size_t i) {
     if (b.hash) b.has_leaf[i] = transcript::leaf(lay_, idx, p, b.leaves[i]);
     if (view_) {
         auto [x, y] = view_in_chunk(idx);
-        b.in_crc[i] = x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
+        b.in_crc[i] =
+            x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
     }
     uint8_t nonce[24];
     chunk_nonce(nonce, idx, idx + 1 == lay_.chunks);
@@ -193,7 +195,8 @@ void ChunkSealer::complete(Batch& b) {
 
 // Seals chunks [from, to) in batches: this thread prepares one batch (pointers into the
 // view, or plaintext assembled or read) and writes the one before while both threads seal.
-void ChunkSealer::run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail, uint64_t tail_idx) {
+void ChunkSealer::run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail,
+                      uint64_t tail_idx) {
     static const uint8_t zero_chunk[kChunkSize] = {};
     for (uint64_t base = from; base < to;) {
         Batch& b = batches_[cur_];
@@ -250,7 +253,8 @@ Digest ChunkSealer::seal_content() {
         in_.finish_taken(in_crc_);
     } else {
         uint8_t extra;
-        if (in_.read({&extra, 1}) != 0) throw DataError(in_.where + ": payload longer than declared");
+        if (in_.read({&extra, 1}) != 0)
+            throw DataError(in_.where + ": payload longer than declared");
         if (in_.finish) in_.finish();
     }
     return content_hash_.digest();
@@ -275,14 +279,15 @@ uint64_t ChunkOpener::count_chunks(uint64_t ct_len, const std::string& where) {
 ChunkOpener::ChunkOpener(const Secret& payload_key, PayloadSource& in, uint64_t ct_len)
     : key_(payload_key), in_(in), where_(in.where), ct_len_(ct_len),
       nchunks_(count_chunks(ct_len, in.where)), padded_(ct_len - nchunks_ * kTag),
-      view_(in.take ? in.take() : std::nullopt),
-      batches_{Batch(nchunks_, !view_), Batch(nchunks_, !view_)} {
+      view_(in.take ? in.take() : std::nullopt), batches_{Batch(nchunks_, !view_),
+                                                          Batch(nchunks_, !view_)} {
     if (view_ && view_->size() != ct_len)
         throw std::logic_error("open: mapped payload of the wrong length");
 }
 
 DataError ChunkOpener::chunk_fail(uint64_t idx) const {
-    return DataError(where_ + ": chunk " + std::to_string(idx + 1) + " of " + std::to_string(nchunks_) +
+    return DataError(where_ + ": chunk " + std::to_string(idx + 1) + " of " +
+                     std::to_string(nchunks_) +
                      " does not authenticate (tampered, truncated or reordered)");
 }
 
@@ -290,7 +295,8 @@ DataError ChunkOpener::chunk_fail(uint64_t idx) const {
 void ChunkOpener::read_batch(Batch& b, uint64_t base) {
     b.base = base;
     b.nchunks = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, nchunks_ - base));
-    b.fill = static_cast<size_t>(std::min<uint64_t>(b.nchunks * kCtChunk, ct_len_ - base * kCtChunk));
+    b.fill =
+        static_cast<size_t>(std::min<uint64_t>(b.nchunks * kCtChunk, ct_len_ - base * kCtChunk));
     if (view_) {
         b.src = view_->data() + base * kCtChunk;
     } else {
@@ -309,10 +315,11 @@ void ChunkOpener::decrypt(Batch& b, size_t i) {
     }
     uint8_t nonce[24];
     chunk_nonce(nonce, idx, idx + 1 == nchunks_);
-    b.ok[i] = crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr,
-                                                         ct, clen, nullptr, 0, nonce, key_.data()) == 0;
-    b.has_leaf[i] =
-        b.ok[i] && transcript::leaf(lay_, idx, b.pt.data() + i * kChunkSize, b.leaves[i], &b.out_crc[i]);
+    b.ok[i] =
+        crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr,
+                                                   ct, clen, nullptr, 0, nonce, key_.data()) == 0;
+    b.has_leaf[i] = b.ok[i] && transcript::leaf(lay_, idx, b.pt.data() + i * kChunkSize,
+                                                b.leaves[i], &b.out_crc[i]);
 }
 
 void ChunkOpener::post(Batch& b, size_t from) {
@@ -329,8 +336,9 @@ ByteView ChunkOpener::open_first() {
     size_t clen = std::min(kCtChunk, first.fill);
     const uint8_t* ct = view_ ? stable_copy(first.src, clen) : first.src;
     if (view_) first.in_crc[0] = crc64(0, {ct, clen});
-    first.ok[0] = crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, ct, clen,
-                                                             nullptr, 0, nonce, key_.data()) == 0;
+    first.ok[0] =
+        crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, ct, clen,
+                                                   nullptr, 0, nonce, key_.data()) == 0;
     if (!first.ok[0]) throw chunk_fail(0);
     return {first.pt.data(), static_cast<size_t>(std::min<uint64_t>(kChunkSize, padded_))};
 }
@@ -341,7 +349,8 @@ Signature ChunkOpener::stream(const Layout& layout, RecordWriter& w,
     lay_ = layout;
     Signature s2{};
     Batch& first = batches_[0];
-    first.has_leaf[0] = transcript::leaf(lay_, 0, first.pt.data(), first.leaves[0], &first.out_crc[0]);
+    first.has_leaf[0] =
+        transcript::leaf(lay_, 0, first.pt.data(), first.leaves[0], &first.out_crc[0]);
     post(first, 1);
     int cur = 0;
     for (;;) {
@@ -358,7 +367,8 @@ Signature ChunkOpener::stream(const Layout& layout, RecordWriter& w,
         cur ^= 1;
     }
     uint8_t extra;
-    if (in_.read({&extra, 1}) != 0) throw DataError(where_ + ": sealed payload longer than declared");
+    if (in_.read({&extra, 1}) != 0)
+        throw DataError(where_ + ": sealed payload longer than declared");
     return s2;
 }
 
@@ -368,7 +378,9 @@ void ChunkOpener::write_batch(Batch& b, RecordWriter& w, transcript::ContentHash
                               Signature& s2) {
     uint64_t out_crc = 0; // of this batch's content, joined from its chunks'
     for (size_t i = 0; i < b.nchunks; ++i) {
-        if (view_) in_crc_ = crc64_combine(in_crc_, b.in_crc[i], std::min(kCtChunk, b.fill - i * kCtChunk));
+        if (view_)
+            in_crc_ =
+                crc64_combine(in_crc_, b.in_crc[i], std::min(kCtChunk, b.fill - i * kCtChunk));
         if (!b.has_leaf[i]) continue;
         content_hash.add(b.leaves[i]);
         auto [clo, chi] = lay_.content_in_chunk(b.base + i);

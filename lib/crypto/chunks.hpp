@@ -91,9 +91,9 @@ struct Batch {
     std::vector<uint64_t> in_crc =
         std::vector<uint64_t>(kBatchChunks); // of ciphertext read in place
     std::vector<uint64_t> out_crc = std::vector<uint64_t>(kBatchChunks); // of content written out
-    size_t fill = 0;     // plaintext bytes (sealing) or ciphertext bytes (opening)
+    size_t fill = 0; // plaintext bytes (sealing) or ciphertext bytes (opening)
     size_t nchunks = 0;
-    uint64_t base = 0;   // stream index of the first chunk
+    uint64_t base = 0; // stream index of the first chunk
     bool hash = false, final = false;
     std::vector<Hash32> leaves = std::vector<Hash32>(kBatchChunks);
     std::vector<char> has_leaf = std::vector<char>(kBatchChunks);
@@ -172,7 +172,8 @@ private:
     void read_batch(Batch& b, uint64_t base);
     void decrypt(Batch& b, size_t i);
     void post(Batch& b, size_t from);
-    void write_batch(Batch& b, RecordWriter& w, transcript::ContentHash& content_hash, Signature& s2);
+    void write_batch(Batch& b, RecordWriter& w, transcript::ContentHash& content_hash,
+                     Signature& s2);
 
     const Secret& key_;
     PayloadSource& in_;

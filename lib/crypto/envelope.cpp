@@ -122,7 +122,9 @@ Bytes make_clear(std::span<const PublicRecord> recipients, const AuthorityPublic
     return clear;
 }
 
-size_t stanza_count(ByteView clear) { return static_cast<size_t>(clear[2] | (clear[3] << 8)); }
+size_t stanza_count(ByteView clear) {
+    return static_cast<size_t>(clear[2] | (clear[3] << 8));
+}
 
 Bytes read_clear(PayloadSource& in) {
     const std::string& where = in.where;
@@ -132,7 +134,8 @@ Bytes read_clear(PayloadSource& in) {
     const uint8_t version = clear[0];
     if (version != kVersion && version != kVersion1)
         throw DataError(where + ": unsupported envelope version " + std::to_string(version));
-    if (clear[1] != kSuite) throw DataError(where + ": unsupported suite " + std::to_string(clear[1]));
+    if (clear[1] != kSuite)
+        throw DataError(where + ": unsupported suite " + std::to_string(clear[1]));
     size_t nstanzas = stanza_count(clear);
     if (nstanzas == 0 || nstanzas > kMaxRecipients || clear[4] | clear[5] | clear[6] | clear[7])
         throw DataError(where + ": corrupted envelope header");
@@ -159,8 +162,9 @@ bool open_stanza(ByteView clear, const MemberKey& me, const Fingerprint& my_fp,
         uint8_t ad[kClearFixed + 32];
         stanza_ad(ad, clear.data(), E);
         uint8_t nonce[24] = {};
-        found = crypto_aead_xchacha20poly1305_ietf_decrypt(file_key.data(), nullptr, nullptr, s + 32,
-                                                           32 + kTag, ad, sizeof ad, nonce, k.data()) == 0;
+        found = crypto_aead_xchacha20poly1305_ietf_decrypt(file_key.data(), nullptr, nullptr,
+                                                           s + 32, 32 + kTag, ad, sizeof ad, nonce,
+                                                           k.data()) == 0;
         sodium_memzero(k.data(), 32);
     }
     return found;
@@ -214,7 +218,8 @@ Inner parse_inner(ByteView chunk0, uint8_t version, size_t nstanzas, const Finge
     for (uint16_t i = 0; i < nfp; ++i) inner.for_me |= equal(c.array<32>(), my_fp);
     if (version != kVersion1) {
         ByteView unused = c.take(32 * (nstanzas - nfp));
-        if (!sodium_is_zero(unused.data(), unused.size())) c.fail("dummy recipient slots are not zero");
+        if (!sodium_is_zero(unused.data(), unused.size()))
+            c.fail("dummy recipient slots are not zero");
     }
     inner.recipients = nfp;
     inner.length = c.u64();

@@ -64,7 +64,7 @@ struct Inner {
     uint64_t length = 0;
     size_t before_sig = 0; // what signature 1 signs of the inner header, with the clear header
     Signature s1{};
-    size_t size = 0;       // the whole inner header, signature 1 included
+    size_t size = 0; // the whole inner header, signature 1 included
 };
 // Parses the inner header at the start of chunk 0's plaintext and checks its federation.
 Inner parse_inner(ByteView chunk0, uint8_t version, size_t nstanzas, const Fingerprint& my_fp,

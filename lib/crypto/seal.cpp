@@ -22,7 +22,9 @@ using chunks::HeldOutput;
 
 namespace {
 
-uint64_t clock_or(uint64_t now) { return now ? now : now_seconds(); }
+uint64_t clock_or(uint64_t now) {
+    return now ? now : now_seconds();
+}
 
 // round/base from a tensor record's safetensors metadata (the JSON header).
 void context_from_metadata(const std::string& json, SealContext& c, const std::string& where) {
@@ -40,14 +42,17 @@ void context_from_metadata(const std::string& json, SealContext& c, const std::s
             throw DataError(where + ": metadata round '" + r + "' is not a number");
         uint64_t v = std::stoull(r);
         if (c.round && *c.round != v)
-            throw DataError(where + ": record is for round " + r + ", not " + std::to_string(*c.round));
+            throw DataError(where + ": record is for round " + r + ", not " +
+                            std::to_string(*c.round));
         c.round = v;
     }
     if (m.contains(meta::base) && m[meta::base].is_string()) {
         std::string b = m[meta::base];
         Hash32 h;
         size_t len = 0;
-        if (b.size() != 64 || sodium_hex2bin(h.data(), 32, b.data(), b.size(), nullptr, &len, nullptr) != 0 || len != 32)
+        if (b.size() != 64 ||
+            sodium_hex2bin(h.data(), 32, b.data(), b.size(), nullptr, &len, nullptr) != 0 ||
+            len != 32)
             throw DataError(where + ": metadata base '" + b + "' is not a model hash");
         if (c.base && !equal(*c.base, h))
             throw DataError(where + ": record's base model differs from the one given");
@@ -65,7 +70,8 @@ SealContext read_context(PayloadSource& in, const SealContext& given, Bytes& pre
     uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | prefix[static_cast<size_t>(i)];
     if (n > in.length - 8 || n > (uint64_t(100) << 20))
-        throw DataError(in.where + ": safetensors header length " + std::to_string(n) + " out of range");
+        throw DataError(in.where + ": safetensors header length " + std::to_string(n) +
+                        " out of range");
     prefix.resize(8 + n);
     read_exact(in, {prefix.data() + 8, static_cast<size_t>(n)});
     context_from_metadata(std::string(prefix.begin() + 8, prefix.end()), ctx, in.where);
@@ -88,18 +94,19 @@ void admit_sender(const Opened& info, const AuthorityPublic& authority, uint64_t
                   const OpenOptions& opts, const std::string& where) {
     check_member(info.sender, authority, now, where + ": sender");
     if (opts.roster && !opts.roster->find(info.sender_fingerprint))
-        throw DataError(where + ": sender '" + info.sender.id + "' (" + hex(info.sender_fingerprint).substr(0, 16) +
-                        ") is not in the roster");
+        throw DataError(where + ": sender '" + info.sender.id + "' (" +
+                        hex(info.sender_fingerprint).substr(0, 16) + ") is not in the roster");
     if (opts.senders_seen && opts.senders_seen->count(info.sender_fingerprint))
         throw DataError(where + ": a second record from sender '" + info.sender.id + "' (" +
                             hex(info.sender_fingerprint).substr(0, 16) + ")",
                         "one record per member per round; --allow-repeat-senders accepts more");
     if (opts.round) {
         if (!info.context.round)
-            throw DataError(where + ": sealed without a round, expected round " + std::to_string(*opts.round));
+            throw DataError(where + ": sealed without a round, expected round " +
+                            std::to_string(*opts.round));
         if (*info.context.round != *opts.round)
-            throw DataError(where + ": sealed for round " + std::to_string(*info.context.round) + ", not round " +
-                                std::to_string(*opts.round),
+            throw DataError(where + ": sealed for round " + std::to_string(*info.context.round) +
+                                ", not round " + std::to_string(*opts.round),
                             "a replay from another round?");
     }
 }
@@ -168,7 +175,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     const uint64_t now = clock_or(opts.now);
     const std::string& where = in.where;
     if (!equal(me.record.authority, authority.id) || !equal(me.P, authority.P))
-        throw DataError(where + ": the key of '" + me.record.id + "' belongs to another federation than --authority");
+        throw DataError(where + ": the key of '" + me.record.id +
+                        "' belongs to another federation than --authority");
 
     const Bytes clear = read_clear(in);
     const uint8_t version = clear[0];
@@ -176,7 +184,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     const Fingerprint my_fp = me.record.fingerprint();
     Secret file_key(32);
     if (!open_stanza(clear, me, my_fp, authority, file_key))
-        throw DataError(where + ": not sealed to '" + me.record.id + "' (no recipient stanza opens with this key)",
+        throw DataError(where + ": not sealed to '" + me.record.id +
+                            "' (no recipient stanza opens with this key)",
                         "wrong recipient key, another federation, or a corrupted header");
     const Secret key = payload_key(file_key, clear);
     const Hash32 commit = key_commitment(file_key, clear);
@@ -184,9 +193,11 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     ChunkOpener opener(key, in, in.length - clear.size());
     const ByteView chunk0 = opener.open_first();
     const Inner inner = parse_inner(chunk0, version, nstanzas, my_fp, authority, where);
-    if (inner.length > opener.padded()) throw DataError(where + ": sealed lengths do not agree (corrupted)");
+    if (inner.length > opener.padded())
+        throw DataError(where + ": sealed lengths do not agree (corrupted)");
     const Layout lay = Layout::make(inner.size, inner.length);
-    if (lay.padded != opener.padded()) throw DataError(where + ": sealed lengths do not agree (corrupted)");
+    if (lay.padded != opener.padded())
+        throw DataError(where + ": sealed lengths do not agree (corrupted)");
     Opened info;
     info.sender = inner.sender;
     info.context = inner.context;
@@ -198,8 +209,10 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     const Point Ysig = info.sender.Y_sig(authority.P);
     const Digest t1 = transcript::head(clear, commit, chunk0.first(inner.before_sig));
     if (!schnorr_verify(Ysig, t1, inner.s1))
-        throw DataError(where + ": signature does not verify (forged, or the sender's record was altered)");
-    if (!inner.for_me) throw DataError(where + ": sealed for other recipients (forwarded by a recipient?)");
+        throw DataError(where +
+                        ": signature does not verify (forged, or the sender's record was altered)");
+    if (!inner.for_me)
+        throw DataError(where + ": sealed for other recipients (forwarded by a recipient?)");
     info.sender_fingerprint = info.sender.fingerprint();
     admit_sender(info, authority, now, opts, where);
 
@@ -221,8 +234,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     return info;
 }
 
-Bytes seal_record(const MemberKey& sender, std::span<const PublicRecord> recipients, RecordType type,
-                  ByteView payload, const SealOptions& opts) {
+Bytes seal_record(const MemberKey& sender, std::span<const PublicRecord> recipients,
+                  RecordType type, ByteView payload, const SealOptions& opts) {
     size_t pos = 0;
     PayloadSource src = memory_source(type, payload, pos);
     VectorSink sink;
@@ -234,7 +247,8 @@ OpenedRecord open_record(const MemberKey& me, const AuthorityPublic& authority, 
                          const OpenOptions& opts) {
     Record r = decode_record(sealed, "sealed record");
     if (r.type() != RecordType::sealed)
-        throw DataError("sealed record: is a " + std::string(type_name(r.type())) + " record, not sealed");
+        throw DataError("sealed record: is a " + std::string(type_name(r.type())) +
+                        " record, not sealed");
     size_t pos = 0;
     PayloadSource src = memory_source(RecordType::sealed, r.payload(), pos);
     src.where = "sealed record";
@@ -302,7 +316,8 @@ RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority, B
     Record r = decode_record(sealed, "sealed record");
     ByteView p = r.payload();
     RawEnvelope env;
-    env.clear.assign(p.begin(), p.begin() + static_cast<long>(kClearFixed + stanza_count(p) * kStanza));
+    env.clear.assign(p.begin(),
+                     p.begin() + static_cast<long>(kClearFixed + stanza_count(p) * kStanza));
     if (!open_stanza(env.clear, me, me.record.fingerprint(), authority, env.file_key))
         throw DataError("raw_decrypt: not a recipient");
     const Secret pk = payload_key(env.file_key, env.clear);
@@ -313,8 +328,9 @@ RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority, B
         Bytes out(len - kTag);
         uint8_t nonce[24];
         chunks::chunk_nonce(nonce, i, i + 1 == nchunks);
-        if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), nullptr, nullptr, ct.data() + i * kCtChunk, len,
-                                                       nullptr, 0, nonce, pk.data()) != 0)
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), nullptr, nullptr,
+                                                       ct.data() + i * kCtChunk, len, nullptr, 0,
+                                                       nonce, pk.data()) != 0)
             throw DataError("raw_decrypt: chunk does not authenticate");
         put(env.stream, out);
     }
@@ -338,8 +354,9 @@ Bytes raw_encrypt(const RawEnvelope& env) {
         Bytes out(len + kTag);
         uint8_t nonce[24];
         chunks::chunk_nonce(nonce, i, i + 1 == nchunks);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), nullptr, env.stream.data() + i * kChunkSize, len,
-                                                   nullptr, 0, nullptr, nonce, pk.data());
+        crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), nullptr,
+                                                   env.stream.data() + i * kChunkSize, len, nullptr,
+                                                   0, nullptr, nonce, pk.data());
         put(payload, out);
     }
     return encode_record(RecordType::sealed, payload);

@@ -18,9 +18,9 @@
 // checks signature 2, the padding and the input's own checksum before it writes the output
 // record's trailer: a consumer (or n3::Output's atomic file) never sees a complete record that
 // did not verify. An envelope with several recipients is held back whole until everything
-// verified (in memory up to OpenOptions::hold_in_memory, then in an unlinked file in TMPDIR): a co-recipient knows the
-// file key and could re-encrypt the chunks after the first. It opens versions 1 and 2 and
-// seals version 2. Both run on two threads (tree hash and AEAD per chunk).
+// verified (in memory up to OpenOptions::hold_in_memory, then in an unlinked file in TMPDIR): a
+// co-recipient knows the file key and could re-encrypt the chunks after the first. It opens
+// versions 1 and 2 and seals version 2. Both run on two threads (tree hash and AEAD per chunk).
 //
 // Failures throw DataError naming `where` (wrong recipient, forged, tampered, truncated,
 // replayed, expired, not in the roster) and never leave a completed output record.
@@ -66,9 +66,9 @@ struct PayloadSource {
 };
 
 struct SealOptions {
-    SealContext context;  // round/base not in the record's metadata (e.g. packed records)
-    uint64_t now = 0;     // 0: the clock
-    size_t stanzas = 0;   // pad the header with random dummy stanzas up to this many
+    SealContext context; // round/base not in the record's metadata (e.g. packed records)
+    uint64_t now = 0;    // 0: the clock
+    size_t stanzas = 0;  // pad the header with random dummy stanzas up to this many
 };
 
 // Writes one complete sealed record (preamble, payload, trailer) to `out`. The round and base
@@ -78,7 +78,7 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
           Sink& out, const SealOptions& opts = {});
 
 struct OpenOptions {
-    std::optional<uint64_t> round; // reject records sealed for another round
+    std::optional<uint64_t> round;  // reject records sealed for another round
     const Roster* roster = nullptr; // the sender must be listed (exact public record)
     uint64_t now = 0;
     // Refuse a sender already in the set, and add each sender whose record opened: one record
@@ -133,8 +133,10 @@ struct RawEnvelope {
     Secret file_key{32};
     Bytes stream; // inner header || payload || signature 2 || padding
 };
-RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority, ByteView sealed_record);
-RawEnvelope raw_wrap(std::span<const PublicRecord> recipients, const AuthorityPublic& fed); // new header
+RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority,
+                        ByteView sealed_record);
+RawEnvelope raw_wrap(std::span<const PublicRecord> recipients,
+                     const AuthorityPublic& fed); // new header
 Bytes raw_encrypt(const RawEnvelope& env); // a sealed record of env.stream under env's header
 } // namespace detail
 
