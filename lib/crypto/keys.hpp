@@ -251,7 +251,7 @@ Hash32 parse_head(const std::string& text, const std::string& flag);
 // ZeroMQ CURVE transport keys, the one key type of lib/net's CURVE sockets too: a Curve25519
 // secret and its public key crypto_scalarmult_base(secret), as zmq_curve_public derives it.
 // Z85 is ZeroMQ RFC 32, the codec of zmq_z85_encode/decode, written here so that n3_crypto
-// needs no libzmq (tests/crypto checks it against the RFC and libzmq's key pair).
+// needs no libzmq (tests/crypto checks it against the RFCs' vectors, tests/net against libzmq).
 using CurvePublic = std::array<uint8_t, 32>;
 std::string z85_encode(ByteView data);                          // size multiple of 4
 std::optional<Bytes> z85_decode(std::string_view text);         // nullopt when invalid

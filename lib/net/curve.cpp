@@ -4,16 +4,17 @@
 #include "record/io.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <sodium.h>
 #include <sstream>
-#include <sys/stat.h>
 #include <utility>
 
 namespace n3::net {
 
 namespace {
+
+const std::string kCurveSecretPrefix(crypto::key_prefix(crypto::KeyKind::curve_secret));
+const std::string kCurvePublicPrefix(crypto::key_prefix(crypto::KeyKind::curve_public));
 
 std::string trim(const std::string& s) {
     size_t a = s.find_first_not_of(" \t\r\n");
@@ -52,16 +53,22 @@ std::vector<KeyLine> key_lines(const std::string& text, const std::string& prefi
     return out;
 }
 
-// The same check as crypto::exposed_secret_file; n3_net does not link n3_crypto.
-std::string exposed_secret_file(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
-    const mode_t perm = st.st_mode & 07777;
-    if ((perm & 066) == 0) return {};
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(perm));
-    const char* how = (perm & 044) ? "readable" : "writable";
-    return path + " is " + how + " by others (mode " + mode + "); chmod 600 " + path;
+// 40 Z85 characters -> 32 bytes, with the transport's message (the key files' own parser,
+// crypto::decode_key_text, says "corrupted"; these lines may also come from a command line).
+Bytes curve_bytes(const std::string& text, const std::string& where) {
+    std::optional<Bytes> raw;
+    if (text.size() == 40) raw = crypto::z85_decode(text);
+    if (!raw)
+        throw DataError(where + ": malformed CURVE key (expected 40 Z85 characters)",
+                        "make keys with: n3-keys curve");
+    return std::move(*raw);
+}
+
+CurvePublic public_key_of(const std::string& text, const std::string& where) {
+    Bytes raw = curve_bytes(text, where);
+    CurvePublic pub{};
+    std::memcpy(pub.data(), raw.data(), pub.size());
+    return pub;
 }
 
 // ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in zmq.h 4.3 (defined only with the draft API),
@@ -74,35 +81,7 @@ constexpr int kZapEnforceDomain = 93;
 
 } // namespace
 
-std::string z85_encode(const CurveKey& key) {
-    char buf[41];
-    zmq_z85_encode(buf, key.data(), key.size());
-    return std::string(buf, 40);
-}
-
-CurveKey z85_decode(const std::string& text, const std::string& where) {
-    CurveKey key{};
-    if (text.size() != 40 || !zmq_z85_decode(key.data(), text.c_str()))
-        throw DataError(where + ": malformed CURVE key (expected 40 Z85 characters)",
-                        "make keys with: n3-keys curve");
-    return key;
-}
-
-CurveKey curve_public(const CurveKey& secret) {
-    CurveKey pub{};
-    crypto_scalarmult_base(pub.data(), secret.data());
-    return pub;
-}
-
-std::string public_key_line(const CurveKey& pub) {
-    return kCurvePublicPrefix + z85_encode(pub);
-}
-
-CurveKeyPair::~CurveKeyPair() {
-    sodium_memzero(secret.data(), secret.size());
-}
-
-CurveKeyPair load_secret_key(const std::string& path) {
+CurveSecretFile load_secret_key(const std::string& path) {
     std::string text = read_text_file(path);
     auto lines =
         key_lines(text, kCurveSecretPrefix, path, "a CURVE secret key line (N3CURVE-SECRET-...)");
@@ -111,19 +90,18 @@ CurveKeyPair load_secret_key(const std::string& path) {
         throw DataError(path + ": holds " + std::to_string(lines.size()) +
                             " CURVE secret keys, expected one",
                         "--curve-key takes the secret key file written by n3-keys curve");
-    CurveKeyPair kp;
-    kp.secret = z85_decode(lines[0].key, path + ": line " + std::to_string(lines[0].line));
+    const std::string where = path + ": line " + std::to_string(lines[0].line);
+    Bytes secret = curve_bytes(lines[0].key, where);
     sodium_memzero(lines[0].key.data(), lines[0].key.size());
-    kp.public_key = curve_public(kp.secret);
-    kp.exposed = exposed_secret_file(path);
-    return kp;
+    CurveSecretFile f{CurveKey::from_secret(secret, where), crypto::exposed_secret_file(path)};
+    sodium_memzero(secret.data(), secret.size());
+    return f;
 }
 
-CurveKey load_public_key(const std::string& spec) {
+CurvePublic load_public_key(const std::string& spec) {
     std::string t = trim(spec);
     if (t.rfind(kCurvePublicPrefix, 0) == 0)
-        return z85_decode(t.substr(std::string(kCurvePublicPrefix).size()),
-                          "public key '" + t + "'");
+        return public_key_of(t.substr(kCurvePublicPrefix.size()), "public key '" + t + "'");
     if (t.rfind(kCurveSecretPrefix, 0) == 0)
         throw UsageError("that is a secret key; give the server's public key (N3CURVE-PUBLIC-...)");
     auto lines = key_lines(read_text_file(spec), kCurvePublicPrefix, spec,
@@ -131,15 +109,15 @@ CurveKey load_public_key(const std::string& spec) {
     if (lines.size() != 1)
         throw DataError(spec + ": holds " + std::to_string(lines.size()) +
                         " CURVE public keys, expected one");
-    return z85_decode(lines[0].key, spec + ": line " + std::to_string(lines[0].line));
+    return public_key_of(lines[0].key, spec + ": line " + std::to_string(lines[0].line));
 }
 
-std::vector<CurveKey> load_allow_list(const std::string& path) {
+std::vector<CurvePublic> load_allow_list(const std::string& path) {
     auto lines = key_lines(read_text_file(path), kCurvePublicPrefix, path,
                            "a CURVE public key line (N3CURVE-PUBLIC-...)");
-    std::vector<CurveKey> keys;
+    std::vector<CurvePublic> keys;
     for (auto& l : lines)
-        keys.push_back(z85_decode(l.key, path + ": line " + std::to_string(l.line)));
+        keys.push_back(public_key_of(l.key, path + ": line " + std::to_string(l.line)));
     if (keys.empty())
         throw DataError(path + ": lists no CURVE public keys, so no client could connect");
     return keys;
@@ -147,9 +125,9 @@ std::vector<CurveKey> load_allow_list(const std::string& path) {
 
 // ZAP -----------------------------------------------------------------------------------------
 
-void make_curve_server(zmq::socket_t& s, const CurveKey& secret) {
+void make_curve_server(zmq::socket_t& s, const CurveKey& key) {
     s.set(zmq::sockopt::curve_server, 1);
-    zmq_setsockopt(s.handle(), ZMQ_CURVE_SECRETKEY, secret.data(), secret.size());
+    zmq_setsockopt(s.handle(), ZMQ_CURVE_SECRETKEY, key.secret.data(), key.secret.size());
     s.set(zmq::sockopt::zap_domain, kZapDomain);
     const int on = 1;
     if (zmq_setsockopt(s.handle(), kZapEnforceDomain, &on, sizeof on) != 0)
@@ -157,7 +135,7 @@ void make_curve_server(zmq::socket_t& s, const CurveKey& secret) {
                        "n3-send needs libzmq 4.3 or later for --curve-key on a listening side");
 }
 
-ZapHandler::ZapHandler(zmq::context_t& ctx, std::vector<CurveKey> allowed)
+ZapHandler::ZapHandler(zmq::context_t& ctx, std::vector<CurvePublic> allowed)
     : socket_(ctx, zmq::socket_type::rep), allowed_(std::move(allowed)) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.bind("inproc://zeromq.zap.01");
@@ -197,12 +175,12 @@ void ZapHandler::serve() {
                 rejections_.push_back("rejected a client of ZAP domain '" + domain + "'" +
                                       (who.empty() ? "" : " from " + who));
             } else if (mechanism == "CURVE" && req.size() >= 7 && req[6].size() == 32) {
-                CurveKey key{};
+                CurvePublic key{};
                 std::memcpy(key.data(), req[6].data(), 32);
                 ok = std::find(allowed_.begin(), allowed_.end(), key) != allowed_.end();
                 if (!ok) {
                     std::lock_guard<std::mutex> lock(mutex_);
-                    rejections_.push_back("rejected CURVE client " + public_key_line(key) +
+                    rejections_.push_back("rejected CURVE client " + crypto::curve_public_text(key) +
                                           (who.empty() ? "" : " from " + who) +
                                           " (not in the allow list)");
                 }

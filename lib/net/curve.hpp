@@ -6,11 +6,14 @@
 //   N3CURVE-PUBLIC-<40 Z85 characters>   its public key, crypto_scalarmult_base(secret)
 // An allow file lists public key lines; text after the key on the same line is a label.
 //
-//   CurveKeyPair me = load_secret_key("node.key");            // derives the public half
-//   std::string hub = load_public_key("hub.pub");            // a file or the key line itself
-//   std::vector<CurveKey> allowed = load_allow_list("clients.allow");
+// The key type and its Z85 codec are lib/crypto's (crypto::CurveKey, keys.hpp), shared with
+// n3-keys, which writes these files.
+//
+//   CurveSecretFile me = load_secret_key("node.key");        // derives the public half
+//   CurvePublic hub = load_public_key("hub.pub");            // a file or the key line itself
+//   std::vector<CurvePublic> allowed = load_allow_list("clients.allow");
 //   ZapHandler zap(ctx, allowed);   // before the server socket binds; destroy before ctx
-//   make_curve_server(sock, me.secret);                      // then bind
+//   make_curve_server(sock, me.key);                         // then bind
 //
 // A CURVE server socket enforces the ZAP domain kZapDomain: libzmq otherwise admits every
 // client that knows the server's public key whenever no ZAP handler answers (no handler
@@ -20,7 +23,8 @@
 // Bad key files throw DataError (exit 1) naming the file and line; missing files EnvError.
 #pragma once
 
-#include <array>
+#include "crypto/keys.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -31,42 +35,34 @@
 
 namespace n3::net {
 
-using CurveKey = std::array<uint8_t, 32>;
+using crypto::CurveKey;
+using crypto::CurvePublic;
 
-inline constexpr const char* kCurveSecretPrefix = "N3CURVE-SECRET-";
-inline constexpr const char* kCurvePublicPrefix = "N3CURVE-PUBLIC-";
 inline constexpr const char* kZapDomain = "n3";
 
-std::string z85_encode(const CurveKey& key);
-// Parses 40 Z85 characters; throws DataError naming `where`.
-CurveKey z85_decode(const std::string& text, const std::string& where);
-CurveKey curve_public(const CurveKey& secret);
-std::string public_key_line(const CurveKey& pub); // "N3CURVE-PUBLIC-..."
-
-struct CurveKeyPair {
-    CurveKey secret{};
-    CurveKey public_key{};
-    // "FILE is readable by others (mode 0644); chmod 600 FILE" when the secret key file was
-    // open to its group or others, for the transport's warn (lib/ does not print); else "".
+// A CURVE secret key file as loaded: its key pair and, when the file was open to its group or
+// others, "FILE is readable by others (mode 0644); chmod 600 FILE" for the transport's warn
+// (lib/ does not print); else "".
+struct CurveSecretFile {
+    CurveKey key;
     std::string exposed;
-    ~CurveKeyPair();
 };
 
-CurveKeyPair load_secret_key(const std::string& path);
+CurveSecretFile load_secret_key(const std::string& path);
 // `spec` is a key line "N3CURVE-PUBLIC-..." or a file holding one.
-CurveKey load_public_key(const std::string& spec);
-std::vector<CurveKey> load_allow_list(const std::string& path);
+CurvePublic load_public_key(const std::string& spec);
+std::vector<CurvePublic> load_allow_list(const std::string& path);
 
-// Makes `s` a CURVE server with `secret`, in ZAP domain kZapDomain, enforced. Throws EnvError
+// Makes `s` a CURVE server with `key`, in ZAP domain kZapDomain, enforced. Throws EnvError
 // when libzmq cannot enforce the domain (older than 4.3).
-void make_curve_server(zmq::socket_t& s, const CurveKey& secret);
+void make_curve_server(zmq::socket_t& s, const CurveKey& key);
 
 // Answers ZAP requests (RFC 27) for sockets of `ctx`: CURVE clients of domain kZapDomain
 // whose public key is in `allowed` get 200, everyone else 400. Rejections are queued for the
 // caller to report.
 class ZapHandler {
 public:
-    ZapHandler(zmq::context_t& ctx, std::vector<CurveKey> allowed);
+    ZapHandler(zmq::context_t& ctx, std::vector<CurvePublic> allowed);
     ~ZapHandler();
     ZapHandler(const ZapHandler&) = delete;
     ZapHandler& operator=(const ZapHandler&) = delete;
@@ -76,7 +72,7 @@ public:
 private:
     void serve();
     zmq::socket_t socket_;
-    std::vector<CurveKey> allowed_;
+    std::vector<CurvePublic> allowed_;
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
     std::vector<std::string> rejections_;

@@ -115,17 +115,17 @@ void reserve_frame_memory(uint64_t bytes) {
 }
 
 void set_curve_server(zmq::socket_t& s, const CurveServer& c) {
-    make_curve_server(s, c.keys.secret);
+    make_curve_server(s, c.keys.key);
 }
 
-void warn_exposed(const CurveKeyPair& keys, const Notify& warn) {
+void warn_exposed(const CurveSecretFile& keys, const Notify& warn) {
     if (warn && !keys.exposed.empty()) warn(keys.exposed);
 }
 
 void set_curve_client(zmq::socket_t& s, const CurveClient& c) {
     zmq_setsockopt(s.handle(), ZMQ_CURVE_SERVERKEY, c.server.data(), 32);
-    zmq_setsockopt(s.handle(), ZMQ_CURVE_PUBLICKEY, c.keys.public_key.data(), 32);
-    zmq_setsockopt(s.handle(), ZMQ_CURVE_SECRETKEY, c.keys.secret.data(), 32);
+    zmq_setsockopt(s.handle(), ZMQ_CURVE_PUBLICKEY, c.keys.key.public_key.data(), 32);
+    zmq_setsockopt(s.handle(), ZMQ_CURVE_SECRETKEY, c.keys.key.secret.data(), 32);
 }
 
 // A listening unix socket answers connect(); ZeroMQ would silently unlink it and take over.

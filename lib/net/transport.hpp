@@ -43,12 +43,12 @@ namespace n3::net {
 using Notify = std::function<void(const std::string&)>;
 
 struct CurveClient {
-    CurveKeyPair keys;
-    CurveKey server{};
+    CurveSecretFile keys;
+    CurvePublic server{};
 };
 struct CurveServer {
-    CurveKeyPair keys;
-    std::vector<CurveKey> allowed;
+    CurveSecretFile keys;
+    std::vector<CurvePublic> allowed;
 };
 
 // Bounded memory. A receiver queues at most `hwm` whole records per peer (ZeroMQ holds a

@@ -9,6 +9,8 @@
 
 using namespace n3;
 using namespace n3::net;
+using n3::crypto::curve_public_text;
+using n3::crypto::z85_encode;
 
 namespace {
 
@@ -31,9 +33,9 @@ TEST_CASE("secret key files give the same public key as libzmq") {
     char pub_z85[41], sec_z85[41];
     REQUIRE(zmq_curve_keypair(pub_z85, sec_z85) == 0);
     TempFile f(std::string("# n3 CURVE transport key\n\nN3CURVE-SECRET-") + sec_z85 + "\n");
-    CurveKeyPair kp = load_secret_key(f.path);
-    CHECK(z85_encode(kp.public_key) == std::string(pub_z85));
-    CHECK(public_key_line(kp.public_key) == std::string("N3CURVE-PUBLIC-") + pub_z85);
+    CurveSecretFile kp = load_secret_key(f.path);
+    CHECK(z85_encode(kp.key.public_key) == std::string(pub_z85));
+    CHECK(curve_public_text(kp.key.public_key) == std::string("N3CURVE-PUBLIC-") + pub_z85);
 }
 
 TEST_CASE("public keys come from a file or the key text") {
@@ -103,18 +105,18 @@ TEST_CASE("a secret key file others can read is named for the transport's warnin
 namespace {
 
 struct Client {
-    CurveKeyPair keys;
+    CurveKey keys;
     Client() {
         char pub_z85[41], sec_z85[41];
         REQUIRE(zmq_curve_keypair(pub_z85, sec_z85) == 0);
-        keys.secret = z85_decode(sec_z85, "client");
-        keys.public_key = z85_decode(pub_z85, "client");
+        keys = CurveKey::parse(std::string("N3CURVE-SECRET-") + sec_z85, "client");
+        REQUIRE(z85_encode(keys.public_key) == std::string(pub_z85));
     }
 };
 
 // Sends one message from a CURVE client of its own context; true when `server` got it within
 // `wait`.
-bool delivered(zmq::socket_t& server, const std::string& endpoint, const CurveKey& server_key,
+bool delivered(zmq::socket_t& server, const std::string& endpoint, const CurvePublic& server_key,
                const Client& c, std::chrono::milliseconds wait) {
     zmq::context_t ctx(1);
     zmq::socket_t push(ctx, zmq::socket_type::push);
@@ -148,7 +150,7 @@ struct Server {
 TEST_CASE("a CURVE server with no ZAP handler admits no client") {
     // Without ZMQ_ZAP_ENFORCE_DOMAIN libzmq lets in anyone who knows the server key here.
     Server s;
-    make_curve_server(s.sock, s.keys.keys.secret);
+    make_curve_server(s.sock, s.keys.keys);
     s.bind();
     Client stranger;
     CHECK_FALSE(delivered(s.sock, s.endpoint, s.keys.keys.public_key, stranger,
@@ -159,7 +161,7 @@ TEST_CASE("the allow-list ZAP handler admits listed clients of its domain only")
     Client friend_, stranger;
     Server s;
     ZapHandler zap(s.ctx, {friend_.keys.public_key});
-    make_curve_server(s.sock, s.keys.keys.secret);
+    make_curve_server(s.sock, s.keys.keys);
     s.bind();
     CHECK(delivered(s.sock, s.endpoint, s.keys.keys.public_key, friend_,
                     std::chrono::milliseconds(5000)));
@@ -168,7 +170,7 @@ TEST_CASE("the allow-list ZAP handler admits listed clients of its domain only")
     auto r = zap.take_rejections();
     REQUIRE(r.size() >= 1);
     CHECK_THAT(r[0], Catch::Contains("not in the allow list") &&
-                         Catch::Contains(public_key_line(stranger.keys.public_key)));
+                         Catch::Contains(curve_public_text(stranger.keys.public_key)));
 
     // A socket of the same context in another domain does not borrow the allow list.
     zmq::socket_t other(s.ctx, zmq::socket_type::pull);
