@@ -2,15 +2,15 @@
 
 #include "record/bytes.hpp"
 #include "record/error.hpp"
+#include "record/pages.hpp"
 
 #include <array>
 #include <cstring>
 #include <fcntl.h>
 #include <isa-l/crc.h>
 #include <isa-l/crc64.h>
-#include <new>
+#include <memory>
 #include <stdexcept>
-#include <sys/mman.h>
 
 namespace n3 {
 
@@ -30,27 +30,19 @@ namespace {
 
 // Payload storage for a record read from a stream, grown as its bytes arrive: the preamble's
 // length is only a claim, so a hostile or truncated record costs memory in proportion to the
-// bytes actually received, not to the length it declares. Large payloads live in an anonymous
-// mapping that mremap() grows without copying; each extent is populated in one kernel call
+// bytes actually received, not to the length it declares. Large payloads live in a PageBuffer
+// that mremap() grows without copying; each extent is populated in one kernel call
 // (MADV_POPULATE_WRITE, Linux 5.14) just before it is filled, instead of a page fault per
 // 4 KiB and a zero-fill pass as std::vector would do; both matter at pipe speed.
 class PayloadBuffer {
 public:
     explicit PayloadBuffer(size_t declared) : declared_(declared) {
         if (declared < kMapThreshold) {
-            data_ = declared ? new uint8_t[declared] : nullptr;
-            capacity_ = ready_ = declared;
+            small_.reset(declared ? new uint8_t[declared] : nullptr);
+            ready_ = declared;
         }
     }
-    ~PayloadBuffer() {
-        if (mapped_)
-            ::munmap(data_, capacity_);
-        else
-            delete[] data_;
-    }
-    PayloadBuffer(const PayloadBuffer&) = delete;
-    PayloadBuffer& operator=(const PayloadBuffer&) = delete;
-    uint8_t* data() { return data_; }
+    uint8_t* data() { return small_ ? small_.get() : pages_.data(); }
 
     // Room to write from `filled` on: at most kExtent bytes, at least one unless the payload
     // is complete. The mapping at least doubles when it grows, so a payload of n bytes takes
@@ -58,29 +50,19 @@ public:
     std::span<uint8_t> room(size_t filled) {
         if (filled == ready_ && ready_ < declared_) {
             size_t want = std::min(declared_, ready_ + kExtent);
-            if (want > capacity_) grow(std::min(declared_, std::max(want, 2 * capacity_)));
-#ifdef MADV_POPULATE_WRITE
-            ::madvise(data_ + ready_, want - ready_, MADV_POPULATE_WRITE); // a hint: faults if refused
-#endif
+            if (want > pages_.size()) pages_.grow(std::min(declared_, std::max(want, 2 * pages_.size())));
+            pages_.populate(ready_, want - ready_);
             ready_ = want;
         }
-        return {data_ + filled, ready_ - filled};
+        return {data() + filled, ready_ - filled};
     }
 
 private:
     static constexpr size_t kMapThreshold = size_t(1) << 20;
     static constexpr size_t kExtent = size_t(8) << 20;
-    void grow(size_t to) {
-        void* p = mapped_ ? ::mremap(data_, capacity_, to, MREMAP_MAYMOVE)
-                          : ::mmap(nullptr, to, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
-        data_ = static_cast<uint8_t*>(p);
-        capacity_ = to;
-        mapped_ = true;
-    }
-    uint8_t* data_ = nullptr;
-    size_t declared_, capacity_ = 0, ready_ = 0; // ready_: populated bytes, <= capacity_
-    bool mapped_ = false;
+    std::unique_ptr<uint8_t[]> small_; // below kMapThreshold: not worth a mapping
+    PageBuffer pages_{Commit::up_front};
+    size_t declared_, ready_ = 0; // ready_: populated bytes, <= pages_.size() when mapped
 };
 
 } // namespace

@@ -82,6 +82,23 @@ void write_all(int fd, const uint8_t* p, size_t n, const std::string& name) {
 
 bool is_terminal(int fd) { return ::isatty(fd) == 1; }
 
+void BatchedFdSink::write_record(std::span<const ByteView> pieces) {
+    size_t size = 0;
+    for (ByteView p : pieces) size += p.size();
+    if (size < kSmallRecord) {
+        for (ByteView p : pieces) pending_.insert(pending_.end(), p.begin(), p.end());
+        if (pending_.size() >= kBatch) flush();
+        return;
+    }
+    flush();
+    for (ByteView p : pieces) write_all(fd_, p.data(), p.size(), name_);
+}
+
+void BatchedFdSink::flush() {
+    if (!pending_.empty()) write_all(fd_, pending_.data(), pending_.size(), name_);
+    pending_.clear();
+}
+
 void install_signal_cleanup() {
     current_umask();
     struct sigaction sa {};

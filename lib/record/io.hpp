@@ -16,6 +16,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace n3 {
@@ -34,6 +35,30 @@ class VectorSink final : public Sink {
 public:
     void write(ByteView bytes) override { data.insert(data.end(), bytes.begin(), bytes.end()); }
     Bytes data;
+};
+
+// Records bound for a file descriptor as they arrive (n3-send's receiver writing stdout).
+// Records smaller than 64 KiB that arrive back to back gather in a buffer that leaves in one
+// write(2) once it holds 1 MiB; larger records are written straight from their pieces, after
+// what had gathered. The caller calls flush() whenever it goes idle, so nothing waits in the
+// buffer while the reader waits for the next record. The destructor does not flush: bytes of
+// a run that failed stay unwritten. Throws EnvError ("cannot write NAME") when a write fails.
+class BatchedFdSink final : public Sink {
+public:
+    static constexpr size_t kSmallRecord = size_t(64) << 10;
+    static constexpr size_t kBatch = size_t(1) << 20;
+
+    explicit BatchedFdSink(int fd, std::string name = "stdout") : fd_(fd), name_(std::move(name)) {}
+    // One whole record, in as many pieces as it arrived in.
+    void write_record(std::span<const ByteView> pieces);
+    void write(ByteView record) override { write_record({&record, 1}); }
+    void flush();
+    size_t pending() const { return pending_.size(); }
+
+private:
+    int fd_;
+    std::string name_;
+    Bytes pending_;
 };
 
 // A read-only memory mapping of a whole file (RAII).

@@ -2,6 +2,7 @@
 
 #include "record/error.hpp"
 #include "record/format.hpp"
+#include "record/number.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -154,6 +155,21 @@ std::optional<std::string> TensorSet::meta(const std::string& key) const {
     auto it = meta_.find(key);
     if (it == meta_.end()) return std::nullopt;
     return it->second;
+}
+
+std::optional<uint64_t> TensorSet::meta_uint(const std::string& key) const {
+    auto it = meta_.find(key);
+    if (it == meta_.end()) return std::nullopt;
+    return parse_uint(it->second);
+}
+
+std::optional<uint64_t> TensorSet::round() const { return meta_uint(meta::round); }
+std::optional<uint64_t> TensorSet::samples() const { return meta_uint(meta::samples); }
+
+uint64_t require_count(const TensorSet& set, const std::string& key, const std::string& where) {
+    auto v = set.meta_uint(key);
+    if (!v) throw DataError(where + ": missing or bad '" + key + "'");
+    return *v;
 }
 
 const TensorInfo* TensorSet::find(std::string_view name) const {
@@ -347,17 +363,6 @@ double tensor_l2(DType d, ByteView data) {
 }
 
 // Hashes --------------------------------------------------------------------------------------
-
-std::string to_hex(ByteView bytes) {
-    static const char* digits = "0123456789abcdef";
-    std::string s;
-    s.reserve(bytes.size() * 2);
-    for (uint8_t b : bytes) {
-        s.push_back(digits[b >> 4]);
-        s.push_back(digits[b & 15]);
-    }
-    return s;
-}
 
 std::string model_hash(ByteView payload) {
     if (sodium_init() < 0) throw EnvError("libsodium failed to initialise");

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "record/format.hpp"
+#include "record/hex.hpp" // to_hex, which model hashes and group ids are written in
 #include "record/io.hpp"
 
 #include <cstdint>
@@ -51,6 +52,11 @@ public:
 
     const Metadata& metadata() const { return meta_; }
     std::optional<std::string> meta(const std::string& key) const;
+    // A count in the metadata (decimal digits, at most 2^64 - 1): nullopt when the key is
+    // absent or its value is not such a number. require_count() below throws instead.
+    std::optional<uint64_t> meta_uint(const std::string& key) const;
+    std::optional<uint64_t> round() const;   // meta::round
+    std::optional<uint64_t> samples() const; // meta::samples
     const std::vector<TensorInfo>& tensors() const { return tensors_; } // in data order
     const TensorInfo* find(std::string_view name) const;
     ByteView data(const TensorInfo& t) const { return data_.subspan(t.begin, t.nbytes()); }
@@ -118,9 +124,12 @@ inline constexpr const char* loss = "loss";           // final training loss
 inline constexpr const char* codec = "codec";         // n3-encode's stages, in order applied
 } // namespace meta
 
+// The count under `key` (meta::round, meta::samples); throws DataError "WHERE: missing or bad
+// 'KEY'" when it is absent or not a decimal number of at most 2^64 - 1.
+uint64_t require_count(const TensorSet& set, const std::string& key, const std::string& where);
+
 // A model's identity: BLAKE2b-256 of its record payload, lower-case hex (b2sum -l 256 of the
 // exported .safetensors file gives the same digest).
 std::string model_hash(ByteView payload);
-std::string to_hex(ByteView bytes);
 
 } // namespace n3

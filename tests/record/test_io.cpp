@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstring>
 #include <dirent.h>
+#include <fcntl.h>
 #include <filesystem>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -158,4 +159,90 @@ TEST_CASE("a device or FIFO is written in place, never replaced", "[io]") {
     OutputOptions secret;
     secret.secret = true;
     REQUIRE_THROWS_AS(Output("/dev/null", secret), EnvError);
+}
+
+// BatchedFdSink ---------------------------------------------------------------------------------
+
+namespace {
+
+// An unlinked temporary file: what reached it so far is what the sink wrote.
+struct Written {
+    int fd;
+    Written() {
+        char tmpl[] = "/tmp/n3-batch-XXXXXX";
+        fd = ::mkstemp(tmpl);
+        REQUIRE(fd >= 0);
+        ::unlink(tmpl);
+    }
+    ~Written() { ::close(fd); }
+    Bytes bytes() const {
+        struct stat st {};
+        REQUIRE(::fstat(fd, &st) == 0);
+        Bytes out(static_cast<size_t>(st.st_size));
+        REQUIRE(::pread(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
+        return out;
+    }
+};
+
+Bytes filled(size_t n, uint8_t v) { return Bytes(n, v); }
+
+} // namespace
+
+TEST_CASE("BatchedFdSink gathers small records until flush") {
+    Written w;
+    BatchedFdSink out(w.fd, "the file");
+    Bytes a = filled(100, 1), b = filled(200, 2), c = filled(50, 3);
+    out.write(a);
+    ByteView pieces[] = {b, c}; // one record in two pieces
+    out.write_record(pieces);
+    CHECK(out.pending() == 350);
+    CHECK(w.bytes().empty()); // nothing left yet
+    out.flush();
+    CHECK(out.pending() == 0);
+    Bytes want = a;
+    want.insert(want.end(), b.begin(), b.end());
+    want.insert(want.end(), c.begin(), c.end());
+    CHECK(w.bytes() == want);
+    out.flush(); // idle again: nothing more to write
+    CHECK(w.bytes().size() == want.size());
+}
+
+TEST_CASE("BatchedFdSink writes a full batch without waiting for flush") {
+    Written w;
+    BatchedFdSink out(w.fd);
+    Bytes small = filled(BatchedFdSink::kSmallRecord - 1, 5);
+    size_t n = 0;
+    while (out.pending() + small.size() < BatchedFdSink::kBatch) {
+        out.write(small);
+        ++n;
+    }
+    CHECK(w.bytes().empty());
+    out.write(small); // reaches the batch size
+    ++n;
+    CHECK(out.pending() == 0);
+    CHECK(w.bytes().size() == n * small.size());
+}
+
+TEST_CASE("BatchedFdSink sends a large record straight, after what had gathered") {
+    Written w;
+    BatchedFdSink out(w.fd);
+    Bytes small = filled(10, 1), big = filled(BatchedFdSink::kSmallRecord, 2);
+    out.write(small);
+    out.write(big);
+    CHECK(out.pending() == 0);
+    Bytes got = w.bytes();
+    REQUIRE(got.size() == small.size() + big.size());
+    CHECK(got.front() == 1);
+    CHECK(got[small.size()] == 2);
+    CHECK(got.back() == 2);
+}
+
+TEST_CASE("BatchedFdSink names its output when a write fails") {
+    int fd = ::open("/dev/null", O_RDONLY); // writes fail with EBADF
+    REQUIRE(fd >= 0);
+    BatchedFdSink out(fd, "stdout");
+    out.write(filled(10, 1));
+    CHECK_THROWS_WITH(out.flush(), Catch::Contains("cannot write stdout"));
+    CHECK_THROWS_AS(out.write(filled(BatchedFdSink::kSmallRecord, 1)), EnvError);
+    ::close(fd);
 }
