@@ -1,13 +1,13 @@
 // n3/codec/buffer.hpp — large scratch memory for the codec.
 //
-// PageBuffer is anonymous memory (mmap, NORESERVE): pages cost nothing until touched, so a
-// hostile length fails on the data rather than on the allocation, and large buffers ask for
-// transparent huge pages, which cuts the page-fault cost of first touch (about half the time
-// of a Reed-Solomon pass over freshly allocated parity with 4 KiB pages).
+// Scratch<T> is zero-filled room for n elements: a vector when small, a PageBuffer
+// (record/pages.hpp: anonymous memory, NORESERVE, huge pages) when large, so that a hostile
+// length fails on the data rather than on the allocation and fresh pages fault in fast.
 // Throws EnvError when the memory cannot be mapped.
 #pragma once
 
 #include "record/io.hpp"
+#include "record/pages.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -16,24 +16,7 @@
 
 namespace n3::codec {
 
-class PageBuffer {
-public:
-    PageBuffer() = default;
-    explicit PageBuffer(size_t n);
-    ~PageBuffer();
-    PageBuffer(PageBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-    PageBuffer& operator=(PageBuffer&& o) noexcept;
-    PageBuffer(const PageBuffer&) = delete;
-    PageBuffer& operator=(const PageBuffer&) = delete;
-    uint8_t* data() { return p_; }
-    const uint8_t* data() const { return p_; }
-    size_t size() const { return n_; }
-    ByteView view() const { return {p_, n_}; }
-
-private:
-    uint8_t* p_ = nullptr;
-    size_t n_ = 0;
-};
+using n3::PageBuffer;
 
 // Zero-filled scratch of n elements (T trivial): a vector when small, huge-page anonymous
 // memory when large (fresh pages fault in far faster that way, and arrive zeroed).

@@ -2,7 +2,7 @@
 #include "codec/packed.hpp"
 
 #include "codec/buffer.hpp"
-#include "codec/kernels.hpp"
+#include "codec/transform.hpp"
 #include "record/error.hpp"
 #include "record/safetensors.hpp"
 

@@ -3,10 +3,11 @@
 
 #include "codec/buffer.hpp"
 #include "record/error.hpp"
+#include "record/number.hpp"
 #include "record/safetensors.hpp"
 
 #include <algorithm>
-#include <charconv>
+#include <climits>
 #include <cstring>
 #include <isa-l/erasure_code.h>
 #include <exception>
@@ -110,11 +111,10 @@ ShardSpec parse_shard_spec(std::string_view text) {
     ShardSpec s;
     auto a = text.substr(0, plus), b = text.substr(plus + 1);
     if (a.empty() || b.empty()) throw bad();
-    auto r1 = std::from_chars(a.data(), a.data() + a.size(), s.k);
-    auto r2 = std::from_chars(b.data(), b.data() + b.size(), s.m);
-    if (r1.ec != std::errc() || r1.ptr != a.data() + a.size() || r2.ec != std::errc() ||
-        r2.ptr != b.data() + b.size())
-        throw bad();
+    auto k = parse_uint(a, UINT_MAX), m = parse_uint(b, UINT_MAX);
+    if (!k || !m) throw bad();
+    s.k = static_cast<unsigned>(*k);
+    s.m = static_cast<unsigned>(*m);
     if (s.k < 1 || s.k + s.m > kMaxShards)
         throw UsageError("--shards " + std::string(text) + ": need K >= 1 and K+M <= " +
                          std::to_string(kMaxShards));

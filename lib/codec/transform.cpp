@@ -1,4 +1,4 @@
-#include "codec/kernels.hpp"
+#include "codec/transform.hpp"
 
 #include "codec/buffer.hpp"
 #include "record/safetensors.hpp"

@@ -1,4 +1,4 @@
-#include "codec/kernels.hpp"
+#include "codec/transform.hpp"
 #include "helpers.hpp"
 
 #include <catch2/catch.hpp>

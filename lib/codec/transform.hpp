@@ -1,4 +1,4 @@
-// n3/codec/kernels.hpp — the element kernels behind n3-encode's lossy and lossless stages.
+// n3/codec/transform.hpp — the element transforms behind n3-encode's lossy and lossless stages.
 //
 // Blockwise symmetric quantization: the values are cut into blocks of `block` elements; each
 // block stores scale = absmax / qmax (qmax 127 for int8, 7 for int4) and q = round(x / scale),
@@ -8,7 +8,7 @@
 // The byte-plane shuffle puts byte j of every element together, so zstd sees the slowly
 // varying exponent bytes side by side.
 //
-// Kernels take spans of the right sizes (checked by the callers in packed.cpp) and never throw,
+// Transforms take spans of the right sizes (checked by the callers in packed.cpp) and never throw,
 // except find_non_finite's callers, which refuse NaN and Inf before quantizing.
 #pragma once
 
