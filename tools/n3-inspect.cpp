@@ -3,6 +3,7 @@
 #include "record/format.hpp"
 #include "codec/packed.hpp"
 #include "codec/shard.hpp"
+#include "record/number.hpp"
 #include "record/safetensors.hpp"
 
 #include <cmath>
@@ -173,10 +174,7 @@ int to_safetensors(Tool& tool, const std::vector<std::string>& inputs, const std
 }
 
 void check_meta_value(const std::string& key, const std::string& value) {
-    auto is_uint = [](const std::string& s) {
-        return !s.empty() && s.size() < 20 && s.find_first_not_of("0123456789") == std::string::npos;
-    };
-    if ((key == meta::samples || key == meta::round) && !is_uint(value))
+    if ((key == meta::samples || key == meta::round) && !parse_uint(value))
         throw UsageError("--meta " + key + " must be a non-negative integer, not '" + value + "'");
     if (key == meta::base && (value.size() != 64 || value.find_first_not_of("0123456789abcdef") !=
                                                         std::string::npos))

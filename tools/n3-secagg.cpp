@@ -4,6 +4,7 @@
 // this file is flags and files.
 #include "common/tool.hpp"
 #include "crypto/passphrase.hpp"
+#include "record/number.hpp"
 #include "secagg/steps.hpp"
 
 using namespace n3;
@@ -45,9 +46,9 @@ void add_member(CLI::App* c, MemberFlags& m) {
 }
 
 secagg::Round load(const Tool& tool, RoundFlags& f) {
-    if (f.round.empty() || f.round.size() > 19 || f.round.find_first_not_of("0123456789") != std::string::npos)
-        throw UsageError("--round must be a non-negative integer, not '" + f.round + "'");
-    f.spec.round = std::stoull(f.round);
+    auto round = parse_uint(f.round);
+    if (!round) throw UsageError("--round must be a non-negative integer, not '" + f.round + "'");
+    f.spec.round = *round;
     secagg::Round r = secagg::load_round(f.spec);
     if (r.weak()) tool.warn(secagg::weak_threshold_text(r));
     return r;

@@ -212,15 +212,15 @@ bool Merger::finish_chunk(const Chunk& c, const double* acc, Scratch& s) {
     size_t t = c.tensor;
     size_t n = c.size;
     const float* base = base_set_ ? floats(base_src_, t, c.begin, n, s.base.data()) : nullptr;
-    float* out = out_floats(r.out.data[t].get(), r.dtypes[t], c.begin, s.out.data());
+    float* out = out_floats(r.out.data[t].data(), r.dtypes[t], c.begin, s.out.data());
     bool ok = true;
     double lr = opt_.server_lr.value_or(rule_.adaptive() ? 0.01 : 1.0);
     if (!rule_.stateful()) {
         ok = kernel::store(out, acc, kind_ == RecordType::update ? lr : 1.0, base, n);
     } else {
-        float* m = out_floats(r.state_m.data[t].get(), DType::F32, c.begin, nullptr);
+        float* m = out_floats(r.state_m.data[t].data(), DType::F32, c.begin, nullptr);
         float* v =
-            r.has_v ? out_floats(r.state_v.data[t].get(), DType::F32, c.begin, nullptr) : nullptr;
+            r.has_v ? out_floats(r.state_v.data[t].data(), DType::F32, c.begin, nullptr) : nullptr;
         const float* m0 = state_set_ ? floats(state_m_src_, t, c.begin, n, s.m.data()) : nullptr;
         const float* v0 =
             state_set_ && r.has_v ? floats(state_v_src_, t, c.begin, n, s.v.data()) : nullptr;
@@ -255,7 +255,7 @@ bool Merger::finish_chunk(const Chunk& c, const double* acc, Scratch& s) {
         if (v0) release(state_v_src_, t, c.begin, n);
     }
     if (!ok) return false;
-    if (r.dtypes[t] != DType::F32) put(r.out.data[t].get(), r.dtypes[t], c.begin, out, n);
+    if (r.dtypes[t] != DType::F32) put(r.out.data[t].data(), r.dtypes[t], c.begin, out, n);
     if (base) release(base_src_, t, c.begin, n);
     return true;
 }

@@ -203,7 +203,7 @@ void Merger::check_samples(const std::vector<Item*>& by_pos) {
         opt_.weights == WeightMode::samples && !rule_.robust() && rule_.kind != RuleKind::mix;
     for (Item* it : by_pos) {
         if (it->bad) continue;
-        it->samples = parse_uint(it->set->meta(meta::samples));
+        it->samples = it->set->samples();
         if (need_samples && kind_ == RecordType::update && !it->samples)
             reject(*it, "has no sample count (metadata 'samples')",
                    "--weights uniform ignores sample counts");

@@ -112,7 +112,7 @@ void Merger::build_metadata(const std::vector<Item*>& items) {
         md = base_set_->metadata();
         md.erase(meta::codec);
         md.erase(meta::loss);
-        md[meta::round] = std::to_string(parse_uint(base_set_->meta(meta::round)).value_or(0) + 1);
+        md[meta::round] = std::to_string(base_set_->round().value_or(0) + 1);
         r.type = RecordType::model;
     } else {
         // Keys every used input agrees on.

@@ -72,7 +72,7 @@ struct Result::Impl {
         b.set_metadata(metadata);
         for (size_t i = 0; i < layout.size(); ++i)
             b.add(layout[i].name, dtypes[i], layout[i].shape,
-                  ByteView(out.data[i].get(), out.bytes[i]));
+                  ByteView(out.data[i].data(), out.bytes[i]));
         return b;
     }
 };
@@ -80,14 +80,6 @@ struct Result::Impl {
 // "a model", "an update": for messages.
 inline std::string article(std::string_view word) {
     return std::string(word.find_first_of("aeiou") == 0 ? "an " : "a ") + std::string(word);
-}
-
-// A count in metadata ('samples', 'round'); nullopt when absent or not a plain integer.
-inline std::optional<uint64_t> parse_uint(const std::optional<std::string>& s) {
-    if (!s || s->empty() || s->size() > 19 ||
-        s->find_first_not_of("0123456789") != std::string::npos)
-        return std::nullopt;
-    return std::stoull(*s);
 }
 
 class Merger {

@@ -3,6 +3,7 @@
 #include "merge/merge.hpp"
 
 #include "record/error.hpp"
+#include "record/number.hpp"
 
 #include <cerrno>
 #include <cmath>
@@ -40,9 +41,9 @@ double parse_number(const std::string& s, const std::string& what) {
 }
 
 size_t parse_count(const std::string& s, const std::string& what) {
-    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
-        throw UsageError(what + " must be a non-negative integer, not '" + s + "'");
-    return std::stoul(s);
+    auto v = parse_uint(s, 999999999);
+    if (!v) throw UsageError(what + " must be a non-negative integer, not '" + s + "'");
+    return static_cast<size_t>(*v);
 }
 
 } // namespace

@@ -60,7 +60,7 @@ void Merger::load_state() {
             where + " was written for model " + model->substr(0, 16) + "…, not --base " +
                 *req_.base + " (" + base_hash_.substr(0, 16) + "…)",
             "pass the model the previous round produced, or start over with a new state file");
-    state_round_ = parse_uint(state_set_->meta(kRoundKey)).value_or(0);
+    state_round_ = state_set_->meta_uint(kRoundKey).value_or(0);
     auto load = [&](const std::string& prefix, Source& src) {
         for (auto& t : layout_) {
             const TensorInfo* ti = state_set_->find(prefix + t.name);
@@ -110,10 +110,10 @@ void Result::save_state() const {
     b.set_metadata(s.state_meta);
     for (size_t i = 0; i < s.layout.size(); ++i) {
         b.add(kMomentum + s.layout[i].name, DType::F32, s.layout[i].shape,
-              ByteView(s.state_m.data[i].get(), s.state_m.bytes[i]));
+              ByteView(s.state_m.data[i].data(), s.state_m.bytes[i]));
         if (s.has_v)
             b.add(kSecondMoment + s.layout[i].name, DType::F32, s.layout[i].shape,
-                  ByteView(s.state_v.data[i].get(), s.state_v.bytes[i]));
+                  ByteView(s.state_v.data[i].data(), s.state_v.bytes[i]));
     }
     Output out(*s.state_path);
     b.write(out);

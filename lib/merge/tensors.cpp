@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <sys/mman.h>
 #include <unistd.h>
 
 namespace n3::merge {
@@ -139,16 +138,8 @@ std::vector<Chunk> chunks_of(const Layout& layout, uint64_t chunk) {
     return v;
 }
 
-void Unmap::operator()(uint8_t* p) const {
-    ::munmap(p, size);
-}
-
-Buffer make_buffer(uint64_t n) {
-    size_t size = static_cast<size_t>(std::max<uint64_t>(n, 1));
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw_errno("cannot allocate " + std::to_string(size) + " bytes");
-    if (size >= (size_t(2) << 20)) ::madvise(p, size, MADV_HUGEPAGE);
-    return Buffer(static_cast<uint8_t*>(p), Unmap{size});
+PageBuffer make_buffer(uint64_t n) {
+    return PageBuffer(static_cast<size_t>(std::max<uint64_t>(n, 1)), Commit::up_front);
 }
 
 Tensors allocate(const Layout& layout, const std::vector<DType>& dtypes) {

@@ -18,6 +18,7 @@
 #pragma once
 
 #include "merge/inputs.hpp"
+#include "record/pages.hpp"
 #include "record/safetensors.hpp"
 
 #include <algorithm>
@@ -112,18 +113,13 @@ template <class Fn> void for_chunks(size_t count, unsigned threads, Fn&& fn) {
     if (failure) std::rethrow_exception(failure);
 }
 
-// Output buffers: anonymous mappings, with transparent huge pages when large, so that a model
-// of 64 MiB costs 32 page faults instead of 16384.
-struct Unmap {
-    size_t size;
-    void operator()(uint8_t* p) const;
-};
-using Buffer = std::unique_ptr<uint8_t[], Unmap>;
-
-Buffer make_buffer(uint64_t n);
+// Output buffers: anonymous memory (record/pages.hpp), accounted for up front since every
+// byte will be written, with transparent huge pages when large, so that a model of 64 MiB
+// costs 32 page faults instead of 16384. Never empty: a tensor of no elements gets one byte.
+PageBuffer make_buffer(uint64_t n);
 
 struct Tensors {
-    std::vector<Buffer> data;
+    std::vector<PageBuffer> data;
     std::vector<uint64_t> bytes;
 };
 

@@ -1,6 +1,8 @@
 #include "secagg/protocol.hpp"
 
 #include "record/error.hpp"
+#include "record/hex.hpp"
+#include "record/number.hpp"
 #include "record/safetensors.hpp"
 #include "secagg/mask.hpp"
 
@@ -50,13 +52,6 @@ BoxKey box_key(const crypto::MemberKey& me, const Round& r, uint32_t peer, uint3
     return k;
 }
 
-uint64_t parse_u64(const std::optional<std::string>& v, const std::string& what,
-                   const std::string& where) {
-    if (!v || v->empty() || v->size() > 19 || v->find_first_not_of("0123456789") != std::string::npos)
-        throw DataError(where + ": missing or bad '" + what + "'");
-    return std::stoull(*v);
-}
-
 // Reads a U8 tensor of exactly `bytes` bytes.
 ByteView blob(const TensorSet& set, const std::string& name, size_t bytes, const std::string& where) {
     const TensorInfo* t = set.find(name);
@@ -97,7 +92,7 @@ std::string k_text(uint32_t k) {
 // The neighbours meta of an advert or input: absent for the complete graph.
 void check_neighbours(const TensorSet& set, const Round& r, const char* what, const std::string& where) {
     auto v = set.meta("neighbours");
-    uint64_t k = v ? parse_u64(v, "neighbours", where) : 0;
+    uint64_t k = v ? require_count(set, "neighbours", where) : 0;
     if (k != r.neighbours)
         throw DataError(where + ": " + what + " made for " + k_text(static_cast<uint32_t>(k)) + ", this round uses " +
                         k_text(r.neighbours));
@@ -129,11 +124,11 @@ struct Header {
 Header check_header(const TensorSet& set, const Round& r, const char* kind, const std::string& where) {
     if (set.meta("secagg") != std::string(kind))
         throw DataError(where + ": not a secure-aggregation " + kind);
-    uint64_t round = parse_u64(set.meta(meta::round), "round", where);
+    uint64_t round = require_count(set, meta::round, where);
     if (round != r.round)
         throw DataError(where + ": " + kind + " from round " + std::to_string(round) +
                         ", this is round " + std::to_string(r.round));
-    uint64_t index = parse_u64(set.meta("member"), "member", where);
+    uint64_t index = require_count(set, "member", where);
     if (index < 1 || index > r.n()) throw DataError(where + ": member index out of range");
     if (set.meta("fingerprint") != fp_hex(r.members[index - 1].fingerprint()))
         throw DataError(where + ": not from a member of this roster");
@@ -179,10 +174,7 @@ crypto::Digest statement_digest(const Round& r, uint32_t member, const std::map<
 
 // Exactly `out.size()` bytes of lower-case hex.
 void unhex(std::string_view text, std::span<uint8_t> out, const std::string& where, const char* what) {
-    size_t len = 0;
-    if (text.size() != 2 * out.size() ||
-        sodium_hex2bin(out.data(), out.size(), text.data(), text.size(), nullptr, &len, nullptr) != 0 ||
-        len != out.size())
+    if (!from_hex(text, out))
         throw DataError(where + ": malformed '" + what + "'");
 }
 
@@ -195,8 +187,9 @@ std::set<uint32_t> parse_indices(std::string_view text, const Round& r, const st
         if (pos >= text.size()) break;
         size_t end = pos;
         while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
-        if (end == pos || end - pos > 9) throw DataError(where + ": not a list of member indices");
-        uint32_t v = static_cast<uint32_t>(std::stoul(std::string(text.substr(pos, end - pos))));
+        auto n = parse_uint(text.substr(pos, end - pos), 999999999);
+        if (!n) throw DataError(where + ": not a list of member indices");
+        uint32_t v = static_cast<uint32_t>(*n);
         if (v < 1 || v > r.n()) throw DataError(where + ": member " + std::to_string(v) + " is not in the roster");
         if (!s.insert(v).second) throw DataError(where + ": member " + std::to_string(v) + " listed twice");
         pos = end;
@@ -492,7 +485,7 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     TensorSet set = TensorSet::parse(update.payload(), where);
     if (update.type() != RecordType::update && update.type() != RecordType::model)
         throw DataError("secure aggregation masks update records, not " + std::string(type_name(update.type())));
-    uint64_t samples = parse_u64(set.meta(meta::samples), "samples", where);
+    uint64_t samples = require_count(set, meta::samples, where);
     if (samples == 0) throw DataError("update: zero samples");
     const double p = std::min(1.0, double(samples) / double(r.max_samples));
     size_t total = 0;
@@ -637,7 +630,7 @@ Survivors read_survivors(const Record& rec, const Round& r, const std::string& w
     if (rec.type() != RecordType::masked) throw DataError(where + ": not a survivor list", hint);
     TensorSet set = TensorSet::parse(rec.payload(), where);
     if (set.meta("secagg") != std::string("survivors")) throw DataError(where + ": not a survivor list", hint);
-    uint64_t round = parse_u64(set.meta(meta::round), "round", where);
+    uint64_t round = require_count(set, meta::round, where);
     if (round != r.round)
         throw DataError(where + ": survivor list of round " + std::to_string(round) + ", this is round " +
                         std::to_string(r.round));
@@ -804,7 +797,7 @@ Record resign(const crypto::MemberKey& me, const Round& r, const Record& rec) {
                            : kind == std::string("reveal") ? "n3/v1/sa-reveal"
                                                             : nullptr;
     if (!personal) throw DataError("record: not a signed secure-aggregation record");
-    const uint32_t index = static_cast<uint32_t>(parse_u64(set.meta("member"), "member", "record"));
+    const uint32_t index = static_cast<uint32_t>(require_count(set, "member", "record"));
     SafetensorsBuilder sb;
     for (auto& [k, v] : set.metadata()) sb.set_meta(k, v);
     for (auto& t : set.tensors())
@@ -910,10 +903,10 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
             throw DataError(where + ": masked with another set of adverts");
         if (!res.survivors.insert(h.index).second)
             throw DataError(where + ": a second input from this member");
-        int fb = static_cast<int>(parse_u64(set.meta("frac_bits"), "frac_bits", where));
+        int fb = static_cast<int>(require_count(set, "frac_bits", where));
         if (frac_bits >= 0 && fb != frac_bits) throw DataError(where + ": another fixed-point scale");
         frac_bits = fb;
-        uint64_t samples = parse_u64(set.meta(meta::samples), "samples", where);
+        uint64_t samples = require_count(set, meta::samples, where);
         samples_total += samples;
         weight_total += std::min(1.0, double(samples) / double(r.max_samples));
         for (auto key : {meta::base, meta::spec_hash}) {

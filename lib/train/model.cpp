@@ -2,6 +2,7 @@
 #include "train/model.hpp"
 
 #include "record/error.hpp"
+#include "record/number.hpp"
 #include "record/safetensors.hpp"
 
 #include <cstring>
@@ -36,10 +37,9 @@ Model load_model_record(const std::string& path, const std::optional<Model>& spe
     TensorSet set = TensorSet::parse(m.payload, in.name());
     m.hash = model_hash(m.payload);
     if (auto r = set.meta(meta::round)) {
-        char* end = nullptr;
-        m.round = std::strtoull(r->c_str(), &end, 10);
-        if (r->empty() || *end)
-            throw DataError(in.name() + ": metadata round '" + *r + "' is not a number");
+        auto v = parse_uint(*r);
+        if (!v) throw DataError(in.name() + ": metadata round '" + *r + "' is not a number");
+        m.round = *v;
     }
     auto text = set.meta(meta::spec);
     if (text) {

@@ -1,9 +1,11 @@
 #include "train/partition.hpp"
 
 #include "record/error.hpp"
+#include "record/number.hpp"
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
 #include <cmath>
 #include <numeric>
 
@@ -61,12 +63,11 @@ PartitionSpec PartitionSpec::parse(const std::string& s) {
     } else if (kind == "classes") {
         need_arg();
         p.kind = Kind::classes;
-        int k = 0;
-        auto r = std::from_chars(arg.data(), arg.data() + arg.size(), k);
-        if (arg.empty() || r.ec != std::errc() || r.ptr != arg.data() + arg.size() || k < 1)
+        auto k = parse_uint(arg, INT_MAX);
+        if (!k || *k < 1)
             throw UsageError("--partition classes:K: K must be a positive integer, not '" + arg +
                              "'");
-        p.k = k;
+        p.k = static_cast<int>(*k);
     } else {
         throw UsageError("--partition must be iid, dirichlet:ALPHA, classes:K, quantity:ALPHA or "
                          "natural, not '" +
