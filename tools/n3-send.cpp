@@ -4,11 +4,13 @@
 #include "net/spool.hpp"
 #include "net/transport.hpp"
 #include "record/format.hpp"
+#include "record/io.hpp"
+#include "record/number.hpp"
 
-#include <cerrno>
 #include <cmath>
 #include <optional>
-#include <unistd.h>
+#include <string_view>
+#include <utility>
 
 using namespace n3;
 
@@ -17,44 +19,18 @@ namespace {
 constexpr uint64_t kDefaultMaxSize = uint64_t(8) << 30;
 
 uint64_t parse_size(const std::string& flag, const std::string& s) {
-    size_t end = 0;
-    unsigned long long v = 0;
-    try {
-        v = std::stoull(s, &end);
-    } catch (const std::exception&) {
-        throw UsageError(flag + " takes a size like 512M or 4G, not '" + s + "'");
+    static const std::pair<std::string_view, int> units[] = {
+        {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}, {"B", 0},
+        {"K", 10},   {"M", 20},   {"G", 30},   {"T", 40},   {"", 0}};
+    for (auto [unit, shift] : units) {
+        if (!s.ends_with(unit)) continue;
+        auto v = parse_uint(std::string_view(s).substr(0, s.size() - unit.size()));
+        if (!v) continue;
+        if (*v == 0 || *v > (uint64_t(1) << (62 - shift)))
+            throw UsageError(flag + " out of range: '" + s + "'");
+        return *v << shift;
     }
-    std::string unit = s.substr(end);
-    int shift = 0;
-    if (unit == "" || unit == "B")
-        shift = 0;
-    else if (unit == "K" || unit == "KiB")
-        shift = 10;
-    else if (unit == "M" || unit == "MiB")
-        shift = 20;
-    else if (unit == "G" || unit == "GiB")
-        shift = 30;
-    else if (unit == "T" || unit == "TiB")
-        shift = 40;
-    else
-        throw UsageError(flag + " takes a size like 512M or 4G, not '" + s + "'");
-    if (v == 0 || v > (uint64_t(1) << (62 - shift)))
-        throw UsageError(flag + " out of range: '" + s + "'");
-    return uint64_t(v) << shift;
-}
-
-void write_fd(int fd, ByteView bytes) {
-    const uint8_t* p = bytes.data();
-    size_t n = bytes.size();
-    while (n > 0) {
-        ssize_t w = ::write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("cannot write stdout");
-        }
-        p += w;
-        n -= static_cast<size_t>(w);
-    }
+    throw UsageError(flag + " takes a size like 512M or 4G, not '" + s + "'");
 }
 
 } // namespace
@@ -217,25 +193,14 @@ int main(int argc, char** argv) {
                                  "redirect the output, use --spool DIR, or force it with -f");
             // Small records that arrive back to back leave in one write; nothing waits
             // in the buffer while the receiver waits for the network.
-            Bytes pending;
-            auto flush = [&] {
-                if (!pending.empty()) write_fd(1, pending);
-                pending.clear();
-            };
-            ro.on_idle = flush;
+            BatchedFdSink out(1);
+            ro.on_idle = [&] { out.flush(); };
             auto st = net::receive_records(ro, [&](const net::Arrival& a) {
                 std::string where;
-                if (spool) {
+                if (spool)
                     where = spool->write(a.frames);
-                } else if (a.preamble.record_size() < (64 << 10)) {
-                    for (auto f : a.frames)
-                        pending.insert(pending.end(), f.begin(), f.end());
-                    if (pending.size() >= (1 << 20)) flush();
-                } else {
-                    flush();
-                    for (auto f : a.frames)
-                        write_fd(1, f);
-                }
+                else
+                    out.write_record(a.frames);
                 if (tool.verbosity() > 0)
                     tool.verbose("record " + std::to_string(a.index + 1) +
                                  (a.peer.empty() ? "" : " from " + a.peer) + " (" +
