@@ -1,7 +1,9 @@
 // n3-keys: federation authority, member keys, partial keys, rosters, transport keys
 // (man/n3-keys.1). The constructions live in lib/crypto/keys.hpp, the key files it writes in
 // lib/crypto/keyfile.hpp; this file is flags and files.
+#include "record/number.hpp"
 #include "common/tool.hpp"
+#include "record/hex.hpp"
 #include "crypto/keyfile.hpp"
 #include "crypto/keys.hpp"
 #include "crypto/passphrase.hpp"
@@ -17,15 +19,15 @@ namespace {
 std::string name_of(const std::string& path) { return path == "-" ? "stdin" : path; }
 
 uint64_t parse_count(const std::string& s, const std::string& flag) {
-    if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
-        throw UsageError(flag + " must be a non-negative integer, not '" + s + "'");
-    return std::stoull(s);
+    const auto v = parse_uint(s, 999999999999999999ull);
+    if (!v) throw UsageError(flag + " must be a non-negative integer, not '" + s + "'");
+    return *v;
 }
 
 uint32_t parse_epoch(const std::string& s) {
-    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
-        throw UsageError("--epoch must be a non-negative integer, not '" + s + "'");
-    return static_cast<uint32_t>(std::stoul(s));
+    const auto v = parse_uint(s, 999999999);
+    if (!v) throw UsageError("--epoch must be a non-negative integer, not '" + s + "'");
+    return static_cast<uint32_t>(*v);
 }
 
 } // namespace
@@ -129,7 +131,7 @@ int main(int argc, char** argv) {
         if (c_auth->parsed()) {
             AuthoritySecret a = AuthoritySecret::generate();
             write_authority_file(out_path, a, {encrypt, force});
-            tool.note("authority " + hex(a.id) + "; public key: n3-keys public " + out_path);
+            tool.note("authority " + to_hex(a.id) + "; public key: n3-keys public " + out_path);
             return 0;
         }
         if (c_pub->parsed()) {
@@ -182,10 +184,10 @@ int main(int argc, char** argv) {
             // Decided before the key file replaces it: -o SECRET --force writes over the secret.
             const bool in_place = secret_path == "-" || same_file(secret_path, out_path);
             write_member_key_file(out_path, k, head, {encrypt, force});
-            tool.note("member key for '" + k.record.id + "', fingerprint " + hex(k.record.fingerprint()));
+            tool.note("member key for '" + k.record.id + "', fingerprint " + to_hex(k.record.fingerprint()));
             if (head)
                 tool.note("issued at log entry " + std::to_string(head->count) + ", head " +
-                          hex(head->head) + " (kept in " + out_path + ")");
+                          to_hex(head->head) + " (kept in " + out_path + ")");
             if (!keep_secret && !in_place) {
                 // With x from the secret file and a copy of d from the partial key, anyone has
                 // y = x + d.
@@ -200,7 +202,7 @@ int main(int argc, char** argv) {
         }
         if (c_fp->parsed()) {
             for (auto& f : files) {
-                std::cout << hex(key_fingerprint(read_key_file(f), name_of(f)))
+                std::cout << to_hex(key_fingerprint(read_key_file(f), name_of(f)))
                           << (files.size() > 1 ? "  " + f : "") << "\n";
             }
             return 0;
@@ -221,14 +223,14 @@ int main(int argc, char** argv) {
             AuthorityPublic a = AuthorityPublic::load(authority_path);
             LogReport rep = audit_log(log_path, a);
             tool.note(log_path + ": " + std::to_string(rep.entries) + " issuances, head " +
-                      hex(rep.head()));
+                      to_hex(rep.head()));
             check_log(rep, want, log_path);
             for (auto& d : rep.duplicates) tool.warn("issued twice: " + d);
             if (!rep.duplicates.empty())
                 throw DataError(log_path + ": the authority issued " + std::to_string(rep.duplicates.size()) +
                                     " name(s) more than one key in one epoch",
                                 "an authority that issues a second key for a name can impersonate it");
-            tool.note(log_path + ": every entry signed by authority " + hex(a.id) +
+            tool.note(log_path + ": every entry signed by authority " + to_hex(a.id) +
                       ", chain intact, no name issued twice");
             return 0;
         }

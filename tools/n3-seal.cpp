@@ -1,6 +1,8 @@
 // n3-seal: anonymous certificateless signcryption of records; --open verifies and decrypts
 // (man/n3-seal.1). The envelope lives in lib/crypto/seal.hpp; this file is flags and files.
+#include "record/number.hpp"
 #include "common/tool.hpp"
+#include "record/hex.hpp"
 #include "crypto/passphrase.hpp"
 #include "crypto/seal.hpp"
 #include "record/format.hpp"
@@ -14,23 +16,20 @@ using namespace n3::crypto;
 namespace {
 
 uint64_t parse_round(const std::string& s) {
-    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos)
-        throw UsageError("--round must be a non-negative integer, not '" + s + "'");
-    return std::stoull(s);
+    const auto v = parse_uint(s);
+    if (!v) throw UsageError("--round must be a non-negative integer, not '" + s + "'");
+    return *v;
 }
 
 Hash32 parse_base(const std::string& s) {
     Hash32 h;
-    size_t len = 0;
-    if (s.size() != 64 ||
-        sodium_hex2bin(h.data(), 32, s.data(), s.size(), nullptr, &len, nullptr) != 0)
-        throw UsageError("--base must be a model hash (64 hex digits)");
+    if (!from_hex(s, h)) throw UsageError("--base must be a model hash (64 hex digits)");
     return h;
 }
 
 // What --open reports of each sender: on stderr, or one line each in the --sender file.
 std::string sender_line(const Opened& o) {
-    return o.sender.id + " " + hex(o.sender_fingerprint) + " epoch " +
+    return o.sender.id + " " + to_hex(o.sender_fingerprint) + " epoch " +
            std::to_string(o.sender.epoch) + " round " +
            (o.context.round ? std::to_string(*o.context.round) : "-");
 }

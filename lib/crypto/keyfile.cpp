@@ -1,4 +1,5 @@
 #include "crypto/keyfile.hpp"
+#include "record/hex.hpp"
 
 #include "crypto/passphrase.hpp"
 #include "record/error.hpp"
@@ -14,14 +15,14 @@ std::string comment_time() { return format_time(now_seconds()); }
 
 std::string record_comment(const PublicRecord& r) {
     return "# " + r.id + "  epoch " + std::to_string(r.epoch) + "  expires " +
-           format_time(r.expiry) + "  fingerprint " + hex(r.fingerprint()) + "\n";
+           format_time(r.expiry) + "  fingerprint " + to_hex(r.fingerprint()) + "\n";
 }
 
 // The issuance-log position a member keeps, as comment lines of its key file.
 std::string head_comment(const LogHead& h) {
-    return "# issuance log: entry " + std::to_string(h.count) + ", head " + hex(h.head) +
+    return "# issuance log: entry " + std::to_string(h.count) + ", head " + to_hex(h.head) +
            "\n# check a later log with: n3-keys audit --authority FED.pub --expect-head " +
-           hex(h.head) + " --at " + std::to_string(h.count) + " LOG\n";
+           to_hex(h.head) + " --at " + std::to_string(h.count) + " LOG\n";
 }
 
 // A new secret key line, encrypted under a new passphrase when asked.
@@ -118,7 +119,7 @@ void write_partial_file(const std::string& path, Partial& partial, const Authori
     if (!log_path.empty()) {
         partial.log = log_append(log_path, authority, partial.record, now);
         head = "# issuance log " + log_path + ": entry " + std::to_string(partial.log->index) +
-               ", head " + hex(partial_log_head(partial, where)->head) + "\n";
+               ", head " + to_hex(partial_log_head(partial, where)->head) + "\n";
     }
     write_key_file(path,
                    "# n3 partial key for '" + partial.record.id + "'\n" +

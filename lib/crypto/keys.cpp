@@ -1,4 +1,6 @@
+#include "record/number.hpp"
 #include "crypto/keys.hpp"
+#include "record/hex.hpp"
 
 #include "crypto/passphrase.hpp"
 #include "record/error.hpp"
@@ -636,7 +638,7 @@ void check_member(const PublicRecord& rec, const AuthorityPublic& authority, uin
                   const std::string& where) {
     if (!equal(rec.authority, authority.id))
         throw DataError(where + ": member '" + rec.id + "' belongs to another federation (authority " +
-                            hex(rec.authority) + ", expected " + hex(authority.id) + ")");
+                            to_hex(rec.authority) + ", expected " + to_hex(authority.id) + ")");
     if (rec.expired(now))
         throw DataError(where + ": key of member '" + rec.id + "' expired on " + format_time(rec.expiry),
                         "the member needs a new key: n3-keys request / issue / complete");
@@ -707,18 +709,6 @@ namespace {
 constexpr std::string_view kLogMagic = "n3-issuance-log";
 constexpr std::string_view kLogVersion = "2";
 
-bool unhex(std::string_view text, std::span<uint8_t> out) {
-    size_t len = 0;
-    return text.size() == 2 * out.size() &&
-           sodium_hex2bin(out.data(), out.size(), text.data(), text.size(), nullptr, &len,
-                          nullptr) == 0 &&
-           len == out.size();
-}
-
-bool all_digits(std::string_view v) {
-    return !v.empty() && v.size() < 20 &&
-           v.find_first_not_of("0123456789") == std::string_view::npos;
-}
 
 std::vector<std::string> fields_of(const std::string& line) {
     std::vector<std::string> f;
@@ -753,7 +743,7 @@ ParsedLog parse_log(const std::string& text, const AuthorityPublic& authority,
         if (!out.has_header) {
             if (f.empty() || f[0] != kLogMagic) {
                 // An entry of the unsigned format: time fp epoch id record chain.
-                if (f.size() == 6 && all_digits(f[0]) && f[4].rfind("N3-MEMBER-", 0) == 0)
+                if (f.size() == 6 && parse_uint(f[0]) && f[4].rfind("N3-MEMBER-", 0) == 0)
                     throw DataError(
                         where + ": an unsigned issuance log (written by an older n3-keys): "
                                 "its entries cannot be checked against the authority",
@@ -767,33 +757,34 @@ ParsedLog parse_log(const std::string& text, const AuthorityPublic& authority,
             expect_kind(kt, KeyKind::authority_public, at);
             AuthorityPublic kept = AuthorityPublic::decode(kt.body, at);
             if (!equal(kept.id, authority.id) || !equal(kept.P, authority.P))
-                throw DataError(where + ": kept by authority " + hex(kept.id) + ", not by " +
-                                    hex(authority.id),
+                throw DataError(where + ": kept by authority " + to_hex(kept.id) + ", not by " +
+                                    to_hex(authority.id),
                                 "give the public key of the authority that keeps this log");
             out.has_header = true;
             continue;
         }
         if (f.size() != 8) throw DataError(at + ": not an issuance log entry (expected 8 fields)");
         const uint64_t index = out.report.heads.size();
-        if (!all_digits(f[0]) || std::stoull(f[0]) != index)
+        if (parse_uint(f[0]) != index)
             throw DataError(at + ": entry numbered " + f[0] + " where entry " +
                             std::to_string(index) +
                             " belongs (an entry was dropped, added or moved)");
-        if (!all_digits(f[1])) throw DataError(at + ": bad time '" + f[1] + "'");
-        const uint64_t time = std::stoull(f[1]);
+        const auto parsed_time = parse_uint(f[1]);
+        if (!parsed_time) throw DataError(at + ": bad time '" + f[1] + "'");
+        const uint64_t time = *parsed_time;
         KeyText kt = decode_key_text(f[5], at);
         expect_kind(kt, KeyKind::member_public, at);
         PublicRecord rec = PublicRecord::decode(kt.body, at);
         if (!equal(rec.authority, authority.id))
             throw DataError(at + ": member '" + rec.id + "' belongs to another federation");
-        if (f[2] != hex(rec.fingerprint()) || f[3] != std::to_string(rec.epoch) || f[4] != rec.id)
+        if (f[2] != to_hex(rec.fingerprint()) || f[3] != std::to_string(rec.epoch) || f[4] != rec.id)
             throw DataError(at +
                             ": fingerprint, epoch or name differ from the entry's public record");
         Hash32 head = log_chain(out.report.heads.back(), index, time, rec);
-        if (f[6] != hex(head))
+        if (f[6] != to_hex(head))
             throw DataError(at + ": chain does not match (the log was edited, reordered or cut)");
         Signature sig{};
-        if (!unhex(f[7], sig) ||
+        if (!from_hex(f[7], sig) ||
             !schnorr_verify(authority.P, log_entry_message(authority, head), sig))
             throw DataError(at + ": signature of entry " + std::to_string(index) +
                                 " does not verify against the authority",
@@ -874,9 +865,9 @@ LogEntry log_append(const std::string& path, const AuthoritySecret& authority,
     e.prev = log.report.head();
     Hash32 head = log_chain(e.prev, e.index, now, rec);
     e.sig = schnorr_sign(authority.s, authority.P, log_entry_message(pub, head));
-    out += std::to_string(e.index) + " " + std::to_string(now) + " " + hex(rec.fingerprint()) +
-           " " + std::to_string(rec.epoch) + " " + rec.id + " " + rec.text() + " " + hex(head) +
-           " " + hex(e.sig) + "\n";
+    out += std::to_string(e.index) + " " + std::to_string(now) + " " + to_hex(rec.fingerprint()) +
+           " " + std::to_string(rec.epoch) + " " + rec.id + " " + rec.text() + " " + to_hex(head) +
+           " " + to_hex(e.sig) + "\n";
     write_all(f.fd, out, path);
     if (::fsync(f.fd) != 0) throw_errno("cannot sync " + path);
     int fd = f.fd;
@@ -908,7 +899,7 @@ void check_log(const LogReport& r, const LogExpectation& want, const std::string
         const Hash32& h = r.heads[*want.at];
         if (!equal(h, *want.head))
             throw DataError(where + ": head after entry " + std::to_string(*want.at) + " is " +
-                                hex(h) + ", not the expected " + hex(*want.head) +
+                                to_hex(h) + ", not the expected " + to_hex(*want.head) +
                                 ": the log was rewritten at or before entry " +
                                 std::to_string(*want.at),
                             "it does not extend the log that head was taken from");
@@ -917,19 +908,19 @@ void check_log(const LogReport& r, const LogExpectation& want, const std::string
     if (equal(r.head(), *want.head)) return;
     for (size_t i = 0; i + 1 < r.heads.size(); ++i)
         if (equal(r.heads[i], *want.head))
-            throw DataError(where + ": head is " + hex(r.head()) + " (" + held +
+            throw DataError(where + ": head is " + to_hex(r.head()) + " (" + held +
                                 "); the expected head is that of entry " + std::to_string(i) +
                                 ", so " + std::to_string(r.entries - i) +
                                 " entries were added since",
                             "to accept a log that grew, give --at " + std::to_string(i));
-    throw DataError(where + ": head is " + hex(r.head()) + " (" + held + "), not the expected " +
-                        hex(*want.head),
+    throw DataError(where + ": head is " + to_hex(r.head()) + " (" + held + "), not the expected " +
+                        to_hex(*want.head),
                     "the log was cut or rewritten since that head was taken");
 }
 
 Hash32 parse_head(const std::string& text, const std::string& flag) {
     Hash32 h{};
-    if (!unhex(text, h))
+    if (!from_hex(text, h))
         throw UsageError(
             flag + " takes a log head of 64 hex digits, not '" + text + "'",
             "n3-keys audit prints the head; a member key's comment holds the one it was issued at");
@@ -1016,15 +1007,18 @@ uint64_t parse_expiry(const std::string& s, uint64_t now) {
                           "use YYYY-MM-DD, +DAYSd, @UNIXSECONDS or never");
     };
     if (s == "never") return 0;
-    auto digits = [](std::string_view v) {
-        return !v.empty() && v.size() < 19 && v.find_first_not_of("0123456789") == std::string_view::npos;
-    };
-    if (s.size() > 2 && s[0] == '+' && s.back() == 'd' && digits(std::string_view(s).substr(1, s.size() - 2)))
-        return now + std::stoull(s.substr(1, s.size() - 2)) * 86400;
-    if (s.size() > 1 && s[0] == '@' && digits(std::string_view(s).substr(1))) {
-        uint64_t v = std::stoull(s.substr(1));
-        if (v == 0) throw bad();
-        return v;
+    // Days and seconds below 10^18, so that now + days * 86400 cannot wrap.
+    constexpr uint64_t kMax = 999999999999999999ull;
+    if (s.size() > 2 && s[0] == '+' && s.back() == 'd') {
+        const auto days = parse_uint(std::string_view(s).substr(1, s.size() - 2), kMax / 86400);
+        if (days) return now + *days * 86400;
+    }
+    if (s.size() > 1 && s[0] == '@') {
+        const auto v = parse_uint(std::string_view(s).substr(1), kMax);
+        if (v) {
+            if (*v == 0) throw bad();
+            return *v;
+        }
     }
     std::tm tm{};
     const char* end = strptime(s.c_str(), "%Y-%m-%d", &tm);

@@ -160,16 +160,6 @@ bool equal(std::span<const uint8_t> a, std::span<const uint8_t> b) {
     return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-std::string hex(std::span<const uint8_t> bytes) {
-    static const char* digits = "0123456789abcdef";
-    std::string s;
-    s.reserve(bytes.size() * 2);
-    for (uint8_t b : bytes) {
-        s += digits[b >> 4];
-        s += digits[b & 15];
-    }
-    return s;
-}
 
 void put_u16(Bytes& b, uint16_t v) { append_le(b, v, 2); }
 void put_u32(Bytes& b, uint32_t v) { append_le(b, v, 4); }

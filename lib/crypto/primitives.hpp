@@ -94,7 +94,6 @@ bool schnorr_verify(const Point& Y, std::span<const uint8_t> message, const Sign
 void random_bytes(std::span<uint8_t> out);
 bool equal(std::span<const uint8_t> a, std::span<const uint8_t> b); // constant time
 
-std::string hex(std::span<const uint8_t> bytes);
 
 // Little-endian helpers for the binary bodies.
 void put_u16(Bytes& b, uint16_t v);

@@ -3,7 +3,9 @@
 // chunk stream on two threads). What stays here is the order of the steps, which is what the
 // guarantees rest on: the sender is checked before a byte is released, and a record's trailer
 // is written only after signature 2, the padding and the input's checksum verified.
+#include "record/number.hpp"
 #include "crypto/seal.hpp"
+#include "record/hex.hpp"
 
 #include "crypto/chunks.hpp"
 #include "record/error.hpp"
@@ -38,9 +40,9 @@ void context_from_metadata(const std::string& json, SealContext& c, const std::s
     auto& m = j["__metadata__"];
     if (m.contains(meta::round) && m[meta::round].is_string()) {
         std::string r = m[meta::round];
-        if (r.empty() || r.size() > 19 || r.find_first_not_of("0123456789") != std::string::npos)
-            throw DataError(where + ": metadata round '" + r + "' is not a number");
-        uint64_t v = std::stoull(r);
+        const auto parsed = parse_uint(r);
+        if (!parsed) throw DataError(where + ": metadata round '" + r + "' is not a number");
+        const uint64_t v = *parsed;
         if (c.round && *c.round != v)
             throw DataError(where + ": record is for round " + r + ", not " +
                             std::to_string(*c.round));
@@ -49,10 +51,7 @@ void context_from_metadata(const std::string& json, SealContext& c, const std::s
     if (m.contains(meta::base) && m[meta::base].is_string()) {
         std::string b = m[meta::base];
         Hash32 h;
-        size_t len = 0;
-        if (b.size() != 64 ||
-            sodium_hex2bin(h.data(), 32, b.data(), b.size(), nullptr, &len, nullptr) != 0 ||
-            len != 32)
+        if (!from_hex(b, h))
             throw DataError(where + ": metadata base '" + b + "' is not a model hash");
         if (c.base && !equal(*c.base, h))
             throw DataError(where + ": record's base model differs from the one given");
@@ -95,10 +94,10 @@ void admit_sender(const Opened& info, const AuthorityPublic& authority, uint64_t
     check_member(info.sender, authority, now, where + ": sender");
     if (opts.roster && !opts.roster->find(info.sender_fingerprint))
         throw DataError(where + ": sender '" + info.sender.id + "' (" +
-                        hex(info.sender_fingerprint).substr(0, 16) + ") is not in the roster");
+                        to_hex(info.sender_fingerprint).substr(0, 16) + ") is not in the roster");
     if (opts.senders_seen && opts.senders_seen->count(info.sender_fingerprint))
         throw DataError(where + ": a second record from sender '" + info.sender.id + "' (" +
-                            hex(info.sender_fingerprint).substr(0, 16) + ")",
+                            to_hex(info.sender_fingerprint).substr(0, 16) + ")",
                         "one record per member per round; --allow-repeat-senders accepts more");
     if (opts.round) {
         if (!info.context.round)

@@ -1,5 +1,6 @@
 // Member identities: issuance flow, key files, and the attacks the binding hash must stop.
 #include "fixtures.hpp"
+#include "record/hex.hpp"
 #include "record/error.hpp"
 
 #include <catch2/catch.hpp>
@@ -324,7 +325,7 @@ TEST_CASE("issuance log: a dropped line with the chain recomputed does not verif
         PublicRecord rec = PublicRecord::decode(decode_key_text(f[5], "t").body, "t");
         Hash32 head = log_chain(prev, index, std::stoull(f[1]), rec);
         f[0] = std::to_string(index);
-        f[6] = hex(head);
+        f[6] = to_hex(head);
         auto join = [&] {
             std::string l;
             for (auto& w : f)
@@ -333,7 +334,7 @@ TEST_CASE("issuance log: a dropped line with the chain recomputed does not verif
         };
         forged.push_back(join());
         // Signing with a key of one's own does not help: only the authority's signature counts.
-        f[7] = hex(
+        f[7] = to_hex(
             schnorr_sign(other.authority.s, other.authority.P, log_entry_message(fed.pub(), head)));
         signed_by_other.push_back(join());
         prev = head;
@@ -375,7 +376,7 @@ TEST_CASE("issuance log: an unsigned log of the older format is refused") {
     Federation fed;
     TempLog log;
     MemberKey alice = fed.member("alice");
-    log.write({"100 " + hex(alice.record.fingerprint()) + " 0 alice " + alice.record.text() + " " +
+    log.write({"100 " + to_hex(alice.record.fingerprint()) + " 0 alice " + alice.record.text() + " " +
                std::string(64, 'a')});
     CHECK_THROWS_WITH(audit_log(log.path, fed.pub()), Catch::Contains("an unsigned issuance log"));
     CHECK_THROWS_WITH(log_append(log.path, fed.authority, alice.record, 101),
