@@ -112,7 +112,9 @@ void Merger::build_metadata(const std::vector<Item*>& items) {
         md = base_set_->metadata();
         md.erase(meta::codec);
         md.erase(meta::loss);
-        md[meta::round] = std::to_string(base_set_->round().value_or(0) + 1);
+        const uint64_t base_round = base_set_->round().value_or(0);
+        if (base_round == UINT64_MAX) throw DataError("the base model's round is the last there is");
+        md[meta::round] = std::to_string(base_round + 1);
         r.type = RecordType::model;
     } else {
         // Keys every used input agrees on.

@@ -1,4 +1,5 @@
 #include "net/wire.hpp"
+#include "record/number.hpp"
 
 #include "record/error.hpp"
 
@@ -108,15 +109,6 @@ Preamble RecordAssembler::finish() {
     return pre_;
 }
 
-namespace {
-
-bool all_digits(const std::string& s) {
-    return !s.empty() &&
-           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-} // namespace
-
 Endpoint check_endpoint(const std::string& text, EndpointRole role) {
     const std::string hint_tcp = role == EndpointRole::bind
                                      ? "write tcp://*:7000, tcp://127.0.0.1:7000 or ipc:///path"
@@ -172,11 +164,11 @@ Endpoint check_endpoint(const std::string& text, EndpointRole role) {
         ep.port = 0;
         return ep;
     }
-    if (!all_digits(port) || port.size() > 5 || std::stoi(port) > 65535 ||
-        (std::stoi(port) == 0 && role == EndpointRole::connect))
+    const auto number = parse_uint(port, 65535);
+    if (!number || port.size() > 5 || (*number == 0 && role == EndpointRole::connect))
         throw UsageError("endpoint '" + text + "': bad port '" + port + "' (1 to 65535)", hint_tcp);
     ep.host = host;
-    ep.port = std::stoi(port);
+    ep.port = static_cast<int>(*number);
     return ep;
 }
 
