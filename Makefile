@@ -7,6 +7,7 @@
 #   make bench     run the benchmarks under bench/ (ratios against peers and physical limits)
 #   make fuzz      build the libFuzzer targets with clang and run each for FUZZ_SECONDS
 #   make man       check that every man page renders without warnings
+#   make format    apply .clang-format to every C++ file; format-check fails on any difference
 #   make install   install binaries, man pages and completions (PREFIX, DESTDIR)
 
 PREFIX      ?= /usr/local
@@ -27,13 +28,13 @@ DEB_LIBS    = libsodium-dev libzstd-dev libzmq3-dev cppzmq-dev libyaml-cpp-dev c
               zlib1g-dev
 DEB_DATA    = dataset-fashion-mnist bible-kjv
 DEB_TESTS   = python3 python3-numpy python3-torch python3-zmq iproute2 clang libclang-rt-14-dev \
-              groff-base man-db zstd bc
+              groff-base man-db zstd bc clang-format
 DEB_BENCH   = age par2 socat hyperfine gnuplot-nox
 DEB_ALL     = $(DEB_BUILD) $(DEB_LIBS) $(DEB_DATA) $(DEB_TESTS) $(DEB_BENCH)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test ctest bench fuzz fuzz-smoke man install uninstall clean demo
+.PHONY: all deps build test ctest bench fuzz fuzz-smoke man format format-check install uninstall clean demo
 
 DEMO_OUT ?= demo-out
 
@@ -59,6 +60,7 @@ ctest: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 test: deps
+	$(MAKE) format-check
 	$(MAKE) build
 	$(MAKE) fuzz-smoke
 	$(MAKE) ctest
@@ -90,6 +92,14 @@ man:
 	@set -e; for m in man/*.[157]; do \
 	  out=$$(LC_ALL=C.UTF-8 MANWIDTH=80 groff -t -man -Tutf8 -ww -z $$m 2>&1); \
 	  if [ -n "$$out" ]; then echo "$$m: $$out"; exit 1; fi; done; echo "man pages render cleanly"
+
+CXX_SOURCES = { git ls-files -- '*.cpp' '*.hpp' 2>/dev/null || find lib tools tests bench -name '*.[ch]pp'; }
+
+format:
+	$(CXX_SOURCES) | xargs clang-format -i
+
+format-check:
+	@$(CXX_SOURCES) | xargs clang-format --dry-run -Werror && echo "format: every C++ file matches .clang-format"
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)

@@ -43,15 +43,21 @@ int main(int argc, char** argv) {
     auto* o_q = app.add_option("--quantize", quantize, "Lossy: fp16, bf16, int8 or int4")
                     ->check(CLI::IsMember({"fp16", "bf16", "int8", "int4"}));
     auto* o_block = app.add_option("--block", block, "Elements per scale for int8/int4 (128)");
-    auto* o_st = app.add_flag("--stochastic", stochastic, "Unbiased stochastic rounding (int8/int4)");
-    auto* o_topk = app.add_option("--topk", topk, "Lossy: keep this fraction of each tensor, e.g. 0.01");
+    auto* o_st =
+        app.add_flag("--stochastic", stochastic, "Unbiased stochastic rounding (int8/int4)");
+    auto* o_topk =
+        app.add_option("--topk", topk, "Lossy: keep this fraction of each tensor, e.g. 0.01");
     auto* o_res = app.add_option("--residual", residual,
                                  "Error feedback: state file, read and rewritten (atomically)")
                       ->type_name("FILE");
-    auto* o_z = app.add_flag("--zstd{1}", level, "Lossless: byte-plane shuffle then zstd (level 1, or --zstd=LEVEL)");
-    auto* o_thr = app.add_option("--threads", threads, "Threads for zstd (default: all cores) and Reed-Solomon (default: 1) on large records");
-    auto* o_sh = app.add_option("--shards", shards, "Reed-Solomon: K data + M parity shards, e.g. 10+4")
-                     ->type_name("K+M");
+    auto* o_z = app.add_flag("--zstd{1}", level,
+                             "Lossless: byte-plane shuffle then zstd (level 1, or --zstd=LEVEL)");
+    auto* o_thr = app.add_option(
+        "--threads", threads,
+        "Threads for zstd (default: all cores) and Reed-Solomon (default: 1) on large records");
+    auto* o_sh =
+        app.add_option("--shards", shards, "Reed-Solomon: K data + M parity shards, e.g. 10+4")
+            ->type_name("K+M");
     auto* o_dir = app.add_option("--shard-dir", shard_dir, "Write one file per shard into DIR")
                       ->type_name("DIR");
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout, the default)");
@@ -122,8 +128,7 @@ int main(int argc, char** argv) {
         o.shard_dir = shard_dir;
         if (!shard_dir.empty() && !out_path.empty() && out_path != "-")
             throw UsageError("--shard-dir and -o both name outputs; give one");
-        auto out = shard_dir.empty() ? tool.open_output(out_path, force, explicit_stdout)
-                                     : nullptr;
+        auto out = shard_dir.empty() ? tool.open_output(out_path, force, explicit_stdout) : nullptr;
         VectorSink none;
         codec::StreamEncoder encoder(o, out ? static_cast<Sink&>(*out) : none);
         for (auto& path : inputs) {

@@ -1,8 +1,8 @@
 // n3-inspect: print, check and convert n3 records (man/n3-inspect.1).
-#include "common/tool.hpp"
-#include "record/format.hpp"
 #include "codec/packed.hpp"
 #include "codec/shard.hpp"
+#include "common/tool.hpp"
+#include "record/format.hpp"
 #include "record/number.hpp"
 #include "record/safetensors.hpp"
 
@@ -83,7 +83,9 @@ Description describe(const Record& rec, const std::string& input, int verbosity)
             wname = std::max(wname, ti.name.size());
             wshape = std::max(wshape, shape_text(ti.shape).size());
         }
-        auto pad = [](const std::string& s, size_t w) { return s + std::string(w - s.size() + 2, ' '); };
+        auto pad = [](const std::string& s, size_t w) {
+            return s + std::string(w - s.size() + 2, ' ');
+        };
         if (!set.tensors().empty())
             t << "    " << pad("name", wname) << pad("dtype", 5) << pad("shape", wshape)
               << pad("elements", 10) << "l2\n";
@@ -110,14 +112,19 @@ Description describe(const Record& rec, const std::string& input, int verbosity)
     std::string where = input + ": record " + std::to_string(rec.index + 1);
     if (rec.type() == RecordType::packed) {
         auto p = codec::packed_info(rec.payload(), where);
-        j["packed"] = {{"type", std::string(type_name(p.type))}, {"codec", p.chain},
-                       {"payload", p.payload_len}, {"tensors", p.tensors}};
+        j["packed"] = {{"type", std::string(type_name(p.type))},
+                       {"codec", p.chain},
+                       {"payload", p.payload_len},
+                       {"tensors", p.tensors}};
         t << "  packs       " << type_name(p.type) << " (" << p.payload_len << "-byte payload, "
           << p.tensors << " tensors)\n  codec       " << p.chain << "\n";
     } else if (rec.type() == RecordType::shard) {
         auto h = codec::parse_shard(rec.payload(), where);
-        j["shard"] = {{"group", codec::group_hex(h.group)}, {"index", h.index}, {"k", h.k},
-                      {"m", h.m}, {"record", h.record_len}};
+        j["shard"] = {{"group", codec::group_hex(h.group)},
+                      {"index", h.index},
+                      {"k", h.k},
+                      {"m", h.m},
+                      {"record", h.record_len}};
         t << "  group       " << codec::group_hex(h.group) << "\n  shard       " << h.index
           << " of " << h.k << "+" << h.m << (h.index < h.k ? " (data)" : " (parity)")
           << ", record of " << h.record_len << " bytes\n";
@@ -164,8 +171,9 @@ int to_safetensors(Tool& tool, const std::vector<std::string>& inputs, const std
                         rec->type() == RecordType::packed || rec->type() == RecordType::shard
                             ? "decode it first: n3-encode -d"
                             : "open it first: n3-seal --open");
-    if (reader.next()) throw DataError(in.name() + ": holds more than one record",
-                                       "--to-safetensors exports a single record");
+    if (reader.next())
+        throw DataError(in.name() + ": holds more than one record",
+                        "--to-safetensors exports a single record");
     TensorSet::parse(rec->payload(), in.name() + ": record 1");
     auto out = tool.open_output(out_path, force, explicit_stdout);
     out->write(rec->payload());
@@ -176,8 +184,8 @@ int to_safetensors(Tool& tool, const std::vector<std::string>& inputs, const std
 void check_meta_value(const std::string& key, const std::string& value) {
     if ((key == meta::samples || key == meta::round) && !parse_uint(value))
         throw UsageError("--meta " + key + " must be a non-negative integer, not '" + value + "'");
-    if (key == meta::base && (value.size() != 64 || value.find_first_not_of("0123456789abcdef") !=
-                                                        std::string::npos))
+    if (key == meta::base &&
+        (value.size() != 64 || value.find_first_not_of("0123456789abcdef") != std::string::npos))
         throw UsageError("--meta base must be a model hash (64 lower-case hex digits)");
     if (key == meta::loss) {
         char* end = nullptr;
@@ -188,8 +196,8 @@ void check_meta_value(const std::string& key, const std::string& value) {
 }
 
 int from_safetensors(Tool& tool, const std::string& in_path, const std::string& kind,
-                     const std::vector<std::string>& metas, const std::string& out_path,
-                     bool force, bool explicit_stdout) {
+                     const std::vector<std::string>& metas, const std::string& out_path, bool force,
+                     bool explicit_stdout) {
     auto type = parse_type(kind);
     if (!type || (*type != RecordType::model && *type != RecordType::update))
         throw UsageError("--kind must be model or update, not '" + kind + "'");
@@ -244,14 +252,17 @@ int main(int argc, char** argv) {
     std::vector<std::string> metas;
     app.add_option("FILE", inputs, "Inputs ('-' is stdin; default stdin)");
     auto* o_json = app.add_flag("--json", json, "One JSON object per record per line (JSON Lines)");
-    auto* o_check = app.add_flag("--check", check, "Verify every record, print nothing; exit 0 or 1");
+    auto* o_check =
+        app.add_flag("--check", check, "Verify every record, print nothing; exit 0 or 1");
     auto* o_to = app.add_flag("--to-safetensors", to_st,
                               "Write the record's tensor payload as a .safetensors file");
-    auto* o_from = app.add_option("--from-safetensors", from_st,
-                                  "Wrap a .safetensors file as an n3 record")
-                       ->type_name("IN");
-    auto* o_kind = app.add_option("--kind", kind, "Record kind for --from-safetensors: model or update");
-    auto* o_meta = app.add_option("--meta", metas, "Metadata KEY=VALUE for --from-safetensors (repeatable)");
+    auto* o_from =
+        app.add_option("--from-safetensors", from_st, "Wrap a .safetensors file as an n3 record")
+            ->type_name("IN");
+    auto* o_kind =
+        app.add_option("--kind", kind, "Record kind for --from-safetensors: model or update");
+    auto* o_meta =
+        app.add_option("--meta", metas, "Metadata KEY=VALUE for --from-safetensors (repeatable)");
     app.add_option("-o,--output", out_path, "Output file for conversions ('-' is stdout)");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
     o_json->excludes(o_check);

@@ -1,12 +1,12 @@
 // n3-keys: federation authority, member keys, partial keys, rosters, transport keys
 // (man/n3-keys.1). The constructions live in lib/crypto/keys.hpp, the key files it writes in
 // lib/crypto/keyfile.hpp; this file is flags and files.
-#include "record/number.hpp"
 #include "common/tool.hpp"
-#include "record/hex.hpp"
 #include "crypto/keyfile.hpp"
 #include "crypto/keys.hpp"
 #include "crypto/passphrase.hpp"
+#include "record/hex.hpp"
+#include "record/number.hpp"
 
 #include <iostream>
 #include <sys/stat.h>
@@ -16,7 +16,9 @@ using namespace n3::crypto;
 
 namespace {
 
-std::string name_of(const std::string& path) { return path == "-" ? "stdin" : path; }
+std::string name_of(const std::string& path) {
+    return path == "-" ? "stdin" : path;
+}
 
 uint64_t parse_count(const std::string& s, const std::string& flag) {
     const auto v = parse_uint(s, 999999999999999999ull);
@@ -33,13 +35,15 @@ uint32_t parse_epoch(const std::string& s) {
 } // namespace
 
 int main(int argc, char** argv) {
-    Tool tool("n3-keys", "Federation authority, member keys, partial keys, rosters and transport keys.\n\n"
-                         "Certificateless identities on ristretto255: the authority binds a member's\n"
-                         "name to the member's own public values and never learns the member's secrets.");
+    Tool tool("n3-keys",
+              "Federation authority, member keys, partial keys, rosters and transport keys.\n\n"
+              "Certificateless identities on ristretto255: the authority binds a member's\n"
+              "name to the member's own public values and never learns the member's secrets.");
     auto& app = tool.app();
     app.require_subcommand(1);
     bool force = false;
-    std::string out_path, id, epoch_s, expires_s, authority_path, log_path, secret_path, partial_path;
+    std::string out_path, id, epoch_s, expires_s, authority_path, log_path, secret_path,
+        partial_path;
     std::vector<std::string> files;
     std::string pass_file, new_pass_file, expect_head_s, expect_count_s, at_s;
     bool encrypt = false, remove = false, keep_secret = false;
@@ -49,24 +53,37 @@ int main(int argc, char** argv) {
     app.fallthrough();
 
     auto* c_auth = app.add_subcommand("authority", "Create a federation authority's secret key");
-    c_auth->add_option("-o,--output", out_path, "Secret key file (created 0600; '-' is stdout)")->type_name("FILE")->required();
+    c_auth->add_option("-o,--output", out_path, "Secret key file (created 0600; '-' is stdout)")
+        ->type_name("FILE")
+        ->required();
     c_auth->add_flag("-f,--force", force, "Overwrite an existing file");
     c_auth->add_flag("--passphrase", encrypt, "Encrypt the secret key under a passphrase");
 
     auto* c_pub = app.add_subcommand("public", "Print the public part of a key file");
     c_pub->add_option("FILE", files, "Key file ('-' is stdin)")->type_name("")->required();
 
-    auto* c_req = app.add_subcommand("request", "Create a member's secrets and a request for a partial key");
-    c_req->add_option("--id", id, "The member's name in the federation")->type_name("NAME")->required();
-    c_req->add_option("-o,--output", out_path, "Secret file (created 0600)")->type_name("FILE")->required();
+    auto* c_req =
+        app.add_subcommand("request", "Create a member's secrets and a request for a partial key");
+    c_req->add_option("--id", id, "The member's name in the federation")
+        ->type_name("NAME")
+        ->required();
+    c_req->add_option("-o,--output", out_path, "Secret file (created 0600)")
+        ->type_name("FILE")
+        ->required();
     c_req->add_option("--epoch", epoch_s, "Key epoch (default 0)")->type_name("N");
-    c_req->add_option("--expires", expires_s, "Expiry: YYYY-MM-DD, +DAYSd, @UNIX or never (default +365d)")->type_name("WHEN");
+    c_req
+        ->add_option("--expires", expires_s,
+                     "Expiry: YYYY-MM-DD, +DAYSd, @UNIX or never (default +365d)")
+        ->type_name("WHEN");
     c_req->add_flag("-f,--force", force, "Overwrite an existing secret file");
     c_req->add_flag("--passphrase", encrypt, "Encrypt the secret file under a passphrase");
 
     auto* c_issue = app.add_subcommand("issue", "Check a request and issue its partial key");
-    c_issue->add_option("--authority", authority_path, "The authority's secret key file")->type_name("FILE")->required();
-    c_issue->add_option("--log", log_path, "Append the issued public record to this issuance log")->type_name("FILE");
+    c_issue->add_option("--authority", authority_path, "The authority's secret key file")
+        ->type_name("FILE")
+        ->required();
+    c_issue->add_option("--log", log_path, "Append the issued public record to this issuance log")
+        ->type_name("FILE");
     c_issue->add_option("--epoch", epoch_s, "Override the requested epoch")->type_name("N");
     c_issue->add_option("--expires", expires_s, "Override the requested expiry")->type_name("WHEN");
     c_issue->add_option("REQUEST", files, "Request file (default stdin)")->type_name("");
@@ -74,21 +91,35 @@ int main(int argc, char** argv) {
         ->type_name("FILE");
     c_issue->add_flag("-f,--force", force, "Overwrite an existing partial key file");
 
-    auto* c_complete = app.add_subcommand("complete", "Check a partial key and write the member key");
-    c_complete->add_option("--secret", secret_path, "The member's secret file from 'request'")->type_name("FILE")->required();
-    c_complete->add_option("--partial", partial_path, "The partial key from 'issue'")->type_name("FILE")->required();
-    c_complete->add_option("--authority", authority_path, "Also require this authority (public key file)")->type_name("FILE");
-    c_complete->add_option("-o,--output", out_path, "Member key file (created 0600)")->type_name("FILE")->required();
+    auto* c_complete =
+        app.add_subcommand("complete", "Check a partial key and write the member key");
+    c_complete->add_option("--secret", secret_path, "The member's secret file from 'request'")
+        ->type_name("FILE")
+        ->required();
+    c_complete->add_option("--partial", partial_path, "The partial key from 'issue'")
+        ->type_name("FILE")
+        ->required();
+    c_complete
+        ->add_option("--authority", authority_path, "Also require this authority (public key file)")
+        ->type_name("FILE");
+    c_complete->add_option("-o,--output", out_path, "Member key file (created 0600)")
+        ->type_name("FILE")
+        ->required();
     c_complete->add_flag("-f,--force", force, "Overwrite an existing key file");
     c_complete->add_flag("--passphrase", encrypt, "Encrypt the member key under a passphrase");
     c_complete->add_flag(
         "--keep-secret", keep_secret,
         "Keep the secret file (by default it is removed once the member key is written)");
 
-    auto* c_passwd = app.add_subcommand("passwd", "Add, change or remove a secret key file's passphrase");
-    c_passwd->add_option("FILE", files, "Secret key file, rewritten in place")->type_name("")->required();
+    auto* c_passwd =
+        app.add_subcommand("passwd", "Add, change or remove a secret key file's passphrase");
+    c_passwd->add_option("FILE", files, "Secret key file, rewritten in place")
+        ->type_name("")
+        ->required();
     c_passwd->add_flag("--remove", remove, "Store the key unencrypted");
-    c_passwd->add_option("--new-passphrase-file", new_pass_file, "Read the new passphrase from the first line of FILE")
+    c_passwd
+        ->add_option("--new-passphrase-file", new_pass_file,
+                     "Read the new passphrase from the first line of FILE")
         ->type_name("FILE");
 
     auto* c_fp = app.add_subcommand("fingerprint", "Print the fingerprint of a key file");
@@ -96,8 +127,10 @@ int main(int argc, char** argv) {
 
     auto* c_roster = app.add_subcommand("roster", "Build a roster from members' public records");
     c_roster->add_option("FILE", files, "Public records or member keys")->type_name("")->required();
-    c_roster->add_option("--authority", authority_path, "Require members of this federation")->type_name("FILE");
-    c_roster->add_option("-o,--output", out_path, "Roster file (default stdout)")->type_name("FILE");
+    c_roster->add_option("--authority", authority_path, "Require members of this federation")
+        ->type_name("FILE");
+    c_roster->add_option("-o,--output", out_path, "Roster file (default stdout)")
+        ->type_name("FILE");
 
     auto* c_audit =
         app.add_subcommand("audit", "Check an issuance log: signatures, chain, names issued twice");
@@ -120,7 +153,9 @@ int main(int argc, char** argv) {
         ->type_name("N");
 
     auto* c_curve = app.add_subcommand("curve", "Create a ZeroMQ CURVE transport key pair");
-    c_curve->add_option("-o,--output", out_path, "Secret key file (created 0600)")->type_name("FILE")->required();
+    c_curve->add_option("-o,--output", out_path, "Secret key file (created 0600)")
+        ->type_name("FILE")
+        ->required();
     c_curve->add_flag("-f,--force", force, "Overwrite an existing file");
 
     return tool.run(argc, argv, [&] {
@@ -140,7 +175,9 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (c_req->parsed()) {
-            if (out_path == "-") throw UsageError("the secret file cannot go to stdout", "stdout carries the request");
+            if (out_path == "-")
+                throw UsageError("the secret file cannot go to stdout",
+                                 "stdout carries the request");
             uint32_t epoch = epoch_s.empty() ? 0 : parse_epoch(epoch_s);
             uint64_t expiry = parse_expiry(expires_s.empty() ? "+365d" : expires_s, now);
             MemberSecret m = MemberSecret::create(id, epoch, expiry);
@@ -173,7 +210,8 @@ int main(int argc, char** argv) {
             if (!authority_path.empty()) {
                 AuthorityPublic a = AuthorityPublic::load(authority_path);
                 if (!equal(a.id, p.record.authority) || !equal(a.P, p.P))
-                    throw DataError(partial_path + ": issued by another authority than " + authority_path);
+                    throw DataError(partial_path + ": issued by another authority than " +
+                                    authority_path);
             }
             MemberKey k = complete(s, p, partial_path);
             std::optional<LogHead> head = partial_log_head(p, partial_path);
@@ -184,7 +222,8 @@ int main(int argc, char** argv) {
             // Decided before the key file replaces it: -o SECRET --force writes over the secret.
             const bool in_place = secret_path == "-" || same_file(secret_path, out_path);
             write_member_key_file(out_path, k, head, {encrypt, force});
-            tool.note("member key for '" + k.record.id + "', fingerprint " + to_hex(k.record.fingerprint()));
+            tool.note("member key for '" + k.record.id + "', fingerprint " +
+                      to_hex(k.record.fingerprint()));
             if (head)
                 tool.note("issued at log entry " + std::to_string(head->count) + ", head " +
                           to_hex(head->head) + " (kept in " + out_path + ")");
@@ -227,9 +266,10 @@ int main(int argc, char** argv) {
             check_log(rep, want, log_path);
             for (auto& d : rep.duplicates) tool.warn("issued twice: " + d);
             if (!rep.duplicates.empty())
-                throw DataError(log_path + ": the authority issued " + std::to_string(rep.duplicates.size()) +
-                                    " name(s) more than one key in one epoch",
-                                "an authority that issues a second key for a name can impersonate it");
+                throw DataError(
+                    log_path + ": the authority issued " + std::to_string(rep.duplicates.size()) +
+                        " name(s) more than one key in one epoch",
+                    "an authority that issues a second key for a name can impersonate it");
             tool.note(log_path + ": every entry signed by authority " + to_hex(a.id) +
                       ", chain intact, no name issued twice");
             return 0;

@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
 
     return tool.run(argc, argv, [&] {
         if (rule == "secure-sum")
-            throw UsageError("secure aggregation has its own tool", "n3-secagg sum --roster FILE --authority PUB "
-                                                                    "--round N --adverts FILE INPUT...");
+            throw UsageError("secure aggregation has its own tool",
+                             "n3-secagg sum --roster FILE --authority PUB "
+                             "--round N --adverts FILE INPUT...");
         o.rule = merge::Rule::parse(rule);
         if (!weights.empty())
             merge::parse_weights(weights, o);
@@ -85,8 +86,7 @@ int main(int argc, char** argv) {
 
         auto out = tool.open_output(out_path, force, explicit_stdout);
         merge::Result res = merge::run(req);
-        for (auto& w : res.warnings())
-            tool.warn(w);
+        for (auto& w : res.warnings()) tool.warn(w);
         for (auto& in : res.inputs()) {
             char line[256];
             std::snprintf(line, sizeof line, "weight %.6g%s%s", in.weight,

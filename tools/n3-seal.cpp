@@ -1,11 +1,11 @@
 // n3-seal: anonymous certificateless signcryption of records; --open verifies and decrypts
 // (man/n3-seal.1). The envelope lives in lib/crypto/seal.hpp; this file is flags and files.
-#include "record/number.hpp"
 #include "common/tool.hpp"
-#include "record/hex.hpp"
 #include "crypto/passphrase.hpp"
 #include "crypto/seal.hpp"
 #include "record/format.hpp"
+#include "record/hex.hpp"
+#include "record/number.hpp"
 
 #include <iostream>
 #include <set>

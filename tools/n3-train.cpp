@@ -104,8 +104,7 @@ int main(int argc, char** argv) {
         }
         if (list_partition) {
             std::string text;
-            for (size_t i : indices)
-                text += std::to_string(i) + "\n";
+            for (size_t i : indices) text += std::to_string(i) + "\n";
             std::fwrite(text.data(), 1, text.size(), stdout);
             return 0;
         }

@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <optional>
 #include <isa-l/erasure_code.h>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,7 +45,8 @@ template <class F> double best_of(int reps, F&& f) {
     for (int r = 0; r < reps; ++r) {
         auto t0 = std::chrono::steady_clock::now();
         f();
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        best = std::min(
+            best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     return best;
 }
@@ -61,7 +62,8 @@ int main(int argc, char** argv) {
     RecordReader reader(in);
     auto rec = reader.next();
     if (!rec) return 1;
-    unsigned k = static_cast<unsigned>(std::stoul(argv[2])), m = static_cast<unsigned>(std::stoul(argv[3]));
+    unsigned k = static_cast<unsigned>(std::stoul(argv[2])),
+             m = static_cast<unsigned>(std::stoul(argv[3]));
     Bytes whole = encode_record(rec->type(), rec->payload());
     uint64_t L = whole.size(), S = (L + k - 1) / k;
     double gb = static_cast<double>(L) / 1e9;
@@ -141,13 +143,17 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "n3-bench-rs: n3 rebuild differs\n");
         return 1;
     }
-    std::printf("rs %u+%u encode: n3 %.2f GB/s (1 thread), raw ISA-L %.2f GB/s (1 thread): ratio %.2fx\n",
-                k, m, gb / n3_enc1, gb / raw_enc, raw_enc / n3_enc1);
-    std::printf("rs %u+%u encode: n3 %.2f GB/s (1 thread), raw ISA-L with a fresh parity buffer %.2f GB/s: ratio %.2fx\n",
+    std::printf(
+        "rs %u+%u encode: n3 %.2f GB/s (1 thread), raw ISA-L %.2f GB/s (1 thread): ratio %.2fx\n",
+        k, m, gb / n3_enc1, gb / raw_enc, raw_enc / n3_enc1);
+    std::printf("rs %u+%u encode: n3 %.2f GB/s (1 thread), raw ISA-L with a fresh parity buffer "
+                "%.2f GB/s: ratio %.2fx\n",
                 k, m, gb / n3_enc1, gb / raw_enc_alloc, raw_enc_alloc / n3_enc1);
-    std::printf("rs %u+%u encode: n3 %.2f GB/s (2 threads, --threads 2), raw ISA-L %.2f GB/s (1 thread): ratio %.2fx\n",
+    std::printf("rs %u+%u encode: n3 %.2f GB/s (2 threads, --threads 2), raw ISA-L %.2f GB/s (1 "
+                "thread): ratio %.2fx\n",
                 k, m, gb / n3_enc, gb / raw_enc, raw_enc / n3_enc);
-    std::printf("rs %u+%u rebuild (%u lost): n3 %.2f GB/s (parse + CRC + copy + decode), raw ISA-L %.2f GB/s, ratio %.2fx\n",
+    std::printf("rs %u+%u rebuild (%u lost): n3 %.2f GB/s (parse + CRC + copy + decode), raw ISA-L "
+                "%.2f GB/s, ratio %.2fx\n",
                 k, m, lost, gb / n3_dec, gb / raw_dec, raw_dec / n3_dec);
     return 0;
 }

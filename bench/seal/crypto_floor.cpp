@@ -44,8 +44,7 @@ double run(const unsigned char* in, unsigned char* out, size_t chunks, unsigned 
         for (unsigned t = 1; t < threads; ++t)
             pool.emplace_back(seal_chunks, in, out, chunks, std::ref(next), key);
         seal_chunks(in, out, chunks, next, key);
-        for (auto& t : pool)
-            t.join();
+        for (auto& t : pool) t.join();
         best = std::min(
             best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }

@@ -1,5 +1,5 @@
-#include "record/bytes.hpp"
 #include "codec/packed.hpp"
+#include "record/bytes.hpp"
 
 #include "codec/buffer.hpp"
 #include "codec/transform.hpp"
@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <sys/mman.h>
@@ -31,10 +31,13 @@ constexpr size_t kParallelSegment = size_t(8) << 20;
 constexpr uint8_t kFlagSparse = 1, kFlagStochastic = 2;
 constexpr uint8_t kStored = 0, kZstd = 1;
 
+ByteView as_bytes(const void* p, size_t n) {
+    return {static_cast<const uint8_t*>(p), n};
+}
 
-ByteView as_bytes(const void* p, size_t n) { return {static_cast<const uint8_t*>(p), n}; }
-
-bool is_lossy_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
+bool is_lossy_dtype(DType d) {
+    return d == DType::F32 || d == DType::F16 || d == DType::BF16;
+}
 
 // Reads F32, F16 or BF16 elements as floats into out (data.size() / dtype_size(d) of them).
 void load_floats(DType d, ByteView data, float* out) {
@@ -207,8 +210,9 @@ void decode_segment(const Segment& s, uint8_t* dst, ZSTD_DCtx* d, Bytes& scratch
     unsigned long long size = ZSTD_getFrameContentSize(s.data, s.stored);
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
         throw bad("not a zstd frame with its content size");
-    if (size != s.raw) throw bad("zstd frame holds " + std::to_string(size) + " bytes, not " +
-                                 std::to_string(s.raw));
+    if (size != s.raw)
+        throw bad("zstd frame holds " + std::to_string(size) + " bytes, not " +
+                  std::to_string(s.raw));
     ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
     ZSTD_inBuffer in{s.data, s.stored, 0};
     size_t off = 0;
@@ -426,12 +430,16 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
         case Encoding::f16:
         case Encoding::bf16: {
             Scratch<uint16_t> h(n);
-            if (enc == Encoding::f16) to_f16(v, h.span());
-            else to_bf16(v, h.span());
+            if (enc == Encoding::f16)
+                to_f16(v, h.span());
+            else
+                to_bf16(v, h.span());
             seg.put(as_bytes(h.data(), n * 2), 2);
             if (feedback) {
-                if (enc == Encoding::f16) from_f16(h.cspan(), sent);
-                else from_bf16(h.cspan(), sent);
+                if (enc == Encoding::f16)
+                    from_f16(h.cspan(), sent);
+                else
+                    from_bf16(h.cspan(), sent);
             }
             break;
         }
@@ -538,7 +546,8 @@ Segment read_segment(Cursor& c, uint64_t want, const std::string& what) {
     if (s.raw != want)
         throw DataError(what + ": segment holds " + std::to_string(s.raw) + " bytes, expected " +
                         std::to_string(want));
-    if (s.raw % s.width != 0) throw DataError(what + ": segment length is not a multiple of its width");
+    if (s.raw % s.width != 0)
+        throw DataError(what + ": segment length is not a multiple of its width");
     if (s.stored > c.left()) throw DataError(what + ": truncated packed data (segment)");
     s.data = c.take(static_cast<size_t>(s.stored), "segment");
     return s;
@@ -587,7 +596,8 @@ void unpack(ByteView packed, Sink& out, const std::string& where) {
             throw DataError(what + ": stochastic flag without int8 or int4");
         if (lossy && (!is_lossy_dtype(t.dtype) || h.type == RecordType::masked))
             throw DataError(what + ": lossy encoding of a " + std::string(dtype_name(t.dtype)) +
-                            " tensor" + (h.type == RecordType::masked ? " in a masked record" : ""));
+                            " tensor" +
+                            (h.type == RecordType::masked ? " in a masked record" : ""));
         if (scaled ? (e.block == 0 || e.block > kMaxBlock) : e.block != 0)
             throw DataError(what + ": bad block size " + std::to_string(e.block));
         uint64_t numel = t.numel();
@@ -641,14 +651,15 @@ void unpack(ByteView packed, Sink& out, const std::string& where) {
         case Encoding::int8:
         case Encoding::int4: {
             std::vector<float> scales(static_cast<size_t>(e.scales.raw / 4));
-            decode_segment(e.scales, reinterpret_cast<uint8_t*>(scales.data()), dctx.get(),
-                           scratch, what);
+            decode_segment(e.scales, reinterpret_cast<uint8_t*>(scales.data()), dctx.get(), scratch,
+                           what);
             for (float s : scales)
                 if (!(s >= 0.0f) || !std::isfinite(s))
                     throw DataError(what + ": corrupted packed data (bad scale)");
             if (e.enc == Encoding::int8)
-                dequantize_int8(std::span<const int8_t>(reinterpret_cast<const int8_t*>(vb.data()), n),
-                                scales, e.block, v.span());
+                dequantize_int8(
+                    std::span<const int8_t>(reinterpret_cast<const int8_t*>(vb.data()), n), scales,
+                    e.block, v.span());
             else
                 dequantize_int4(vb.cspan(), scales, e.block, v.span());
             break;
@@ -689,9 +700,8 @@ void unpack(ByteView packed, Sink& out, const std::string& where) {
         pos = end + 1;
     }
     auto prior = meta.find(meta::codec);
-    meta[meta::codec] = prior != meta.end() && !prior->second.empty()
-                            ? prior->second + "," + lossy
-                            : lossy;
+    meta[meta::codec] =
+        prior != meta.end() && !prior->second.empty() ? prior->second + "," + lossy : lossy;
     b.set_metadata(meta);
     for (auto& t : set.tensors()) b.add(t.name, t.dtype, t.shape, set.data(t));
     write_tensor_record(out, h.type, b);

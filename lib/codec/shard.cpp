@@ -1,5 +1,5 @@
-#include "record/bytes.hpp"
 #include "codec/shard.hpp"
+#include "record/bytes.hpp"
 
 #include "codec/buffer.hpp"
 #include "record/error.hpp"
@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
-#include <isa-l/erasure_code.h>
 #include <exception>
+#include <isa-l/erasure_code.h>
 #include <sys/random.h>
 #include <thread>
 
@@ -24,7 +24,6 @@ constexpr size_t kStripe = size_t(1) << 20;
 constexpr size_t kEncodeStripe = size_t(64) << 10;
 constexpr uint64_t kParallelShards = uint64_t(16) << 20; // records this large use two threads
 constexpr uint64_t kMinRecord = kPreambleSize + kTrailerSize;
-
 
 GroupId random_group() {
     GroupId g;
@@ -57,8 +56,8 @@ public:
     RecordImage(RecordType type, ByteView payload, std::optional<uint64_t> known_crc)
         : payload_(payload) {
         encode_preamble(Preamble{kFormatVersion, type, payload.size()}, pre_);
-        uint64_t crc = known_crc ? *known_crc
-                                 : crc64(crc64(0, ByteView(pre_, kPreambleSize)), payload);
+        uint64_t crc =
+            known_crc ? *known_crc : crc64(crc64(0, ByteView(pre_, kPreambleSize)), payload);
         put_le(trailer_, crc, 8);
         len_ = kPreambleSize + payload.size() + kTrailerSize;
     }
@@ -116,12 +115,14 @@ ShardSpec parse_shard_spec(std::string_view text) {
     s.k = static_cast<unsigned>(*k);
     s.m = static_cast<unsigned>(*m);
     if (s.k < 1 || s.k + s.m > kMaxShards)
-        throw UsageError("--shards " + std::string(text) + ": need K >= 1 and K+M <= " +
-                         std::to_string(kMaxShards));
+        throw UsageError("--shards " + std::string(text) +
+                         ": need K >= 1 and K+M <= " + std::to_string(kMaxShards));
     return s;
 }
 
-std::string group_hex(const GroupId& g) { return to_hex(ByteView(g.data(), g.size())); }
+std::string group_hex(const GroupId& g) {
+    return to_hex(ByteView(g.data(), g.size()));
+}
 
 Bytes encode_shard_header(const ShardHeader& h) {
     Bytes b(kShardHeaderSize, 0);
@@ -164,11 +165,12 @@ ShardHeader parse_shard(ByteView p, const std::string& where) {
         throw DataError(where + ": " + g + " has an index beyond " + std::to_string(h.k) + "+" +
                         std::to_string(h.m));
     if (h.record_len < kMinRecord || h.record_len > kDefaultMaxPayload + kMinRecord)
-        throw DataError(where + ": " + g + " claims a record of " +
-                        std::to_string(h.record_len) + " bytes");
+        throw DataError(where + ": " + g + " claims a record of " + std::to_string(h.record_len) +
+                        " bytes");
     if (h.shard_len != (h.record_len + h.k - 1) / h.k)
-        throw DataError(where + ": " + g + " has a shard length that does not match K and the "
-                                           "record length");
+        throw DataError(where + ": " + g +
+                        " has a shard length that does not match K and the "
+                        "record length");
     if (p.size() - kShardHeaderSize != h.shard_len)
         throw DataError(where + ": " + g + " holds " + std::to_string(p.size() - kShardHeaderSize) +
                         " bytes, not " + std::to_string(h.shard_len));
@@ -276,8 +278,7 @@ GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSin
             uint64_t part = i * S >= body ? 0 : std::min<uint64_t>(S, body - i * S);
             whole = crc64_combine(whole, before[i], part);
         }
-        if (whole != *record_crc)
-            throw DataError("corrupted record (checksum mismatch)");
+        if (whole != *record_crc) throw DataError("corrupted record (checksum mismatch)");
     }
 
     uint8_t pre[kPreambleSize];
@@ -317,7 +318,8 @@ GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSp
         auto a = cauchy(k, m);
         ec_init_tables(static_cast<int>(k), static_cast<int>(m), a.data() + k * k, tables.data());
     }
-    PageBuffer buf(static_cast<size_t>(S)), parity(static_cast<size_t>(m * S)); // parity starts zero
+    PageBuffer buf(static_cast<size_t>(S)),
+        parity(static_cast<size_t>(m * S)); // parity starts zero
     std::vector<uint64_t> crc(k + m, 0);
     uint8_t spre[kPreambleSize];
     encode_preamble(Preamble{kFormatVersion, RecordType::shard, kShardHeaderSize + S}, spre);
@@ -344,7 +346,8 @@ GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSp
                 n = std::min<uint64_t>(end, kPreambleSize) - pos;
                 std::memcpy(dst, head + pos, n);
             } else if (pos < body) {
-                n = reader.read_payload(std::span<uint8_t>(dst, std::min<uint64_t>(end, body) - pos));
+                n = reader.read_payload(
+                    std::span<uint8_t>(dst, std::min<uint64_t>(end, body) - pos));
                 if (n == 0) throw DataError(reader.where() + ": truncated record");
                 rec_crc = crc64(rec_crc, ByteView(dst, n));
             } else {
@@ -449,8 +452,8 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
         ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
         std::vector<uint8_t*> src(k), dst(nmiss);
         for (unsigned r = 0; r < k; ++r)
-            src[r] = present[r] < k ? g.data->data() + present[r] * S
-                                    : g.parity[present[r] - k].data();
+            src[r] =
+                present[r] < k ? g.data->data() + present[r] * S : g.parity[present[r] - k].data();
         for (unsigned r = 0; r < nmiss; ++r) dst[r] = g.data->data() + missing[r] * S;
         ec_run(S, k, nmiss, tables.data(), src.data(), dst.data());
     }

@@ -70,7 +70,7 @@ private:
 // Walks the records of a memory-mapped file without copying or checksumming them.
 struct RawRecord {
     Preamble pre;
-    ByteView body;  // preamble + payload: the bytes the stored checksum covers
+    ByteView body; // preamble + payload: the bytes the stored checksum covers
     uint64_t stored_crc = 0;
     std::string where;
     ByteView payload() const { return body.subspan(kPreambleSize); }
@@ -86,7 +86,8 @@ public:
         ByteView all = map_->bytes();
         if (off_ >= all.size()) return std::nullopt;
         RawRecord r;
-        r.where = name_ + ": record " + std::to_string(index_ + 1) + " at byte " + std::to_string(off_);
+        r.where =
+            name_ + ": record " + std::to_string(index_ + 1) + " at byte " + std::to_string(off_);
         uint64_t left = all.size() - off_;
         if (left < kPreambleSize)
             throw DataError(r.where + ": truncated record header (" + std::to_string(left) +
@@ -96,7 +97,8 @@ public:
             throw DataError(r.where + ": truncated record (" + std::to_string(left) + " of " +
                             std::to_string(r.pre.record_size()) + " bytes)");
         r.body = all.subspan(off_, kPreambleSize + r.pre.payload_len);
-        for (int i = 7; i >= 0; --i) r.stored_crc = (r.stored_crc << 8) | all[off_ + r.body.size() + i];
+        for (int i = 7; i >= 0; --i)
+            r.stored_crc = (r.stored_crc << 8) | all[off_ + r.body.size() + i];
         off_ += r.pre.record_size();
         ++index_;
         return r;
@@ -126,8 +128,8 @@ StreamEncoder::StreamEncoder(EncodeOptions o, Sink& out) : o_(std::move(o)), out
         if (!o_.shards) throw UsageError("--shard-dir needs --shards K+M");
         struct stat st {};
         if (::stat(o_.shard_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-            throw EnvError(o_.shard_dir + ": not a directory", "create it first: mkdir -p " +
-                                                                   o_.shard_dir);
+            throw EnvError(o_.shard_dir + ": not a directory",
+                           "create it first: mkdir -p " + o_.shard_dir);
     }
 }
 
@@ -143,8 +145,8 @@ void StreamEncoder::read(Input& in) {
             if (!verify_later && !r->crc_ok())
                 throw DataError(r->where + ": corrupted record (checksum mismatch)");
             Record rec(r->pre.type, r->payload(), recs.mapping());
-            encode(rec, r->where, verify_later ? std::optional<uint64_t>(r->stored_crc)
-                                               : std::nullopt);
+            encode(rec, r->where,
+                   verify_later ? std::optional<uint64_t>(r->stored_crc) : std::nullopt);
         }
         return;
     }
@@ -232,7 +234,9 @@ void StreamEncoder::encode(const Record& rec, const std::string& where,
 
 // Reed-Solomon threads: one unless asked for more; a second thread measured no faster on this
 // 2-core machine (bench/encode.sh: 3.47 against 3.77 GB/s), the pass being memory-bound.
-unsigned StreamEncoder::threads() const { return o_.packing.threads ? o_.packing.threads : 1; }
+unsigned StreamEncoder::threads() const {
+    return o_.packing.threads ? o_.packing.threads : 1;
+}
 
 void StreamEncoder::finish() {
     if (residual_ && stats_.records > 0) residual_->save(o_.residual);
@@ -278,7 +282,8 @@ void StreamDecoder::read(Input& in) {
                 }
                 uint64_t head = crc64(0, r->body.first(kPreambleSize + kShardHeaderSize));
                 if (crc64_combine(head, h.data_crc, h.shard_len) != r->stored_crc) {
-                    corrupted(RecordType::shard, r->where + ": corrupted shard record (checksum mismatch)");
+                    corrupted(RecordType::shard,
+                              r->where + ": corrupted shard record (checksum mismatch)");
                     continue;
                 }
                 add_shard(h, Record(r->pre.type, r->payload(), recs.mapping()), r->where, 0);
@@ -302,7 +307,8 @@ void StreamDecoder::read(Input& in) {
         try {
             pre = reader.begin();
             if (!pre) return;
-            rec = reader.read_rest(); // memory for the bytes that arrive, not for the declared length
+            rec =
+                reader.read_rest(); // memory for the bytes that arrive, not for the declared length
         } catch (const DataError& e) {
             errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
                               " cannot be read");
@@ -348,9 +354,7 @@ void StreamDecoder::handle(const Record& rec, const std::string& where, int dept
             errors_.push_back(e.what());
         }
         return;
-    default:
-        write_record(out_, rec);
-        ++stats_.written;
+    default: write_record(out_, rec); ++stats_.written;
     }
 }
 

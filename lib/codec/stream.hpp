@@ -35,7 +35,7 @@ struct EncodeOptions {
     bool pack = false;
     PackOptions packing;
     std::optional<ShardSpec> shards;
-    std::string residual; // error-feedback state file; empty: none
+    std::string residual;  // error-feedback state file; empty: none
     std::string shard_dir; // one file per shard; empty: shard records go to the output
 };
 
@@ -57,7 +57,8 @@ public:
 
 private:
     unsigned threads() const;
-    void encode(const Record& rec, const std::string& where, std::optional<uint64_t> unverified_crc);
+    void encode(const Record& rec, const std::string& where,
+                std::optional<uint64_t> unverified_crc);
     EncodeOptions o_;
     Sink& out_;
     std::optional<Residual> residual_;

@@ -69,8 +69,8 @@ N3_HOT void round_block_stochastic(const float* x, size_t n, float inv, float qm
     }
 }
 
-void quantize_blocks(std::span<const float> x, uint32_t block, Rounding r, float qmax,
-                     int8_t* q, std::span<float> scales) {
+void quantize_blocks(std::span<const float> x, uint32_t block, Rounding r, float qmax, int8_t* q,
+                     std::span<float> scales) {
     size_t n = x.size();
     for (size_t b0 = 0, bi = 0; b0 < n; b0 += block, ++bi) {
         size_t len = std::min<size_t>(block, n - b0);
@@ -113,7 +113,9 @@ size_t find_non_finite(std::span<const float> x) {
     return x.size();
 }
 
-size_t block_count(size_t n, uint32_t block) { return (n + block - 1) / block; }
+size_t block_count(size_t n, uint32_t block) {
+    return (n + block - 1) / block;
+}
 
 void quantize_int8(std::span<const float> x, uint32_t block, Rounding r, std::span<int8_t> q,
                    std::span<float> scales) {
@@ -124,19 +126,18 @@ void dequantize_int8(std::span<const int8_t> q, std::span<const float> scales, u
                      std::span<float> out) {
     size_t n = q.size();
     for (size_t b0 = 0, bi = 0; b0 < n; b0 += block, ++bi)
-        scale_block_i8(q.data() + b0, std::min<size_t>(block, n - b0), scales[bi],
-                       out.data() + b0);
+        scale_block_i8(q.data() + b0, std::min<size_t>(block, n - b0), scales[bi], out.data() + b0);
 }
 
-void quantize_int4(std::span<const float> x, uint32_t block, Rounding r,
-                   std::span<uint8_t> packed, std::span<float> scales) {
+void quantize_int4(std::span<const float> x, uint32_t block, Rounding r, std::span<uint8_t> packed,
+                   std::span<float> scales) {
     Scratch<int8_t> q(x.size() + 1);
     quantize_blocks(x, block, r, 7.0f, q.data(), scales);
     pack_nibbles(q.data(), packed.size(), packed.data());
 }
 
-void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales,
-                     uint32_t block, std::span<float> out) {
+void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales, uint32_t block,
+                     std::span<float> out) {
     Scratch<int8_t> q(packed.size() * 2);
     unpack_nibbles(packed.data(), packed.size(), q.data());
     dequantize_int8(q.cspan().first(out.size()), scales, block, out);

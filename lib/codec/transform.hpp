@@ -37,10 +37,10 @@ void quantize_int8(std::span<const float> x, uint32_t block, Rounding r, std::sp
 void dequantize_int8(std::span<const int8_t> q, std::span<const float> scales, uint32_t block,
                      std::span<float> out);
 // packed.size() == (x.size() + 1) / 2.
-void quantize_int4(std::span<const float> x, uint32_t block, Rounding r,
-                   std::span<uint8_t> packed, std::span<float> scales);
-void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales,
-                     uint32_t block, std::span<float> out);
+void quantize_int4(std::span<const float> x, uint32_t block, Rounding r, std::span<uint8_t> packed,
+                   std::span<float> scales);
+void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales, uint32_t block,
+                     std::span<float> out);
 
 void to_f16(std::span<const float> x, std::span<uint16_t> out);
 void from_f16(std::span<const uint16_t> h, std::span<float> out);

@@ -11,7 +11,9 @@ namespace n3::crypto {
 
 namespace {
 
-std::string comment_time() { return format_time(now_seconds()); }
+std::string comment_time() {
+    return format_time(now_seconds());
+}
 
 std::string record_comment(const PublicRecord& r) {
     return "# " + r.id + "  epoch " + std::to_string(r.epoch) + "  expires " +
@@ -101,8 +103,9 @@ void write_authority_file(const std::string& path, const AuthoritySecret& author
 void write_member_secret_file(const std::string& path, const MemberSecret& secret,
                               const KeyFileOptions& opts) {
     write_key_file(path,
-                   "# n3 member secret for '" + secret.request.id + "' (before completion), created " +
-                       comment_time() + "\n" + protect(secret.text(), opts.encrypt, path) + "\n",
+                   "# n3 member secret for '" + secret.request.id +
+                       "' (before completion), created " + comment_time() + "\n" +
+                       protect(secret.text(), opts.encrypt, path) + "\n",
                    true, opts.force);
 }
 
@@ -131,8 +134,8 @@ void write_member_key_file(const std::string& path, const MemberKey& key,
                            const std::optional<LogHead>& head, const KeyFileOptions& opts) {
     write_key_file(path,
                    "# n3 member key\n" + record_comment(key.record) +
-                       (head ? head_comment(*head) : "") + "# public record: " +
-                       key.record.text() + "\n" + protect(key.text(), opts.encrypt, path) + "\n",
+                       (head ? head_comment(*head) : "") + "# public record: " + key.record.text() +
+                       "\n" + protect(key.text(), opts.encrypt, path) + "\n",
                    true, opts.force);
 }
 

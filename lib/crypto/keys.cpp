@@ -1,6 +1,6 @@
-#include "record/number.hpp"
 #include "crypto/keys.hpp"
 #include "record/hex.hpp"
+#include "record/number.hpp"
 
 #include "crypto/passphrase.hpp"
 #include "record/error.hpp"
@@ -77,7 +77,9 @@ void check_header(Cursor& c) {
 }
 Point read_point(Cursor& c, const char* what) {
     Point p = c.array<32>();
-    if (!point_valid(p)) c.fail(std::string("invalid ") + what + " (not a canonical non-identity ristretto255 point)");
+    if (!point_valid(p))
+        c.fail(std::string("invalid ") + what +
+               " (not a canonical non-identity ristretto255 point)");
     return p;
 }
 void read_scalar(Cursor& c, Secret& s, const char* what) {
@@ -95,7 +97,8 @@ std::string read_id(Cursor& c) {
     auto v = c.take(n);
     std::string id(v.begin(), v.end());
     for (char ch : id)
-        if (ch <= ' ' || ch > '~' || ch == '#') c.fail("identity has a character that is not allowed");
+        if (ch <= ' ' || ch > '~' || ch == '#')
+            c.fail("identity has a character that is not allowed");
     return id;
 }
 void check_id(const std::string& id) {
@@ -120,7 +123,9 @@ KeyText load_kind(const std::string& path, KeyKind want) {
     expect_kind(kt, want, path == "-" ? "stdin" : path);
     return kt;
 }
-std::string name_of(const std::string& path) { return path == "-" ? "stdin" : path; }
+std::string name_of(const std::string& path) {
+    return path == "-" ? "stdin" : path;
+}
 
 } // namespace
 
@@ -128,9 +133,15 @@ KeyText::~KeyText() {
     if (!body.empty()) sodium_memzero(body.data(), body.size());
 }
 
-std::string_view key_prefix(KeyKind k) { return info(k).prefix; }
-std::string_view key_description(KeyKind k) { return info(k).description; }
-bool is_secret(KeyKind k) { return info(k).secret; }
+std::string_view key_prefix(KeyKind k) {
+    return info(k).prefix;
+}
+std::string_view key_description(KeyKind k) {
+    return info(k).description;
+}
+bool is_secret(KeyKind k) {
+    return info(k).secret;
+}
 
 std::string encode_key_text(KeyKind kind, ByteView body) {
     init();
@@ -139,7 +150,8 @@ std::string encode_key_text(KeyKind kind, ByteView body) {
     Bytes all(body.begin(), body.end());
     auto c = text_check(kind, body);
     all.insert(all.end(), c.begin(), c.begin() + kCheck);
-    std::string b64(sodium_base64_encoded_len(all.size(), sodium_base64_VARIANT_ORIGINAL_NO_PADDING), '\0');
+    std::string b64(
+        sodium_base64_encoded_len(all.size(), sodium_base64_VARIANT_ORIGINAL_NO_PADDING), '\0');
     sodium_bin2base64(b64.data(), b64.size(), all.data(), all.size(),
                       sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
     b64.resize(std::strlen(b64.c_str()));
@@ -156,17 +168,20 @@ KeyText decode_key_text(std::string_view text, const std::string& where) {
     size_t pos = 0;
     while (pos <= text.size()) {
         size_t nl = text.find('\n', pos);
-        std::string_view l = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        std::string_view l =
+            text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
         pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
         while (!l.empty() && std::isspace(static_cast<unsigned char>(l.back()))) l.remove_suffix(1);
-        while (!l.empty() && std::isspace(static_cast<unsigned char>(l.front()))) l.remove_prefix(1);
+        while (!l.empty() && std::isspace(static_cast<unsigned char>(l.front())))
+            l.remove_prefix(1);
         if (l.empty() || l[0] == '#') continue;
         ++lines;
         line = l;
     }
     if (lines == 0) throw DataError(where + ": no key in the file (empty)");
-    if (lines > 1) throw DataError(where + ": holds " + std::to_string(lines) + " key lines, expected one",
-                                   "a roster is read with --roster");
+    if (lines > 1)
+        throw DataError(where + ": holds " + std::to_string(lines) + " key lines, expected one",
+                        "a roster is read with --roster");
     for (auto& k : kKinds) {
         std::string_view p = k.prefix;
         if (line.substr(0, p.size()) != p) continue;
@@ -174,7 +189,8 @@ KeyText decode_key_text(std::string_view text, const std::string& where) {
         if (k.kind == KeyKind::curve_secret || k.kind == KeyKind::curve_public) {
             auto raw = z85_decode(rest);
             if (!raw || raw->size() != 32)
-                throw DataError(where + ": corrupted " + noun(k.kind) + " (expected 40 Z85 characters)");
+                throw DataError(where + ": corrupted " + noun(k.kind) +
+                                " (expected 40 Z85 characters)");
             return {k.kind, std::move(*raw)};
         }
         if (rest.find('-') != std::string_view::npos) break; // an unknown N3-...- prefix
@@ -273,7 +289,8 @@ KeyText read_key_file(const std::string& path, bool decrypt) {
 void expect_kind(const KeyText& kt, KeyKind want, const std::string& where) {
     if (kt.kind == want) return;
     std::string hint;
-    if (!is_secret(kt.kind) && is_secret(want)) hint = "a public key was given where a secret key is needed";
+    if (!is_secret(kt.kind) && is_secret(want))
+        hint = "a public key was given where a secret key is needed";
     else if (kt.kind == KeyKind::member_secret && want == KeyKind::member_key)
         hint = "finish it first: n3-keys complete --secret FILE --partial FILE -o NAME.key";
     else if (kt.kind == KeyKind::member_key && want == KeyKind::member_public)
@@ -294,8 +311,12 @@ Bytes AuthorityPublic::encode() const {
     put(b, P);
     return b;
 }
-std::string AuthorityPublic::text() const { return encode_key_text(KeyKind::authority_public, encode()); }
-Fingerprint AuthorityPublic::fingerprint() const { return Hasher("n3/v1/fp-auth").part(encode()).hash32(); }
+std::string AuthorityPublic::text() const {
+    return encode_key_text(KeyKind::authority_public, encode());
+}
+Fingerprint AuthorityPublic::fingerprint() const {
+    return Hasher("n3/v1/fp-auth").part(encode()).hash32();
+}
 AuthorityPublic AuthorityPublic::decode(ByteView body, const std::string& where) {
     Cursor c(body, where);
     check_header(c);
@@ -355,8 +376,12 @@ Bytes PublicRecord::encode() const {
     put(b, R);
     return b;
 }
-std::string PublicRecord::text() const { return encode_key_text(KeyKind::member_public, encode()); }
-Fingerprint PublicRecord::fingerprint() const { return Hasher("n3/v1/fp").part(encode()).hash32(); }
+std::string PublicRecord::text() const {
+    return encode_key_text(KeyKind::member_public, encode());
+}
+Fingerprint PublicRecord::fingerprint() const {
+    return Hasher("n3/v1/fp").part(encode()).hash32();
+}
 Scalar PublicRecord::h(const Point& P) const {
     return Hasher("n3/v1/pp")
         .part(P)
@@ -378,8 +403,12 @@ Point implicit_key(const Point& X, const PublicRecord& r, const Point& P) {
     return Y;
 }
 } // namespace
-Point PublicRecord::Y_sig(const Point& P) const { return implicit_key(X_sig, *this, P); }
-Point PublicRecord::Y_kem(const Point& P) const { return implicit_key(X_kem, *this, P); }
+Point PublicRecord::Y_sig(const Point& P) const {
+    return implicit_key(X_sig, *this, P);
+}
+Point PublicRecord::Y_kem(const Point& P) const {
+    return implicit_key(X_kem, *this, P);
+}
 PublicRecord PublicRecord::decode(Cursor& c) {
     check_header(c);
     PublicRecord r;
@@ -409,7 +438,13 @@ PublicRecord PublicRecord::load(const std::string& path) {
 // --- request ----------------------------------------------------------------------------------
 
 Digest Request::transcript() const {
-    return Hasher("n3/v1/pop").part(id).part_u64(epoch).part_u64(expiry).part(X_sig).part(X_kem).digest();
+    return Hasher("n3/v1/pop")
+        .part(id)
+        .part_u64(epoch)
+        .part_u64(expiry)
+        .part(X_sig)
+        .part(X_kem)
+        .digest();
 }
 Bytes Request::encode() const {
     Bytes b;
@@ -423,7 +458,9 @@ Bytes Request::encode() const {
     put(b, pop_kem);
     return b;
 }
-std::string Request::text() const { return encode_key_text(KeyKind::request, encode()); }
+std::string Request::text() const {
+    return encode_key_text(KeyKind::request, encode());
+}
 void Request::verify(const std::string& where) const {
     Digest t = transcript();
     if (!schnorr_verify(X_sig, t, pop_sig))
@@ -481,7 +518,8 @@ MemberSecret MemberSecret::decode(ByteView body, const std::string& where) {
     read_scalar(c, m.x_sig, "signing secret");
     read_scalar(c, m.x_kem, "encryption secret");
     m.request = Request::decode(c.take(c.left()), where);
-    if (!equal(base_mul(m.x_sig.view()), m.request.X_sig) || !equal(base_mul(m.x_kem.view()), m.request.X_kem))
+    if (!equal(base_mul(m.x_sig.view()), m.request.X_sig) ||
+        !equal(base_mul(m.x_kem.view()), m.request.X_kem))
         throw DataError(where + ": secrets do not match their public values (corrupted)");
     return m;
 }
@@ -570,7 +608,8 @@ void derive_public(MemberKey& k, const std::string& where) {
     k.Y_sig = k.record.Y_sig(k.P);
     k.Y_kem = k.record.Y_kem(k.P);
     if (!equal(base_mul(k.y_sig.view()), k.Y_sig) || !equal(base_mul(k.y_kem.view()), k.Y_kem))
-        throw DataError(where + ": member key does not match its public record (corrupted or forged)");
+        throw DataError(where +
+                        ": member key does not match its public record (corrupted or forged)");
 }
 } // namespace
 
@@ -610,7 +649,8 @@ MemberKey complete(const MemberSecret& secret, const Partial& partial, const std
     Point hP;
     if (!mul(hP, r.h(partial.P), partial.P)) throw DataError(where + ": degenerate partial key");
     if (!equal(dG, add(r.R, hP)))
-        throw DataError(where + ": partial key does not verify against its authority (dG != R + hP)",
+        throw DataError(where +
+                            ": partial key does not verify against its authority (dG != R + hP)",
                         "the partial key was corrupted or not issued for this request");
     partial_log_head(partial, where);
     MemberKey k;
@@ -637,10 +677,12 @@ std::optional<LogHead> partial_log_head(const Partial& partial, const std::strin
 void check_member(const PublicRecord& rec, const AuthorityPublic& authority, uint64_t now,
                   const std::string& where) {
     if (!equal(rec.authority, authority.id))
-        throw DataError(where + ": member '" + rec.id + "' belongs to another federation (authority " +
-                            to_hex(rec.authority) + ", expected " + to_hex(authority.id) + ")");
+        throw DataError(where + ": member '" + rec.id +
+                        "' belongs to another federation (authority " + to_hex(rec.authority) +
+                        ", expected " + to_hex(authority.id) + ")");
     if (rec.expired(now))
-        throw DataError(where + ": key of member '" + rec.id + "' expired on " + format_time(rec.expiry),
+        throw DataError(where + ": key of member '" + rec.id + "' expired on " +
+                            format_time(rec.expiry),
                         "the member needs a new key: n3-keys request / issue / complete");
 }
 
@@ -664,13 +706,15 @@ Roster Roster::parse(std::string_view text, const std::string& where) {
     size_t pos = 0, lineno = 0;
     while (pos < text.size()) {
         size_t nl = text.find('\n', pos);
-        std::string_view l = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        std::string_view l =
+            text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
         pos = nl == std::string_view::npos ? text.size() : nl + 1;
         ++lineno;
         size_t hash = l.find(" #");
         if (hash != std::string_view::npos) l = l.substr(0, hash);
         while (!l.empty() && std::isspace(static_cast<unsigned char>(l.back()))) l.remove_suffix(1);
-        while (!l.empty() && std::isspace(static_cast<unsigned char>(l.front()))) l.remove_prefix(1);
+        while (!l.empty() && std::isspace(static_cast<unsigned char>(l.front())))
+            l.remove_prefix(1);
         if (l.empty() || l[0] == '#') continue;
         std::string at = where + ": line " + std::to_string(lineno);
         KeyText kt = decode_key_text(l, at);
@@ -680,7 +724,9 @@ Roster Roster::parse(std::string_view text, const std::string& where) {
     if (r.members.empty()) throw DataError(where + ": roster lists no members");
     return r;
 }
-Roster Roster::load(const std::string& path) { return parse(read_text_file(path), path); }
+Roster Roster::load(const std::string& path) {
+    return parse(read_text_file(path), path);
+}
 const PublicRecord* Roster::find(const Fingerprint& fp) const {
     for (auto& m : members)
         if (equal(m.fingerprint(), fp)) return &m;
@@ -709,13 +755,11 @@ namespace {
 constexpr std::string_view kLogMagic = "n3-issuance-log";
 constexpr std::string_view kLogVersion = "2";
 
-
 std::vector<std::string> fields_of(const std::string& line) {
     std::vector<std::string> f;
     std::istringstream in(line);
     std::string w;
-    while (in >> w)
-        f.push_back(w);
+    while (in >> w) f.push_back(w);
     return f;
 }
 
@@ -777,7 +821,8 @@ ParsedLog parse_log(const std::string& text, const AuthorityPublic& authority,
         PublicRecord rec = PublicRecord::decode(kt.body, at);
         if (!equal(rec.authority, authority.id))
             throw DataError(at + ": member '" + rec.id + "' belongs to another federation");
-        if (f[2] != to_hex(rec.fingerprint()) || f[3] != std::to_string(rec.epoch) || f[4] != rec.id)
+        if (f[2] != to_hex(rec.fingerprint()) || f[3] != std::to_string(rec.epoch) ||
+            f[4] != rec.id)
             throw DataError(at +
                             ": fingerprint, epoch or name differ from the entry's public record");
         Hash32 head = log_chain(out.report.heads.back(), index, time, rec);
@@ -796,8 +841,7 @@ ParsedLog parse_log(const std::string& text, const AuthorityPublic& authority,
     for (auto& [k, fps] : out.names)
         if (fps.size() > 1) {
             std::string d = k.first + " epoch " + std::to_string(k.second) + ":";
-            for (auto& fp : fps)
-                d += " " + fp.substr(0, 16);
+            for (auto& fp : fps) d += " " + fp.substr(0, 16);
             out.report.duplicates.push_back(d);
         }
     return out;
@@ -930,7 +974,8 @@ Hash32 parse_head(const std::string& text, const std::string& flag) {
 // --- CURVE keys -------------------------------------------------------------------------------
 
 namespace {
-const char kZ85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+const char kZ85[] =
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 }
 std::string z85_encode(ByteView data) {
     std::string out;
@@ -976,8 +1021,12 @@ CurveKey CurveKey::from_secret(ByteView secret, const std::string& where) {
         throw DataError(where + ": invalid CURVE secret key");
     return k;
 }
-std::string CurveKey::secret_text() const { return encode_key_text(KeyKind::curve_secret, secret.view()); }
-std::string CurveKey::public_text() const { return curve_public_text(public_key); }
+std::string CurveKey::secret_text() const {
+    return encode_key_text(KeyKind::curve_secret, secret.view());
+}
+std::string CurveKey::public_text() const {
+    return curve_public_text(public_key);
+}
 std::string curve_public_text(const CurvePublic& pub) {
     return encode_key_text(KeyKind::curve_public, pub);
 }
@@ -989,7 +1038,9 @@ CurveKey CurveKey::parse(std::string_view text, const std::string& where) {
 
 // --- time -------------------------------------------------------------------------------------
 
-uint64_t now_seconds() { return static_cast<uint64_t>(std::time(nullptr)); }
+uint64_t now_seconds() {
+    return static_cast<uint64_t>(std::time(nullptr));
+}
 
 std::string format_time(uint64_t t) {
     if (t == 0) return "never";

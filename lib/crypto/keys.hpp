@@ -34,8 +34,16 @@ constexpr uint8_t kSuite = 1; // ristretto255, BLAKE2b, Schnorr, XChaCha20-Poly1
 
 // The values are part of the encrypted key format (passphrase.hpp): never renumber.
 enum class KeyKind : uint8_t {
-    authority_secret = 0, authority_public = 1, member_secret = 2, request = 3, partial = 4,
-    member_key = 5, member_public = 6, curve_secret = 7, curve_public = 8, encrypted_key = 9
+    authority_secret = 0,
+    authority_public = 1,
+    member_secret = 2,
+    request = 3,
+    partial = 4,
+    member_key = 5,
+    member_public = 6,
+    curve_secret = 7,
+    curve_public = 8,
+    encrypted_key = 9
 };
 std::string_view key_prefix(KeyKind k);
 std::string_view key_description(KeyKind k); // "an authority secret key", ...
@@ -228,8 +236,9 @@ LogEntry log_append(const std::string& path, const AuthoritySecret& authority,
 
 struct LogReport {
     size_t entries = 0;
-    std::vector<Hash32> heads;           // heads[0] is the genesis, heads[i] the head after entry i
-    std::vector<std::string> duplicates; // "<id> epoch <n>: <fp> <fp> ..." (a second key for a name)
+    std::vector<Hash32> heads; // heads[0] is the genesis, heads[i] the head after entry i
+    std::vector<std::string>
+        duplicates; // "<id> epoch <n>: <fp> <fp> ..." (a second key for a name)
     const Hash32& head() const { return heads.back(); }
 };
 // Checks the header, every entry's chain and signature against `authority`. Throws DataError
@@ -253,8 +262,8 @@ Hash32 parse_head(const std::string& text, const std::string& flag);
 // Z85 is ZeroMQ RFC 32, the codec of zmq_z85_encode/decode, written here so that n3_crypto
 // needs no libzmq (tests/crypto checks it against the RFCs' vectors, tests/net against libzmq).
 using CurvePublic = std::array<uint8_t, 32>;
-std::string z85_encode(ByteView data);                          // size multiple of 4
-std::optional<Bytes> z85_decode(std::string_view text);         // nullopt when invalid
+std::string z85_encode(ByteView data);                  // size multiple of 4
+std::optional<Bytes> z85_decode(std::string_view text); // nullopt when invalid
 struct CurveKey {
     Secret secret{32};
     CurvePublic public_key{};

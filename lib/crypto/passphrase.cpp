@@ -34,10 +34,10 @@ Secret to_secret(std::string& s) {
 
 Secret derive(const Secret& pass, const uint8_t* salt, uint32_t ops, uint64_t mem) {
     Secret key(32);
-    if (crypto_pwhash(key.data(), 32, reinterpret_cast<const char*>(pass.data()), pass.size(), salt, ops,
-                      static_cast<size_t>(mem), crypto_pwhash_ALG_ARGON2ID13) != 0)
-        throw EnvError("not enough memory for the passphrase key derivation (" + std::to_string(mem >> 20) +
-                       " MiB)");
+    if (crypto_pwhash(key.data(), 32, reinterpret_cast<const char*>(pass.data()), pass.size(), salt,
+                      ops, static_cast<size_t>(mem), crypto_pwhash_ALG_ARGON2ID13) != 0)
+        throw EnvError("not enough memory for the passphrase key derivation (" +
+                       std::to_string(mem >> 20) + " MiB)");
     return key;
 }
 
@@ -112,15 +112,17 @@ std::string encrypt_key_text(const KeyText& inner, const Secret& pass, const Kdf
     Bytes body = fixed;
     body.resize(fixed.size() + plain.size() + kAeadTag);
     Bytes ad = associated(fixed);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(body.data() + fixed.size(), nullptr, plain.data(), plain.size(),
-                                               ad.data(), ad.size(), nullptr, nonce, key.data());
+    crypto_aead_xchacha20poly1305_ietf_encrypt(body.data() + fixed.size(), nullptr, plain.data(),
+                                               plain.size(), ad.data(), ad.size(), nullptr, nonce,
+                                               key.data());
     sodium_memzero(plain.data(), plain.size());
     return encode_key_text(KeyKind::encrypted_key, body);
 }
 
 KeyText decrypt_key_text(const KeyText& encrypted, const Secret& pass, const std::string& where) {
     init();
-    if (encrypted.kind != KeyKind::encrypted_key) throw std::logic_error("decrypt_key_text: not encrypted");
+    if (encrypted.kind != KeyKind::encrypted_key)
+        throw std::logic_error("decrypt_key_text: not encrypted");
     Cursor c(encrypted.body, where + ": encrypted key");
     uint8_t v = c.u8();
     if (v != kEncVersion) c.fail("unsupported version " + std::to_string(v));
@@ -128,10 +130,10 @@ KeyText decrypt_key_text(const KeyText& encrypted, const Secret& pass, const std
     if (kdf != kKdfArgon2id) c.fail("unknown key derivation " + std::to_string(kdf));
     uint32_t ops = c.u32();
     uint64_t mem = c.u64();
-    if (ops < crypto_pwhash_argon2id_OPSLIMIT_MIN || ops > kMaxOpslimit || mem < crypto_pwhash_argon2id_MEMLIMIT_MIN ||
-        mem > kMaxMemlimit)
-        c.fail("key derivation limits out of range (" + std::to_string(ops) + " passes, " + std::to_string(mem) +
-               " bytes)");
+    if (ops < crypto_pwhash_argon2id_OPSLIMIT_MIN || ops > kMaxOpslimit ||
+        mem < crypto_pwhash_argon2id_MEMLIMIT_MIN || mem > kMaxMemlimit)
+        c.fail("key derivation limits out of range (" + std::to_string(ops) + " passes, " +
+               std::to_string(mem) + " bytes)");
     ByteView salt = c.take(kSalt);
     ByteView nonce = c.take(kNonce);
     if (c.left() < kAeadTag + 2) c.fail("truncated");
@@ -139,23 +141,29 @@ KeyText decrypt_key_text(const KeyText& encrypted, const Secret& pass, const std
     Secret key = derive(pass, salt.data(), ops, mem);
     Bytes plain(ct.size() - kAeadTag);
     Bytes ad = associated(ByteView(encrypted.body).first(kFixed));
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), nullptr, nullptr, ct.data(), ct.size(), ad.data(),
-                                                   ad.size(), nonce.data(), key.data()) != 0)
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), nullptr, nullptr, ct.data(),
+                                                   ct.size(), ad.data(), ad.size(), nonce.data(),
+                                                   key.data()) != 0)
         throw DataError(where + ": wrong passphrase (or a damaged encrypted key)");
     uint8_t k = plain[0];
     KeyText kt(KeyKind::encrypted_key, Bytes(plain.begin() + 1, plain.end()));
     sodium_memzero(plain.data(), plain.size());
     bool known = false;
-    for (KeyKind kind : {KeyKind::authority_secret, KeyKind::member_secret, KeyKind::member_key, KeyKind::partial})
+    for (KeyKind kind :
+         {KeyKind::authority_secret, KeyKind::member_secret, KeyKind::member_key, KeyKind::partial})
         if (static_cast<uint8_t>(kind) == k) {
             kt.kind = kind;
             known = true;
         }
-    if (!known) throw DataError(where + ": encrypted key holds an unknown kind of key (" + std::to_string(k) + ")");
+    if (!known)
+        throw DataError(where + ": encrypted key holds an unknown kind of key (" +
+                        std::to_string(k) + ")");
     return kt;
 }
 
-void set_passphrase_file(const std::string& path) { explicit_file = path; }
+void set_passphrase_file(const std::string& path) {
+    explicit_file = path;
+}
 
 Secret read_passphrase_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -173,14 +181,18 @@ Secret read_passphrase_file(const std::string& path) {
         }
         if (n == 0) break;
         for (ssize_t i = 0; i < n && !done; ++i) {
-            if (buf[i] == '\n') done = true;
-            else if (line.size() < kMaxPassphrase) line.push_back(buf[i]);
+            if (buf[i] == '\n')
+                done = true;
+            else if (line.size() < kMaxPassphrase)
+                line.push_back(buf[i]);
         }
     }
     ::close(fd);
     sodium_memzero(buf, sizeof buf);
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) throw UsageError("passphrase file " + path + " is empty (the passphrase is its first line)");
+    if (line.empty())
+        throw UsageError("passphrase file " + path +
+                         " is empty (the passphrase is its first line)");
     return to_secret(line);
 }
 
@@ -188,10 +200,12 @@ Secret passphrase(const std::string& what, bool confirm, bool terminal_only) {
     if (!terminal_only && !explicit_file.empty()) return read_passphrase_file(explicit_file);
     if (const char* env = std::getenv("N3_PASSPHRASE_FILE"); !terminal_only && env && *env)
         return read_passphrase_file(env);
-    auto first = ask_tty(confirm ? "New passphrase for " + what + ": " : "Passphrase for " + what + ": ");
+    auto first =
+        ask_tty(confirm ? "New passphrase for " + what + ": " : "Passphrase for " + what + ": ");
     if (!first)
         throw EnvError(what + ": needs a passphrase and there is no terminal to ask",
-                       "give --passphrase-file FILE or set N3_PASSPHRASE_FILE (its first line is the passphrase)");
+                       "give --passphrase-file FILE or set N3_PASSPHRASE_FILE (its first line is "
+                       "the passphrase)");
     if (first->empty()) throw UsageError("empty passphrase for " + what);
     if (confirm) {
         auto again = ask_tty("Repeat the passphrase: ");

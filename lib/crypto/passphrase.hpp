@@ -34,7 +34,8 @@ constexpr uint32_t kMaxOpslimit = 64;
 constexpr uint64_t kMaxMemlimit = 4ull << 30;
 
 // The key line (no newline) of `inner` (a secret key, not itself encrypted) under `pass`.
-std::string encrypt_key_text(const KeyText& inner, const Secret& pass, const KdfLimits& limits = {});
+std::string encrypt_key_text(const KeyText& inner, const Secret& pass,
+                             const KdfLimits& limits = {});
 // `encrypted` is a decoded N3-ENCRYPTED-KEY- line; returns the key inside.
 KeyText decrypt_key_text(const KeyText& encrypted, const Secret& pass, const std::string& where);
 

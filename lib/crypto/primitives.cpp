@@ -1,5 +1,5 @@
-#include "record/bytes.hpp"
 #include "crypto/primitives.hpp"
+#include "record/bytes.hpp"
 
 #include "record/error.hpp"
 
@@ -20,8 +20,12 @@ Secret::Secret(size_t size) : n_(size) {
     if (!p_) throw std::bad_alloc();
     std::memset(p_, 0, size);
 }
-Secret::~Secret() { sodium_free(p_); }
-Secret::Secret(const Secret& other) : Secret(other.n_) { std::memcpy(p_, other.p_, n_); }
+Secret::~Secret() {
+    sodium_free(p_);
+}
+Secret::Secret(const Secret& other) : Secret(other.n_) {
+    std::memcpy(p_, other.p_, n_);
+}
 Secret& Secret::operator=(const Secret& other) {
     if (this != &other) {
         Secret copy(other);
@@ -86,7 +90,9 @@ bool scalar_canonical(const Scalar& s) {
     crypto_core_ristretto255_scalar_reduce(reduced, wide);
     return sodium_memcmp(reduced, s.data(), 32) == 0;
 }
-bool scalar_valid(const Scalar& s) { return scalar_canonical(s) && !sodium_is_zero(s.data(), 32); }
+bool scalar_valid(const Scalar& s) {
+    return scalar_canonical(s) && !sodium_is_zero(s.data(), 32);
+}
 
 Point base_mul(std::span<const uint8_t> scalar) {
     Point p;
@@ -160,19 +166,28 @@ bool equal(std::span<const uint8_t> a, std::span<const uint8_t> b) {
     return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+void put_u16(Bytes& b, uint16_t v) {
+    append_le(b, v, 2);
+}
+void put_u32(Bytes& b, uint32_t v) {
+    append_le(b, v, 4);
+}
+void put_u64(Bytes& b, uint64_t v) {
+    append_le(b, v, 8);
+}
 
-void put_u16(Bytes& b, uint16_t v) { append_le(b, v, 2); }
-void put_u32(Bytes& b, uint32_t v) { append_le(b, v, 4); }
-void put_u64(Bytes& b, uint64_t v) { append_le(b, v, 8); }
-
-void Cursor::fail(const std::string& what) const { throw DataError(where_ + ": " + what); }
+void Cursor::fail(const std::string& what) const {
+    throw DataError(where_ + ": " + what);
+}
 ByteView Cursor::take(size_t n) {
     if (n > left()) fail("truncated");
     ByteView v = b_.subspan(pos_, n);
     pos_ += n;
     return v;
 }
-uint8_t Cursor::u8() { return take(1)[0]; }
+uint8_t Cursor::u8() {
+    return take(1)[0];
+}
 uint16_t Cursor::u16() {
     auto v = take(2);
     return static_cast<uint16_t>(v[0] | (v[1] << 8));

@@ -24,9 +24,9 @@
 
 namespace n3::crypto {
 
-using Point = std::array<uint8_t, 32>;   // canonical ristretto255 encoding
-using Scalar = std::array<uint8_t, 32>;  // little-endian, reduced mod l (public scalars)
-using Digest = std::array<uint8_t, 64>;  // BLAKE2b-512 transcript digests
+using Point = std::array<uint8_t, 32>;  // canonical ristretto255 encoding
+using Scalar = std::array<uint8_t, 32>; // little-endian, reduced mod l (public scalars)
+using Digest = std::array<uint8_t, 64>; // BLAKE2b-512 transcript digests
 using Hash32 = std::array<uint8_t, 32>;
 using Signature = std::array<uint8_t, 64>; // U (point) || z (scalar)
 
@@ -55,7 +55,8 @@ private:
 // bytes as they are (for already-framed data).
 class Hasher {
 public:
-    explicit Hasher(std::string_view personal, std::span<const uint8_t> key = {}, size_t outlen = 64);
+    explicit Hasher(std::string_view personal, std::span<const uint8_t> key = {},
+                    size_t outlen = 64);
     Hasher& part(std::span<const uint8_t> bytes);
     Hasher& part(std::string_view s) {
         return part(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
@@ -82,7 +83,7 @@ Point base_mul(std::span<const uint8_t> scalar); // throws DataError when the re
 // scalar * point; false when the result is the identity (a degenerate key or scalar).
 bool mul(Point& out, std::span<const uint8_t> scalar, const Point& p);
 Point add(const Point& a, const Point& b);
-void scalar_random(std::span<uint8_t> out);      // non-zero, canonical
+void scalar_random(std::span<uint8_t> out); // non-zero, canonical
 void scalar_add(std::span<uint8_t> out, std::span<const uint8_t> a, std::span<const uint8_t> b);
 void scalar_mul(std::span<uint8_t> out, std::span<const uint8_t> a, std::span<const uint8_t> b);
 
@@ -94,12 +95,13 @@ bool schnorr_verify(const Point& Y, std::span<const uint8_t> message, const Sign
 void random_bytes(std::span<uint8_t> out);
 bool equal(std::span<const uint8_t> a, std::span<const uint8_t> b); // constant time
 
-
 // Little-endian helpers for the binary bodies.
 void put_u16(Bytes& b, uint16_t v);
 void put_u32(Bytes& b, uint32_t v);
 void put_u64(Bytes& b, uint64_t v);
-inline void put(Bytes& b, std::span<const uint8_t> s) { b.insert(b.end(), s.begin(), s.end()); }
+inline void put(Bytes& b, std::span<const uint8_t> s) {
+    b.insert(b.end(), s.begin(), s.end());
+}
 
 // A bounds-checked reader over a binary body; every short read throws DataError("<where>: ...").
 class Cursor {

@@ -3,9 +3,9 @@
 // chunk stream on two threads). What stays here is the order of the steps, which is what the
 // guarantees rest on: the sender is checked before a byte is released, and a record's trailer
 // is written only after signature 2, the padding and the input's checksum verified.
-#include "record/number.hpp"
 #include "crypto/seal.hpp"
 #include "record/hex.hpp"
+#include "record/number.hpp"
 
 #include "crypto/chunks.hpp"
 #include "record/error.hpp"

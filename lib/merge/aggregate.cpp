@@ -40,8 +40,7 @@ std::vector<Scratch> scratch_for(unsigned threads, uint64_t chunk) {
 void Merger::crc_begin(const std::vector<Item*>& items, const std::vector<Chunk>& chunks) {
     crc_pending_.assign(items.size(), 0);
     bool any = false;
-    for (size_t i = 0; i < items.size(); ++i)
-        any |= (crc_pending_[i] = !items[i]->rec->verified);
+    for (size_t i = 0; i < items.size(); ++i) any |= (crc_pending_[i] = !items[i]->rec->verified);
     if (!any) {
         crc_pending_.clear();
         return;
@@ -54,11 +53,9 @@ void Merger::crc_end(const std::vector<Item*>& items) {
     if (crc_pending_.empty()) return;
     const std::vector<Chunk>& chunks = *crc_chunks_;
     std::map<std::string, size_t> index;
-    for (size_t t = 0; t < layout_.size(); ++t)
-        index[layout_[t].name] = t;
+    for (size_t t = 0; t < layout_.size(); ++t) index[layout_[t].name] = t;
     std::vector<size_t> first(layout_.size() + 1, chunks.size());
-    for (size_t c = chunks.size(); c-- > 0;)
-        first[chunks[c].tensor] = c;
+    for (size_t c = chunks.size(); c-- > 0;) first[chunks[c].tensor] = c;
     size_t n = items.size();
     for (size_t i = 0; i < n; ++i) {
         if (!crc_pending_[i]) continue;
@@ -101,8 +98,7 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
     crc_end(items);
     for (size_t i = 0; i < n; ++i) {
         double s = 0;
-        for (size_t c = 0; c < chunks.size(); ++c)
-            s += partial[c * n + i];
+        for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * n + i];
         items[i]->norm = std::sqrt(s);
         if (opt_.max_norm && items[i]->norm > *opt_.max_norm) {
             char msg[128];
@@ -117,8 +113,7 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
 
 void Merger::set_weights(const std::vector<Item*>& items) {
     size_t others = 0;
-    for (Item* it : items)
-        others += !it->is_self;
+    for (Item* it : items) others += !it->is_self;
     for (Item* it : items) {
         if (rule_.robust() || opt_.weights == WeightMode::uniform ||
             (rule_.kind == RuleKind::mix && opt_.weights == WeightMode::samples))
@@ -134,14 +129,12 @@ void Merger::set_weights(const std::vector<Item*>& items) {
         if (!it->selected) it->raw_weight = 0;
     }
     double total = 0;
-    for (Item* it : items)
-        total += it->raw_weight;
+    for (Item* it : items) total += it->raw_weight;
     if (!(total > 0))
         throw DataError("the total weight of the " + std::to_string(items.size()) +
                             " inputs is zero",
                         opt_.weights == WeightMode::samples ? "every update has samples=0" : "");
-    for (Item* it : items)
-        it->weight = it->raw_weight / total;
+    for (Item* it : items) it->weight = it->raw_weight / total;
 }
 
 void Merger::select_krum(const std::vector<Item*>& items) {
@@ -174,16 +167,14 @@ void Merger::select_krum(const std::vector<Item*>& items) {
             for (size_t j = i + 1; j < n; ++j, ++p)
                 out[p] =
                     kernel::squared_distance(x[i], items[i]->clip, x[j], items[j]->clip, ch.size);
-        for (size_t i = 0; i < n; ++i)
-            release(items[i]->src, ch.tensor, ch.begin, ch.size);
+        for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
     });
     crc_end(items);
     std::vector<double> dist(n * n, 0.0);
     for (size_t i = 0, p = 0; i < n; ++i)
         for (size_t j = i + 1; j < n; ++j, ++p) {
             double s = 0;
-            for (size_t c = 0; c < chunks.size(); ++c)
-                s += partial[c * pairs + p];
+            for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * pairs + p];
             dist[i * n + j] = dist[j * n + i] = s;
         }
     // score(i) = sum of the n-f-2 smallest squared distances from i to the others.
@@ -199,10 +190,8 @@ void Merger::select_krum(const std::vector<Item*>& items) {
     std::iota(order.begin(), order.end(), size_t(0));
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return score[a] < score[b]; });
-    for (Item* it : items)
-        it->selected = false;
-    for (size_t k = 0; k < m; ++k)
-        items[order[k]]->selected = true;
+    for (Item* it : items) it->selected = false;
+    for (size_t k = 0; k < m; ++k) items[order[k]]->selected = true;
 }
 
 // Output element = base + step, where step comes from the weighted average `acc` and the
@@ -310,8 +299,7 @@ void Merger::average(const std::vector<Item*>& items) {
         // A non-finite input makes the sum, and so the output, non-finite: the check on the
         // output covers every input without another pass over them.
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(active, ch, s);
-        for (Item* it : active)
-            release(it->src, ch.tensor, ch.begin, ch.size);
+        for (Item* it : active) release(it->src, ch.tensor, ch.begin, ch.size);
     });
     crc_end(active);
 }
@@ -354,32 +342,25 @@ void Merger::robust_average(const std::vector<Item*>& items) {
             } else {
                 double* col = s.column.data();
                 for (size_t j = 0; j < m; ++j) {
-                    for (size_t i = 0; i < n; ++i)
-                        col[i] = rows[i * kSub + j];
+                    for (size_t i = 0; i < n; ++i) col[i] = rows[i * kSub + j];
                     std::sort(col, col + n);
-                    for (size_t i = 0; i < n; ++i)
-                        rows[i * kSub + j] = col[i];
+                    for (size_t i = 0; i < n; ++i) rows[i * kSub + j] = col[i];
                 }
             }
             double* out = s.acc.data() + j0;
             if (rule_.kind == RuleKind::median) {
                 const double* lo = rows + (n - 1) / 2 * kSub;
                 const double* hi = rows + n / 2 * kSub;
-                for (size_t j = 0; j < m; ++j)
-                    out[j] = n % 2 ? hi[j] : (lo[j] + hi[j]) / 2;
+                for (size_t j = 0; j < m; ++j) out[j] = n % 2 ? hi[j] : (lo[j] + hi[j]) / 2;
             } else {
-                for (size_t j = 0; j < m; ++j)
-                    out[j] = 0;
+                for (size_t j = 0; j < m; ++j) out[j] = 0;
                 for (size_t i = trim; i < n - trim; ++i)
-                    for (size_t j = 0; j < m; ++j)
-                        out[j] += rows[i * kSub + j];
-                for (size_t j = 0; j < m; ++j)
-                    out[j] /= double(n - 2 * trim);
+                    for (size_t j = 0; j < m; ++j) out[j] += rows[i * kSub + j];
+                for (size_t j = 0; j < m; ++j) out[j] /= double(n - 2 * trim);
             }
         }
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(items, ch, s);
-        for (size_t i = 0; i < n; ++i)
-            release(items[i]->src, ch.tensor, ch.begin, ch.size);
+        for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
     });
     crc_end(items);
 }

@@ -97,8 +97,7 @@ void Merger::check_inputs() {
 // Checks run in command-line order so the first complaint is about the first bad input.
 std::vector<Item*> Merger::by_position() {
     std::vector<Item*> by_pos;
-    for (auto& it : items_)
-        by_pos.push_back(&it);
+    for (auto& it : items_) by_pos.push_back(&it);
     std::sort(by_pos.begin(), by_pos.end(),
               [](Item* a, Item* b) { return a->rec->position < b->rec->position; });
     return by_pos;

@@ -39,8 +39,7 @@ void write_all(int fd, const uint8_t* p, size_t n, uint64_t at, const std::strin
 
 uint64_t read_le64(const uint8_t* p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; --i)
-        v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
     return v;
 }
 
@@ -249,22 +248,19 @@ LoadResult load_records(const std::vector<std::string>& paths, const LoadOptions
                                           static_cast<unsigned>(paths.size()));
     std::atomic<size_t> next{0};
     auto work = [&] {
-        for (size_t i; (i = next.fetch_add(1)) < paths.size();)
-            load_one(paths[i], loaded[i], opts);
+        for (size_t i; (i = next.fetch_add(1)) < paths.size();) load_one(paths[i], loaded[i], opts);
     };
     if (threads <= 1) {
         work();
     } else {
         std::vector<std::jthread> pool;
-        for (unsigned t = 0; t < threads; ++t)
-            pool.emplace_back(work);
+        for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work);
     }
     LoadResult r;
     for (auto& l : loaded) {
         // An input that cannot be opened is the user's mistake even with --skip-bad (exit 2).
         if (l.error) std::rethrow_exception(l.error);
-        for (auto& w : l.warnings)
-            r.warnings.push_back(std::move(w));
+        for (auto& w : l.warnings) r.warnings.push_back(std::move(w));
         for (auto& rec : l.records) {
             rec.position = r.records.size();
             r.records.push_back(std::move(rec));

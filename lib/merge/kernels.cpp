@@ -29,13 +29,11 @@ inline double combine(const double* l) {
 } // namespace
 
 N3_CLONES void scale(double* __restrict acc, const float* __restrict x, double w, size_t n) {
-    for (size_t j = 0; j < n; ++j)
-        acc[j] = w * double(x[j]);
+    for (size_t j = 0; j < n; ++j) acc[j] = w * double(x[j]);
 }
 
 N3_CLONES void axpy(double* __restrict acc, const float* __restrict x, double w, size_t n) {
-    for (size_t j = 0; j < n; ++j)
-        acc[j] += w * double(x[j]);
+    for (size_t j = 0; j < n; ++j) acc[j] += w * double(x[j]);
 }
 
 N3_CLONES bool store(float* __restrict out, const double* __restrict acc, double s,
@@ -103,8 +101,7 @@ N3_CLONES void sort_columns(double* rows, size_t n, size_t stride, size_t len) {
 
 N3_CLONES bool all_finite(const float* __restrict x, size_t n) {
     uint32_t bad = 0;
-    for (size_t j = 0; j < n; ++j)
-        bad |= uint32_t((float_bits(x[j]) & 0x7f800000u) == 0x7f800000u);
+    for (size_t j = 0; j < n; ++j) bad |= uint32_t((float_bits(x[j]) & 0x7f800000u) == 0x7f800000u);
     return bad == 0;
 }
 

@@ -113,7 +113,8 @@ void Merger::build_metadata(const std::vector<Item*>& items) {
         md.erase(meta::codec);
         md.erase(meta::loss);
         const uint64_t base_round = base_set_->round().value_or(0);
-        if (base_round == UINT64_MAX) throw DataError("the base model's round is the last there is");
+        if (base_round == UINT64_MAX)
+            throw DataError("the base model's round is the last there is");
         md[meta::round] = std::to_string(base_round + 1);
         r.type = RecordType::model;
     } else {
@@ -158,12 +159,10 @@ std::unique_ptr<Result::Impl> Merger::run() {
         try {
             r.layout = layout_;
             r.dtypes.clear();
-            for (auto& t : layout_)
-                r.dtypes.push_back(t.dtype);
+            for (auto& t : layout_) r.dtypes.push_back(t.dtype);
             if (r.out.data.empty()) r.out = allocate(layout_, r.dtypes);
             allocate_state();
-            for (Item* it : items)
-                it->clip = 1, it->selected = true;
+            for (Item* it : items) it->clip = 1, it->selected = true;
             if (opt_.clip_norm || opt_.max_norm) compute_norms(items);
             if (rule_.kind == RuleKind::krum || rule_.kind == RuleKind::multi_krum)
                 select_krum(items);

@@ -105,7 +105,7 @@ struct InputReport {
 };
 
 class Result {
-  public:
+public:
     Result();
     ~Result();
     Result(Result&&) noexcept;
@@ -123,7 +123,7 @@ class Result {
 
     struct Impl;
 
-  private:
+private:
     std::unique_ptr<Impl> impl_;
     friend Result run(const Request& req);
 };

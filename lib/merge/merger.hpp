@@ -83,14 +83,14 @@ inline std::string article(std::string_view word) {
 }
 
 class Merger {
-  public:
+public:
     explicit Merger(const Request& req) : req_(req), opt_(req.options), rule_(req.options.rule) {
         threads_ = opt_.threads ? opt_.threads : default_threads();
     }
 
     std::unique_ptr<Result::Impl> run();
 
-  private:
+private:
     // merge.cpp
     void load();
     std::vector<Item*> usable();

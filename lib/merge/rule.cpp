@@ -50,8 +50,7 @@ size_t parse_count(const std::string& s, const std::string& what) {
 
 std::vector<std::string> rule_names() {
     std::vector<std::string> v;
-    for (auto& r : kRules)
-        v.emplace_back(r.name);
+    for (auto& r : kRules) v.emplace_back(r.name);
     return v;
 }
 
@@ -66,8 +65,7 @@ Rule Rule::parse(const std::string& text) {
         if (name == k.name) r.kind = k.kind, found = true;
     if (!found) {
         std::string all;
-        for (auto& k : kRules)
-            all += std::string(all.empty() ? "" : ", ") + k.name;
+        for (auto& k : kRules) all += std::string(all.empty() ? "" : ", ") + k.name;
         throw UsageError("unknown rule '" + name + "'", "rules: " + all);
     }
     if (!arg) return r;
@@ -77,9 +75,7 @@ Rule Rule::parse(const std::string& text) {
         if (r.trim < 0 || r.trim >= 0.5)
             throw UsageError("trimmed-mean:BETA must be in [0, 0.5), not " + *arg);
         break;
-    case RuleKind::krum:
-        r.f = parse_count(*arg, "krum:F");
-        break;
+    case RuleKind::krum: r.f = parse_count(*arg, "krum:F"); break;
     case RuleKind::multi_krum: {
         auto comma = arg->find(',');
         r.f = parse_count(arg->substr(0, comma), "multi-krum:F");
@@ -89,8 +85,7 @@ Rule Rule::parse(const std::string& text) {
         }
         break;
     }
-    default:
-        throw UsageError("rule " + name + " takes no parameter (':" + *arg + "')");
+    default: throw UsageError("rule " + name + " takes no parameter (':" + *arg + "')");
     }
     return r;
 }

@@ -14,16 +14,14 @@ namespace n3::merge {
 
 Layout layout_of(const TensorSet& set) {
     Layout l;
-    for (auto& t : set.tensors())
-        l.push_back({t.name, t.dtype, t.shape, t.numel()});
+    for (auto& t : set.tensors()) l.push_back({t.name, t.dtype, t.shape, t.numel()});
     return l;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
     if (shape.empty()) return "scalar";
     std::string s;
-    for (size_t i = 0; i < shape.size(); ++i)
-        s += (i ? "x" : "") + std::to_string(shape[i]);
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
     return s;
 }
 
@@ -36,8 +34,7 @@ std::string layout_key(const Layout& l) {
 
 std::string layout_difference(const Layout& got, const Layout& want) {
     std::map<std::string, const TensorLayout*> by_name;
-    for (auto& t : got)
-        by_name[t.name] = &t;
+    for (auto& t : got) by_name[t.name] = &t;
     for (auto& w : want) {
         auto it = by_name.find(w.name);
         if (it == by_name.end()) return "has no tensor '" + w.name + "'";

@@ -107,8 +107,7 @@ template <class Fn> void for_chunks(size_t count, unsigned threads, Fn&& fn) {
         work(0);
     } else {
         std::vector<std::jthread> pool;
-        for (unsigned t = 0; t < threads; ++t)
-            pool.emplace_back(work, t);
+        for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work, t);
     }
     if (failure) std::rethrow_exception(failure);
 }

@@ -180,9 +180,9 @@ void ZapHandler::serve() {
                 ok = std::find(allowed_.begin(), allowed_.end(), key) != allowed_.end();
                 if (!ok) {
                     std::lock_guard<std::mutex> lock(mutex_);
-                    rejections_.push_back("rejected CURVE client " + crypto::curve_public_text(key) +
-                                          (who.empty() ? "" : " from " + who) +
-                                          " (not in the allow list)");
+                    rejections_.push_back(
+                        "rejected CURVE client " + crypto::curve_public_text(key) +
+                        (who.empty() ? "" : " from " + who) + " (not in the allow list)");
                 }
             } else {
                 std::lock_guard<std::mutex> lock(mutex_);

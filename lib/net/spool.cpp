@@ -10,8 +10,7 @@
 namespace n3::net {
 
 Spool::Spool(std::string dir) : dir_(std::move(dir)) {
-    while (dir_.size() > 1 && dir_.back() == '/')
-        dir_.pop_back();
+    while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
     struct stat st {};
     if (::stat(dir_.c_str(), &st) != 0) throw_errno("spool directory " + dir_);
     if (!S_ISDIR(st.st_mode)) throw EnvError("spool directory " + dir_ + ": not a directory");
@@ -29,8 +28,7 @@ std::string Spool::write(std::span<const ByteView> frames) {
     OutputOptions opts;
     opts.binary = false;
     Output out(path, opts);
-    for (auto f : frames)
-        out.write(f);
+    for (auto f : frames) out.write(f);
     out.commit();
     return path;
 }

@@ -108,8 +108,7 @@ void reserve_frame_memory(uint64_t bytes) {
     constexpr int populate_write = 23;
     if (to > from && ::madvise(reinterpret_cast<void*>(from), to - from, populate_write) != 0) {
         volatile uint8_t* v = static_cast<uint8_t*>(p);
-        for (uint64_t i = 0; i < bytes; i += page)
-            v[i] = 0;
+        for (uint64_t i = 0; i < bytes; i += page) v[i] = 0;
     }
     std::free(p);
 }
@@ -164,12 +163,9 @@ void bind_or_throw(zmq::socket_t& s, const Endpoint& ep) {
                            "use tcp://*:PORT to listen on every address");
         case ENODEV:
             throw EnvError("cannot listen on " + ep.text + ": no such address or interface");
-        case EACCES:
-            throw EnvError("cannot listen on " + ep.text + ": permission denied");
-        case ENOENT:
-            throw EnvError("cannot listen on " + ep.text + ": no such directory");
-        default:
-            throw EnvError("cannot listen on " + ep.text + ": " + e.what());
+        case EACCES: throw EnvError("cannot listen on " + ep.text + ": permission denied");
+        case ENOENT: throw EnvError("cannot listen on " + ep.text + ": no such directory");
+        default: throw EnvError("cannot listen on " + ep.text + ": " + e.what());
         }
     }
 }
@@ -230,21 +226,12 @@ public:
                 fds.insert(static_cast<int>(value));
                 ++connections;
                 break;
-            case ZMQ_EVENT_DISCONNECTED:
-                fds.erase(static_cast<int>(value));
-                break;
-            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-                ++handshakes;
-                break;
-            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-                auth_status = static_cast<int>(value);
-                break;
+            case ZMQ_EVENT_DISCONNECTED: fds.erase(static_cast<int>(value)); break;
+            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: ++handshakes; break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: auth_status = static_cast<int>(value); break;
             case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                ++failed_handshakes;
-                break;
-            default:
-                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: ++failed_handshakes; break;
+            default: break;
             }
         }
     }
@@ -372,11 +359,9 @@ void finish_links(std::vector<std::unique_ptr<Link>>& links, const Deadline& d, 
     }
     if (!late.empty()) {
         std::string names;
-        for (auto& name : late)
-            names += (names.empty() ? "" : ", ") + name;
-        throw IncompleteError("timed out after " + d.text() + ": " + names +
-                                  " did not take every record",
-                              hint);
+        for (auto& name : late) names += (names.empty() ? "" : ", ") + name;
+        throw IncompleteError(
+            "timed out after " + d.text() + ": " + names + " did not take every record", hint);
     }
 }
 
@@ -402,7 +387,9 @@ void drop_buffer_ref(FrameBuffer* b) {
 }
 
 // ZeroMQ's free functions: a link's frame was written (or dropped).
-void release_mapped(void*, void* hint) { --*static_cast<std::atomic<uint64_t>*>(hint); }
+void release_mapped(void*, void* hint) {
+    --*static_cast<std::atomic<uint64_t>*>(hint);
+}
 void release_owned(void* data, void* hint) {
     --*static_cast<std::atomic<uint64_t>*>(hint);
     drop_buffer_ref(buffer_of(data));
@@ -423,8 +410,8 @@ struct Frame {
     zmq::message_t message_for(std::atomic<uint64_t>& pending) const {
         if (owned) ++buffer_of(const_cast<uint8_t*>(data))->refs;
         ++pending;
-        return zmq::message_t(const_cast<uint8_t*>(data), size, owned ? &release_owned : &release_mapped,
-                              &pending);
+        return zmq::message_t(const_cast<uint8_t*>(data), size,
+                              owned ? &release_owned : &release_mapped, &pending);
     }
 };
 
@@ -480,8 +467,7 @@ public:
             if (body > sent_) crc_ = crc64(crc_, ByteView(base + sent_, body - sent_));
             if (last) {
                 uint64_t want = 0;
-                for (int i = 7; i >= 0; --i)
-                    want = (want << 8) | base[body_end + i];
+                for (int i = 7; i >= 0; --i) want = (want << 8) | base[body_end + i];
                 if (want != crc_)
                     throw DataError(where() + ": corrupted record (checksum mismatch)");
                 offset_ = rec_start_ + total;
@@ -526,8 +512,7 @@ public:
             // The trailer: the reader checks the input's own checksum first.
             reader_->end();
             uint8_t tail[kTrailerSize];
-            for (int i = 0; i < 8; ++i)
-                tail[i] = static_cast<uint8_t>(crc_ >> (8 * i));
+            for (int i = 0; i < 8; ++i) tail[i] = static_cast<uint8_t>(crc_ >> (8 * i));
             uint64_t at = sent_ + pos - body_end;
             std::memcpy(out + pos, tail + at, n - pos);
             pos = n;
@@ -558,8 +543,8 @@ private:
     Preamble pre_{};
     uint8_t head_[kPreambleSize]{};
     uint64_t offset_ = 0, rec_start_ = 0, sent_ = 0, crc_ = 0, index_ = 0;
-    uint64_t current_ = 0;                // bytes of the record being cut
-    std::atomic<uint64_t> budget_{0};     // bytes of owned frames ZeroMQ still holds
+    uint64_t current_ = 0;            // bytes of the record being cut
+    std::atomic<uint64_t> budget_{0}; // bytes of owned frames ZeroMQ still holds
 };
 
 // Bounded memory: a sender reading a pipe holds at most the record it is cutting plus this
@@ -572,8 +557,7 @@ void send_record(FrameSource& src, const std::vector<Link*>& to, const Deadline&
                  bool connecting) {
     src.start_record();
     while (src.backlog() > kSendBacklog) {
-        for (Link* l : to)
-            l->check(d);
+        for (Link* l : to) l->check(d);
         if (d.expired())
             throw IncompleteError("timed out after " + d.text() + ": " + to.front()->text +
                                       " did not take record " + std::to_string(index),
@@ -605,8 +589,7 @@ SendStats send_records(Input& in, const SendOptions& o) {
     if (o.fanout == Fanout::single && o.endpoints.size() > 1)
         throw UsageError("several endpoints need --scatter or --broadcast");
     std::vector<Endpoint> eps;
-    for (auto& e : o.endpoints)
-        eps.push_back(check_endpoint(e, EndpointRole::connect));
+    for (auto& e : o.endpoints) eps.push_back(check_endpoint(e, EndpointRole::connect));
     keep_frame_memory();
     const Deadline d(o.timeout);
     // Declared before the links: zero-copy frames point into the input's mapping, which must
@@ -628,8 +611,7 @@ SendStats send_records(Input& in, const SendOptions& o) {
         while (src.next_record()) {
             std::vector<Link*> to;
             if (o.fanout == Fanout::broadcast)
-                for (auto& l : links)
-                    to.push_back(l.get());
+                for (auto& l : links) to.push_back(l.get());
             else
                 to.push_back(links[st.records % links.size()].get());
             send_record(src, to, d, st.records, true);
@@ -693,8 +675,7 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     std::vector<ByteView> views;
     while (o.count == 0 || st.received < o.count) {
         if (zap && o.warn)
-            for (auto& r : zap->take_rejections())
-                o.warn(r);
+            for (auto& r : zap->take_rejections()) o.warn(r);
         if (mon) {
             mon->drain();
             if (mon->auth_status != 0)
@@ -727,8 +708,7 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
         views.clear();
         Preamble pre;
         try {
-            for (auto& f : frames)
-                views.emplace_back(f.data<uint8_t>(), f.size());
+            for (auto& f : frames) views.emplace_back(f.data<uint8_t>(), f.size());
             pre = check.whole(views);
         } catch (const DataError& e) {
             ++st.dropped;
@@ -780,8 +760,7 @@ PublishStats publish_records(Input& in, const PublishOptions& o) {
         while (l.sock.recv(m, zmq::recv_flags::dontwait))
             if (m.size() >= 1) subscribers += m.data<uint8_t>()[0] == 1 ? 1 : -1;
         if (l.zap && o.warn)
-            for (auto& r : l.zap->take_rejections())
-                o.warn(r);
+            for (auto& r : l.zap->take_rejections()) o.warn(r);
     };
     while (subscribers < static_cast<int64_t>(o.subscribers) && !d.expired()) {
         zmq::pollitem_t item{l.sock.handle(), 0, ZMQ_POLLIN, 0};

@@ -51,15 +51,12 @@ void RecordAssembler::consume(ByteView frame, bool crc) {
 
 Preamble RecordAssembler::whole(std::span<const ByteView> frames) {
     size_t i = 0;
-    while (i < frames.size() && !have_pre_)
-        add(frames[i++]);
+    while (i < frames.size() && !have_pre_) add(frames[i++]);
     uint64_t rest = 0;
-    for (size_t j = i; j < frames.size(); ++j)
-        rest += frames[j].size();
+    for (size_t j = i; j < frames.size(); ++j) rest += frames[j].size();
     constexpr uint64_t kSplit = uint64_t(16) << 20; // below this a second thread costs more
     if (!have_pre_ || rest < kSplit || frames.size() - i < 2) {
-        for (; i < frames.size(); ++i)
-            add(frames[i]);
+        for (; i < frames.size(); ++i) add(frames[i]);
         return finish();
     }
     const uint64_t total = pre_.record_size();
@@ -75,8 +72,7 @@ Preamble RecordAssembler::whole(std::span<const ByteView> frames) {
         half += frames[mid].size();
     const uint64_t body_end = kPreambleSize + pre_.payload_len;
     uint64_t at = seen_;
-    for (size_t j = i; j < mid; ++j)
-        at += frames[j].size();
+    for (size_t j = i; j < mid; ++j) at += frames[j].size();
     uint64_t crc_b = 0, len_b = 0;
     std::thread helper([&, at]() mutable {
         for (size_t j = mid; j < frames.size() && at < body_end; ++j) {
@@ -88,8 +84,7 @@ Preamble RecordAssembler::whole(std::span<const ByteView> frames) {
     });
     for (size_t j = i; j < mid; ++j)
         consume(frames[j], true); // cannot throw: the length was checked above
-    for (size_t j = mid; j < frames.size(); ++j)
-        consume(frames[j], false);
+    for (size_t j = mid; j < frames.size(); ++j) consume(frames[j], false);
     helper.join();
     crc_ = crc64_combine(crc_, crc_b, len_b);
     return finish();
@@ -103,8 +98,7 @@ Preamble RecordAssembler::finish() {
         throw DataError(where_ + ": truncated record (" + std::to_string(seen_) + " of " +
                         std::to_string(pre_.record_size()) + " bytes)");
     uint64_t want = 0;
-    for (int i = 7; i >= 0; --i)
-        want = (want << 8) | tail_[i];
+    for (int i = 7; i >= 0; --i) want = (want << 8) | tail_[i];
     if (want != crc_) throw DataError(where_ + ": corrupted record (checksum mismatch)");
     return pre_;
 }

@@ -42,16 +42,16 @@ public:
     uint64_t bytes_seen() const { return seen_; }
 
 private:
-  // add(), with or without folding the payload bytes into the CRC.
-  void consume(ByteView frame, bool crc);
-  uint64_t max_payload_;
-  std::string where_;
-  uint8_t head_[kPreambleSize]{};
-  uint8_t tail_[kTrailerSize]{};
-  Preamble pre_{};
-  bool have_pre_ = false;
-  uint64_t seen_ = 0;
-  uint64_t crc_ = 0;
+    // add(), with or without folding the payload bytes into the CRC.
+    void consume(ByteView frame, bool crc);
+    uint64_t max_payload_;
+    std::string where_;
+    uint8_t head_[kPreambleSize]{};
+    uint8_t tail_[kTrailerSize]{};
+    Preamble pre_{};
+    bool have_pre_ = false;
+    uint64_t seen_ = 0;
+    uint64_t crc_ = 0;
 };
 
 enum class EndpointRole { bind, connect };

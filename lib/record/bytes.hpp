@@ -22,8 +22,14 @@ inline void put_le(uint8_t* p, uint64_t v, int n) {
 inline void append_le(Bytes& b, uint64_t v, int n) {
     for (int i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
-inline void put_u16(Bytes& b, uint16_t v) { append_le(b, v, 2); }
-inline void put_u32(Bytes& b, uint32_t v) { append_le(b, v, 4); }
-inline void put_u64(Bytes& b, uint64_t v) { append_le(b, v, 8); }
+inline void put_u16(Bytes& b, uint16_t v) {
+    append_le(b, v, 2);
+}
+inline void put_u32(Bytes& b, uint32_t v) {
+    append_le(b, v, 4);
+}
+inline void put_u64(Bytes& b, uint64_t v) {
+    append_le(b, v, 8);
+}
 
 } // namespace n3

@@ -13,6 +13,8 @@ void throw_errno(const std::string& what, int err) {
     throw EnvError(what + ": " + reason);
 }
 
-void throw_errno(const std::string& what) { throw_errno(what, errno); }
+void throw_errno(const std::string& what) {
+    throw_errno(what, errno);
+}
 
 } // namespace n3

@@ -50,7 +50,8 @@ public:
     std::span<uint8_t> room(size_t filled) {
         if (filled == ready_ && ready_ < declared_) {
             size_t want = std::min(declared_, ready_ + kExtent);
-            if (want > pages_.size()) pages_.grow(std::min(declared_, std::max(want, 2 * pages_.size())));
+            if (want > pages_.size())
+                pages_.grow(std::min(declared_, std::max(want, 2 * pages_.size())));
             pages_.populate(ready_, want - ready_);
             ready_ = want;
         }
@@ -159,9 +160,8 @@ Preamble decode_preamble(const uint8_t in[kPreambleSize], const std::string& whe
     Preamble p;
     p.version = in[8];
     if (p.version != kFormatVersion)
-        throw DataError(where + ": unsupported record format version " +
-                            std::to_string(p.version) + " (this n3 reads version " +
-                            std::to_string(kFormatVersion) + ")",
+        throw DataError(where + ": unsupported record format version " + std::to_string(p.version) +
+                            " (this n3 reads version " + std::to_string(kFormatVersion) + ")",
                         "a newer n3 wrote this record; upgrade n3 to read it");
     uint8_t type = in[9];
     if (type < 1 || type > 6)
@@ -272,8 +272,8 @@ size_t RecordReader::read_payload(std::span<uint8_t> out) {
     crc_ = crc64(crc_, ByteView(out.data(), n));
     remaining_ -= n;
     if (n < want)
-        throw DataError(where() + ": truncated record (payload ends " +
-                        std::to_string(remaining_) + " bytes early)");
+        throw DataError(where() + ": truncated record (payload ends " + std::to_string(remaining_) +
+                        " bytes early)");
     return n;
 }
 
@@ -302,15 +302,15 @@ void RecordReader::end() {
     uint8_t trailer[kTrailerSize];
     size_t n = fill(trailer);
     in_record_ = false;
-    if (n < kTrailerSize)
-        throw DataError(where() + ": truncated record (checksum missing)");
+    if (n < kTrailerSize) throw DataError(where() + ": truncated record (checksum missing)");
     uint64_t want = get_le(trailer, 8);
     if (want != crc_) throw DataError(where() + ": corrupted record (checksum mismatch)");
     ++index_;
 }
 
 Record RecordReader::read_rest() {
-    if (!in_record_ || taken_ != 0) throw std::logic_error("RecordReader::read_rest() outside a record");
+    if (!in_record_ || taken_ != 0)
+        throw std::logic_error("RecordReader::read_rest() outside a record");
     if (map_) {
         // The payload stays in the mapping, checksummed in place.
         ByteView payload =
@@ -353,8 +353,7 @@ RecordWriter::RecordWriter(Sink& out, RecordType type, uint64_t payload_len)
 }
 
 void RecordWriter::write(ByteView bytes) {
-    if (bytes.size() > remaining_)
-        throw DataError("record payload longer than declared");
+    if (bytes.size() > remaining_) throw DataError("record payload longer than declared");
     crc_ = crc64(crc_, bytes);
     remaining_ -= bytes.size();
     out_.write(bytes);

@@ -90,7 +90,9 @@ private:
 };
 
 void write_record(Sink& out, RecordType type, ByteView payload);
-inline void write_record(Sink& out, const Record& r) { write_record(out, r.type(), r.payload()); }
+inline void write_record(Sink& out, const Record& r) {
+    write_record(out, r.type(), r.payload());
+}
 Bytes encode_record(RecordType type, ByteView payload);
 // Decodes the single record that fills `bytes` exactly (tests, parsers of nested records).
 Record decode_record(ByteView bytes, const std::string& where = "record");
@@ -129,8 +131,8 @@ private:
     Input& in_;
     uint64_t max_payload_;
     std::shared_ptr<Mapping> map_;
-    uint64_t offset_ = 0;  // byte offset of the next unread byte
-    uint64_t index_ = 0;   // records completed
+    uint64_t offset_ = 0; // byte offset of the next unread byte
+    uint64_t index_ = 0;  // records completed
     uint64_t rec_start_ = 0;
     bool in_record_ = false;
     Preamble cur_{};

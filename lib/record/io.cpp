@@ -80,7 +80,9 @@ void write_all(int fd, const uint8_t* p, size_t n, const std::string& name) {
 
 } // namespace
 
-bool is_terminal(int fd) { return ::isatty(fd) == 1; }
+bool is_terminal(int fd) {
+    return ::isatty(fd) == 1;
+}
 
 void BatchedFdSink::write_record(std::span<const ByteView> pieces) {
     size_t size = 0;
@@ -165,7 +167,8 @@ std::shared_ptr<Mapping> Input::map() {
     if (!regular_) throw EnvError(name_ + ": not a regular file, cannot be mapped");
     off_t pos = ::lseek(fd_, 0, SEEK_CUR);
     if (pos < 0) pos = 0;
-    if (size_ == 0 || static_cast<uint64_t>(pos) >= size_) return std::make_shared<Mapping>(nullptr, 0);
+    if (size_ == 0 || static_cast<uint64_t>(pos) >= size_)
+        return std::make_shared<Mapping>(nullptr, 0);
     void* addr = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
     if (addr == MAP_FAILED) throw_errno("cannot map " + name_);
     ::madvise(addr, size_, MADV_SEQUENTIAL);
@@ -193,7 +196,8 @@ Output::Output(const std::string& path, OutputOptions opts) : path_(path), opts_
         if (!S_ISREG(st.st_mode)) {
             // A device, FIFO or socket (/dev/null, a named pipe): write to it in place. A
             // temporary file renamed over it would replace the device with a regular file.
-            if (opts.secret) throw EnvError("refusing to write a secret to " + path + ", not a regular file");
+            if (opts.secret)
+                throw EnvError("refusing to write a secret to " + path + ", not a regular file");
             fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
             if (fd_ < 0) throw_errno("cannot open " + path);
             special_ = true;
@@ -203,7 +207,8 @@ Output::Output(const std::string& path, OutputOptions opts) : path_(path), opts_
             throw EnvError("refusing to overwrite " + path, "use --force to replace it");
     }
     if (opts.append) {
-        fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, opts.secret ? 0600 : 0666);
+        fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                     opts.secret ? 0600 : 0666);
         if (fd_ < 0) throw_errno("cannot open " + path);
         return;
     }
@@ -292,7 +297,8 @@ void Output::commit() {
 
 bool same_file(const std::string& a, const std::string& b) {
     if (a == "-" || b == "-") return false;
-    struct stat sa {}, sb {};
+    struct stat sa {
+    }, sb{};
     if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }

@@ -111,10 +111,10 @@ private:
 };
 
 struct OutputOptions {
-    bool secret = false;    // create 0600 with O_EXCL semantics (refuse to overwrite unless force)
-    bool force = false;     // overwrite an existing secret file; write binary to a terminal
-    bool binary = true;     // refuse a terminal unless force (or the user asked for "-o -")
-    bool append = false;    // append to the file in place (logs); no temporary file
+    bool secret = false; // create 0600 with O_EXCL semantics (refuse to overwrite unless force)
+    bool force = false;  // overwrite an existing secret file; write binary to a terminal
+    bool binary = true;  // refuse a terminal unless force (or the user asked for "-o -")
+    bool append = false; // append to the file in place (logs); no temporary file
 };
 
 class Output final : public Sink {

@@ -22,10 +22,10 @@ struct DTypeInfo {
     size_t size;
 };
 constexpr DTypeInfo kDTypes[] = {
-    {DType::F64, "F64", 8}, {DType::F32, "F32", 4},  {DType::F16, "F16", 2},
+    {DType::F64, "F64", 8},   {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
     {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
-    {DType::I16, "I16", 2}, {DType::I8, "I8", 1},    {DType::U64, "U64", 8},
-    {DType::U32, "U32", 4}, {DType::U16, "U16", 2},  {DType::U8, "U8", 1},
+    {DType::I16, "I16", 2},   {DType::I8, "I8", 1},   {DType::U64, "U64", 8},
+    {DType::U32, "U32", 4},   {DType::U16, "U16", 2}, {DType::U8, "U8", 1},
     {DType::BOOL, "BOOL", 1},
 };
 
@@ -141,8 +141,9 @@ TensorSet TensorSet::parse(ByteView bytes, const std::string& where) {
     uint64_t pos = 0;
     for (auto& t : set.tensors_) {
         if (t.begin != pos)
-            throw DataError(where + ": tensor '" + t.name +
-                            (t.begin < pos ? "' overlaps another tensor" : "' leaves a gap in the data"));
+            throw DataError(
+                where + ": tensor '" + t.name +
+                (t.begin < pos ? "' overlaps another tensor" : "' leaves a gap in the data"));
         pos = t.end;
     }
     if (pos != data_len)
@@ -163,8 +164,12 @@ std::optional<uint64_t> TensorSet::meta_uint(const std::string& key) const {
     return parse_uint(it->second);
 }
 
-std::optional<uint64_t> TensorSet::round() const { return meta_uint(meta::round); }
-std::optional<uint64_t> TensorSet::samples() const { return meta_uint(meta::samples); }
+std::optional<uint64_t> TensorSet::round() const {
+    return meta_uint(meta::round);
+}
+std::optional<uint64_t> TensorSet::samples() const {
+    return meta_uint(meta::samples);
+}
 
 uint64_t require_count(const TensorSet& set, const std::string& key, const std::string& where) {
     auto v = set.meta_uint(key);
@@ -188,8 +193,7 @@ uint64_t TensorSet::total_elements() const {
 
 void SafetensorsBuilder::add(const std::string& name, DType dtype, std::vector<int64_t> shape,
                              ByteView data) {
-    if (name.empty() || name == "__metadata__")
-        throw DataError("bad tensor name '" + name + "'");
+    if (name.empty() || name == "__metadata__") throw DataError("bad tensor name '" + name + "'");
     if (names_.count(name)) throw DataError("duplicate tensor name '" + name + "'");
     uint64_t numel = 1;
     for (auto s : shape) {
@@ -203,8 +207,8 @@ void SafetensorsBuilder::add(const std::string& name, DType dtype, std::vector<i
     entries_.push_back(Entry{name, dtype, std::move(shape), data});
 }
 
-void SafetensorsBuilder::add_owned(const std::string& name, DType dtype,
-                                   std::vector<int64_t> shape, Bytes data) {
+void SafetensorsBuilder::add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                                   Bytes data) {
     owned_.push_back(std::move(data));
     try {
         add(name, dtype, std::move(shape), ByteView(owned_.back().data(), owned_.back().size()));
@@ -310,7 +314,9 @@ uint16_t f32_to_f16(float f) {
     return static_cast<uint16_t>(sign | (r >> 13));
 }
 
-float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
+float bf16_to_f32(uint16_t h) {
+    return std::bit_cast<float>(uint32_t(h) << 16);
+}
 
 uint16_t f32_to_bf16(float f) {
     uint32_t x = std::bit_cast<uint32_t>(f);

@@ -55,8 +55,8 @@ public:
     // A count in the metadata (decimal digits, at most 2^64 - 1): nullopt when the key is
     // absent or its value is not such a number. require_count() below throws instead.
     std::optional<uint64_t> meta_uint(const std::string& key) const;
-    std::optional<uint64_t> round() const;   // meta::round
-    std::optional<uint64_t> samples() const; // meta::samples
+    std::optional<uint64_t> round() const;                              // meta::round
+    std::optional<uint64_t> samples() const;                            // meta::samples
     const std::vector<TensorInfo>& tensors() const { return tensors_; } // in data order
     const TensorInfo* find(std::string_view name) const;
     ByteView data(const TensorInfo& t) const { return data_.subspan(t.begin, t.nbytes()); }

@@ -25,7 +25,9 @@ FixedPoint FixedPoint::choose(uint32_t members, double clip) {
                      "lower the clip bound");
 }
 
-double FixedPoint::step() const { return std::ldexp(1.0, -frac_bits); }
+double FixedPoint::step() const {
+    return std::ldexp(1.0, -frac_bits);
+}
 
 uint64_t FixedPoint::encode(std::span<const float> in, std::span<uint32_t> out,
                             std::span<const uint8_t> rounding_key) const {

@@ -19,8 +19,8 @@ Graph Graph::harary(uint32_t k, std::vector<uint32_t> order) {
     const uint32_t n = static_cast<uint32_t>(order.size());
     if (k < 2) throw UsageError("--neighbours must be at least 2 (or 0 for every member)");
     if (k >= n)
-        throw UsageError("--neighbours " + std::to_string(k) + " needs more than " + std::to_string(k) +
-                         " members; the roster has " + std::to_string(n));
+        throw UsageError("--neighbours " + std::to_string(k) + " needs more than " +
+                         std::to_string(k) + " members; the roster has " + std::to_string(n));
     if (k % 2 == 1 && n % 2 == 1)
         throw UsageError("no graph gives each of " + std::to_string(n) + " members exactly " +
                          std::to_string(k) + " neighbours (both odd)");
@@ -28,7 +28,8 @@ Graph Graph::harary(uint32_t k, std::vector<uint32_t> order) {
         std::vector<uint32_t> sorted = order;
         std::sort(sorted.begin(), sorted.end());
         for (uint32_t i = 0; i < n; ++i)
-            if (sorted[i] != i + 1) throw UsageError("graph: the ring order is not a permutation of the roster");
+            if (sorted[i] != i + 1)
+                throw UsageError("graph: the ring order is not a permutation of the roster");
     }
     Graph g;
     g.n_ = n;
@@ -56,7 +57,9 @@ std::vector<uint32_t> Graph::neighbours(uint32_t u) const {
     return out;
 }
 
-bool Graph::adjacent(uint32_t u, uint32_t v) const { return slot(u, v) >= 0; }
+bool Graph::adjacent(uint32_t u, uint32_t v) const {
+    return slot(u, v) >= 0;
+}
 
 int Graph::slot(uint32_t u, uint32_t v) const {
     if (u == v || u < 1 || v < 1 || u > n_ || v > n_) return -1;

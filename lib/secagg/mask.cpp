@@ -8,8 +8,8 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
-#include <thread>
 #include <sodium.h>
+#include <thread>
 #include <vector>
 
 namespace n3::secagg {
@@ -106,8 +106,8 @@ void apply_masks(std::span<uint32_t> v, const std::vector<MaskJob>& jobs, unsign
             std::fill(ks.begin(), ks.begin() + static_cast<long>(n), 0u);
             // 16 u32 per 64-byte ChaCha block
             crypto_stream_xchacha20_xor_ic(reinterpret_cast<uint8_t*>(ks.data()),
-                                           reinterpret_cast<const uint8_t*>(ks.data()), n * 4, nonce,
-                                           base / 16, job.key.data());
+                                           reinterpret_cast<const uint8_t*>(ks.data()), n * 4,
+                                           nonce, base / 16, job.key.data());
             if (job.sign > 0)
                 for (size_t i = 0; i < n; ++i) out[i] += ks[i];
             else

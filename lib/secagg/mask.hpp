@@ -46,6 +46,8 @@ void apply_masks(std::span<uint32_t> v, const std::vector<MaskJob>& jobs, unsign
 void parallel_for(size_t count, unsigned threads, const std::function<void(size_t)>& fn);
 
 // +1 when u < v, else -1: the sign of k_uv's mask in u's input.
-inline int pair_sign(uint32_t u, uint32_t v) { return u < v ? 1 : -1; }
+inline int pair_sign(uint32_t u, uint32_t v) {
+    return u < v ? 1 : -1;
+}
 
 } // namespace n3::secagg

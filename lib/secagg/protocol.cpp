@@ -25,7 +25,9 @@ ByteView bytes_of(const std::string& s) {
     return ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
-std::string fp_hex(const crypto::Fingerprint& fp) { return to_hex(ByteView(fp.data(), fp.size())); }
+std::string fp_hex(const crypto::Fingerprint& fp) {
+    return to_hex(ByteView(fp.data(), fp.size()));
+}
 
 Scalar to_scalar(const crypto::Secret& s) {
     Scalar out;
@@ -41,8 +43,8 @@ struct BoxKey {
     crypto::Hash32 key;
     crypto::Hash32 ad;
 };
-BoxKey box_key(const crypto::MemberKey& me, const Round& r, uint32_t peer, uint32_t dealer, uint32_t holder,
-               const Point& S) {
+BoxKey box_key(const crypto::MemberKey& me, const Round& r, uint32_t peer, uint32_t dealer,
+               uint32_t holder, const Point& S) {
     const std::string ctx = r.context();
     crypto::Hash32 agreed = crypto::kem_agree(me, r.members[peer - 1], bytes_of(ctx));
     BoxKey k;
@@ -53,7 +55,8 @@ BoxKey box_key(const crypto::MemberKey& me, const Round& r, uint32_t peer, uint3
 }
 
 // Reads a U8 tensor of exactly `bytes` bytes.
-ByteView blob(const TensorSet& set, const std::string& name, size_t bytes, const std::string& where) {
+ByteView blob(const TensorSet& set, const std::string& name, size_t bytes,
+              const std::string& where) {
     const TensorInfo* t = set.find(name);
     if (!t || t->dtype != DType::U8 || t->nbytes() != bytes)
         throw DataError(where + ": missing or malformed '" + name + "'");
@@ -78,7 +81,9 @@ bool holds_share(const Graph& g, uint32_t holder, uint32_t dealer) {
     return holder == dealer || g.adjacent(dealer, holder);
 }
 
-size_t box_count(const Round& r) { return r.sparse() ? r.neighbours : r.n(); }
+size_t box_count(const Round& r) {
+    return r.sparse() ? r.neighbours : r.n();
+}
 
 // Where the box for `holder` sits in `dealer`'s advert.
 size_t box_slot(const Round& r, const Graph& g, uint32_t dealer, uint32_t holder) {
@@ -90,17 +95,17 @@ std::string k_text(uint32_t k) {
 }
 
 // The neighbours meta of an advert or input: absent for the complete graph.
-void check_neighbours(const TensorSet& set, const Round& r, const char* what, const std::string& where) {
+void check_neighbours(const TensorSet& set, const Round& r, const char* what,
+                      const std::string& where) {
     auto v = set.meta("neighbours");
     uint64_t k = v ? require_count(set, "neighbours", where) : 0;
     if (k != r.neighbours)
-        throw DataError(where + ": " + what + " made for " + k_text(static_cast<uint32_t>(k)) + ", this round uses " +
-                        k_text(r.neighbours));
+        throw DataError(where + ": " + what + " made for " + k_text(static_cast<uint32_t>(k)) +
+                        ", this round uses " + k_text(r.neighbours));
 }
 
-const char* kStateMismatch =
-    "the state file belongs to another round, roster or round parameters "
-    "(--threshold, --clip, --max-samples, --neighbours)";
+const char* kStateMismatch = "the state file belongs to another round, roster or round parameters "
+                             "(--threshold, --clip, --max-samples, --neighbours)";
 
 crypto::Hash32 survivors_hash(const Round& r, const std::set<uint32_t>& s) {
     return Hasher("n3/v1/sa-surv").part(r.context()).part(survivors_text(s)).hash32();
@@ -121,7 +126,8 @@ struct Header {
 };
 
 // The common metadata checks: right kind, right round, a member whose fingerprint matches.
-Header check_header(const TensorSet& set, const Round& r, const char* kind, const std::string& where) {
+Header check_header(const TensorSet& set, const Round& r, const char* kind,
+                    const std::string& where) {
     if (set.meta("secagg") != std::string(kind))
         throw DataError(where + ": not a secure-aggregation " + kind);
     uint64_t round = require_count(set, meta::round, where);
@@ -135,7 +141,9 @@ Header check_header(const TensorSet& set, const Round& r, const char* kind, cons
     return {static_cast<uint32_t>(index), round};
 }
 
-Record make_record(SafetensorsBuilder& b) { return Record(RecordType::masked, b.bytes()); }
+Record make_record(SafetensorsBuilder& b) {
+    return Record(RecordType::masked, b.bytes());
+}
 
 crypto::Digest payload_digest(const char* personal, const Round& r, uint32_t index,
                               const Metadata& meta, const TensorSet* tensors,
@@ -165,7 +173,8 @@ crypto::Signature read_sig(const TensorSet& set, const std::string& where) {
 }
 
 // What a member's statement signs: the round, the member, and every advert it masked over.
-crypto::Digest statement_digest(const Round& r, uint32_t member, const std::map<uint32_t, crypto::Hash32>& adverts) {
+crypto::Digest statement_digest(const Round& r, uint32_t member,
+                                const std::map<uint32_t, crypto::Hash32>& adverts) {
     Hasher h("n3/v1/sa-consist");
     h.part(r.context()).part_u64(member).part_u64(adverts.size());
     for (auto& [v, d] : adverts) h.part_u64(v).part(d);
@@ -173,9 +182,9 @@ crypto::Digest statement_digest(const Round& r, uint32_t member, const std::map<
 }
 
 // Exactly `out.size()` bytes of lower-case hex.
-void unhex(std::string_view text, std::span<uint8_t> out, const std::string& where, const char* what) {
-    if (!from_hex(text, out))
-        throw DataError(where + ": malformed '" + what + "'");
+void unhex(std::string_view text, std::span<uint8_t> out, const std::string& where,
+           const char* what) {
+    if (!from_hex(text, out)) throw DataError(where + ": malformed '" + what + "'");
 }
 
 // A list of member indices in survivors_text's form, each in the roster once.
@@ -190,8 +199,10 @@ std::set<uint32_t> parse_indices(std::string_view text, const Round& r, const st
         auto n = parse_uint(text.substr(pos, end - pos), 999999999);
         if (!n) throw DataError(where + ": not a list of member indices");
         uint32_t v = static_cast<uint32_t>(*n);
-        if (v < 1 || v > r.n()) throw DataError(where + ": member " + std::to_string(v) + " is not in the roster");
-        if (!s.insert(v).second) throw DataError(where + ": member " + std::to_string(v) + " listed twice");
+        if (v < 1 || v > r.n())
+            throw DataError(where + ": member " + std::to_string(v) + " is not in the roster");
+        if (!s.insert(v).second)
+            throw DataError(where + ": member " + std::to_string(v) + " listed twice");
         pos = end;
     }
     return s;
@@ -209,7 +220,8 @@ std::string Round::context() const {
     char clip_text[64];
     std::snprintf(clip_text, sizeof clip_text, "%.17g", clip);
     h.part(std::string_view(clip_text));
-    if (sparse()) h.part("secagg+").part_u64(neighbours); // the complete graph's context is unchanged
+    if (sparse())
+        h.part("secagg+").part_u64(neighbours); // the complete graph's context is unchanged
     for (auto& m : members) h.part(m.fingerprint());
     return "n3/v1/secagg/" + to_hex(h.hash32());
 }
@@ -224,7 +236,8 @@ Graph Round::graph() const {
     const crypto::Hash32 seed = seed_h.hash32();
     std::vector<std::pair<crypto::Hash32, uint32_t>> keyed;
     for (uint32_t i = 0; i < n(); ++i)
-        keyed.emplace_back(Hasher("n3/v1/sa-ring").part(seed).part(members[i].fingerprint()).hash32(), i + 1);
+        keyed.emplace_back(
+            Hasher("n3/v1/sa-ring").part(seed).part(members[i].fingerprint()).hash32(), i + 1);
     std::sort(keyed.begin(), keyed.end());
     std::vector<uint32_t> order;
     for (auto& [h, i] : keyed) order.push_back(i);
@@ -242,8 +255,9 @@ void Round::validate() const {
     if (sparse()) graph(); // UsageError when no k-regular graph exists for this roster
     // t = 1 would make every share the secret itself: one holder could unmask a member.
     if (t() < 2 || t() > holders())
-        throw UsageError("threshold " + std::to_string(t()) + " out of range 2.." + std::to_string(holders()) +
-                         (sparse() ? " (a member and its " + std::to_string(neighbours) + " neighbours)" : ""));
+        throw UsageError(
+            "threshold " + std::to_string(t()) + " out of range 2.." + std::to_string(holders()) +
+            (sparse() ? " (a member and its " + std::to_string(neighbours) + " neighbours)" : ""));
     if (!(clip > 0) || !std::isfinite(clip)) throw UsageError("--clip must be positive");
     if (max_samples == 0) throw UsageError("--max-samples must be positive");
     std::set<std::string> seen;
@@ -279,8 +293,11 @@ std::string MemberState::text() const {
         crypto::put_u32(out_bytes, v);
         crypto::put(out_bytes, d);
     }
-    std::string out(sodium_base64_encoded_len(out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
-    sodium_bin2base64(out.data(), out.size(), out_bytes.data(), out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    std::string out(
+        sodium_base64_encoded_len(out_bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+        '\0');
+    sodium_bin2base64(out.data(), out.size(), out_bytes.data(), out_bytes.size(),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     out.resize(std::strlen(out.c_str()));
     sodium_memzero(out_bytes.data(), out_bytes.size());
     return "N3-SECAGG-STATE-" + out + "\n";
@@ -288,7 +305,8 @@ std::string MemberState::text() const {
 
 MemberState MemberState::parse(std::string_view text, const std::string& where) {
     const std::string prefix = "N3-SECAGG-STATE-";
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+        text.remove_suffix(1);
     if (text.substr(0, prefix.size()) != prefix)
         throw DataError(where + ": not a secure-aggregation state file");
     text.remove_prefix(prefix.size());
@@ -373,8 +391,8 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
         BoxKey k = box_key(me, r, v, u, v, S);
         uint8_t* box = boxes.data() + box_slot(r, g, u, v) * kBox;
         randombytes_buf(box, kBoxNonce);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(box + kBoxNonce, nullptr, plain, 64, k.ad.data(), k.ad.size(),
-                                                   nullptr, box, k.key.data());
+        crypto_aead_xchacha20poly1305_ietf_encrypt(box + kBoxNonce, nullptr, plain, 64, k.ad.data(),
+                                                   k.ad.size(), nullptr, box, k.key.data());
         sodium_memzero(plain, sizeof plain);
         sodium_memzero(k.key.data(), k.key.size());
     }
@@ -388,7 +406,8 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
     sb.add_owned("S", DType::U8, {32}, Bytes(S.begin(), S.end()));
     sb.add_owned("commit_s", DType::U8, {t, 32}, cs);
     sb.add_owned("commit_b", DType::U8, {t, 32}, cb);
-    sb.add_owned("boxes", DType::U8, {static_cast<int64_t>(box_count(r)), static_cast<int64_t>(kBox)}, boxes);
+    sb.add_owned("boxes", DType::U8,
+                 {static_cast<int64_t>(box_count(r)), static_cast<int64_t>(kBox)}, boxes);
     Bytes unsigned_payload = sb.bytes();
     TensorSet view = TensorSet::parse(unsigned_payload);
     auto digest = payload_digest("n3/v1/sa-advert", r, u, view.metadata(), &view, {});
@@ -399,15 +418,17 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
 
 Advert read_advert(const Record& rec, const Round& r, const std::string& where) {
     crypto::init();
-    if (rec.type() != RecordType::masked) throw DataError(where + ": not a secure-aggregation advert");
+    if (rec.type() != RecordType::masked)
+        throw DataError(where + ": not a secure-aggregation advert");
     TensorSet set = TensorSet::parse(rec.payload(), where);
     Header h = check_header(set, r, "advert", where);
     const uint32_t t = r.t();
     const size_t nb = box_count(r);
     check_neighbours(set, r, "advert", where);
     if (set.meta("threshold") != std::to_string(t))
-        throw DataError(where + ": advert made for threshold " + set.meta("threshold").value_or("?") +
-                        ", this round uses " + std::to_string(t));
+        throw DataError(where + ": advert made for threshold " +
+                        set.meta("threshold").value_or("?") + ", this round uses " +
+                        std::to_string(t));
     Advert a;
     a.index = h.index;
     a.S = point_at(blob(set, "S", 32, where), 0, where);
@@ -419,7 +440,8 @@ Advert read_advert(const Record& rec, const Round& r, const std::string& where) 
     }
     if (!crypto::equal(a.cs[0], a.S)) throw DataError(where + ": commitments do not match S");
     auto boxes = blob(set, "boxes", nb * kBox, where);
-    for (size_t v = 0; v < nb; ++v) a.boxes.emplace_back(boxes.begin() + v * kBox, boxes.begin() + (v + 1) * kBox);
+    for (size_t v = 0; v < nb; ++v)
+        a.boxes.emplace_back(boxes.begin() + v * kBox, boxes.begin() + (v + 1) * kBox);
     a.sig = read_sig(set, where);
     a.digest = Hasher("n3/v1/sa-adv-id").part(rec.payload()).hash32();
     auto digest = payload_digest("n3/v1/sa-advert", r, a.index, set.metadata(), &set, {});
@@ -435,10 +457,13 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     r.validate();
     const std::string ctx = r.context();
     const uint32_t u = st.index;
-    if (st.round != r.round || !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
+    if (st.round != r.round ||
+        !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
         throw DataError(kStateMismatch);
-    if (r.index_of(me.record.fingerprint()) != u) throw DataError("the state file belongs to another member");
-    if (!st.included.empty()) throw DataError("this member's input for the round was already masked");
+    if (r.index_of(me.record.fingerprint()) != u)
+        throw DataError("the state file belongs to another member");
+    if (!st.included.empty())
+        throw DataError("this member's input for the round was already masked");
     std::map<uint32_t, const Advert*> by_index;
     for (auto& a : adverts)
         if (!by_index.emplace(a.index, &a).second)
@@ -454,11 +479,13 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
         if (holds_share(g, u, v)) mine.emplace(v, a);
     if (mine.size() < r.t()) {
         if (!r.sparse())
-            throw IncompleteError("only " + std::to_string(mine.size()) + " adverts, the threshold is " +
-                                  std::to_string(r.t()));
+            throw IncompleteError("only " + std::to_string(mine.size()) +
+                                  " adverts, the threshold is " + std::to_string(r.t()));
         throw IncompleteError("only " + std::to_string(mine.size()) + " of this member's " +
-                              std::to_string(r.holders()) + " share holders (itself and its neighbours) advertised, "
-                              "the threshold is " + std::to_string(r.t()));
+                              std::to_string(r.holders()) +
+                              " share holders (itself and its neighbours) advertised, "
+                              "the threshold is " +
+                              std::to_string(r.t()));
     }
     // Keep the shares peers dealt to this member, each checked against its dealer's commitments.
     for (auto& [v, a] : mine) {
@@ -466,9 +493,9 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
         BoxKey k = box_key(me, r, v, v, u, a->S);
         const Bytes& box = a->boxes[box_slot(r, g, v, u)];
         uint8_t plain[64];
-        int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, nullptr, nullptr, box.data() + kBoxNonce,
-                                                             kBox - kBoxNonce, k.ad.data(), k.ad.size(),
-                                                             box.data(), k.key.data());
+        int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(
+            plain, nullptr, nullptr, box.data() + kBoxNonce, kBox - kBoxNonce, k.ad.data(),
+            k.ad.size(), box.data(), k.key.data());
         sodium_memzero(k.key.data(), k.key.size());
         const std::string who = "advert of member '" + r.members[v - 1].id + "'";
         if (bad) throw DataError(who + ": the share for this member does not decrypt");
@@ -484,15 +511,17 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     const std::string where = "update";
     TensorSet set = TensorSet::parse(update.payload(), where);
     if (update.type() != RecordType::update && update.type() != RecordType::model)
-        throw DataError("secure aggregation masks update records, not " + std::string(type_name(update.type())));
+        throw DataError("secure aggregation masks update records, not " +
+                        std::string(type_name(update.type())));
     uint64_t samples = require_count(set, meta::samples, where);
     if (samples == 0) throw DataError("update: zero samples");
     const double p = std::min(1.0, double(samples) / double(r.max_samples));
     size_t total = 0;
     for (auto& t : set.tensors()) {
         if (t.dtype != DType::F32)
-            throw DataError("update: tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
-                            "; secure aggregation takes F32", "decode packed updates first: n3-encode -d");
+            throw DataError("update: tensor '" + t.name + "' is " +
+                                std::string(dtype_name(t.dtype)) + "; secure aggregation takes F32",
+                            "decode packed updates first: n3-encode -d");
         total += t.numel();
     }
     std::vector<float> x(total);
@@ -505,7 +534,8 @@ Record mask_update(const crypto::MemberKey& me, const Round& r, MemberState& st,
     for (auto& v : x) v = static_cast<float>(v * p);
     // The scale must be the same in every input: SecAgg+ members see their neighbours only, so
     // they plan for the whole roster.
-    FixedPoint fp = FixedPoint::choose(r.sparse() ? r.n() : static_cast<uint32_t>(mine.size()), r.clip);
+    FixedPoint fp =
+        FixedPoint::choose(r.sparse() ? r.n() : static_cast<uint32_t>(mine.size()), r.clip);
     std::vector<uint32_t> y(total);
     uint8_t rkey[32];
     randombytes_buf(rkey, sizeof rkey);
@@ -582,21 +612,27 @@ Record list_survivors(const std::vector<Record>& inputs, const Round& r) {
     std::map<uint32_t, Statement> by_member;
     for (size_t i = 0; i < inputs.size(); ++i) {
         std::string where = "masked input " + std::to_string(i + 1);
-        if (inputs[i].type() != RecordType::masked) throw DataError(where + ": not a masked record");
+        if (inputs[i].type() != RecordType::masked)
+            throw DataError(where + ": not a masked record");
         TensorSet set = TensorSet::parse(inputs[i].payload(), where);
         Header h = check_header(set, r, "input", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
         check_neighbours(set, r, "input", where);
         Statement st;
         st.member = h.index;
-        const auto included = parse_indices(set.meta("included").value_or(""), r, where + ": 'included'");
+        const auto included =
+            parse_indices(set.meta("included").value_or(""), r, where + ": 'included'");
         const std::string hexes = set.meta("advert_digests").value_or("");
         if (included.empty() || hexes.size() != 64 * included.size())
-            throw DataError(where + ": no statement of the adverts it was masked over", "it was masked by an older n3");
+            throw DataError(where + ": no statement of the adverts it was masked over",
+                            "it was masked by an older n3");
         size_t k = 0;
-        for (auto v : included) unhex(std::string_view(hexes).substr(64 * k++, 64), st.adverts[v], where, "advert_digests");
+        for (auto v : included)
+            unhex(std::string_view(hexes).substr(64 * k++, 64), st.adverts[v], where,
+                  "advert_digests");
         unhex(set.meta("statement").value_or(""), st.sig, where, "statement");
-        check_sig(r, st.member, statement_digest(r, st.member, st.adverts), st.sig, where + ": statement");
+        check_sig(r, st.member, statement_digest(r, st.member, st.adverts), st.sig,
+                  where + ": statement");
         if (!by_member.emplace(st.member, std::move(st)).second)
             throw DataError(where + ": a second input from this member");
     }
@@ -611,7 +647,8 @@ Record list_survivors(const std::vector<Record>& inputs, const Round& r) {
         }
         crypto::put(sigs, st.sig);
     }
-    const auto s = static_cast<int64_t>(by_member.size()), total = static_cast<int64_t>(indices.size() / 4);
+    const auto s = static_cast<int64_t>(by_member.size()),
+               total = static_cast<int64_t>(indices.size() / 4);
     SafetensorsBuilder sb;
     sb.set_meta("secagg", "survivors");
     sb.set_meta(meta::round, std::to_string(r.round));
@@ -629,15 +666,17 @@ Survivors read_survivors(const Record& rec, const Round& r, const std::string& w
     const char* hint = "the aggregator makes it with: n3-secagg survivors";
     if (rec.type() != RecordType::masked) throw DataError(where + ": not a survivor list", hint);
     TensorSet set = TensorSet::parse(rec.payload(), where);
-    if (set.meta("secagg") != std::string("survivors")) throw DataError(where + ": not a survivor list", hint);
+    if (set.meta("secagg") != std::string("survivors"))
+        throw DataError(where + ": not a survivor list", hint);
     uint64_t round = require_count(set, meta::round, where);
     if (round != r.round)
-        throw DataError(where + ": survivor list of round " + std::to_string(round) + ", this is round " +
-                        std::to_string(r.round));
+        throw DataError(where + ": survivor list of round " + std::to_string(round) +
+                        ", this is round " + std::to_string(r.round));
     check_neighbours(set, r, "survivor list", where);
     auto u32s = [&](const char* name) {
         const TensorInfo* t = set.find(name);
-        if (!t || t->dtype != DType::U32 || t->shape.size() != 1) throw DataError(where + ": malformed '" + std::string(name) + "'");
+        if (!t || t->dtype != DType::U32 || t->shape.size() != 1)
+            throw DataError(where + ": malformed '" + std::string(name) + "'");
         auto d = set.data(*t);
         std::vector<uint32_t> out(d.size() / 4);
         std::memcpy(out.data(), d.data(), out.size() * 4);
@@ -662,12 +701,14 @@ Survivors read_survivors(const Record& rec, const Round& r, const std::string& w
         for (uint32_t j = 0; j < counts[i]; ++j, ++at) {
             const uint32_t v = indices[at];
             if (v < 1 || v > r.n() || !holds_share(g, v, st.member) || st.adverts.count(v))
-                throw DataError(where + ": the statement of member '" + r.members[st.member - 1].id +
-                                "' names member " + std::to_string(v) + ", who holds none of its shares");
+                throw DataError(where + ": the statement of member '" +
+                                r.members[st.member - 1].id + "' names member " +
+                                std::to_string(v) + ", who holds none of its shares");
             std::memcpy(st.adverts[v].data(), digests.data() + 32 * at, 32);
         }
         if (!st.adverts.count(st.member))
-            throw DataError(where + ": the statement of member '" + r.members[st.member - 1].id + "' lacks its own advert");
+            throw DataError(where + ": the statement of member '" + r.members[st.member - 1].id +
+                            "' lacks its own advert");
         std::memcpy(st.sig.data(), sigs.data() + 64 * i, 64);
         check_sig(r, st.member, statement_digest(r, st.member, st.adverts), st.sig,
                   where + ": statement of member '" + r.members[st.member - 1].id + "'");
@@ -680,47 +721,60 @@ Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st, cons
     crypto::init();
     const std::string ctx = r.context();
     const uint32_t u = st.index;
-    if (st.round != r.round || !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
+    if (st.round != r.round ||
+        !crypto::equal(st.context, Hasher("n3/v1/sa-ctx").part(ctx).hash32()))
         throw DataError(kStateMismatch);
-    if (r.index_of(me.record.fingerprint()) != u) throw DataError("the state file belongs to another member");
-    if (st.included.empty()) throw DataError("this member has not masked an input for the round yet");
+    if (r.index_of(me.record.fingerprint()) != u)
+        throw DataError("the state file belongs to another member");
+    if (st.included.empty())
+        throw DataError("this member has not masked an input for the round yet");
     if (st.digests.size() != st.included.size())
-        throw DataError("the state file lacks the digests of the adverts it masked over (written by an older n3)",
+        throw DataError("the state file lacks the digests of the adverts it masked over (written "
+                        "by an older n3)",
                         "start the round again under a new round number");
     const Graph g = r.graph();
     for (auto v : st.included)
-        if (!holds_share(g, u, v)) throw DataError("the state file names member " + std::to_string(v) + ", not a neighbour");
+        if (!holds_share(g, u, v))
+            throw DataError("the state file names member " + std::to_string(v) +
+                            ", not a neighbour");
     // The consistency round: an aggregator that lists this member as dropped after its input
     // arrived, or that showed some survivor fewer adverts than the others, could rebuild both
     // the self mask and the pair masks of one input from the shares the members reveal.
     const std::set<uint32_t> survivors = list.members();
     if (!survivors.count(u))
-        throw DataError("this member is not on the survivor list, although it masked an input" + std::string(kRefuse),
-                        "an aggregator that lists a member as dropped after its input arrived could unmask it");
+        throw DataError(
+            "this member is not on the survivor list, although it masked an input" +
+                std::string(kRefuse),
+            "an aggregator that lists a member as dropped after its input arrived could unmask it");
     std::map<uint32_t, crypto::Hash32> shown; // every advert some survivor masked over
     for (auto& stmt : list.statements) {
         if (stmt.member == u && stmt.adverts != st.digests)
-            throw DataError("the survivor list holds another statement of this member's than its state file" +
-                            std::string(kRefuse));
+            throw DataError(
+                "the survivor list holds another statement of this member's than its state file" +
+                std::string(kRefuse));
         for (auto& [v, d] : stmt.adverts) {
             auto [it, fresh] = shown.emplace(v, d);
             if (!fresh && !crypto::equal(it->second, d))
-                throw DataError("the survivors were shown different adverts of member '" + r.members[v - 1].id + "'" +
-                                std::string(kRefuse));
+                throw DataError("the survivors were shown different adverts of member '" +
+                                r.members[v - 1].id + "'" + std::string(kRefuse));
         }
     }
     for (auto& stmt : list.statements)
         for (auto& [v, d] : shown)
             if (holds_share(g, v, stmt.member) && !stmt.adverts.count(v))
-                throw DataError("survivor '" + r.members[stmt.member - 1].id + "' did not mask over the advert of member '" +
-                                r.members[v - 1].id + "' that other survivors masked over" + std::string(kRefuse),
+                throw DataError("survivor '" + r.members[stmt.member - 1].id +
+                                    "' did not mask over the advert of member '" +
+                                    r.members[v - 1].id + "' that other survivors masked over" +
+                                    std::string(kRefuse),
                                 "an aggregator that shows a member fewer adverts could unmask it");
     for (auto v : survivors)
         if (holds_share(g, u, v) && !st.included.count(v))
-            throw DataError("survivor " + std::to_string(v) + " was not among the adverts this input was masked with");
+            throw DataError("survivor " + std::to_string(v) +
+                            " was not among the adverts this input was masked with");
     if (survivors.size() < r.t())
-        throw IncompleteError("only " + std::to_string(survivors.size()) + " survivors, the threshold is " +
-                                  std::to_string(r.t()) + "; nothing revealed");
+        throw IncompleteError("only " + std::to_string(survivors.size()) +
+                              " survivors, the threshold is " + std::to_string(r.t()) +
+                              "; nothing revealed");
     if (r.sparse()) {
         // Every member whose masks the aggregator must remove needs t surviving holders: each
         // survivor (its self mask) and each dropped neighbour with a surviving neighbour (its
@@ -739,8 +793,10 @@ Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st, cons
             bool dropped = !survivors.count(w);
             if (dropped && c == 0) continue;
             if (c < r.t())
-                throw IncompleteError("member '" + r.members[w - 1].id + "' (" + (dropped ? "dropped" : "survived") +
-                                      ") has only " + std::to_string(c) + " surviving share holders, the threshold is " +
+                throw IncompleteError("member '" + r.members[w - 1].id + "' (" +
+                                      (dropped ? "dropped" : "survived") + ") has only " +
+                                      std::to_string(c) +
+                                      " surviving share holders, the threshold is " +
                                       std::to_string(r.t()) + "; nothing revealed");
         }
     }
@@ -751,7 +807,8 @@ Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st, cons
     std::vector<RevealEntry> entries;
     for (auto v : st.included) {
         auto it = st.received.find(v);
-        if (it == st.received.end()) throw DataError("the state file lacks the share of member " + std::to_string(v));
+        if (it == st.received.end())
+            throw DataError("the state file lacks the share of member " + std::to_string(v));
         bool survived = survivors.count(v) > 0;
         entries.push_back({v, survived, survived ? it->second.second : it->second.first});
     }
@@ -759,13 +816,14 @@ Record reveal(const crypto::MemberKey& me, const Round& r, MemberState& st, cons
     return sign_reveal(me, r, u, survivors, entries);
 }
 
-Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t u, const std::set<uint32_t>& survivors,
-                   const std::vector<RevealEntry>& entries) {
+Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t u,
+                   const std::set<uint32_t>& survivors, const std::vector<RevealEntry>& entries) {
     crypto::init();
     Bytes idx, kinds, shares;
     for (auto& e : entries) {
         crypto::put_u32(idx, e.member);
-        kinds.push_back(e.survived ? 0 : 1); // 0: self-mask seed share, 1: key-agreement secret share
+        kinds.push_back(e.survived ? 0
+                                   : 1); // 0: self-mask seed share, 1: key-agreement secret share
         crypto::put(shares, e.share);
     }
     const int64_t k = static_cast<int64_t>(entries.size());
@@ -792,10 +850,10 @@ Record resign(const crypto::MemberKey& me, const Round& r, const Record& rec) {
     crypto::init();
     TensorSet set = TensorSet::parse(rec.payload(), "record");
     const auto kind = set.meta("secagg");
-    const char* personal = kind == std::string("advert")  ? "n3/v1/sa-advert"
-                           : kind == std::string("input") ? "n3/v1/sa-input"
+    const char* personal = kind == std::string("advert")   ? "n3/v1/sa-advert"
+                           : kind == std::string("input")  ? "n3/v1/sa-input"
                            : kind == std::string("reveal") ? "n3/v1/sa-reveal"
-                                                            : nullptr;
+                                                           : nullptr;
     if (!personal) throw DataError("record: not a signed secure-aggregation record");
     const uint32_t index = static_cast<uint32_t>(require_count(set, "member", "record"));
     SafetensorsBuilder sb;
@@ -807,7 +865,8 @@ Record resign(const crypto::MemberKey& me, const Round& r, const Record& rec) {
         }
     Bytes unsigned_payload = sb.bytes();
     TensorSet view = TensorSet::parse(unsigned_payload);
-    auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig, payload_digest(personal, r, index, view.metadata(), &view, {}));
+    auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig,
+                                    payload_digest(personal, r, index, view.metadata(), &view, {}));
     sb.add_owned("signature", DType::U8, {64}, Bytes(sig.begin(), sig.end()));
     return make_record(sb);
 }
@@ -834,13 +893,15 @@ std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& 
         TensorSet set = TensorSet::parse(inputs[i].payload(), where);
         Header h = check_header(set, r, "input", where);
         if (!s.insert(h.index).second)
-            throw DataError(where + ": a second input from member '" + r.members[h.index - 1].id + "'");
+            throw DataError(where + ": a second input from member '" + r.members[h.index - 1].id +
+                            "'");
     }
     return s;
 }
 
 SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
-                     const std::vector<Record>& inputs, const std::vector<Record>& reveals, unsigned threads) {
+                     const std::vector<Record>& inputs, const std::vector<Record>& reveals,
+                     unsigned threads) {
     crypto::init();
     r.validate();
     const std::string ctx = r.context();
@@ -885,7 +946,8 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     });
     for (size_t i = 0; i < inputs.size(); ++i) {
         std::string where = "masked input " + std::to_string(i + 1);
-        if (inputs[i].type() != RecordType::masked) throw DataError(where + ": not a masked record");
+        if (inputs[i].type() != RecordType::masked)
+            throw DataError(where + ": not a masked record");
         TensorSet set = TensorSet::parse(inputs[i].payload(), where);
         Header h = check_header(set, r, "input", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
@@ -893,10 +955,14 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         // Masked values are Z_2^32 elements; any other type would be summed as 4 bytes per
         // element it does not have.
         for (auto& t : set.tensors())
-            if (t.name != "signature" && (t.dtype != DType::U32 || set.data(t).size() != 4 * t.numel()))
-                throw DataError(where + ": tensor '" + t.name + "' is " + std::string(dtype_name(t.dtype)) +
+            if (t.name != "signature" &&
+                (t.dtype != DType::U32 || set.data(t).size() != 4 * t.numel()))
+                throw DataError(where + ": tensor '" + t.name + "' is " +
+                                std::string(dtype_name(t.dtype)) +
                                 "; masked inputs hold U32 values");
-        auto digest = digests[i] ? *digests[i] : payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
+        auto digest = digests[i]
+                          ? *digests[i]
+                          : payload_digest("n3/v1/sa-input", r, h.index, set.metadata(), &set, {});
         check_sig(r, h.index, digest, read_sig(set, where), where);
         auto [over, advset] = masked_over(h.index);
         if (set.meta("adverts") != advset || set.meta("included") != survivors_text(over))
@@ -904,7 +970,8 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         if (!res.survivors.insert(h.index).second)
             throw DataError(where + ": a second input from this member");
         int fb = static_cast<int>(require_count(set, "frac_bits", where));
-        if (frac_bits >= 0 && fb != frac_bits) throw DataError(where + ": another fixed-point scale");
+        if (frac_bits >= 0 && fb != frac_bits)
+            throw DataError(where + ": another fixed-point scale");
         frac_bits = fb;
         uint64_t samples = require_count(set, meta::samples, where);
         samples_total += samples;
@@ -913,14 +980,16 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
             auto v = set.meta(key);
             if (!v) continue;
             auto [it, fresh] = carried.emplace(key, *v);
-            if (!fresh && it->second != *v) throw DataError(where + ": trained from another base model");
+            if (!fresh && it->second != *v)
+                throw DataError(where + ": trained from another base model");
         }
         if (!sets.empty()) {
             auto& a = sets[0].tensors();
             auto& b = set.tensors();
             bool same = a.size() == b.size();
             for (size_t k = 0; same && k < a.size(); ++k)
-                same = a[k].name == b[k].name && a[k].shape == b[k].shape && a[k].dtype == b[k].dtype;
+                same =
+                    a[k].name == b[k].name && a[k].shape == b[k].shape && a[k].dtype == b[k].dtype;
             if (!same) throw DataError(where + ": tensors differ from the other inputs");
         }
         sets.push_back(std::move(set));
@@ -936,7 +1005,8 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     const std::string want = survivors_text(res.survivors);
     for (size_t i = 0; i < reveals.size(); ++i) {
         std::string where = "reveal " + std::to_string(i + 1);
-        if (reveals[i].type() != RecordType::masked) throw DataError(where + ": not a reveal record");
+        if (reveals[i].type() != RecordType::masked)
+            throw DataError(where + ": not a reveal record");
         TensorSet set = TensorSet::parse(reveals[i].payload(), where);
         Header h = check_header(set, r, "reveal", where);
         where += " (member '" + r.members[h.index - 1].id + "')";
@@ -946,7 +1016,8 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         if (set.meta("survivors") != want)
             throw DataError(where + ": names another survivor list than the inputs that arrived");
         if (!included.count(h.index)) throw DataError(where + ": from a member without an advert");
-        if (!revealers.insert(h.index).second) throw DataError(where + ": a second reveal from this member");
+        if (!revealers.insert(h.index).second)
+            throw DataError(where + ": a second reveal from this member");
         const TensorInfo* ti = set.find("index");
         if (!ti || ti->dtype != DType::U32) throw DataError(where + ": malformed");
         size_t k = ti->numel();
@@ -959,7 +1030,8 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
             std::memcpy(&v, idx.data() + 4 * j, 4);
             bool survived = res.survivors.count(v) > 0;
             if (!included.count(v) || !seen.insert(v).second || kinds[j] != (survived ? 0 : 1))
-                throw DataError(where + ": reveals the wrong share for member " + std::to_string(v));
+                throw DataError(where + ": reveals the wrong share for member " +
+                                std::to_string(v));
             if (!holds_share(g, h.index, v))
                 throw DataError(where + ": reveals a share for member " + std::to_string(v) +
                                 ", who is not its neighbour");
@@ -969,8 +1041,8 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         }
     }
     if (revealers.size() < r.t())
-        throw IncompleteError("only " + std::to_string(revealers.size()) + " members revealed, the threshold is " +
-                              std::to_string(r.t()));
+        throw IncompleteError("only " + std::to_string(revealers.size()) +
+                              " members revealed, the threshold is " + std::to_string(r.t()));
     // Dropped members whose pair masks are in some survivor's input (all of them, complete).
     std::set<uint32_t> unpair;
     for (auto v : res.dropped)
@@ -979,11 +1051,13 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
                 unpair.insert(v);
                 break;
             }
-    auto need = [&](std::map<uint32_t, std::vector<shamir::Share>>& shares, uint32_t v, const char* what) {
+    auto need = [&](std::map<uint32_t, std::vector<shamir::Share>>& shares, uint32_t v,
+                    const char* what) {
         size_t got = shares[v].size();
         if (got < r.t())
-            throw IncompleteError("member '" + r.members[v - 1].id + "': only " + std::to_string(got) +
-                                  " shares of its " + what + " were revealed, the threshold is " + std::to_string(r.t()));
+            throw IncompleteError("member '" + r.members[v - 1].id + "': only " +
+                                  std::to_string(got) + " shares of its " + what +
+                                  " were revealed, the threshold is " + std::to_string(r.t()));
     };
     for (auto u : res.survivors) need(b_shares, u, "self-mask seed");
     for (auto v : unpair) need(s_shares, v, "key-agreement secret");
@@ -1032,7 +1106,8 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
     for (auto v : unpair) {
         Scalar s = shamir::combine(s_shares[v], adv[v]->cs);
         for (auto u : res.survivors)
-            if (g.adjacent(u, v)) jobs.push_back({pair_key(s, adv[u]->S, ctx, v, u), -pair_sign(u, v)});
+            if (g.adjacent(u, v))
+                jobs.push_back({pair_key(s, adv[u]->S, ctx, v, u), -pair_sign(u, v)});
         sodium_memzero(s.data(), s.size());
     }
     apply_masks(sum, jobs, threads);

@@ -57,10 +57,10 @@ struct Round {
     crypto::AuthorityPublic authority;
     std::vector<crypto::PublicRecord> members; // roster order: member i has index i + 1
     uint64_t round = 0;
-    uint32_t threshold = 0;     // t; 0 picks the default, a majority of a member's holders
-    double clip = 1.0;          // per-coordinate bound of p_u x_u
+    uint32_t threshold = 0;          // t; 0 picks the default, a majority of a member's holders
+    double clip = 1.0;               // per-coordinate bound of p_u x_u
     uint64_t max_samples = 1u << 20; // p_u = samples / max_samples (clipped to 1)
-    uint32_t neighbours = 0;    // SecAgg+: k neighbours per member; 0: every member (complete)
+    uint32_t neighbours = 0;         // SecAgg+: k neighbours per member; 0: every member (complete)
 
     uint32_t n() const { return static_cast<uint32_t>(members.size()); }
     bool sparse() const { return neighbours > 0; }
@@ -76,7 +76,8 @@ struct Round {
     // (federation, round, roster, neighbours) alone.
     Graph graph() const;
     uint32_t index_of(const crypto::Fingerprint& fp) const; // 0 when not a member
-    void validate() const; // UsageError for t out of range (t >= 2), an empty roster, a bad clip or k
+    void
+    validate() const; // UsageError for t out of range (t >= 2), an empty roster, a bad clip or k
 };
 
 struct MemberState {
@@ -86,7 +87,7 @@ struct MemberState {
     crypto::Secret s{32}, b{32};
     // Shares received from peers, verified: peer index -> (share of s_v, share of b_v).
     std::map<uint32_t, std::pair<Scalar, Scalar>> received;
-    std::set<uint32_t> included; // members whose adverts the input was masked with
+    std::set<uint32_t> included;                // members whose adverts the input was masked with
     std::map<uint32_t, crypto::Hash32> digests; // their advert digests (the signed statement)
     std::set<uint32_t> advertised; // every advert this member was given (SecAgg+: to check that
                                    // each dropped member keeps t holders before revealing)
@@ -100,12 +101,12 @@ struct MemberState {
 struct Advert {
     uint32_t index = 0;
     Point S{};
-    std::vector<Point> cs, cb;   // commitments to the s and b polynomials (t points each)
+    std::vector<Point> cs, cb; // commitments to the s and b polynomials (t points each)
     // Encrypted (s share, b share) per holder: complete graph, per member index - 1 (zeros for
     // self); SecAgg+, per neighbour in sorted order (Graph::slot).
     std::vector<Bytes> boxes;
     crypto::Signature sig{};
-    crypto::Hash32 digest{};     // what the signature covers
+    crypto::Hash32 digest{}; // what the signature covers
 };
 
 // Step 1. Creates the member's round state and its advert record.
@@ -152,13 +153,12 @@ Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t index,
 
 // The survivor list of a set of masked inputs (their member indices).
 std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& r);
-std::string survivors_text(const std::set<uint32_t>& s);          // "1 2 5\n"
-
+std::string survivors_text(const std::set<uint32_t>& s); // "1 2 5\n"
 
 struct SumResult {
-    Record update;              // the weighted mean as an update record (F32 tensors)
+    Record update; // the weighted mean as an update record (F32 tensors)
     std::set<uint32_t> survivors, dropped;
-    double step = 0;            // fixed-point precision of the mean
+    double step = 0; // fixed-point precision of the mean
 };
 // Step 4. Inputs, adverts and reveals in any order; throws IncompleteError when fewer than t
 // reveals verify (SecAgg+: for some member whose masks must be removed). The masks are

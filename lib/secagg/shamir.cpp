@@ -53,7 +53,9 @@ Scalar random_scalar() {
     return s;
 }
 
-Point base_mul(const Scalar& s) { return crypto::base_mul(s); }
+Point base_mul(const Scalar& s) {
+    return crypto::base_mul(s);
+}
 
 Scalar scalar_from_u64(uint64_t v) {
     Scalar s{};
@@ -82,8 +84,7 @@ Dealing deal_at(const Scalar& secret, uint32_t t, const std::vector<uint32_t>& x
         Point p{};
         // A zero coefficient has the identity as its image, which libsodium refuses to
         // compute; the secret is never zero in practice (random_scalar), but be exact.
-        if (is_zero(c))
-            throw UsageError("shamir: the secret must not be zero");
+        if (is_zero(c)) throw UsageError("shamir: the secret must not be zero");
         p = base_mul(c);
         d.commitments.push_back(p);
     }
@@ -156,7 +157,8 @@ Scalar combine(const std::vector<Share>& shares, const std::vector<Point>& commi
         if (t > 0 && first.size() == t) {
             Scalar secret = interpolate(first);
             Point image;
-            if (!is_zero(secret) && crypto_scalarmult_ristretto255_base(image.data(), secret.data()) == 0 &&
+            if (!is_zero(secret) &&
+                crypto_scalarmult_ristretto255_base(image.data(), secret.data()) == 0 &&
                 sodium_memcmp(image.data(), commitments[0].data(), image.size()) == 0)
                 return secret;
             sodium_memzero(secret.data(), secret.size());

@@ -52,9 +52,12 @@ Round load_round(const RoundSpec& spec) {
 }
 
 std::string weak_threshold_text(const Round& r) {
-    return "--threshold " + std::to_string(r.t()) + " is at most half of the " + std::to_string(r.holders()) +
-           " share holders: an aggregator that shows two halves of the members different survivor lists "
-           "could unmask an input; use more than " + std::to_string(r.holders() / 2);
+    return "--threshold " + std::to_string(r.t()) + " is at most half of the " +
+           std::to_string(r.holders()) +
+           " share holders: an aggregator that shows two halves of the members different survivor "
+           "lists "
+           "could unmask an input; use more than " +
+           std::to_string(r.holders() / 2);
 }
 
 std::vector<Advert> read_adverts(const std::string& path, const Round& r) {
@@ -71,19 +74,23 @@ std::vector<Advert> read_adverts(const std::string& path, const Round& r) {
 
 std::string advert_log_dir() {
     if (const char* d = std::getenv("N3_STATE_DIR"); d && *d) return std::string(d) + "/secagg";
-    if (const char* d = std::getenv("XDG_STATE_HOME"); d && *d) return std::string(d) + "/n3/secagg";
-    if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.local/state/n3/secagg";
+    if (const char* d = std::getenv("XDG_STATE_HOME"); d && *d)
+        return std::string(d) + "/n3/secagg";
+    if (const char* d = std::getenv("HOME"); d && *d)
+        return std::string(d) + "/.local/state/n3/secagg";
     throw UsageError("no folder to record this member's adverts in", "set N3_STATE_DIR (or HOME)");
 }
 
 void record_advert(const crypto::MemberKey& me, const Round& r, const std::string& dir) {
     const crypto::Fingerprint fp = me.record.fingerprint();
     const std::string name =
-        dir + "/advertised-" + to_hex(crypto::Hasher("n3/v1/sa-advertised").part(r.context()).part(fp).hash32());
+        dir + "/advertised-" +
+        to_hex(crypto::Hasher("n3/v1/sa-advertised").part(r.context()).part(fp).hash32());
     struct stat sb {};
     if (::stat(name.c_str(), &sb) == 0)
-        throw DataError("member '" + me.record.id + "' already advertised in round " + std::to_string(r.round) +
-                            " (recorded in " + name + "); a second advert in one round could unmask its input",
+        throw DataError("member '" + me.record.id + "' already advertised in round " +
+                            std::to_string(r.round) + " (recorded in " + name +
+                            "); a second advert in one round could unmask its input",
                         "start the round again under a new round number");
     make_dirs(dir);
     OutputOptions o;
@@ -93,8 +100,8 @@ void record_advert(const crypto::MemberKey& me, const Round& r, const std::strin
     char when[32];
     std::time_t now = std::time(nullptr);
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    marker.write("advertised round " + std::to_string(r.round) + " as member '" + me.record.id + "' at " + when +
-                 "\n");
+    marker.write("advertised round " + std::to_string(r.round) + " as member '" + me.record.id +
+                 "' at " + when + "\n");
     marker.commit();
 }
 
@@ -130,7 +137,8 @@ void reveal(const crypto::MemberKey& me, const Round& r, const std::string& stat
     RecordReader reader(in);
     auto list = reader.next();
     if (!list) throw DataError(in.name() + ": no survivor list (empty input)");
-    if (reader.next()) throw DataError(in.name() + ": holds more than one record; give one survivor list");
+    if (reader.next())
+        throw DataError(in.name() + ": holds more than one record; give one survivor list");
     Survivors survivors = read_survivors(*list, r, in.name());
     Record rec = reveal(me, r, st, survivors);
     save_state(st, state_path, false, false); // remember what was revealed before it leaves
@@ -152,11 +160,13 @@ Collected collect(const std::vector<std::string>& paths) {
             case Kind::advert:
                 throw DataError(where + ": is an advert", "give adverts with --adverts");
             case Kind::survivors:
-                throw DataError(where + ": is a survivor list", "survivor lists go to the members: n3-secagg reveal");
+                throw DataError(where + ": is a survivor list",
+                                "survivor lists go to the members: n3-secagg reveal");
             case Kind::other:
                 throw DataError(where + ": is a " + std::string(type_name(rec->type())) +
                                     " record, not a masked input or a reveal",
-                                rec->type() == RecordType::sealed ? "open it first: n3-seal --open" : "");
+                                rec->type() == RecordType::sealed ? "open it first: n3-seal --open"
+                                                                  : "");
             }
         }
         if (!any) throw DataError(in.name() + ": no records (empty input)");
@@ -166,12 +176,14 @@ Collected collect(const std::vector<std::string>& paths) {
 
 Record survivors(const Round& r, const std::vector<std::string>& paths) {
     Collected got = collect(paths);
-    if (!got.reveals.empty()) throw DataError("the inputs hold reveals; the survivor list is made from masked inputs only");
+    if (!got.reveals.empty())
+        throw DataError(
+            "the inputs hold reveals; the survivor list is made from masked inputs only");
     return list_survivors(got.inputs, r);
 }
 
-SumResult sum(const Round& r, const std::string& adverts_path, const std::vector<std::string>& paths,
-              unsigned threads) {
+SumResult sum(const Round& r, const std::string& adverts_path,
+              const std::vector<std::string>& paths, unsigned threads) {
     auto adverts = read_adverts(adverts_path, r);
     Collected got = collect(paths);
     return secure_sum(r, adverts, got.inputs, got.reveals, threads);

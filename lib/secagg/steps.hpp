@@ -59,7 +59,7 @@ Collected collect(const std::vector<std::string>& paths);
 // n3-secagg survivors: the survivor list record of the masked inputs in `paths`.
 Record survivors(const Round& r, const std::vector<std::string>& paths);
 // n3-secagg sum: the adverts, the masked inputs and the reveals in `paths` (any order), summed.
-SumResult sum(const Round& r, const std::string& adverts_path, const std::vector<std::string>& paths,
-              unsigned threads = 0);
+SumResult sum(const Round& r, const std::string& adverts_path,
+              const std::vector<std::string>& paths, unsigned threads = 0);
 
 } // namespace n3::secagg

@@ -139,8 +139,7 @@ Dataset load_idx(const std::string& path, Split split, bool labels_only) {
     d.name = path;
     d.format = Format::idx;
     d.labels.reserve(lb.dims[0]);
-    for (size_t i = lb.header; i < lb.bytes.size(); ++i)
-        d.labels.push_back(lb.bytes[i]);
+    for (size_t i = lb.header; i < lb.bytes.size(); ++i) d.labels.push_back(lb.bytes[i]);
     if (labels_only) return d;
     Idx im = read_idx(images, 3);
     if (im.dims[0] != lb.dims[0])
@@ -181,10 +180,8 @@ Dataset load_csv(const std::string& path, Split split) {
             size_t c = s.find(',', a);
             if (c == std::string_view::npos) c = s.size();
             std::string_view f = s.substr(a, c - a);
-            while (!f.empty() && f.front() == ' ')
-                f.remove_prefix(1);
-            while (!f.empty() && f.back() == ' ')
-                f.remove_suffix(1);
+            while (!f.empty() && f.front() == ' ') f.remove_prefix(1);
+            while (!f.empty() && f.back() == ' ') f.remove_suffix(1);
             float v = 0;
             auto r = std::from_chars(f.data(), f.data() + f.size(), v);
             if (f.empty() || r.ec != std::errc() || r.ptr != f.data() + f.size()) numeric = false;
@@ -226,13 +223,11 @@ std::string_view book_of(std::string_view line) {
         ++i;
     if (i == letters) return {};
     size_t name_end = i, digits = i;
-    while (i < line.size() && line[i] >= '0' && line[i] <= '9')
-        ++i;
+    while (i < line.size() && line[i] >= '0' && line[i] <= '9') ++i;
     if (i == digits || i >= line.size() || line[i] != ':') return {};
     ++i;
     size_t vd = i;
-    while (i < line.size() && line[i] >= '0' && line[i] <= '9')
-        ++i;
+    while (i < line.size() && line[i] >= '0' && line[i] <= '9') ++i;
     if (i == vd) return {};
     return line.substr(0, name_end);
 }
@@ -276,15 +271,13 @@ Dataset load_text(const std::string& path, Split split) {
 
 int64_t Dataset::classes() const {
     int64_t m = -1;
-    for (auto l : labels)
-        m = std::max(m, l);
+    for (auto l : labels) m = std::max(m, l);
     return m + 1;
 }
 
 size_t Dataset::sample_size() const {
     size_t n = 1;
-    for (auto s : shape)
-        n *= size_t(s);
+    for (auto s : shape) n *= size_t(s);
     return n;
 }
 
@@ -313,8 +306,7 @@ Examples Dataset::gather(const std::vector<size_t>& indices) const {
     for (size_t i : indices) {
         if (format == Format::idx) {
             const uint8_t* p = pixels.data() + i * k;
-            for (size_t j = 0; j < k; ++j)
-                out[j] = float(p[j]) * (1.0f / 255.0f);
+            for (size_t j = 0; j < k; ++j) out[j] = float(p[j]) * (1.0f / 255.0f);
         } else {
             std::memcpy(out, values.data() + i * k, k * sizeof(float));
         }

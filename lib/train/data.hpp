@@ -39,7 +39,7 @@ struct Examples {
 };
 
 class Dataset {
-  public:
+public:
     std::string name; // the path, for messages
     Format format = Format::idx;
     std::vector<int64_t> shape;               // per sample (IDX: {1, H, W}; CSV: {features})

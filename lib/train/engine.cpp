@@ -70,21 +70,13 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
         }
         auto bias = [&](const std::string& name) { return l.bias ? p[name + ".bias"] : Tensor(); };
         switch (l.type) {
-        case LayerType::linear:
-            x = torch::linear(x, p[n + ".weight"], bias(n));
-            break;
+        case LayerType::linear: x = torch::linear(x, p[n + ".weight"], bias(n)); break;
         case LayerType::conv2d:
             x = torch::conv2d(x, p[n + ".weight"], bias(n), l.stride, l.padding);
             break;
-        case LayerType::maxpool2d:
-            x = torch::max_pool2d(x, l.kernel, l.stride);
-            break;
-        case LayerType::avgpool2d:
-            x = torch::avg_pool2d(x, l.kernel, l.stride);
-            break;
-        case LayerType::flatten:
-            x = x.flatten(1);
-            break;
+        case LayerType::maxpool2d: x = torch::max_pool2d(x, l.kernel, l.stride); break;
+        case LayerType::avgpool2d: x = torch::avg_pool2d(x, l.kernel, l.stride); break;
+        case LayerType::flatten: x = x.flatten(1); break;
         case LayerType::relu:
             // In place after linear and conv2d, whose backward needs their inputs, not outputs.
             x = i > 0 && (layers[i - 1].type == LayerType::linear ||
@@ -92,24 +84,14 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
                     ? torch::relu_(x)
                     : torch::relu(x);
             break;
-        case LayerType::gelu:
-            x = torch::gelu(x);
-            break;
-        case LayerType::tanh:
-            x = torch::tanh(x);
-            break;
-        case LayerType::dropout:
-            x = torch::dropout(x, l.p, train);
-            break;
+        case LayerType::gelu: x = torch::gelu(x); break;
+        case LayerType::tanh: x = torch::tanh(x); break;
+        case LayerType::dropout: x = torch::dropout(x, l.p, train); break;
         case LayerType::layernorm:
             x = torch::layer_norm(x, {l.dim}, p[n + ".weight"], p[n + ".bias"]);
             break;
-        case LayerType::embedding:
-            x = torch::embedding(p[n + ".weight"], x);
-            break;
-        case LayerType::position:
-            x = x + p[n + ".weight"].slice(0, 0, x.size(1));
-            break;
+        case LayerType::embedding: x = torch::embedding(p[n + ".weight"], x); break;
+        case LayerType::position: x = x + p[n + ".weight"].slice(0, 0, x.size(1)); break;
         case LayerType::transformer: {
             const int64_t B = x.size(0), T = x.size(1), D = l.dim, H = l.heads, Dh = D / H;
             Tensor h = torch::layer_norm(x, {D}, p[n + ".ln1.weight"], p[n + ".ln1.bias"]);
@@ -144,10 +126,8 @@ Tensor features_tensor(const ModelSpec& spec, const Examples& data) {
         throw UsageError("the model classifies, but the data is text",
                          "use an IDX folder or CSV file");
     int64_t need = 1, have = 1;
-    for (auto d : spec.input)
-        need *= d;
-    for (auto d : data.shape)
-        have *= d;
+    for (auto d : spec.input) need *= d;
+    for (auto d : data.shape) have *= d;
     if (need != have)
         throw DataError("data samples have " + std::to_string(have) +
                         " values each, the model's input needs " + std::to_string(need));
@@ -279,8 +259,7 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
 
     Params init_params = to_params(model_tensors(init));
     Params params = init_params;
-    for (auto& t : params.tensors)
-        t = t.clone().set_requires_grad(true);
+    for (auto& t : params.tensors) t = t.clone().set_requires_grad(true);
 
     const bool lm = spec.task == Task::lm;
     Tensor X, Y, text;
@@ -346,8 +325,7 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
             }
             // Drop the gradients instead of zeroing them (PyTorch's set_to_none): backward then
             // stores fresh gradients without a fill and an add per parameter.
-            for (auto& t : params.tensors)
-                t.mutable_grad().reset();
+            for (auto& t : params.tensors) t.mutable_grad().reset();
             loss.backward();
             double value = loss.item<double>();
             if (!std::isfinite(value))

@@ -77,8 +77,7 @@ std::vector<NamedTensor> model_tensors(const Model& m) {
         if (t->shape != e.shape) {
             auto text = [](const std::vector<int64_t>& v) {
                 std::string s;
-                for (size_t i = 0; i < v.size(); ++i)
-                    s += (i ? "x" : "") + std::to_string(v[i]);
+                for (size_t i = 0; i < v.size(); ++i) s += (i ? "x" : "") + std::to_string(v[i]);
                 return s;
             };
             throw DataError("model: tensor '" + e.name + "' has shape " + text(t->shape) +
@@ -101,8 +100,7 @@ std::vector<NamedTensor> model_tensors(const Model& m) {
     if (set.tensors().size() != expected.size()) {
         for (auto& t : set.tensors()) {
             bool known = false;
-            for (auto& e : expected)
-                known = known || e.name == t.name;
+            for (auto& e : expected) known = known || e.name == t.name;
             if (!known) throw DataError("model: tensor '" + t.name + "' is not in the spec");
         }
     }

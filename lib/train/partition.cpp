@@ -78,8 +78,7 @@ PartitionSpec PartitionSpec::parse(const std::string& s) {
 
 Rng::Rng(uint64_t seed) {
     uint64_t x = seed;
-    for (auto& s : s_)
-        s = splitmix(x);
+    for (auto& s : s_) s = splitmix(x);
 }
 
 uint64_t Rng::next() {
@@ -110,8 +109,7 @@ uint64_t Rng::below(uint64_t n) {
 double Rng::normal() {
     // Box-Muller; one value per call keeps the stream simple to reason about.
     double u1 = 0;
-    while (u1 <= 0)
-        u1 = uniform();
+    while (u1 <= 0) u1 = uniform();
     double u2 = uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
@@ -119,8 +117,7 @@ double Rng::normal() {
 double Rng::gamma(double shape) {
     if (shape < 1) {
         double u = 0;
-        while (u <= 0)
-            u = uniform();
+        while (u <= 0) u = uniform();
         return gamma(shape + 1) * std::pow(u, 1.0 / shape);
     }
     double d = shape - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
@@ -137,15 +134,13 @@ double Rng::gamma(double shape) {
 std::vector<double> Rng::dirichlet(double alpha, size_t n) {
     std::vector<double> p(n);
     double sum = 0;
-    for (auto& x : p)
-        sum += (x = gamma(alpha));
+    for (auto& x : p) sum += (x = gamma(alpha));
     if (!(sum > 0)) { // every draw underflowed (tiny alpha): put all the mass on one
         std::fill(p.begin(), p.end(), 0.0);
         p[below(n)] = 1;
         return p;
     }
-    for (auto& x : p)
-        x /= sum;
+    for (auto& x : p) x /= sum;
     return p;
 }
 
@@ -189,8 +184,7 @@ std::vector<size_t> iota(size_t n) {
 
 std::vector<std::vector<size_t>> by_label(const Dataset& d, int64_t classes) {
     std::vector<std::vector<size_t>> idx(static_cast<size_t>(classes));
-    for (size_t i = 0; i < d.labels.size(); ++i)
-        idx[size_t(d.labels[i])].push_back(i);
+    for (size_t i = 0; i < d.labels.size(); ++i) idx[size_t(d.labels[i])].push_back(i);
     return idx;
 }
 
@@ -212,8 +206,7 @@ Shares dirichlet_split(const Dataset& d, double alpha, size_t parties, Rng& rng)
             // NIID-Bench divides by zero here (NaN proportions) when every party is full; that
             // cannot happen while samples remain, but keep the split defined.
             if (sum > 0)
-                for (auto& x : p)
-                    x /= sum;
+                for (auto& x : p) x /= sum;
             else
                 p.assign(parties, 1.0 / double(parties));
             auto parts = split_by_proportions(idx_k, p);
@@ -221,11 +214,9 @@ Shares dirichlet_split(const Dataset& d, double alpha, size_t parties, Rng& rng)
                 batch[j].insert(batch[j].end(), parts[j].begin(), parts[j].end());
         }
         size_t min_size = SIZE_MAX;
-        for (auto& b : batch)
-            min_size = std::min(min_size, b.size());
+        for (auto& b : batch) min_size = std::min(min_size, b.size());
         if (min_size >= kMinShare) {
-            for (auto& b : batch)
-                rng.shuffle(b);
+            for (auto& b : batch) rng.shuffle(b);
             return batch;
         }
     }
@@ -278,8 +269,7 @@ Shares classes_split(const Dataset& d, int k, size_t parties, Rng& rng) {
                 }
         }
     }
-    for (auto& b : out)
-        rng.shuffle(b);
+    for (auto& b : out) rng.shuffle(b);
     return out;
 }
 
@@ -344,22 +334,13 @@ std::vector<std::vector<size_t>> partition_all(const Dataset& d, const Partition
         out = array_split(idxs, parties);
         break;
     }
-    case PartitionSpec::Kind::dirichlet:
-        out = dirichlet_split(d, spec.alpha, parties, rng);
-        break;
-    case PartitionSpec::Kind::classes:
-        out = classes_split(d, spec.k, parties, rng);
-        break;
-    case PartitionSpec::Kind::quantity:
-        out = quantity_split(d, spec.alpha, parties, rng);
-        break;
-    case PartitionSpec::Kind::natural:
-        out = natural_split(d, parties);
-        break;
+    case PartitionSpec::Kind::dirichlet: out = dirichlet_split(d, spec.alpha, parties, rng); break;
+    case PartitionSpec::Kind::classes: out = classes_split(d, spec.k, parties, rng); break;
+    case PartitionSpec::Kind::quantity: out = quantity_split(d, spec.alpha, parties, rng); break;
+    case PartitionSpec::Kind::natural: out = natural_split(d, parties); break;
     }
     if (d.is_text())
-        for (auto& b : out)
-            std::sort(b.begin(), b.end());
+        for (auto& b : out) std::sort(b.begin(), b.end());
     return out;
 }
 

@@ -43,7 +43,7 @@ struct PartitionSpec {
 // A small deterministic generator (xoshiro256** seeded with SplitMix64) and the draws the
 // partitioners need, written out so results do not depend on the C++ library.
 class Rng {
-  public:
+public:
     explicit Rng(uint64_t seed);
     uint64_t next();
     double uniform();           // [0, 1)
@@ -52,11 +52,10 @@ class Rng {
     double gamma(double shape); // Gamma(shape, 1), Marsaglia-Tsang
     std::vector<double> dirichlet(double alpha, size_t n);
     template <class T> void shuffle(std::vector<T>& v) {
-        for (size_t i = v.size(); i > 1; --i)
-            std::swap(v[i - 1], v[below(i)]);
+        for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
     }
 
-  private:
+private:
     uint64_t s_[4];
 };
 

@@ -55,7 +55,7 @@ const std::map<LayerType, std::set<std::string>>& allowed_keys() {
 }
 
 class Parser {
-  public:
+public:
     explicit Parser(std::string where) : where_(std::move(where)) {}
 
     [[noreturn]] void fail(const YAML::Node& at, const std::string& what) const {
@@ -137,8 +137,7 @@ class Parser {
             if (in.IsScalar()) {
                 s.input = {integer(in, "input", 1, int64_t(1) << 24)};
             } else if (in.IsSequence() && in.size() >= 1 && in.size() <= 3) {
-                for (auto d : in)
-                    s.input.push_back(integer(d, "input dimension", 1, 1 << 16));
+                for (auto d : in) s.input.push_back(integer(d, "input dimension", 1, 1 << 16));
             } else {
                 fail(in, "input must be a list of 1 to 3 dimensions, e.g. [1, 28, 28] or [784]");
             }
@@ -169,8 +168,7 @@ class Parser {
         double params = 0;
         for (const auto& t : s.tensors()) {
             double n = 1;
-            for (auto d : t.shape)
-                n *= double(d);
+            for (auto d : t.shape) n *= double(d);
             params += n;
         }
         if (params > 2e9)
@@ -213,8 +211,7 @@ class Parser {
             if (k == "type" || k == "name") continue;
             if (!allowed.count(k)) {
                 std::string list;
-                for (auto& a : allowed)
-                    list += (list.empty() ? "" : ", ") + a;
+                for (auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
                 fail(it->first,
                      "unknown key '" + k + "' for " + type +
                          (list.empty() ? " (it takes none)" : " (expected " + list + ")"));
@@ -262,9 +259,7 @@ class Parser {
         case LayerType::dropout:
             l.p = params["p"] ? number(params["p"], what + " p", 0, 0.99) : 0.5;
             break;
-        case LayerType::layernorm:
-            l.dim = need("dim", 1, big);
-            break;
+        case LayerType::layernorm: l.dim = need("dim", 1, big); break;
         case LayerType::embedding:
             l.vocab = need("vocab", 2, 256);
             l.dim = need("dim", 1, 1 << 16);
@@ -282,8 +277,7 @@ class Parser {
                 fail(params["heads"], what + ": dim " + std::to_string(l.dim) +
                                           " is not divisible by heads " + std::to_string(l.heads));
             break;
-        default:
-            break;
+        default: break;
         }
         return l;
     }
@@ -293,8 +287,7 @@ class Parser {
     void infer_shapes(const ModelSpec& s) const {
         auto text = [](const std::vector<int64_t>& v) {
             std::string t = "[";
-            for (size_t i = 0; i < v.size(); ++i)
-                t += (i ? ", " : "") + std::to_string(v[i]);
+            for (size_t i = 0; i < v.size(); ++i) t += (i ? ", " : "") + std::to_string(v[i]);
             return t + "]";
         };
         std::vector<int64_t> shape = s.input;
@@ -348,8 +341,7 @@ class Parser {
             case LayerType::flatten: {
                 if (s.task == Task::lm) fail(l.line, what + " is for classify specs");
                 int64_t n = 1;
-                for (auto d : shape)
-                    n *= d;
+                for (auto d : shape) n *= d;
                 shape = {n};
                 break;
             }
@@ -380,8 +372,7 @@ class Parser {
                     fail(l.line, what + ": dim is " + std::to_string(l.dim) +
                                      " but the layer before gives " + text(shape));
                 break;
-            default:
-                break;
+            default: break;
             }
         }
         if (s.task == Task::classify && (shape.size() != 1 || shape[0] != s.classes))
@@ -392,7 +383,7 @@ class Parser {
                                            " per position but vocab is " + std::to_string(s.vocab));
     }
 
-  private:
+private:
     std::string where_;
 };
 
@@ -421,8 +412,7 @@ std::string ModelSpec::canonical() const {
     o << "task " << (task == Task::classify ? "classify" : "lm") << "\n";
     if (task == Task::classify) {
         o << "input";
-        for (auto d : input)
-            o << " " << d;
+        for (auto d : input) o << " " << d;
         o << "\nclasses " << classes << "\n";
     } else {
         o << "vocab " << vocab << "\ncontext " << context << "\n";
@@ -458,12 +448,8 @@ std::vector<ModelSpec::TensorShape> ModelSpec::tensors() const {
             t.push_back({n + ".weight", {l.dim}});
             t.push_back({n + ".bias", {l.dim}});
             break;
-        case LayerType::embedding:
-            t.push_back({n + ".weight", {l.vocab, l.dim}});
-            break;
-        case LayerType::position:
-            t.push_back({n + ".weight", {l.context, l.dim}});
-            break;
+        case LayerType::embedding: t.push_back({n + ".weight", {l.vocab, l.dim}}); break;
+        case LayerType::position: t.push_back({n + ".weight", {l.context, l.dim}}); break;
         case LayerType::transformer:
             t.push_back({n + ".ln1.weight", {l.dim}});
             t.push_back({n + ".ln1.bias", {l.dim}});
@@ -478,8 +464,7 @@ std::vector<ModelSpec::TensorShape> ModelSpec::tensors() const {
             t.push_back({n + ".mlp.fc2.weight", {l.dim, l.hidden}});
             t.push_back({n + ".mlp.fc2.bias", {l.dim}});
             break;
-        default:
-            break;
+        default: break;
         }
     }
     return t;
@@ -489,8 +474,7 @@ int64_t ModelSpec::parameter_count() const {
     int64_t total = 0;
     for (auto& t : tensors()) {
         int64_t n = 1;
-        for (auto d : t.shape)
-            n *= d;
+        for (auto d : t.shape) n *= d;
         total += n;
     }
     return total;

@@ -33,10 +33,16 @@ inline Bytes make_update(uint32_t seed, size_t rows = 64, size_t cols = 33) {
     std::vector<uint16_t> h(17);
     for (size_t i = 0; i < h.size(); ++i) h[i] = f32_to_f16(static_cast<float>(i) * 0.25f - 2.0f);
     std::vector<int64_t> steps = {1, 2, 3};
-    b.add_owned("layer.weight", DType::F32, {int64_t(rows), int64_t(cols)}, Bytes(bytes_of(w).begin(), bytes_of(w).end()));
-    b.add_owned("layer.bias", DType::F32, {int64_t(cols)}, Bytes(bytes_of(bias).begin(), bytes_of(bias).end()));
-    b.add_owned("half", DType::F16, {17}, Bytes(reinterpret_cast<uint8_t*>(h.data()), reinterpret_cast<uint8_t*>(h.data()) + 34));
-    b.add_owned("steps", DType::I64, {3}, Bytes(reinterpret_cast<uint8_t*>(steps.data()), reinterpret_cast<uint8_t*>(steps.data()) + 24));
+    b.add_owned("layer.weight", DType::F32, {int64_t(rows), int64_t(cols)},
+                Bytes(bytes_of(w).begin(), bytes_of(w).end()));
+    b.add_owned("layer.bias", DType::F32, {int64_t(cols)},
+                Bytes(bytes_of(bias).begin(), bytes_of(bias).end()));
+    b.add_owned(
+        "half", DType::F16, {17},
+        Bytes(reinterpret_cast<uint8_t*>(h.data()), reinterpret_cast<uint8_t*>(h.data()) + 34));
+    b.add_owned("steps", DType::I64, {3},
+                Bytes(reinterpret_cast<uint8_t*>(steps.data()),
+                      reinterpret_cast<uint8_t*>(steps.data()) + 24));
     return b.bytes();
 }
 

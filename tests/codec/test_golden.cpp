@@ -10,7 +10,9 @@ using namespace n3::codec;
 
 namespace {
 
-std::string golden(const std::string& name) { return std::string(N3_TEST_DATA) + "/golden/" + name; }
+std::string golden(const std::string& name) {
+    return std::string(N3_TEST_DATA) + "/golden/" + name;
+}
 
 Bytes decode_file(const std::string& name) {
     VectorSink out;

@@ -69,7 +69,8 @@ TEST_CASE("lossy packing keeps type, dtypes, shapes and metadata, and names the 
         REQUIRE(keep.type() == RecordType::update);
         REQUIRE(out.meta(meta::round) == "7");
         REQUIRE(out.meta(meta::samples) == "1000");
-        REQUIRE(out.meta(meta::codec) == chain_text(o, false).substr(0, chain_text(o, false).find(",shuffle")));
+        REQUIRE(out.meta(meta::codec) ==
+                chain_text(o, false).substr(0, chain_text(o, false).find(",shuffle")));
         REQUIRE(out.tensors().size() == in.tensors().size());
         for (size_t i = 0; i < in.tensors().size(); ++i) {
             REQUIRE(out.tensors()[i].name == in.tensors()[i].name);
@@ -77,7 +78,8 @@ TEST_CASE("lossy packing keeps type, dtypes, shapes and metadata, and names the 
             REQUIRE(out.tensors()[i].shape == in.tensors()[i].shape);
         }
         auto steps_in = in.data(*in.find("steps")), steps_out = out.data(*out.find("steps"));
-        REQUIRE(Bytes(steps_in.begin(), steps_in.end()) == Bytes(steps_out.begin(), steps_out.end()));
+        REQUIRE(Bytes(steps_in.begin(), steps_in.end()) ==
+                Bytes(steps_out.begin(), steps_out.end()));
         auto x = test::floats(in, "layer.weight"), y = test::floats(out, "layer.weight");
         float amax = 0;
         for (float v : x) amax = std::max(amax, std::fabs(v));
@@ -100,7 +102,8 @@ TEST_CASE("int8 packing respects each block's own scale") {
     o.quantize = Encoding::int8;
     o.block = 100;
     Record keep;
-    TensorSet out = parse_record(unpack_to_record(pack(RecordType::update, b.bytes(), o, nullptr, "t")), keep);
+    TensorSet out =
+        parse_record(unpack_to_record(pack(RecordType::update, b.bytes(), o, nullptr, "t")), keep);
     auto y = test::floats(out, "w");
     for (size_t blk = 0; blk < 10; ++blk) {
         float amax = 0;
@@ -115,7 +118,8 @@ TEST_CASE("top-k sends the largest fraction of each float tensor") {
     PackOptions o;
     o.topk = 0.05;
     Record keep;
-    TensorSet out = parse_record(unpack_to_record(pack(RecordType::update, payload, o, nullptr, "t")), keep);
+    TensorSet out =
+        parse_record(unpack_to_record(pack(RecordType::update, payload, o, nullptr, "t")), keep);
     TensorSet in = TensorSet::parse(payload);
     auto x = test::floats(in, "layer.weight"), y = test::floats(out, "layer.weight");
     size_t k = static_cast<size_t>(std::ceil(0.05 * double(x.size())));
@@ -147,7 +151,8 @@ TEST_CASE("error feedback conserves the sum over rounds") {
             TensorSet in = TensorSet::parse(payload);
             auto x = test::floats(in, "layer.weight");
             Record keep;
-            TensorSet out = parse_record(unpack_to_record(pack(RecordType::update, payload, o, &r, "t")), keep);
+            TensorSet out =
+                parse_record(unpack_to_record(pack(RecordType::update, payload, o, &r, "t")), keep);
             auto y = test::floats(out, "layer.weight");
             sum_in.resize(x.size());
             sum_sent.resize(x.size());

@@ -14,8 +14,8 @@ using namespace n3::codec;
 namespace {
 
 struct Shard {
-    Bytes record;  // the whole shard record
-    Record rec;    // decoded
+    Bytes record; // the whole shard record
+    Record rec;   // decoded
     ShardHeader h;
 };
 
@@ -34,7 +34,9 @@ std::vector<Shard> make_shards(RecordType type, const Bytes& payload, unsigned k
     return out;
 }
 
-Bytes record_bytes(const Record& r) { return encode_record(r.type(), r.payload()); }
+Bytes record_bytes(const Record& r) {
+    return encode_record(r.type(), r.payload());
+}
 
 // Runs every subset of size `pick` of n shards through f.
 template <class F> void each_subset(unsigned n, unsigned pick, F&& f) {
@@ -240,7 +242,8 @@ TEST_CASE("a large record coded on two threads gives the same shards as on one")
     for (size_t i = 0; i < 8; ++i) {
         Record r1 = decode_record(one.records[i].data), r2 = decode_record(two.records[i].data);
         // Same data and CRC; only the random group id differs.
-        REQUIRE(std::equal(r1.payload().begin() + 24, r1.payload().end(), r2.payload().begin() + 24));
+        REQUIRE(
+            std::equal(r1.payload().begin() + 24, r1.payload().end(), r2.payload().begin() + 24));
         if (i >= 3)
             if (auto got = a.add(parse_shard(r2.payload(), "t"), r2.payload(), "t")) out = got;
     }

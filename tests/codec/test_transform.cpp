@@ -81,10 +81,12 @@ TEST_CASE("fp16 and bf16 conversions round-trip within their precision") {
     std::vector<float> y(x.size());
     to_f16(x, h);
     from_f16(h, y);
-    for (size_t i = 0; i < x.size(); ++i) REQUIRE(std::fabs(x[i] - y[i]) <= std::fabs(x[i]) * 1e-3f + 1e-7f);
+    for (size_t i = 0; i < x.size(); ++i)
+        REQUIRE(std::fabs(x[i] - y[i]) <= std::fabs(x[i]) * 1e-3f + 1e-7f);
     to_bf16(x, h);
     from_bf16(h, y);
-    for (size_t i = 0; i < x.size(); ++i) REQUIRE(std::fabs(x[i] - y[i]) <= std::fabs(x[i]) * 8e-3f);
+    for (size_t i = 0; i < x.size(); ++i)
+        REQUIRE(std::fabs(x[i] - y[i]) <= std::fabs(x[i]) * 8e-3f);
 }
 
 TEST_CASE("top-k keeps the largest magnitudes in index order") {

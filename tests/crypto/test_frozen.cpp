@@ -25,8 +25,8 @@ uint8_t rng_seed[randombytes_SEEDBYTES] = {'n', '3', '-', 'f', 'r', 'o', 'z', 'e
 void det_buf(void* buf, size_t size) {
     std::lock_guard<std::mutex> lock(rng_mutex);
     uint8_t seed[randombytes_SEEDBYTES];
-    crypto_generichash(seed, sizeof seed, reinterpret_cast<uint8_t*>(&rng_counter), sizeof rng_counter, rng_seed,
-                       sizeof rng_seed);
+    crypto_generichash(seed, sizeof seed, reinterpret_cast<uint8_t*>(&rng_counter),
+                       sizeof rng_counter, rng_seed, sizeof rng_seed);
     ++rng_counter;
     randombytes_buf_deterministic(buf, size, seed);
 }
@@ -43,8 +43,11 @@ uint32_t det_uniform(uint32_t upper) {
     while (r < min);
     return r % upper;
 }
-const char* det_name() { return "n3-test-deterministic"; }
-randombytes_implementation det_impl = {det_name, det_random, nullptr, det_uniform, det_buf, nullptr};
+const char* det_name() {
+    return "n3-test-deterministic";
+}
+randombytes_implementation det_impl = {det_name,    det_random, nullptr,
+                                       det_uniform, det_buf,    nullptr};
 
 // Installed before main(), before anything calls sodium_init().
 const bool installed = [] {
@@ -57,13 +60,16 @@ void reseed() {
     rng_counter = 0;
 }
 
-std::string golden(const std::string& name) { return std::string(N3_TEST_DATA) + "/golden/" + name; }
+std::string golden(const std::string& name) {
+    return std::string(N3_TEST_DATA) + "/golden/" + name;
+}
 
 void check_golden(const std::string& name, const Bytes& got) {
     std::string path = golden(name);
     if (std::getenv("N3_UPDATE_GOLDEN")) {
-        std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(got.data()),
-                                                   static_cast<std::streamsize>(got.size()));
+        std::ofstream(path, std::ios::binary)
+            .write(reinterpret_cast<const char*>(got.data()),
+                   static_cast<std::streamsize>(got.size()));
     }
     Bytes want = read_file(path);
     INFO(path);
@@ -111,9 +117,10 @@ TEST_CASE("frozen vectors: keys and a sealed record are byte-for-byte stable") {
 
 TEST_CASE("frozen vectors: the golden sealed record opens with the golden keys") {
     // Independent of the generator: pins the format for readers.
-    MemberKey bob = MemberKey::decode(decode_key_text(read_text_file(golden("bob.key")), "bob.key").body, "bob.key");
-    AuthorityPublic auth =
-        AuthorityPublic::decode(decode_key_text(read_text_file(golden("authority.pub")), "a").body, "a");
+    MemberKey bob = MemberKey::decode(
+        decode_key_text(read_text_file(golden("bob.key")), "bob.key").body, "bob.key");
+    AuthorityPublic auth = AuthorityPublic::decode(
+        decode_key_text(read_text_file(golden("authority.pub")), "a").body, "a");
     OpenOptions oo;
     oo.now = 1800000000;
     oo.round = 12;
@@ -128,7 +135,8 @@ MemberKey golden_member(const std::string& name) {
     return MemberKey::decode(decode_key_text(read_text_file(golden(f)), f).body, f);
 }
 AuthorityPublic golden_authority() {
-    return AuthorityPublic::decode(decode_key_text(read_text_file(golden("authority.pub")), "a").body, "a");
+    return AuthorityPublic::decode(
+        decode_key_text(read_text_file(golden("authority.pub")), "a").body, "a");
 }
 } // namespace
 
@@ -137,7 +145,8 @@ TEST_CASE("frozen vectors: the version 2 records open with the golden keys") {
     oo.now = 1800000000;
     oo.round = 12;
     Bytes plain = read_file(golden("plain.n3"));
-    OpenedRecord o = open_record(golden_member("bob"), golden_authority(), read_file(golden("alice-to-bob.v2.n3")), oo);
+    OpenedRecord o = open_record(golden_member("bob"), golden_authority(),
+                                 read_file(golden("alice-to-bob.v2.n3")), oo);
     CHECK(o.info.sender.id == "alice");
     CHECK(o.info.recipients == 1);
     CHECK(encode_record(o.record.type(), o.record.payload()) == plain);
@@ -151,7 +160,8 @@ TEST_CASE("frozen vectors: the version 2 records open with the golden keys") {
     CHECK((decode_record(padded).payload()[2]) == 4);
 }
 
-TEST_CASE("frozen vectors: a version 1 record with two stanzas opens, held back until it verified") {
+TEST_CASE(
+    "frozen vectors: a version 1 record with two stanzas opens, held back until it verified") {
     OpenOptions oo;
     oo.now = 1800000000;
     Bytes sealed = read_file(golden("alice-to-bob-carol.v1.n3"));

@@ -1,7 +1,7 @@
 // Member identities: issuance flow, key files, and the attacks the binding hash must stop.
 #include "fixtures.hpp"
-#include "record/hex.hpp"
 #include "record/error.hpp"
+#include "record/hex.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstring>
@@ -31,16 +31,22 @@ TEST_CASE("issuance: y = x + d matches Y = X + R + hP, and key texts round trip"
         CHECK(kt.kind == kind);
         return kt;
     };
-    CHECK(AuthoritySecret::decode(rt(fed.authority.text(), KeyKind::authority_secret).body, "t").P == fed.pub().P);
-    CHECK(AuthorityPublic::decode(rt(fed.pub().text(), KeyKind::authority_public).body, "t").P == fed.pub().P);
+    CHECK(
+        AuthoritySecret::decode(rt(fed.authority.text(), KeyKind::authority_secret).body, "t").P ==
+        fed.pub().P);
+    CHECK(AuthorityPublic::decode(rt(fed.pub().text(), KeyKind::authority_public).body, "t").P ==
+          fed.pub().P);
     CHECK(MemberKey::decode(rt(k.text(), KeyKind::member_key).body, "t").Y_sig == k.Y_sig);
-    CHECK(PublicRecord::decode(rt(k.record.text(), KeyKind::member_public).body, "t").fingerprint() ==
-          k.record.fingerprint());
+    CHECK(
+        PublicRecord::decode(rt(k.record.text(), KeyKind::member_public).body, "t").fingerprint() ==
+        k.record.fingerprint());
     CHECK(Request::decode(rt(s.request.text(), KeyKind::request).body, "t").id == "alice");
-    CHECK(MemberSecret::decode(rt(s.text(), KeyKind::member_secret).body, "t").request.X_sig == s.request.X_sig);
+    CHECK(MemberSecret::decode(rt(s.text(), KeyKind::member_secret).body, "t").request.X_sig ==
+          s.request.X_sig);
     CHECK(Partial::decode(rt(p.text(), KeyKind::partial).body, "t").record.R == p.record.R);
     // comments and blank lines around the key line are fine
-    CHECK(decode_key_text("# comment\n\n" + k.record.text() + "\n# more\n", "t").kind == KeyKind::member_public);
+    CHECK(decode_key_text("# comment\n\n" + k.record.text() + "\n# more\n", "t").kind ==
+          KeyKind::member_public);
 }
 
 TEST_CASE("the key-replacement attack fails because X is inside h") {
@@ -78,7 +84,8 @@ TEST_CASE("the key-replacement attack fails because X is inside h") {
     MemberKey bob = fed.member("bob");
     Bytes payload = test::update_payload(100, 1);
     Bytes sealed = seal_record(attacker, std::span(&bob.record, 1), RecordType::update, payload);
-    CHECK_THROWS_WITH(open_record(bob, fed.pub(), sealed), Catch::Contains("signature does not verify"));
+    CHECK_THROWS_WITH(open_record(bob, fed.pub(), sealed),
+                      Catch::Contains("signature does not verify"));
 }
 
 TEST_CASE("a partial key for another request, or from another authority, is refused") {
@@ -106,7 +113,8 @@ TEST_CASE("requests with a bad proof of possession are refused") {
     Request r2 = a.request;
     MemberSecret other = MemberSecret::create("alice", 0, 0);
     r2.X_kem = other.request.X_kem; // someone else's public value
-    CHECK_THROWS_WITH(issue(fed.authority, r2, "m.req"), Catch::Contains("bad proof of possession"));
+    CHECK_THROWS_WITH(issue(fed.authority, r2, "m.req"),
+                      Catch::Contains("bad proof of possession"));
     Request r3 = a.request;
     r3.pop_kem = r3.pop_sig; // a proof for the wrong key
     CHECK_THROWS_WITH(issue(fed.authority, r3, "m.req"), Catch::Contains("for the encryption key"));
@@ -119,7 +127,8 @@ TEST_CASE("key texts: corruption, wrong kind, identity points and non-canonical 
     std::string c = t;
     c[30] = c[30] == 'A' ? 'B' : 'A';
     CHECK_THROWS_WITH(decode_key_text(c, "k"), Catch::Contains("corrupted"));
-    CHECK_THROWS_WITH(decode_key_text(t.substr(0, t.size() - 5), "k"), Catch::Contains("corrupted"));
+    CHECK_THROWS_WITH(decode_key_text(t.substr(0, t.size() - 5), "k"),
+                      Catch::Contains("corrupted"));
     CHECK_THROWS_WITH(decode_key_text("", "k"), Catch::Contains("empty"));
     CHECK_THROWS_WITH(decode_key_text("hello", "k"), Catch::Contains("not an n3 key"));
     KeyText pub = decode_key_text(k.record.text(), "bob.pub");
@@ -172,7 +181,8 @@ TEST_CASE("membership: other federation and expiry") {
     MemberKey a = fed.member("alice", 0, 1000);
     CHECK_NOTHROW(check_member(a.record, fed.pub(), 999, "a"));
     CHECK_THROWS_WITH(check_member(a.record, fed.pub(), 1000, "a"), Catch::Contains("expired"));
-    CHECK_THROWS_WITH(check_member(a.record, other.pub(), 10, "a"), Catch::Contains("another federation"));
+    CHECK_THROWS_WITH(check_member(a.record, other.pub(), 10, "a"),
+                      Catch::Contains("another federation"));
 }
 
 TEST_CASE("KEM key agreement is symmetric, context-bound and federation-bound") {
@@ -189,7 +199,8 @@ TEST_CASE("KEM key agreement is symmetric, context-bound and federation-bound") 
 TEST_CASE("roster parsing and lookup") {
     Federation fed;
     MemberKey a = fed.member("alice"), b = fed.member("bob"), c = fed.member("carol");
-    std::string text = "# roster\n" + a.record.text() + "\n\n# bob\n" + b.record.text() + "  # trailing\n";
+    std::string text =
+        "# roster\n" + a.record.text() + "\n\n# bob\n" + b.record.text() + "  # trailing\n";
     Roster r = Roster::parse(text, "fed.roster");
     CHECK(r.members.size() == 2);
     CHECK(r.find(a.record.fingerprint()) != nullptr);
@@ -229,14 +240,12 @@ struct TempLog {
         std::vector<std::string> out;
         std::istringstream in(read_text_file(path));
         std::string l;
-        while (std::getline(in, l))
-            out.push_back(l);
+        while (std::getline(in, l)) out.push_back(l);
         return out;
     }
     void write(const std::vector<std::string>& lines) const {
         std::ofstream o(path, std::ios::trunc);
-        for (auto& l : lines)
-            o << l << "\n";
+        for (auto& l : lines) o << l << "\n";
     }
     std::string path;
 };
@@ -245,8 +254,7 @@ std::vector<std::string> split(const std::string& line) {
     std::vector<std::string> f;
     std::istringstream in(line);
     std::string w;
-    while (in >> w)
-        f.push_back(w);
+    while (in >> w) f.push_back(w);
     return f;
 }
 
@@ -290,8 +298,7 @@ TEST_CASE("issuance log: an honest log audits, and its head is what members were
 TEST_CASE("issuance log: a cut last line fails an expected count or head") {
     Federation fed;
     TempLog log;
-    for (auto id : {"alice", "bob", "carol"})
-        issue_logged(fed, log.path, id, 100);
+    for (auto id : {"alice", "bob", "carol"}) issue_logged(fed, log.path, id, 100);
     LogReport full = audit_log(log.path, fed.pub());
     auto lines = log.lines();
     lines.pop_back();
@@ -310,8 +317,7 @@ TEST_CASE("issuance log: a cut last line fails an expected count or head") {
 TEST_CASE("issuance log: a dropped line with the chain recomputed does not verify") {
     Federation fed;
     TempLog log;
-    for (auto id : {"alice", "bob", "carol"})
-        issue_logged(fed, log.path, id, 100);
+    for (auto id : {"alice", "bob", "carol"}) issue_logged(fed, log.path, id, 100);
     auto lines = log.lines();
     // The entries are the last three lines; drop bob's and redo the chain as anyone can.
     std::vector<std::string> forged(lines.begin(), lines.end() - 3), signed_by_other = forged;
@@ -328,8 +334,7 @@ TEST_CASE("issuance log: a dropped line with the chain recomputed does not verif
         f[6] = to_hex(head);
         auto join = [&] {
             std::string l;
-            for (auto& w : f)
-                l += (l.empty() ? "" : " ") + w;
+            for (auto& w : f) l += (l.empty() ? "" : " ") + w;
             return l;
         };
         forged.push_back(join());
@@ -376,8 +381,8 @@ TEST_CASE("issuance log: an unsigned log of the older format is refused") {
     Federation fed;
     TempLog log;
     MemberKey alice = fed.member("alice");
-    log.write({"100 " + to_hex(alice.record.fingerprint()) + " 0 alice " + alice.record.text() + " " +
-               std::string(64, 'a')});
+    log.write({"100 " + to_hex(alice.record.fingerprint()) + " 0 alice " + alice.record.text() +
+               " " + std::string(64, 'a')});
     CHECK_THROWS_WITH(audit_log(log.path, fed.pub()), Catch::Contains("an unsigned issuance log"));
     CHECK_THROWS_WITH(log_append(log.path, fed.authority, alice.record, 101),
                       Catch::Contains("unsigned"));

@@ -50,7 +50,8 @@ TEST_CASE("an encrypted key decrypts to the same key, under the right passphrase
     std::string again = encrypt_key_text(plain, pass_of("correct horse"), kFast);
     CHECK(again != line);
     // the key's kind is inside the ciphertext, not in the clear
-    for (auto* k : {&plain}) CHECK(line.find(std::string(key_prefix(k->kind))) == std::string::npos);
+    for (auto* k : {&plain})
+        CHECK(line.find(std::string(key_prefix(k->kind))) == std::string::npos);
 }
 
 TEST_CASE("damaged encrypted keys and hostile limits are refused") {
@@ -59,8 +60,8 @@ TEST_CASE("damaged encrypted keys and hostile limits are refused") {
     KeyText enc = decode_key_text(encrypt_key_text(plain, pass_of("pw"), kFast), "fed.ask");
     Secret pw = pass_of("pw");
     // every byte of the body matters (re-encoded so the text checksum is not what objects)
-    for (size_t at : {size_t(0), size_t(1), size_t(2), size_t(6), size_t(14), size_t(30), size_t(40),
-                      enc.body.size() / 2, enc.body.size() - 1}) {
+    for (size_t at : {size_t(0), size_t(1), size_t(2), size_t(6), size_t(14), size_t(30),
+                      size_t(40), enc.body.size() / 2, enc.body.size() - 1}) {
         INFO(at);
         KeyText bad = enc;
         bad.body[at] ^= 1;
@@ -72,7 +73,8 @@ TEST_CASE("damaged encrypted keys and hostile limits are refused") {
     // a file that asks for 2^40 bytes of memory is refused before any work
     KeyText greedy = enc;
     for (int i = 0; i < 8; ++i) greedy.body[6 + static_cast<size_t>(i)] = i == 5 ? 1 : 0;
-    CHECK_THROWS_WITH(decrypt_key_text(greedy, pw, "fed.ask"), Catch::Contains("limits out of range"));
+    CHECK_THROWS_WITH(decrypt_key_text(greedy, pw, "fed.ask"),
+                      Catch::Contains("limits out of range"));
     // a corrupted line fails its text checksum
     std::string line = encrypt_key_text(plain, pw, kFast);
     line[30] = line[30] == 'A' ? 'B' : 'A';
@@ -87,10 +89,10 @@ TEST_CASE("damaged encrypted keys and hostile limits are refused") {
 TEST_CASE("read_key_file decrypts with the passphrase file, and every loader takes the result") {
     Federation fed;
     MemberKey alice = fed.member("alice");
-    std::string key = temp_file("alice.key", "# comment\n" +
-                                                 encrypt_key_text(decode_key_text(alice.text(), "k"),
-                                                                  pass_of("s3cret"), kFast) +
-                                                 "\n");
+    std::string key = temp_file(
+        "alice.key",
+        "# comment\n" +
+            encrypt_key_text(decode_key_text(alice.text(), "k"), pass_of("s3cret"), kFast) + "\n");
     std::string good = temp_file("good", "s3cret\nsecond line ignored\n");
     std::string bad = temp_file("bad", "s3cret \n");
     std::string empty = temp_file("empty", "\n");

@@ -31,7 +31,9 @@ Bytes reframe(const Bytes& sealed_record, const std::function<void(Bytes&)>& cha
     return encode_record(RecordType::sealed, payload);
 }
 
-size_t clear_size(size_t recipients) { return 8 + recipients * 80; }
+size_t clear_size(size_t recipients) {
+    return 8 + recipients * 80;
+}
 
 // A source over a sealed record's payload that notes how much the sink held when the opener
 // asked for the envelope's last byte: anything there was released before the end was read.
@@ -66,10 +68,12 @@ TEST_CASE("seal and open round trip, several sizes") {
     for (size_t floats : {0ul, 1ul, 1000ul, 16384ul, 16383ul, 40000ul, 300000ul}) {
         INFO(floats);
         Bytes payload = update_payload(floats, 7);
-        Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
+        Bytes sealed =
+            seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
         OpenedRecord o = open_record(w.bob, w.fed.pub(), sealed);
         CHECK(o.record.type() == RecordType::update);
-        CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(), payload.end()));
+        CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(),
+                         payload.end()));
         CHECK(o.info.sender.id == "alice");
         CHECK(o.info.sender_fingerprint == w.alice.record.fingerprint());
         REQUIRE(o.info.context.round);
@@ -107,7 +111,8 @@ TEST_CASE("multi-recipient: each recipient opens, an outsider does not") {
         CHECK(o.info.recipients == 3);
         CHECK(o.record.payload().size() == payload.size());
     }
-    CHECK_THROWS_WITH(open_record(dave, w.fed.pub(), sealed), Catch::Contains("not sealed to 'dave'"));
+    CHECK_THROWS_WITH(open_record(dave, w.fed.pub(), sealed),
+                      Catch::Contains("not sealed to 'dave'"));
 }
 
 TEST_CASE("tampering with any region fails") {
@@ -118,10 +123,15 @@ TEST_CASE("tampering with any region fails") {
     size_t clear = clear_size(1);
     size_t chunks = (len - clear + kCt - 1) / kCt;
     REQUIRE(chunks >= 5);
-    std::vector<std::pair<std::string, size_t>> where = {
-        {"version", 0}, {"suite", 1}, {"count", 2}, {"reserved", 5},
-        {"stanza E", 8 + 5}, {"stanza wrap", 8 + 40}, {"stanza tag", 8 + 79},
-        {"last byte (final tag)", len - 1}, {"final chunk body", len - 40}};
+    std::vector<std::pair<std::string, size_t>> where = {{"version", 0},
+                                                         {"suite", 1},
+                                                         {"count", 2},
+                                                         {"reserved", 5},
+                                                         {"stanza E", 8 + 5},
+                                                         {"stanza wrap", 8 + 40},
+                                                         {"stanza tag", 8 + 79},
+                                                         {"last byte (final tag)", len - 1},
+                                                         {"final chunk body", len - 40}};
     for (size_t c = 0; c < chunks; ++c) {
         where.push_back({"chunk " + std::to_string(c) + " start", clear + c * kCt});
         where.push_back({"chunk " + std::to_string(c) + " middle", clear + c * kCt + 30000});
@@ -142,7 +152,8 @@ TEST_CASE("truncation, dropped, duplicated and reordered chunks fail") {
     size_t clear = clear_size(1);
     auto at = [&](Bytes& p, size_t c) { return p.begin() + static_cast<long>(clear + c * kCt); };
     // cut at a chunk boundary: the new last chunk was not sealed as final
-    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.erase(at(p, 3), p.end()); })),
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(),
+                                reframe(sealed, [&](Bytes& p) { p.erase(at(p, 3), p.end()); })),
                     DataError);
     // a stream whose last chunk was not sealed as final: re-encrypt all but the flag
     {
@@ -152,41 +163,48 @@ TEST_CASE("truncation, dropped, duplicated and reordered chunks fail") {
         CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), whole));
     }
     // cut inside a chunk
-    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.erase(p.end() - 100, p.end()); })),
-                    DataError);
+    CHECK_THROWS_AS(
+        open_record(w.bob, w.fed.pub(),
+                    reframe(sealed, [&](Bytes& p) { p.erase(p.end() - 100, p.end()); })),
+        DataError);
     // drop chunk 1
-    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) {
-                        p.erase(at(p, 1), at(p, 2));
-                    })),
+    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(),
+                                reframe(sealed, [&](Bytes& p) { p.erase(at(p, 1), at(p, 2)); })),
                     DataError);
     // swap chunks 1 and 2
-    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) {
-                        std::swap_ranges(at(p, 1), at(p, 2), at(p, 2));
-                    })),
-                    DataError);
+    CHECK_THROWS_AS(
+        open_record(
+            w.bob, w.fed.pub(),
+            reframe(sealed, [&](Bytes& p) { std::swap_ranges(at(p, 1), at(p, 2), at(p, 2)); })),
+        DataError);
     // duplicate chunk 1 in place of chunk 2
-    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) {
-                        std::copy(at(p, 1), at(p, 2), at(p, 2));
-                    })),
-                    DataError);
+    CHECK_THROWS_AS(
+        open_record(w.bob, w.fed.pub(),
+                    reframe(sealed, [&](Bytes& p) { std::copy(at(p, 1), at(p, 2), at(p, 2)); })),
+        DataError);
     // only the header
-    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.resize(clear); })),
-                      Catch::Contains("truncated"));
-    CHECK_THROWS_AS(open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.resize(5); })), DataError);
+    CHECK_THROWS_WITH(
+        open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.resize(clear); })),
+        Catch::Contains("truncated"));
+    CHECK_THROWS_AS(
+        open_record(w.bob, w.fed.pub(), reframe(sealed, [&](Bytes& p) { p.resize(5); })),
+        DataError);
 }
 
 TEST_CASE("wrong recipient, another federation, expired sender") {
     World w;
     Bytes payload = update_payload(100, 1);
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
-    CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), sealed), Catch::Contains("not sealed to 'carol'"));
+    CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), sealed),
+                      Catch::Contains("not sealed to 'carol'"));
 
     Federation other;
     MemberKey eve = other.member("eve");
     // a member of another federation cannot be sealed to, and its envelopes do not open here
     CHECK_THROWS_WITH(seal_record(w.alice, std::span(&eve.record, 1), RecordType::update, payload),
                       Catch::Contains("another federation"));
-    CHECK_THROWS_WITH(open_record(w.bob, other.pub(), sealed), Catch::Contains("another federation"));
+    CHECK_THROWS_WITH(open_record(w.bob, other.pub(), sealed),
+                      Catch::Contains("another federation"));
     // eve seals to bob's record under her authority: bob's stanza key binds his federation
     CHECK_THROWS(seal_record(eve, std::span(&w.bob.record, 1), RecordType::update, payload));
 
@@ -200,38 +218,45 @@ TEST_CASE("wrong recipient, another federation, expired sender") {
     oo.now = 6000;
     CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), from_old, oo), Catch::Contains("expired"));
     so.now = 6000;
-    CHECK_THROWS_WITH(seal_record(old, std::span(&w.bob.record, 1), RecordType::update, payload, so),
-                      Catch::Contains("expired"));
+    CHECK_THROWS_WITH(
+        seal_record(old, std::span(&w.bob.record, 1), RecordType::update, payload, so),
+        Catch::Contains("expired"));
 }
 
 TEST_CASE("roster: senders not listed are refused") {
     World w;
-    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1));
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
+                               update_payload(10, 1));
     Roster with{{w.alice.record, w.carol.record}}, without{{w.carol.record}};
     OpenOptions oo;
     oo.roster = &with;
     CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), sealed, oo));
     oo.roster = &without;
-    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), sealed, oo), Catch::Contains("not in the roster"));
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), sealed, oo),
+                      Catch::Contains("not in the roster"));
 }
 
 TEST_CASE("replay into another round is refused: the round is signed") {
     World w;
-    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 4));
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
+                               update_payload(10, 4));
     OpenOptions oo;
     oo.round = 4;
     CHECK_NOTHROW(open_record(w.bob, w.fed.pub(), sealed, oo));
     oo.round = 5;
-    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), sealed, oo), Catch::Contains("sealed for round 4, not round 5"));
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), sealed, oo),
+                      Catch::Contains("sealed for round 4, not round 5"));
     // a packed record without metadata carries the round given when sealing
     SealOptions so;
     so.context.round = 9;
-    Bytes packed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::packed, Bytes(10, 1), so);
+    Bytes packed =
+        seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::packed, Bytes(10, 1), so);
     oo.round = 9;
     CHECK(open_record(w.bob, w.fed.pub(), packed, oo).info.context.round == 9u);
     // ... and a record whose metadata disagrees with the given round is refused
     so.context.round = 3;
-    CHECK_THROWS_WITH(seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 4), so),
+    CHECK_THROWS_WITH(seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
+                                  update_payload(10, 4), so),
                       Catch::Contains("round 4, not 3"));
     // A recipient rewriting the round inside the ciphertext breaks the signature.
     auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
@@ -247,7 +272,8 @@ TEST_CASE("replay into another round is refused: the round is signed") {
 
 TEST_CASE("forwarding a signed payload to another recipient fails") {
     World w;
-    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(3000, 1));
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
+                               update_payload(3000, 1));
     auto env = detail::raw_decrypt(w.bob, w.fed.pub(), sealed);
     // bob re-encrypts alice's signed plaintext, unchanged, to carol
     auto fwd = detail::raw_wrap(std::span(&w.carol.record, 1), w.fed.pub());
@@ -255,7 +281,8 @@ TEST_CASE("forwarding a signed payload to another recipient fails") {
     CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), detail::raw_encrypt(fwd)),
                       Catch::Contains("signature does not verify"));
     // ... or keeps alice's header and stanza (carol cannot open it anyway)
-    CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), detail::raw_encrypt(env)), Catch::Contains("not sealed to"));
+    CHECK_THROWS_WITH(open_record(w.carol, w.fed.pub(), detail::raw_encrypt(env)),
+                      Catch::Contains("not sealed to"));
 }
 
 TEST_CASE("someone holding the recipient's key cannot replace the payload") {
@@ -278,15 +305,18 @@ TEST_CASE("padding must be zero and of the Padmé length") {
     REQUIRE(env.stream.back() == 0);
     auto bad = env;
     bad.stream.back() = 1;
-    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(bad)), Catch::Contains("padding"));
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(bad)),
+                      Catch::Contains("padding"));
     auto longer = env;
     longer.stream.push_back(0);
-    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(longer)), Catch::Contains("lengths"));
+    CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(longer)),
+                      Catch::Contains("lengths"));
 }
 
 TEST_CASE("identity and non-canonical ephemeral keys open nothing") {
     World w;
-    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1));
+    Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
+                               update_payload(10, 1));
     Bytes id = reframe(sealed, [](Bytes& p) { std::memset(p.data() + 8, 0, 32); });
     CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), id), Catch::Contains("not sealed to"));
     Bytes nc = reframe(sealed, [](Bytes& p) {
@@ -319,12 +349,14 @@ TEST_CASE("the sealed bytes name neither sender nor recipient") {
     for (auto& [name, bytes] : secrets) {
         INFO(name);
         CHECK_FALSE(contains(sealed, bytes));
-        CHECK_FALSE(contains(sealed, Bytes(bytes.begin(), bytes.begin() + std::min<size_t>(bytes.size(), 8))));
+        CHECK_FALSE(contains(
+            sealed, Bytes(bytes.begin(), bytes.begin() + std::min<size_t>(bytes.size(), 8))));
     }
     // sealing twice gives unrelated bytes (fresh ephemeral keys and file key)
     Bytes again = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
     CHECK(sealed.size() == again.size());
-    CHECK(!std::equal(sealed.begin() + kHeader, sealed.begin() + kHeader + 200, again.begin() + kHeader));
+    CHECK(!std::equal(sealed.begin() + kHeader, sealed.begin() + kHeader + 200,
+                      again.begin() + kHeader));
 }
 
 TEST_CASE("streaming open writes no record trailer when the payload signature fails") {
@@ -357,13 +389,15 @@ TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks a
     Bytes payload = update_payload(9 << 18, 1); // 9 MiB: three batches of chunks
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
     auto o = open_record(w.bob, w.fed.pub(), sealed);
-    CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(), payload.end()));
+    CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(),
+                     payload.end()));
     size_t clear = clear_size(1);
     size_t len = sealed.size() - kHeader - 8;
     for (size_t at : {clear + 70 * kCt + 5, clear + 130 * kCt + 100, len - 3}) {
         INFO(at);
         Bytes bad = reframe(sealed, [&](Bytes& p) { p[at] ^= 4; });
-        CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), bad), Catch::Contains("does not authenticate"));
+        CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), bad),
+                          Catch::Contains("does not authenticate"));
     }
     // a payload whose declared length is one byte short of what the source delivers
     size_t pos = 0;
@@ -377,7 +411,8 @@ TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks a
         return n;
     };
     VectorSink sink;
-    CHECK_THROWS_WITH(seal(w.alice, std::span(&w.bob.record, 1), src, sink), Catch::Contains("longer than declared"));
+    CHECK_THROWS_WITH(seal(w.alice, std::span(&w.bob.record, 1), src, sink),
+                      Catch::Contains("longer than declared"));
 }
 
 TEST_CASE("dummy stanzas hide the number of recipients") {
@@ -389,7 +424,8 @@ TEST_CASE("dummy stanzas hide the number of recipients") {
     Bytes sealed = seal_record(w.alice, to, RecordType::update, payload, so);
     Record r = decode_record(sealed);
     CHECK((r.payload()[2] | (r.payload()[3] << 8)) == 8);
-    for (auto* k : {&w.bob, &w.carol}) CHECK(open_record(*k, w.fed.pub(), sealed).info.recipients == 2);
+    for (auto* k : {&w.bob, &w.carol})
+        CHECK(open_record(*k, w.fed.pub(), sealed).info.recipients == 2);
     CHECK_THROWS_WITH(open_record(w.alice, w.fed.pub(), sealed), Catch::Contains("not sealed to"));
     // every dummy E is a valid point, like a real one
     for (size_t j = 0; j < 8; ++j) {
@@ -421,7 +457,8 @@ TEST_CASE("sealed sizes reveal neither the sender's id length nor the real recip
         CHECK(from(w.alice) == size_a);
         SealOptions pad;
         pad.stanzas = 4;
-        Bytes one_padded = seal_record(a, std::span(&w.bob.record, 1), RecordType::update, payload, pad);
+        Bytes one_padded =
+            seal_record(a, std::span(&w.bob.record, 1), RecordType::update, payload, pad);
         Bytes four_real = seal_record(longer, four, RecordType::update, payload);
         CHECK(one_padded.size() == four_real.size());
         CHECK(open_record(w.bob, w.fed.pub(), one_padded).info.recipients == 1);
@@ -430,7 +467,8 @@ TEST_CASE("sealed sizes reveal neither the sender's id length nor the real recip
         CHECK(o.info.sender.id == std::string(60, 'l'));
     }
     auto o = open_record(w.bob, w.fed.pub(),
-                         seal_record(longest, std::span(&w.bob.record, 1), RecordType::update, update_payload(5, 1)));
+                         seal_record(longest, std::span(&w.bob.record, 1), RecordType::update,
+                                     update_payload(5, 1)));
     CHECK(o.info.sender.id == std::string(128, 'm'));
 }
 
@@ -447,7 +485,8 @@ TEST_CASE("the fixed-size header is canonical: its padding and dummy slots are s
     auto at = [&](size_t i, const char* what) {
         auto bad = env;
         bad.stream[i] ^= 1;
-        CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(bad)), Catch::Contains(what));
+        CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), detail::raw_encrypt(bad)),
+                          Catch::Contains(what));
     };
     at(3 + reclen, "padding is not zero");              // the sender slot's padding
     at(count_at + 2 + 32 + 5, "dummy recipient slots"); // the first dummy fingerprint slot
@@ -471,7 +510,8 @@ TEST_CASE("a co-recipient's payload swapped in after chunk 0 is never released")
     VectorSink sink;
     swapped.sink = &sink;
     PayloadSource src = swapped.source();
-    CHECK_THROWS_WITH(open(w.bob, w.fed.pub(), src, sink), Catch::Contains("payload signature does not verify"));
+    CHECK_THROWS_WITH(open(w.bob, w.fed.pub(), src, sink),
+                      Catch::Contains("payload signature does not verify"));
     CHECK(sink.data.empty());
     CHECK(swapped.released_before_end == 0);
 
@@ -485,7 +525,8 @@ TEST_CASE("a co-recipient's payload swapped in after chunk 0 is never released")
     VectorSink sink1;
     relabelled.sink = &sink1;
     PayloadSource src1 = relabelled.source();
-    CHECK_THROWS_WITH(open(w.bob, w.fed.pub(), src1, sink1), Catch::Contains("signature does not verify"));
+    CHECK_THROWS_WITH(open(w.bob, w.fed.pub(), src1, sink1),
+                      Catch::Contains("signature does not verify"));
     CHECK(sink1.data.empty());
 
     // the genuine envelope opens whole, once everything verified
@@ -523,7 +564,8 @@ TEST_CASE("single-recipient envelopes stream, padded or not") {
         INFO(stanzas);
         SealOptions so;
         so.stanzas = stanzas;
-        Watched in{decode_record(seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload, so))};
+        Watched in{decode_record(
+            seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload, so))};
         VectorSink sink;
         in.sink = &sink;
         PayloadSource src = in.source();
@@ -535,9 +577,12 @@ TEST_CASE("single-recipient envelopes stream, padded or not") {
 
 TEST_CASE("one record per sender: a second record from the same member is refused") {
     World w;
-    Bytes first = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1, 1));
-    Bytes second = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1, 2));
-    Bytes other = seal_record(w.carol, std::span(&w.bob.record, 1), RecordType::update, update_payload(10, 1, 3));
+    Bytes first = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
+                              update_payload(10, 1, 1));
+    Bytes second = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
+                               update_payload(10, 1, 2));
+    Bytes other = seal_record(w.carol, std::span(&w.bob.record, 1), RecordType::update,
+                              update_payload(10, 1, 3));
     std::set<Fingerprint> seen;
     OpenOptions oo;
     oo.senders_seen = &seen;

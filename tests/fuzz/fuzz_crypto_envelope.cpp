@@ -18,7 +18,8 @@ struct Keys {
         MemberSecret a = MemberSecret::create("alice", 0, 0), b = MemberSecret::create("bob", 0, 0);
         alice = complete(a, issue(auth, a.request, "a"), "a");
         bob = complete(b, issue(auth, b.request, "b"), "b");
-        sealed = seal_record(alice, std::span(&bob.record, 1), RecordType::packed, Bytes(100000, 7));
+        sealed =
+            seal_record(alice, std::span(&bob.record, 1), RecordType::packed, Bytes(100000, 7));
     }
 };
 Keys& keys() {

@@ -29,7 +29,8 @@ void decrypt_body(n3::ByteView body) {
         return p;
     }();
     try {
-        decrypt_key_text(KeyText(KeyKind::encrypted_key, n3::Bytes(body.begin(), body.end())), pass, "fuzz");
+        decrypt_key_text(KeyText(KeyKind::encrypted_key, n3::Bytes(body.begin(), body.end())), pass,
+                         "fuzz");
     } catch (const n3::Error&) {
     }
 }
@@ -46,7 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case KeyKind::request: Request::decode(kt.body, "fuzz").verify("fuzz"); break;
         case KeyKind::partial: Partial::decode(kt.body, "fuzz"); break;
         case KeyKind::member_key: MemberKey::decode(kt.body, "fuzz"); break;
-        case KeyKind::member_public: PublicRecord::decode(kt.body, "fuzz").Y_sig(PublicRecord{}.X_sig); break;
+        case KeyKind::member_public:
+            PublicRecord::decode(kt.body, "fuzz").Y_sig(PublicRecord{}.X_sig);
+            break;
         case KeyKind::curve_secret: CurveKey::parse(text, "fuzz"); break;
         case KeyKind::curve_public: break;
         case KeyKind::encrypted_key: decrypt_body(kt.body); break;
@@ -55,12 +58,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     // The body decoders on raw bytes, without the text layer's checksum in the way.
     n3::ByteView raw(data, size);
-    try { PublicRecord::decode(raw, "fuzz"); } catch (const n3::Error&) {}
-    try { Request::decode(raw, "fuzz"); } catch (const n3::Error&) {}
-    try { MemberKey::decode(raw, "fuzz"); } catch (const n3::Error&) {}
-    try { Partial::decode(raw, "fuzz"); } catch (const n3::Error&) {}
-    try { Roster::parse(text, "fuzz"); } catch (const n3::Error&) {}
+    try {
+        PublicRecord::decode(raw, "fuzz");
+    } catch (const n3::Error&) {
+    }
+    try {
+        Request::decode(raw, "fuzz");
+    } catch (const n3::Error&) {
+    }
+    try {
+        MemberKey::decode(raw, "fuzz");
+    } catch (const n3::Error&) {
+    }
+    try {
+        Partial::decode(raw, "fuzz");
+    } catch (const n3::Error&) {
+    }
+    try {
+        Roster::parse(text, "fuzz");
+    } catch (const n3::Error&) {
+    }
     decrypt_body(raw);
-    try { z85_decode(text); } catch (const n3::Error&) {}
+    try {
+        z85_decode(text);
+    } catch (const n3::Error&) {
+    }
     return 0;
 }

@@ -1,7 +1,8 @@
 // Fuzzes secure aggregation's parsers: arbitrary bytes as an advert (complete graph and
-// SecAgg+), as a member's state file, as a survivor list record (and an input it is made from), and as a reveal or input given to the
-// aggregator, must be rejected with n3::Error, never crash, hang or read out of bounds. Genuine
-// records of a fixed round are spliced with the input, so mutations reach past the first checks.
+// SecAgg+), as a member's state file, as a survivor list record (and an input it is made from), and
+// as a reveal or input given to the aggregator, must be rejected with n3::Error, never crash, hang
+// or read out of bounds. Genuine records of a fixed round are spliced with the input, so mutations
+// reach past the first checks.
 #include "record/error.hpp"
 #include "record/safetensors.hpp"
 #include "secagg/protocol.hpp"
@@ -40,7 +41,8 @@ struct Fixture {
             SafetensorsBuilder sb;
             sb.set_meta("samples", "10");
             sb.add_owned("w", DType::F32, {4}, Bytes(16, 0));
-            inputs.push_back(mask_update(keys[i], sparse, st[i], adverts, Record(RecordType::update, sb.bytes())));
+            inputs.push_back(mask_update(keys[i], sparse, st[i], adverts,
+                                         Record(RecordType::update, sb.bytes())));
         }
         survivors = list_survivors(inputs, sparse);
         reveal_rec = reveal(keys[0], sparse, st[0], read_survivors(survivors, sparse, "survivors"));
@@ -72,17 +74,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string text(reinterpret_cast<const char*>(data), size);
     refused([&] { read_advert(Record(RecordType::masked, raw), f.complete, "advert"); });
     refused([&] { read_advert(Record(RecordType::masked, raw), f.sparse, "advert"); });
-    refused([&] { read_advert(Record(RecordType::masked, splice(f.advert.payload(), data, size)), f.sparse, "advert"); });
+    refused([&] {
+        read_advert(Record(RecordType::masked, splice(f.advert.payload(), data, size)), f.sparse,
+                    "advert");
+    });
     refused([&] { MemberState::parse(text, "state"); });
     refused([&] { MemberState::parse(f.state.substr(0, f.state.size() / 2) + text, "state"); });
     refused([&] { read_survivors(Record(RecordType::masked, raw), f.sparse, "survivors"); });
     refused([&] {
-        read_survivors(Record(RecordType::masked, splice(f.survivors.payload(), data, size)), f.sparse, "survivors");
+        read_survivors(Record(RecordType::masked, splice(f.survivors.payload(), data, size)),
+                       f.sparse, "survivors");
     });
     refused([&] { survivors_of({Record(RecordType::masked, raw)}, f.sparse); });
-    refused([&] { list_survivors({Record(RecordType::masked, splice(f.inputs[2].payload(), data, size))}, f.sparse); });
+    refused([&] {
+        list_survivors({Record(RecordType::masked, splice(f.inputs[2].payload(), data, size))},
+                       f.sparse);
+    });
     // A damaged reveal or input among genuine ones.
-    std::vector<Record> reveals{Record(RecordType::masked, splice(f.reveal_rec.payload(), data, size))};
+    std::vector<Record> reveals{
+        Record(RecordType::masked, splice(f.reveal_rec.payload(), data, size))};
     refused([&] { secure_sum(f.sparse, f.adverts, f.inputs, reveals, 1); });
     std::vector<Record> inputs = f.inputs;
     inputs[1] = Record(RecordType::masked, splice(f.inputs[1].payload(), data, size));

@@ -44,11 +44,9 @@ Model random_model(std::mt19937_64& rng, double mean = 0, double sd = 1) {
     Model m;
     for (auto& [name, shape] : kShapes) {
         size_t n = 1;
-        for (auto s : shape)
-            n *= size_t(s);
+        for (auto s : shape) n *= size_t(s);
         Vec v(n);
-        for (auto& x : v)
-            x = double(float(d(rng))); // exactly representable in F32
+        for (auto& x : v) x = double(float(d(rng))); // exactly representable in F32
         m[name] = v;
     }
     return m;
@@ -130,8 +128,7 @@ Model map_model(const std::vector<Model>& ms, F&& f) { // f(column of values) ->
         Vec r(v.size());
         for (size_t j = 0; j < v.size(); ++j) {
             Vec col;
-            for (auto& m : ms)
-                col.push_back(m.at(name)[j]);
+            for (auto& m : ms) col.push_back(m.at(name)[j]);
             r[j] = f(col);
         }
         out[name] = r;
@@ -145,10 +142,8 @@ Model weighted_mean(const std::vector<Model>& ms, const Vec& w) {
     for (auto& [name, v] : ms[0]) {
         Vec r(v.size(), 0.0);
         for (size_t i = 0; i < ms.size(); ++i)
-            for (size_t j = 0; j < v.size(); ++j)
-                r[j] += w[i] * ms[i].at(name)[j];
-        for (auto& x : r)
-            x /= total;
+            for (size_t j = 0; j < v.size(); ++j) r[j] += w[i] * ms[i].at(name)[j];
+        for (auto& x : r) x /= total;
         out[name] = r;
     }
     return out;
@@ -157,16 +152,14 @@ Model weighted_mean(const std::vector<Model>& ms, const Vec& w) {
 Model add(const Model& a, const Model& b, double s = 1) {
     Model out = a;
     for (auto& [name, v] : out)
-        for (size_t j = 0; j < v.size(); ++j)
-            v[j] += s * b.at(name)[j];
+        for (size_t j = 0; j < v.size(); ++j) v[j] += s * b.at(name)[j];
     return out;
 }
 
 double distance2(const Model& a, const Model& b) {
     double s = 0;
     for (auto& [name, v] : a)
-        for (size_t j = 0; j < v.size(); ++j)
-            s += std::pow(v[j] - b.at(name)[j], 2);
+        for (size_t j = 0; j < v.size(); ++j) s += std::pow(v[j] - b.at(name)[j], 2);
     return s;
 }
 
@@ -215,8 +208,7 @@ struct Round {
 TEST_CASE("crc64_combine joins the checksums of two pieces", "[merge][crc]") {
     std::mt19937_64 rng(3);
     Bytes data(5000);
-    for (auto& b : data)
-        b = uint8_t(rng());
+    for (auto& b : data) b = uint8_t(rng());
     uint64_t whole = crc64(0, data);
     for (size_t cut : {size_t(0), size_t(1), size_t(7), size_t(64), size_t(4999), size_t(5000)}) {
         ByteView a(data.data(), cut), b(data.data() + cut, data.size() - cut);
@@ -335,8 +327,7 @@ TEST_CASE("the same inputs in any order give the same bytes", "[merge][order]") 
     std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(5));
     // One stream file holding every record, in yet another order.
     std::string stream = r.dir / "all.n3";
-    for (auto& p : shuffled)
-        write_bytes(stream, read_file(p), true);
+    for (auto& p : shuffled) write_bytes(stream, read_file(p), true);
     std::swap(shuffled.front(), shuffled.back());
     for (std::string rule :
          {"fedavg", "median", "trimmed-mean:0.2", "krum:1", "multi-krum:1,3", "fedadam"}) {
@@ -366,8 +357,7 @@ TEST_CASE("median and trimmed mean match their references", "[merge][robust]") {
             std::sort(c.begin(), c.end());
             size_t k = size_t(std::floor(0.2 * double(c.size())));
             double s = 0;
-            for (size_t i = k; i < c.size() - k; ++i)
-                s += c[i];
+            for (size_t i = k; i < c.size() - k; ++i) s += c[i];
             return s / double(c.size() - 2 * k);
         });
         require_close(read_model(merge_files(r.paths, with_rule("trimmed-mean:0.2")).payload()),
@@ -384,8 +374,7 @@ TEST_CASE("clipping scales each update to the norm bound before the rule", "[mer
         REQUIRE(norm > c); // so the test clips something
         Model s = u;
         for (auto& [name, v] : s)
-            for (auto& x : v)
-                x *= c / norm;
+            for (auto& x : v) x *= c / norm;
         clipped.push_back(s);
     }
     Options o = with_rule("fedavg");
@@ -393,8 +382,7 @@ TEST_CASE("clipping scales each update to the norm bound before the rule", "[mer
     Result res = merge_files(r.paths, o);
     require_close(read_model(res.payload()),
                   weighted_mean(clipped, Vec(r.samples.begin(), r.samples.end())));
-    for (auto& in : res.inputs())
-        REQUIRE(in.clip_scale < 1);
+    for (auto& in : res.inputs()) REQUIRE(in.clip_scale < 1);
 }
 
 TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster",
@@ -410,8 +398,7 @@ TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster"
             Model u = add(center, random_model(rng, 0, 0.01));
             if (i >= 8) { // two attackers
                 for (auto& [name, v] : u)
-                    for (auto& x : v)
-                        x = attack == "scaled" ? 50 * x : -3 * x;
+                    for (auto& x : v) x = attack == "scaled" ? 50 * x : -3 * x;
                 bad_names.push_back(d / ("u" + std::to_string(i) + ".n3"));
             } else {
                 honest.push_back(u);
@@ -421,8 +408,7 @@ TEST_CASE("Krum, Multi-Krum, median and trimmed mean keep to the honest cluster"
         }
         Model honest_mean = weighted_mean(honest, Vec(8, 1.0));
         double spread = 0; // how far honest updates sit from their mean
-        for (auto& h : honest)
-            spread = std::max(spread, distance2(h, honest_mean));
+        for (auto& h : honest) spread = std::max(spread, distance2(h, honest_mean));
 
         // fedavg is pulled away: this is what the robust rules must resist.
         REQUIRE(distance2(read_model(merge_files(paths, with_rule("fedavg")).payload()),
@@ -578,8 +564,7 @@ TEST_CASE("F16 inputs give an F16 output", "[merge][dtype]") {
     for (int i = 0; i < 3; ++i) {
         Model m = random_model(rng);
         for (auto& [n, v] : m)
-            for (auto& x : v)
-                x = double(f16_to_f32(f32_to_f16(float(x))));
+            for (auto& x : v) x = double(f16_to_f32(f32_to_f16(float(x))));
         ms.push_back(m);
         write_model(d / ("h" + std::to_string(i) + ".n3"), m, {}, RecordType::model, DType::F16);
     }

@@ -27,8 +27,7 @@ struct TempDir {
 Bytes record_bytes(size_t payload, uint32_t seed) {
     Bytes p(payload);
     std::mt19937 rng(seed);
-    for (auto& b : p)
-        b = static_cast<uint8_t>(rng());
+    for (auto& b : p) b = static_cast<uint8_t>(rng());
     return encode_record(RecordType::packed, p);
 }
 
@@ -45,8 +44,7 @@ std::future<std::vector<Bytes>> receive_async(ReceiveOptions o) {
         std::vector<Bytes> got;
         receive_records(o, [&](const Arrival& a) {
             Bytes b;
-            for (auto f : a.frames)
-                b.insert(b.end(), f.begin(), f.end());
+            for (auto f : a.frames) b.insert(b.end(), f.begin(), f.end());
             got.push_back(std::move(b));
         });
         return got;
@@ -94,8 +92,7 @@ TEST_CASE("records arrive intact and in order, small and larger than a frame") {
 TEST_CASE("scatter deals records round-robin, broadcast sends all to all") {
     TempDir dir;
     std::vector<Bytes> recs;
-    for (uint32_t i = 0; i < 6; ++i)
-        recs.push_back(record_bytes(1000 + i, i));
+    for (uint32_t i = 0; i < 6; ++i) recs.push_back(record_bytes(1000 + i, i));
     Input in(write_file(dir.path + "/recs.n3", recs));
     const bool scatter = GENERATE(true, false);
     ReceiveOptions a, b;

@@ -12,8 +12,7 @@ namespace {
 Bytes sample_record(size_t payload, uint32_t seed = 1) {
     Bytes p(payload);
     std::mt19937 rng(seed);
-    for (auto& b : p)
-        b = static_cast<uint8_t>(rng());
+    for (auto& b : p) b = static_cast<uint8_t>(rng());
     return encode_record(RecordType::shard, p);
 }
 

@@ -246,7 +246,8 @@ TEST_CASE("read_rest gives the payload of the record begun, in place or piped", 
     REQUIRE(r.read_payload(first) == 10);
     Record rest = r.read_rest();
     CHECK(rest.payload().size() == (3u << 20) - 10);
-    CHECK(std::equal(rest.payload().begin(), rest.payload().end(), rec.begin() + kPreambleSize + 10));
+    CHECK(
+        std::equal(rest.payload().begin(), rest.payload().end(), rec.begin() + kPreambleSize + 10));
     CHECK_NOTHROW(r.end());
     CHECK_THROWS_AS(r.read_rest(), std::logic_error);
 }

@@ -26,11 +26,14 @@ struct TempDir {
     }
     ~TempDir() { fs::remove_all(path); }
     size_t entries() const {
-        return static_cast<size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator{}));
+        return static_cast<size_t>(
+            std::distance(fs::directory_iterator(path), fs::directory_iterator{}));
     }
 };
 
-ByteView text(const char* s) { return ByteView(reinterpret_cast<const uint8_t*>(s), strlen(s)); }
+ByteView text(const char* s) {
+    return ByteView(reinterpret_cast<const uint8_t*>(s), strlen(s));
+}
 
 } // namespace
 
@@ -184,7 +187,9 @@ struct Written {
     }
 };
 
-Bytes filled(size_t n, uint8_t v) { return Bytes(n, v); }
+Bytes filled(size_t n, uint8_t v) {
+    return Bytes(n, v);
+}
 
 } // namespace
 

@@ -106,11 +106,14 @@ TEST_CASE("hostile tensor headers are refused", "[safetensors]") {
     refuses(raw(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "size/shape");
     refuses(raw(R"({"a":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8), "dtype");
     refuses(raw(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8), "negative");
-    refuses(raw(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8),
-            "overflow");
+    refuses(
+        raw(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8),
+        "overflow");
     refuses(raw(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8), "reversed");
     refuses(raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                R"("b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8), "overlap");
+                R"("b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                8),
+            "overlap");
     refuses(raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), "gap");
     refuses(raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8), "trailing bytes");
     refuses(raw(R"({"__metadata__":{"a":1}})", 0), "non-string metadata");

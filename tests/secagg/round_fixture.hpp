@@ -33,7 +33,8 @@ struct Federation {
     }
 };
 
-inline Record make_update(uint32_t member, size_t dim, uint64_t samples, std::vector<double>& values) {
+inline Record make_update(uint32_t member, size_t dim, uint64_t samples,
+                          std::vector<double>& values) {
     std::mt19937 g(member);
     std::uniform_real_distribution<float> d(-0.5f, 0.5f);
     std::vector<float> a(dim), b(3);

@@ -35,7 +35,8 @@ std::vector<Member> run_round(Federation& f, size_t dim,
                               const std::function<std::vector<uint32_t>(uint32_t)>& shown) {
     const uint32_t n = f.round.n();
     std::vector<Member> m(n);
-    for (uint32_t i = 0; i < n; ++i) m[i].advert = read_advert(make_advert(f.keys[i], f.round, m[i].state), f.round, "a");
+    for (uint32_t i = 0; i < n; ++i)
+        m[i].advert = read_advert(make_advert(f.keys[i], f.round, m[i].state), f.round, "a");
     for (uint32_t i = 0; i < n; ++i) {
         std::vector<Advert> given;
         for (auto v : shown(i + 1)) given.push_back(m[v - 1].advert);
@@ -67,8 +68,9 @@ void collect(const Record& reveal_rec, Revealed& out) {
 // The attacker's last step: strip member `target`'s self mask and its pair masks with every
 // member in `partners` from its masked input, given b_target and each partner's s. Returns
 // nothing when the shares do not rebuild the secrets (fewer than t verify).
-std::optional<std::vector<float>> unmask(const Federation& f, const std::vector<Member>& m, uint32_t target,
-                                         const std::vector<uint32_t>& partners, Revealed& got,
+std::optional<std::vector<float>> unmask(const Federation& f, const std::vector<Member>& m,
+                                         uint32_t target, const std::vector<uint32_t>& partners,
+                                         Revealed& got,
                                          const std::map<uint32_t, Scalar>& known_s = {}) {
     const std::string ctx = f.round.context();
     const Member& t = m[target - 1];
@@ -85,7 +87,8 @@ std::optional<std::vector<float>> unmask(const Federation& f, const std::vector<
         Scalar b = shamir::combine(got.b[target], t.advert.cb);
         apply_mask(y, self_key(b, ctx), -1);
         for (auto v : partners) {
-            Scalar s = known_s.count(v) ? known_s.at(v) : shamir::combine(got.s[v], m[v - 1].advert.cs);
+            Scalar s =
+                known_s.count(v) ? known_s.at(v) : shamir::combine(got.s[v], m[v - 1].advert.cs);
             apply_mask(y, pair_key(s, t.advert.S, ctx, v, target), -pair_sign(target, v));
         }
     } catch (const DataError&) {
@@ -108,7 +111,8 @@ bool equals_update(const std::optional<std::vector<float>>& got, const std::vect
 
 // What a member that checks nothing would reveal for `survivors`: b shares of the listed,
 // s shares of everyone else it holds shares of.
-Record naive_reveal(const Federation& f, const Member& me, uint32_t index, const std::set<uint32_t>& survivors) {
+Record naive_reveal(const Federation& f, const Member& me, uint32_t index,
+                    const std::set<uint32_t>& survivors) {
     std::vector<RevealEntry> entries;
     for (auto v : me.state.included) {
         bool survived = survivors.count(v) > 0;
@@ -152,15 +156,19 @@ TEST_CASE("attack: member 1 shown only t adverts, then listed with members it di
             FAIL("member " << h << " revealed");
         } catch (const DataError& e) {
             const std::string why = e.what();
-            if (h == 2 || h == 3) REQUIRE(why.find("not on the survivor list") != std::string::npos);
-            else REQUIRE(why.find("did not mask over the advert of member 'm4'") != std::string::npos);
+            if (h == 2 || h == 3)
+                REQUIRE(why.find("not on the survivor list") != std::string::npos);
+            else
+                REQUIRE(why.find("did not mask over the advert of member 'm4'") !=
+                        std::string::npos);
         }
         REQUIRE_FALSE(st.revealed_for);
     }
     REQUIRE_FALSE(unmask(f, m, 1, {2, 3}, got));
 }
 
-TEST_CASE("attack: t - 1 colluding members and the aggregator with one consistent list", "[protocol][attack]") {
+TEST_CASE("attack: t - 1 colluding members and the aggregator with one consistent list",
+          "[protocol][attack]") {
     // Members 2 and 3 collude: they know s_2 and s_3 and hand over their shares of b_1. Member 1
     // is shown only {1, 2, 3}; one honest share of b_1 is missing, and the list 1 2 3 4 asks
     // member 4 for it.
@@ -195,7 +203,8 @@ TEST_CASE("attack: t - 1 colluding members and the aggregator with one consisten
     REQUIRE_FALSE(unmask(f, m, 1, {2, 3}, got, colluders_s));
 }
 
-TEST_CASE("attack: a survivor list with statements swapped or forged is refused", "[protocol][attack]") {
+TEST_CASE("attack: a survivor list with statements swapped or forged is refused",
+          "[protocol][attack]") {
     Federation f(4, 3);
     auto m = run_round(f, 16, [](uint32_t) { return std::vector<uint32_t>{1, 2, 3, 4}; });
     // The aggregator cannot put words in a member's mouth: a statement re-signed by another
@@ -217,11 +226,13 @@ TEST_CASE("attack: a survivor list with statements swapped or forged is refused"
             sb.add_owned(t.name, t.dtype, t.shape, Bytes(d.begin(), d.end()));
         }
     Record swapped = resign(f.keys[1], f.round, Record(RecordType::masked, sb.bytes()));
-    REQUIRE_THROWS_WITH(list_survivors({m[0].input, swapped}, f.round), Catch::Contains("statement"));
+    REQUIRE_THROWS_WITH(list_survivors({m[0].input, swapped}, f.round),
+                        Catch::Contains("statement"));
     // A list from another round, or a plain text list, is not a survivor list.
     Round next = f.round;
     next.round = 8;
-    REQUIRE_THROWS_WITH(read_survivors(list, next, "survivors"), Catch::Contains("of round 7, this is round 8"));
+    REQUIRE_THROWS_WITH(read_survivors(list, next, "survivors"),
+                        Catch::Contains("of round 7, this is round 8"));
     REQUIRE_THROWS_WITH(read_survivors(Record(RecordType::model, Bytes{}), f.round, "survivors"),
                         Catch::Contains("not a survivor list"));
 }
@@ -236,13 +247,15 @@ TEST_CASE("attack: a repeated round reuses no share box key stream", "[protocol]
     auto first = run_round(f, 64, all);
     Revealed dropped_1;
     const Survivors without_1 = list_of(f, first, {2, 3, 4, 5});
-    for (uint32_t h = 2; h <= 5; ++h) collect(reveal(f.keys[h - 1], f.round, first[h - 1].state, without_1), dropped_1);
+    for (uint32_t h = 2; h <= 5; ++h)
+        collect(reveal(f.keys[h - 1], f.round, first[h - 1].state, without_1), dropped_1);
     REQUIRE(dropped_1.s[1].size() == 4);
 
     auto second = run_round(f, 64, all);
     Revealed got; // the second round completes with everyone: b_1 comes out as it should
     const Survivors everyone = list_of(f, second, {1, 2, 3, 4, 5});
-    for (uint32_t h = 1; h <= 5; ++h) collect(reveal(f.keys[h - 1], f.round, second[h - 1].state, everyone), got);
+    for (uint32_t h = 1; h <= 5; ++h)
+        collect(reveal(f.keys[h - 1], f.round, second[h - 1].state, everyone), got);
 
     // The attacker's guess at the second round's shares of s_1: box2 xor box1 xor share1.
     Revealed guessed = got;
@@ -259,7 +272,8 @@ TEST_CASE("attack: a repeated round reuses no share box key stream", "[protocol]
     std::vector<uint32_t> partners{2, 3, 4, 5};
     // Control: with the true shares of s_1 the same code unmasks member 1's second input.
     Revealed control = got;
-    for (uint32_t h = 2; h <= 5; ++h) control.s[1].push_back({h, second[h - 1].state.received.at(1).first});
+    for (uint32_t h = 2; h <= 5; ++h)
+        control.s[1].push_back({h, second[h - 1].state.received.at(1).first});
     // With s_1 itself, member 1's pair masks come off from its own side: k_1v = s_1 S_v.
     auto strip_with_s1 = [&](Revealed& r) -> std::optional<std::vector<float>> {
         try {
@@ -275,7 +289,8 @@ TEST_CASE("attack: a repeated round reuses no share box key stream", "[protocol]
                 std::memcpy(y.data() + old, d.data(), d.size());
             }
             apply_mask(y, self_key(shamir::combine(r.b[1], second[0].advert.cb), ctx), -1);
-            for (auto v : partners) apply_mask(y, pair_key(s1, second[v - 1].advert.S, ctx, 1, v), -pair_sign(1, v));
+            for (auto v : partners)
+                apply_mask(y, pair_key(s1, second[v - 1].advert.S, ctx, 1, v), -pair_sign(1, v));
             FixedPoint fp;
             fp.frac_bits = std::stoi(*set.meta("frac_bits"));
             std::vector<float> x(y.size());
@@ -289,12 +304,15 @@ TEST_CASE("attack: a repeated round reuses no share box key stream", "[protocol]
     REQUIRE_FALSE(strip_with_s1(guessed)); // the guessed shares rebuild nothing
 }
 
-TEST_CASE("attack: a member advertises once per round, whatever --state path it is given", "[protocol][attack]") {
+TEST_CASE("attack: a member advertises once per round, whatever --state path it is given",
+          "[protocol][attack]") {
     Federation f(3, 2);
-    const std::string dir = std::filesystem::temp_directory_path() / ("n3-advertised-" + std::to_string(::getpid()));
+    const std::string dir =
+        std::filesystem::temp_directory_path() / ("n3-advertised-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     REQUIRE_NOTHROW(record_advert(f.keys[0], f.round, dir));
-    REQUIRE_THROWS_WITH(record_advert(f.keys[0], f.round, dir), Catch::Contains("already advertised in round 7"));
+    REQUIRE_THROWS_WITH(record_advert(f.keys[0], f.round, dir),
+                        Catch::Contains("already advertised in round 7"));
     REQUIRE_NOTHROW(record_advert(f.keys[1], f.round, dir)); // another member
     Round next = f.round;
     next.round = 8;
@@ -317,16 +335,19 @@ TEST_CASE("attack: masked inputs that declare U8 tensors are refused, not summed
         for (auto& t : s.tensors())
             if (t.name != "signature") {
                 auto d = s.data(t);
-                sb.add_owned(t.name, DType::U8, {static_cast<int64_t>(d.size())}, Bytes(d.begin(), d.end()));
+                sb.add_owned(t.name, DType::U8, {static_cast<int64_t>(d.size())},
+                             Bytes(d.begin(), d.end()));
             }
         return resign(f.keys[i - 1], f.round, Record(RecordType::masked, sb.bytes()));
     };
     std::vector<Record> inputs{as_u8(1), as_u8(2)};
     const Survivors list = list_of(f, m, {1, 2});
     std::vector<Record> reveals;
-    for (uint32_t h : {1u, 2u}) reveals.push_back(reveal(f.keys[h - 1], f.round, m[h - 1].state, list));
+    for (uint32_t h : {1u, 2u})
+        reveals.push_back(reveal(f.keys[h - 1], f.round, m[h - 1].state, list));
     std::vector<Advert> adverts{m[0].advert, m[1].advert, m[2].advert};
-    REQUIRE_THROWS_WITH(secure_sum(f.round, adverts, inputs, reveals), Catch::Contains("masked inputs hold U32 values"));
+    REQUIRE_THROWS_WITH(secure_sum(f.round, adverts, inputs, reveals),
+                        Catch::Contains("masked inputs hold U32 values"));
     // The same round with the inputs as they were sums.
     REQUIRE_NOTHROW(secure_sum(f.round, adverts, {m[0].input, m[1].input}, reveals));
 }

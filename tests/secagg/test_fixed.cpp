@@ -10,7 +10,9 @@ using namespace n3;
 using namespace n3::secagg;
 
 namespace {
-std::vector<uint8_t> key(uint8_t k) { return std::vector<uint8_t>(32, k); }
+std::vector<uint8_t> key(uint8_t k) {
+    return std::vector<uint8_t>(32, k);
+}
 } // namespace
 
 TEST_CASE("the chosen scale cannot wrap for n clipped inputs", "[fixed]") {
@@ -20,8 +22,9 @@ TEST_CASE("the chosen scale cannot wrap for n clipped inputs", "[fixed]") {
             INFO("n=" << n << " clip=" << clip << " f=" << fp.frac_bits);
             REQUIRE(double(n) * (clip * std::ldexp(1.0, fp.frac_bits) + 1) < std::ldexp(1.0, 31));
             // and it is the finest such scale (at most 30 fractional bits)
-            REQUIRE((fp.frac_bits == 30 ||
-                     double(n) * (clip * std::ldexp(1.0, fp.frac_bits + 1) + 1) >= std::ldexp(1.0, 31)));
+            REQUIRE(
+                (fp.frac_bits == 30 || double(n) * (clip * std::ldexp(1.0, fp.frac_bits + 1) + 1) >=
+                                           std::ldexp(1.0, 31)));
             // Worst case: every member at +clip and at -clip.
             for (float sign : {1.0f, -1.0f}) {
                 std::vector<float> x(3, sign * static_cast<float>(clip) * 4); // clipped

@@ -50,7 +50,8 @@ bool connected_without(const Graph& g, const std::vector<bool>& gone) {
 } // namespace
 
 TEST_CASE("Harary graphs are k-regular and symmetric", "[graph]") {
-    for (auto [n, k] : std::vector<std::pair<uint32_t, uint32_t>>{{8, 4}, {9, 4}, {10, 3}, {50, 8}, {50, 7}, {7, 6}, {12, 2}}) {
+    for (auto [n, k] : std::vector<std::pair<uint32_t, uint32_t>>{
+             {8, 4}, {9, 4}, {10, 3}, {50, 8}, {50, 7}, {7, 6}, {12, 2}}) {
         Graph g = Graph::harary(k, shuffled(n, n * 31 + k));
         REQUIRE_FALSE(g.is_complete());
         REQUIRE(g.degree() == k);
@@ -91,7 +92,8 @@ TEST_CASE("Harary graphs stay connected when fewer than k members are removed", 
 
 TEST_CASE("graphs that cannot exist are refused", "[graph]") {
     REQUIRE_THROWS_AS(Graph::harary(1, shuffled(8, 1)), UsageError);
-    REQUIRE_THROWS_WITH(Graph::harary(8, shuffled(8, 1)), Catch::Contains("needs more than 8 members"));
+    REQUIRE_THROWS_WITH(Graph::harary(8, shuffled(8, 1)),
+                        Catch::Contains("needs more than 8 members"));
     REQUIRE_THROWS_WITH(Graph::harary(3, shuffled(9, 1)), Catch::Contains("both odd"));
     REQUIRE_THROWS_AS(Graph::harary(2, std::vector<uint32_t>{1, 2, 2, 4}), UsageError);
 }
@@ -119,7 +121,8 @@ TEST_CASE("pair masks over a sparse graph cancel exactly", "[graph][mask]") {
     for (uint32_t u = 1; u <= n; ++u) {
         std::vector<uint32_t> y(dim, 0);
         std::vector<MaskJob> jobs;
-        for (auto v : g.neighbours(u)) jobs.push_back({pair_key(s[u], S[v], ctx, u, v), pair_sign(u, v)});
+        for (auto v : g.neighbours(u))
+            jobs.push_back({pair_key(s[u], S[v], ctx, u, v), pair_sign(u, v)});
         apply_masks(y, jobs, u % 3); // 0, 1 and 2 threads give the same values
         size_t zeros = static_cast<size_t>(std::count(y.begin(), y.end(), 0u));
         REQUIRE(zeros < 10); // each input is masked

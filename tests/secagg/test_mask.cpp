@@ -36,7 +36,8 @@ std::vector<Member> make_round(uint32_t n, size_t dim) {
         u.y = u.x;
         apply_mask(u.y, self_key(u.b, ctx), +1);
         for (auto& v : m)
-            if (v.id != u.id) apply_mask(u.y, pair_key(u.s, v.S, ctx, u.id, v.id), pair_sign(u.id, v.id));
+            if (v.id != u.id)
+                apply_mask(u.y, pair_key(u.s, v.S, ctx, u.id, v.id), pair_sign(u.id, v.id));
     }
     return m;
 }

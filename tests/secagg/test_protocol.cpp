@@ -50,7 +50,8 @@ Survivors listed(const Federation& f, const RoundRun& run, const std::set<uint32
 
 // Runs steps 3 and 4 for the members in `survivors` and checks the result against the plain
 // weighted mean within the documented bound.
-SumResult check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>& survivors, size_t dim) {
+SumResult check_sum(Federation& f, const RoundRun& run, const std::set<uint32_t>& survivors,
+                    size_t dim) {
     std::vector<Record> inputs, reveals;
     for (auto u : survivors) inputs.push_back(run.inputs[u - 1]);
     for (auto u : survivors) {
@@ -119,14 +120,16 @@ TEST_CASE("no share is revealed twice, and never both for one member", "[protoco
     REQUIRE(std::count(kinds.begin(), kinds.end(), 1) == 1); // member 4 dropped: its s share
     // The state survives a round trip through its file form with the reveal remembered.
     MemberState back = MemberState::parse(st.text(), "state");
-    REQUIRE_THROWS_WITH(reveal(f.keys[1], f.round, back, listed(f, run, all)), Catch::Contains("already revealed"));
+    REQUIRE_THROWS_WITH(reveal(f.keys[1], f.round, back, listed(f, run, all)),
+                        Catch::Contains("already revealed"));
 }
 
 TEST_CASE("fewer than t survivors: nothing is revealed", "[protocol]") {
     Federation f(5, 3);
     RoundRun run = run_to_inputs(f, 10);
     std::set<uint32_t> two{1, 2};
-    REQUIRE_THROWS_AS(reveal(f.keys[0], f.round, run.states[0], listed(f, run, two)), IncompleteError);
+    REQUIRE_THROWS_AS(reveal(f.keys[0], f.round, run.states[0], listed(f, run, two)),
+                      IncompleteError);
     REQUIRE_FALSE(run.states[0].revealed_for);
     std::vector<Record> inputs{run.inputs[0], run.inputs[1], run.inputs[2]};
     std::set<uint32_t> three{1, 2, 3};
@@ -147,7 +150,8 @@ TEST_CASE("replays, forgeries and inconsistencies are refused", "[protocol]") {
     // A member of another federation cannot pose as a roster member.
     Federation other(4, 2);
     MemberState st2;
-    REQUIRE_THROWS_WITH(make_advert(other.keys[0], f.round, st2), Catch::Contains("not in the roster"));
+    REQUIRE_THROWS_WITH(make_advert(other.keys[0], f.round, st2),
+                        Catch::Contains("not in the roster"));
     // A tampered input does not verify.
     Bytes bad(run.inputs[1].payload().begin(), run.inputs[1].payload().end());
     bad[bad.size() - 100] ^= 1;
@@ -155,7 +159,8 @@ TEST_CASE("replays, forgeries and inconsistencies are refused", "[protocol]") {
     std::set<uint32_t> s123{1, 2, 3};
     std::vector<Record> reveals{reveal(f.keys[0], f.round, run.states[0], listed(f, run, s123)),
                                 reveal(f.keys[2], f.round, run.states[2], listed(f, run, s123))};
-    REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, inputs, reveals), Catch::Contains("does not verify"));
+    REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, inputs, reveals),
+                        Catch::Contains("does not verify"));
     // A reveal for another survivor list than the inputs that arrived.
     std::vector<Record> good{run.inputs[0], run.inputs[1], run.inputs[2], run.inputs[3]};
     REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, good, reveals),
@@ -165,8 +170,9 @@ TEST_CASE("replays, forgeries and inconsistencies are refused", "[protocol]") {
     REQUIRE_THROWS_AS(secure_sum(f.round, run.adverts, twice, reveals), DataError);
     // Masking twice in one round is refused (it would reuse the masks).
     std::vector<double> v;
-    REQUIRE_THROWS_WITH(mask_update(f.keys[0], f.round, run.states[0], run.adverts, make_update(1, 20, 5, v)),
-                        Catch::Contains("already masked"));
+    REQUIRE_THROWS_WITH(
+        mask_update(f.keys[0], f.round, run.states[0], run.adverts, make_update(1, 20, 5, v)),
+        Catch::Contains("already masked"));
 }
 
 TEST_CASE("a masked input hides its update", "[protocol]") {
@@ -189,7 +195,8 @@ TEST_CASE("a masked input hides its update", "[protocol]") {
 
 // SecAgg+ ------------------------------------------------------------------------------------
 
-TEST_CASE("SecAgg+: every party derives the same k-regular graph from the round", "[protocol][secaggplus]") {
+TEST_CASE("SecAgg+: every party derives the same k-regular graph from the round",
+          "[protocol][secaggplus]") {
     Federation f(12, 0, 7, 4);
     Graph a = f.round.graph(), b = f.round.graph();
     Round copy = f.round;
@@ -199,7 +206,8 @@ TEST_CASE("SecAgg+: every party derives the same k-regular graph from the round"
         Round next = f.round;
         next.round = rn;
         Graph d = next.graph();
-        for (uint32_t u = 1; u <= 12; ++u) other_round_differs |= d.neighbours(u) != a.neighbours(u);
+        for (uint32_t u = 1; u <= 12; ++u)
+            other_round_differs |= d.neighbours(u) != a.neighbours(u);
     }
     for (uint32_t u = 1; u <= 12; ++u) {
         REQUIRE(a.neighbours(u).size() == 4);
@@ -236,7 +244,8 @@ TEST_CASE("SecAgg+: adverts carry shares for the neighbours only", "[protocol][s
     REQUIRE(a.cs.size() == 3);
 }
 
-TEST_CASE("SecAgg+: secure sum equals the weighted mean for random dropout sets", "[protocol][secaggplus]") {
+TEST_CASE("SecAgg+: secure sum equals the weighted mean for random dropout sets",
+          "[protocol][secaggplus]") {
     const uint32_t n = 10, k = 4;
     Federation f(n, 0, 7, k);
     const size_t dim = 500;
@@ -255,7 +264,8 @@ TEST_CASE("SecAgg+: secure sum equals the weighted mean for random dropout sets"
         bool feasible = survivors.size() >= f.round.t();
         for (uint32_t w = 1; w <= n; ++w) {
             uint32_t c = survivors.count(w) ? 1 : 0, near = 0;
-            for (auto v : g.neighbours(w)) c += survivors.count(v) ? 1 : 0, near += survivors.count(v) ? 1 : 0;
+            for (auto v : g.neighbours(w))
+                c += survivors.count(v) ? 1 : 0, near += survivors.count(v) ? 1 : 0;
             if ((survivors.count(w) || near) && c < f.round.t()) feasible = false;
         }
         if (feasible) {
@@ -265,7 +275,8 @@ TEST_CASE("SecAgg+: secure sum equals the weighted mean for random dropout sets"
             // Nothing is revealed: every survivor refuses with exit 3 before signing anything.
             for (auto u : survivors) {
                 MemberState st = run.states[u - 1];
-                REQUIRE_THROWS_AS(reveal(f.keys[u - 1], f.round, st, listed(f, run, survivors)), IncompleteError);
+                REQUIRE_THROWS_AS(reveal(f.keys[u - 1], f.round, st, listed(f, run, survivors)),
+                                  IncompleteError);
                 REQUIRE_FALSE(st.revealed_for);
             }
             ++refused;
@@ -279,7 +290,8 @@ TEST_CASE("SecAgg+: secure sum equals the weighted mean for random dropout sets"
     INFO("refused " << refused);
 }
 
-TEST_CASE("SecAgg+: fewer than t surviving neighbours: nothing revealed, exit 3", "[protocol][secaggplus]") {
+TEST_CASE("SecAgg+: fewer than t surviving neighbours: nothing revealed, exit 3",
+          "[protocol][secaggplus]") {
     const uint32_t n = 8, k = 4;
     Federation f(n, 0, 7, k);
     RoundRun run = run_to_inputs(f, 20);
@@ -292,8 +304,9 @@ TEST_CASE("SecAgg+: fewer than t surviving neighbours: nothing revealed, exit 3"
     REQUIRE(survivors.size() == 4);
     for (auto u : survivors) {
         MemberState st = run.states[u - 1];
-        REQUIRE_THROWS_WITH(reveal(f.keys[u - 1], f.round, st, listed(f, run, survivors)),
-                            Catch::Contains("surviving share holders, the threshold is 3; nothing revealed"));
+        REQUIRE_THROWS_WITH(
+            reveal(f.keys[u - 1], f.round, st, listed(f, run, survivors)),
+            Catch::Contains("surviving share holders, the threshold is 3; nothing revealed"));
         REQUIRE_FALSE(st.revealed_for);
     }
     // Everyone survives but three of member 1's neighbours' reveals are lost: the aggregator
@@ -307,8 +320,9 @@ TEST_CASE("SecAgg+: fewer than t surviving neighbours: nothing revealed, exit 3"
         if (u != nb[0] && u != nb[1] && u != nb[2]) reveals.push_back(rec);
     }
     REQUIRE(reveals.size() == 5);
-    REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, run.inputs, reveals),
-                        Catch::Contains("only 2 shares of its self-mask seed were revealed, the threshold is 3"));
+    REQUIRE_THROWS_WITH(
+        secure_sum(f.round, run.adverts, run.inputs, reveals),
+        Catch::Contains("only 2 shares of its self-mask seed were revealed, the threshold is 3"));
 }
 
 TEST_CASE("SecAgg+: a different K is refused with a message", "[protocol][secaggplus]") {
@@ -318,18 +332,23 @@ TEST_CASE("SecAgg+: a different K is refused with a message", "[protocol][secagg
     complete.neighbours = 0;
     MemberState st;
     Record adv = make_advert(f.keys[0], f.round, st);
-    REQUIRE_THROWS_WITH(read_advert(adv, complete, "advert"),
-                        Catch::Contains("advert made for --neighbours 4, this round uses the complete graph"));
+    REQUIRE_THROWS_WITH(
+        read_advert(adv, complete, "advert"),
+        Catch::Contains("advert made for --neighbours 4, this round uses the complete graph"));
     Round six = f.round;
     six.neighbours = 6;
-    REQUIRE_THROWS_WITH(read_advert(adv, six, "advert"), Catch::Contains("this round uses --neighbours 6"));
+    REQUIRE_THROWS_WITH(read_advert(adv, six, "advert"),
+                        Catch::Contains("this round uses --neighbours 6"));
     MemberState st0;
     Record adv0 = make_advert(f.keys[0], complete, st0);
-    REQUIRE_THROWS_WITH(read_advert(adv0, f.round, "advert"),
-                        Catch::Contains("made for the complete graph (no --neighbours), this round uses --neighbours 4"));
+    REQUIRE_THROWS_WITH(
+        read_advert(adv0, f.round, "advert"),
+        Catch::Contains(
+            "made for the complete graph (no --neighbours), this round uses --neighbours 4"));
     // The state file of a K = 4 round does not serve a K = 6 reveal.
     std::set<uint32_t> all{1, 2, 3, 4, 5, 6, 7, 8};
-    REQUIRE_THROWS_WITH(reveal(f.keys[0], six, run.states[0], listed(f, run, all)), Catch::Contains("--neighbours"));
+    REQUIRE_THROWS_WITH(reveal(f.keys[0], six, run.states[0], listed(f, run, all)),
+                        Catch::Contains("--neighbours"));
     // An input masked for K = 4 does not sum in a complete-graph round, even with its adverts.
     std::vector<Record> reveals;
     for (uint32_t u = 1; u <= 8; ++u) {
@@ -357,10 +376,12 @@ TEST_CASE("SecAgg+: a reveal for a non-neighbour is refused", "[protocol][secagg
     }
     // Member 1's reveal, honest except for one extra share for a member it is not adjacent to.
     std::vector<RevealEntry> entries;
-    for (auto v : run.states[0].included) entries.push_back({v, true, run.states[0].received.at(v).second});
+    for (auto v : run.states[0].included)
+        entries.push_back({v, true, run.states[0].received.at(v).second});
     entries.push_back({stranger, true, run.states[0].received.at(1).second});
     reveals.push_back(sign_reveal(f.keys[0], f.round, 1, all, entries));
-    REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, run.inputs, reveals), Catch::Contains("not its neighbour"));
+    REQUIRE_THROWS_WITH(secure_sum(f.round, run.adverts, run.inputs, reveals),
+                        Catch::Contains("not its neighbour"));
     // The honest reveal instead completes the round.
     reveals.pop_back();
     MemberState s1 = run.states[0];
@@ -371,7 +392,8 @@ TEST_CASE("SecAgg+: a reveal for a non-neighbour is refused", "[protocol][secagg
     bad.included.insert(stranger);
     bad.received[stranger] = bad.received.at(1);
     bad.digests[stranger] = bad.digests.at(1);
-    REQUIRE_THROWS_WITH(reveal(f.keys[0], f.round, bad, listed(f, run, all)), Catch::Contains("not a neighbour"));
+    REQUIRE_THROWS_WITH(reveal(f.keys[0], f.round, bad, listed(f, run, all)),
+                        Catch::Contains("not a neighbour"));
     REQUIRE_FALSE(bad.revealed_for);
 }
 
@@ -381,7 +403,8 @@ TEST_CASE("SecAgg+: a member needs only its neighbours' adverts", "[protocol][se
     const Graph g = f.round.graph();
     std::vector<MemberState> states(n);
     std::vector<Advert> adverts;
-    for (uint32_t i = 0; i < n; ++i) adverts.push_back(read_advert(make_advert(f.keys[i], f.round, states[i]), f.round, "a"));
+    for (uint32_t i = 0; i < n; ++i)
+        adverts.push_back(read_advert(make_advert(f.keys[i], f.round, states[i]), f.round, "a"));
     std::vector<Advert> mine;
     for (auto& a : adverts)
         if (a.index == 1 || g.adjacent(1, a.index)) mine.push_back(a);
@@ -397,5 +420,7 @@ TEST_CASE("SecAgg+: a member needs only its neighbours' adverts", "[protocol][se
     std::vector<Advert> few{mine[0], mine[1]};
     MemberState s_few = states[0];
     bool own_in_few = few[0].index == 1 || few[1].index == 1;
-    if (own_in_few) REQUIRE_THROWS_AS(mask_update(f.keys[0], f.round, s_few, few, make_update(1, 30, 100, v1)), IncompleteError);
+    if (own_in_few)
+        REQUIRE_THROWS_AS(mask_update(f.keys[0], f.round, s_few, few, make_update(1, 30, 100, v1)),
+                          IncompleteError);
 }

@@ -71,7 +71,8 @@ TEST_CASE("shares dealt at chosen positions rebuild from any t of them", "[shami
     REQUIRE_THROWS_AS(shamir::deal_at(secret, 2, {0, 3}), UsageError);
     // Shares of another secret at the same positions: nothing verifies, nothing is returned.
     auto other = shamir::deal_at(random_scalar(), 3, xs);
-    REQUIRE_THROWS_WITH(shamir::combine(other.shares, d.commitments), Catch::Contains("only 0 of the 3"));
+    REQUIRE_THROWS_WITH(shamir::combine(other.shares, d.commitments),
+                        Catch::Contains("only 0 of the 3"));
     // Two wrong shares among five: the three right ones still rebuild the secret.
     std::vector<shamir::Share> mix = d.shares;
     mix[0].y = other.shares[0].y;

@@ -26,10 +26,8 @@ std::vector<uint8_t> idx_bytes(uint8_t dims, std::vector<uint32_t> shape, size_t
                                uint8_t fill = 7) {
     std::vector<uint8_t> b = {0, 0, 8, dims};
     for (auto s : shape)
-        for (int k = 3; k >= 0; --k)
-            b.push_back(uint8_t(s >> (8 * k)));
-    for (size_t i = 0; i < data_bytes; ++i)
-        b.push_back(uint8_t((fill + i) % 10));
+        for (int k = 3; k >= 0; --k) b.push_back(uint8_t(s >> (8 * k)));
+    for (size_t i = 0; i < data_bytes; ++i) b.push_back(uint8_t((fill + i) % 10));
     return b;
 }
 
@@ -119,8 +117,7 @@ TEST_CASE("CSV rows are features then label, with an optional header") {
     std::ofstream(p) << "a,b,label\n";
     {
         std::ofstream f(p, std::ios::app);
-        for (int i = 0; i < 20; ++i)
-            f << i << "," << i * 0.5 << "," << i % 3 << "\n";
+        for (int i = 0; i < 20; ++i) f << i << "," << i * 0.5 << "," << i % 3 << "\n";
     }
     Dataset all = load_dataset(p.string(), Format::automatic, Split::all);
     REQUIRE(all.size() == 20);

@@ -39,8 +39,7 @@ void check_disjoint_and_complete(const std::vector<std::vector<size_t>>& parts, 
 
 std::set<int64_t> labels_of(const Dataset& d, const std::vector<size_t>& part) {
     std::set<int64_t> s;
-    for (size_t i : part)
-        s.insert(d.labels[i]);
+    for (size_t i : part) s.insert(d.labels[i]);
     return s;
 }
 
@@ -83,8 +82,7 @@ TEST_CASE("every partitioner is disjoint, complete where promised, and reproduci
 TEST_CASE("iid splits into near-equal shares") {
     Dataset d = labelled(1003);
     auto parts = partition_all(d, PartitionSpec::parse("iid"), 10, 1);
-    for (size_t i = 0; i < parts.size(); ++i)
-        CHECK(parts[i].size() == (i < 3 ? 101u : 100u));
+    for (size_t i = 0; i < parts.size(); ++i) CHECK(parts[i].size() == (i < 3 ? 101u : 100u));
 }
 
 TEST_CASE("classes:K gives each client exactly K labels, label i mod C among them") {
@@ -104,17 +102,14 @@ TEST_CASE("dirichlet shares hold at least 10 samples and are skewed for small al
     Dataset d = labelled(2000);
     for (uint64_t seed = 0; seed < 20; ++seed) {
         auto parts = partition_all(d, PartitionSpec::parse("dirichlet:0.1"), 20, seed);
-        for (auto& p : parts)
-            REQUIRE(p.size() >= 10);
+        for (auto& p : parts) REQUIRE(p.size() >= 10);
     }
     auto parts = partition_all(d, PartitionSpec::parse("dirichlet:0.1"), 10, 3);
     size_t skewed = 0;
-    for (auto& p : parts)
-        skewed += labels_of(d, p).size() < 10;
+    for (auto& p : parts) skewed += labels_of(d, p).size() < 10;
     CHECK(skewed > 5); // with alpha 0.1 most clients miss some labels
     auto even = partition_all(d, PartitionSpec::parse("dirichlet:1000"), 10, 3);
-    for (auto& p : even)
-        CHECK(labels_of(d, p).size() == 10);
+    for (auto& p : even) CHECK(labels_of(d, p).size() == 10);
     // 10 samples each for 300 clients out of 2000 cannot be drawn often enough: a clear error.
     CHECK_THROWS_AS(partition_all(labelled(200), PartitionSpec::parse("dirichlet:0.01"), 19, 1),
                     DataError);
@@ -170,7 +165,6 @@ TEST_CASE("the generator is the published xoshiro256** over SplitMix64") {
     uint64_t x = s1 * 5;
     CHECK(r.next() == ((x << 7) | (x >> 57)) * 9);
     double sum = 0;
-    for (int i = 0; i < 20000; ++i)
-        sum += r.gamma(0.5);
+    for (int i = 0; i < 20000; ++i) sum += r.gamma(0.5);
     CHECK(sum / 20000 == Approx(0.5).epsilon(0.05));
 }

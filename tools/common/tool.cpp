@@ -25,8 +25,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     for (size_t i = 1; i <= a.size(); ++i) {
         cur[0] = i;
         for (size_t j = 1; j <= b.size(); ++j)
-            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
-                               prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            cur[j] = std::min(
+                {prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
         std::swap(prev, cur);
     }
     return prev[b.size()];
@@ -63,12 +63,16 @@ Tool::Tool(std::string name, const std::string& description)
     app_.get_formatter()->column_width(30);
 }
 
-bool Tool::stderr_is_terminal() const { return is_terminal(2); }
+bool Tool::stderr_is_terminal() const {
+    return is_terminal(2);
+}
 
 void Tool::warn(const std::string& msg) const {
     if (!quiet_) std::cerr << name_ << ": warning: " << msg << "\n";
 }
-void Tool::error(const std::string& msg) const { std::cerr << name_ << ": error: " << house_style(msg) << "\n"; }
+void Tool::error(const std::string& msg) const {
+    std::cerr << name_ << ": error: " << house_style(msg) << "\n";
+}
 void Tool::hint(const std::string& msg) const {
     if (!quiet_) std::cerr << name_ << ": hint: " << msg << "\n";
 }
