@@ -165,6 +165,23 @@ crypto::Digest payload_digest(const char* personal, const Round& r, uint32_t ind
     return h.digest();
 }
 
+// A masked input's payload, its checked header, and its name for messages ("masked input 3
+// (member 'm3')"): what every reader of masked inputs starts with.
+struct MaskedInput {
+    TensorSet set;
+    Header h;
+    std::string where;
+};
+MaskedInput open_input(const Record& rec, size_t i, const Round& r) {
+    std::string where = "masked input " + std::to_string(i + 1);
+    if (rec.type() != RecordType::masked) throw DataError(where + ": not a masked record");
+    TensorSet set = TensorSet::parse(rec.payload(), where);
+    Header h = check_header(set, r, "input", where);
+    where += " (member '" + r.members[h.index - 1].id + "')";
+    check_neighbours(set, r, "input", where);
+    return {std::move(set), h, std::move(where)};
+}
+
 crypto::Signature read_sig(const TensorSet& set, const std::string& where) {
     crypto::Signature s;
     auto b = blob(set, "signature", 64, where);
@@ -611,13 +628,7 @@ Record list_survivors(const std::vector<Record>& inputs, const Round& r) {
     crypto::init();
     std::map<uint32_t, Statement> by_member;
     for (size_t i = 0; i < inputs.size(); ++i) {
-        std::string where = "masked input " + std::to_string(i + 1);
-        if (inputs[i].type() != RecordType::masked)
-            throw DataError(where + ": not a masked record");
-        TensorSet set = TensorSet::parse(inputs[i].payload(), where);
-        Header h = check_header(set, r, "input", where);
-        where += " (member '" + r.members[h.index - 1].id + "')";
-        check_neighbours(set, r, "input", where);
+        auto [set, h, where] = open_input(inputs[i], i, r);
         Statement st;
         st.member = h.index;
         const auto included =
@@ -945,13 +956,7 @@ SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
         }
     });
     for (size_t i = 0; i < inputs.size(); ++i) {
-        std::string where = "masked input " + std::to_string(i + 1);
-        if (inputs[i].type() != RecordType::masked)
-            throw DataError(where + ": not a masked record");
-        TensorSet set = TensorSet::parse(inputs[i].payload(), where);
-        Header h = check_header(set, r, "input", where);
-        where += " (member '" + r.members[h.index - 1].id + "')";
-        check_neighbours(set, r, "input", where);
+        auto [set, h, where] = open_input(inputs[i], i, r);
         // Masked values are Z_2^32 elements; any other type would be summed as 4 bytes per
         // element it does not have.
         for (auto& t : set.tensors())

@@ -65,6 +65,19 @@ void collect(const Record& reveal_rec, Revealed& out) {
     }
 }
 
+// A masked input's values, every tensor's in payload order.
+std::vector<uint32_t> masked_values(const TensorSet& set) {
+    std::vector<uint32_t> y;
+    for (auto& ti : set.tensors()) {
+        if (ti.name == "signature") continue;
+        auto d = set.data(ti);
+        size_t old = y.size();
+        y.resize(old + d.size() / 4);
+        std::memcpy(y.data() + old, d.data(), d.size());
+    }
+    return y;
+}
+
 // The attacker's last step: strip member `target`'s self mask and its pair masks with every
 // member in `partners` from its masked input, given b_target and each partner's s. Returns
 // nothing when the shares do not rebuild the secrets (fewer than t verify).
@@ -75,14 +88,7 @@ std::optional<std::vector<float>> unmask(const Federation& f, const std::vector<
     const std::string ctx = f.round.context();
     const Member& t = m[target - 1];
     TensorSet set = TensorSet::parse(t.input.payload());
-    std::vector<uint32_t> y;
-    for (auto& ti : set.tensors()) {
-        if (ti.name == "signature") continue;
-        auto d = set.data(ti);
-        size_t old = y.size();
-        y.resize(old + d.size() / 4);
-        std::memcpy(y.data() + old, d.data(), d.size());
-    }
+    std::vector<uint32_t> y = masked_values(set);
     try {
         Scalar b = shamir::combine(got.b[target], t.advert.cb);
         apply_mask(y, self_key(b, ctx), -1);
@@ -280,14 +286,7 @@ TEST_CASE("attack: a repeated round reuses no share box key stream", "[protocol]
             const std::string ctx = f.round.context();
             Scalar s1 = shamir::combine(r.s[1], second[0].advert.cs);
             TensorSet set = TensorSet::parse(second[0].input.payload());
-            std::vector<uint32_t> y;
-            for (auto& ti : set.tensors()) {
-                if (ti.name == "signature") continue;
-                auto d = set.data(ti);
-                size_t old = y.size();
-                y.resize(old + d.size() / 4);
-                std::memcpy(y.data() + old, d.data(), d.size());
-            }
+            std::vector<uint32_t> y = masked_values(set);
             apply_mask(y, self_key(shamir::combine(r.b[1], second[0].advert.cb), ctx), -1);
             for (auto v : partners)
                 apply_mask(y, pair_key(s1, second[v - 1].advert.S, ctx, 1, v), -pair_sign(1, v));
