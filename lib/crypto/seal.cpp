@@ -271,15 +271,16 @@ PayloadSource payload_source(RecordReader& reader, const Preamble& p) {
     return src;
 }
 
-uint64_t seal_stream(const MemberKey& sender, std::span<const PublicRecord> recipients,
-                     std::span<const std::string> inputs, Sink& out, const SealOptions& opts) {
+namespace {
+
+// Calls fn(input, reader, preamble) for every record of every input, in order; returns how many.
+template <class Fn> uint64_t for_each_record(std::span<const std::string> inputs, Fn&& fn) {
     uint64_t count = 0;
     for (auto& path : inputs) {
         Input in(path);
         RecordReader reader(in);
         while (auto p = reader.begin()) {
-            PayloadSource src = payload_source(reader, *p);
-            seal(sender, recipients, src, out, opts);
+            fn(in, reader, *p);
             ++count;
         }
     }
@@ -287,26 +288,28 @@ uint64_t seal_stream(const MemberKey& sender, std::span<const PublicRecord> reci
     return count;
 }
 
+} // namespace
+
+uint64_t seal_stream(const MemberKey& sender, std::span<const PublicRecord> recipients,
+                     std::span<const std::string> inputs, Sink& out, const SealOptions& opts) {
+    return for_each_record(inputs, [&](Input&, RecordReader& reader, const Preamble& p) {
+        PayloadSource src = payload_source(reader, p);
+        seal(sender, recipients, src, out, opts);
+    });
+}
+
 uint64_t open_stream(const MemberKey& me, const AuthorityPublic& authority,
                      std::span<const std::string> inputs, Sink& out, const OpenOptions& opts,
                      const OpenedCallback& opened) {
-    uint64_t count = 0;
-    for (auto& path : inputs) {
-        Input in(path);
-        RecordReader reader(in);
-        while (auto p = reader.begin()) {
-            PayloadSource src = payload_source(reader, *p);
-            if (p->type != RecordType::sealed)
-                throw DataError(reader.where() + ": is a " + std::string(type_name(p->type)) +
-                                    " record, not a sealed one",
-                                "did you mean n3-seal without --open?");
-            Opened o = open(me, authority, src, out, opts);
-            if (opened) opened(in.name(), reader.records_read(), o);
-            ++count;
-        }
-    }
-    if (count == 0) throw DataError(no_records(inputs));
-    return count;
+    return for_each_record(inputs, [&](Input& in, RecordReader& reader, const Preamble& p) {
+        PayloadSource src = payload_source(reader, p);
+        if (p.type != RecordType::sealed)
+            throw DataError(reader.where() + ": is a " + std::string(type_name(p.type)) +
+                                " record, not a sealed one",
+                            "did you mean n3-seal without --open?");
+        Opened o = open(me, authority, src, out, opts);
+        if (opened) opened(in.name(), reader.records_read(), o);
+    });
 }
 
 namespace detail {

@@ -5,6 +5,9 @@
 #include "crypto/seal.hpp"
 #include "record/safetensors.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <optional>
 #include <string>
 
 namespace n3::crypto::test {
@@ -16,6 +19,25 @@ struct Federation {
         MemberSecret s = MemberSecret::create(id, epoch, expiry);
         Partial p = issue(authority, s.request, "request");
         return complete(s, p, "partial");
+    }
+};
+
+// A PayloadSource over bytes in memory (declaring `length` bytes, all of them by default);
+// `pos` counts what was read.
+struct MemorySource {
+    ByteView bytes;
+    size_t pos = 0;
+    PayloadSource source(RecordType type, std::optional<uint64_t> length = std::nullopt) {
+        PayloadSource src;
+        src.type = type;
+        src.length = length.value_or(bytes.size());
+        src.read = [this](std::span<uint8_t> out) {
+            size_t n = std::min(out.size(), bytes.size() - pos);
+            if (n) std::memcpy(out.data(), bytes.data() + pos, n);
+            pos += n;
+            return n;
+        };
+        return src;
     }
 };
 

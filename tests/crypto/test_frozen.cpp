@@ -175,16 +175,8 @@ TEST_CASE(
     auto env = detail::raw_decrypt(golden_member("carol"), golden_authority(), sealed);
     for (size_t i = kChunkSize; i < env.stream.size() - 200; ++i) env.stream[i] = 0x42;
     Record r = decode_record(detail::raw_encrypt(env));
-    size_t pos = 0;
-    PayloadSource src;
-    src.type = RecordType::sealed;
-    src.length = r.payload().size();
-    src.read = [&](std::span<uint8_t> out) {
-        size_t n = std::min(out.size(), r.payload().size() - pos);
-        if (n) std::memcpy(out.data(), r.payload().data() + pos, n);
-        pos += n;
-        return n;
-    };
+    test::MemorySource mem{r.payload()};
+    PayloadSource src = mem.source(RecordType::sealed);
     VectorSink sink;
     CHECK_THROWS_AS(open(golden_member("bob"), golden_authority(), src, sink, oo), DataError);
     CHECK(sink.data.empty());

@@ -367,16 +367,8 @@ TEST_CASE("streaming open writes no record trailer when the payload signature fa
     env.stream[env.stream.size() / 2] ^= 1;
     Bytes bad = detail::raw_encrypt(env);
     Record r = decode_record(bad);
-    size_t pos = 0;
-    PayloadSource src;
-    src.type = RecordType::sealed;
-    src.length = r.payload().size();
-    src.read = [&](std::span<uint8_t> out) {
-        size_t n = std::min(out.size(), r.payload().size() - pos);
-        if (n) std::memcpy(out.data(), r.payload().data() + pos, n);
-        pos += n;
-        return n;
-    };
+    test::MemorySource mem{r.payload()};
+    PayloadSource src = mem.source(RecordType::sealed);
     VectorSink sink;
     CHECK_THROWS_AS(open(w.bob, w.fed.pub(), src, sink), DataError);
     // whatever was streamed is not a complete record
@@ -400,16 +392,8 @@ TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks a
                           Catch::Contains("does not authenticate"));
     }
     // a payload whose declared length is one byte short of what the source delivers
-    size_t pos = 0;
-    PayloadSource src;
-    src.type = RecordType::packed;
-    src.length = payload.size() - 1;
-    src.read = [&](std::span<uint8_t> out) {
-        size_t n = std::min(out.size(), payload.size() - pos);
-        if (n) std::memcpy(out.data(), payload.data() + pos, n);
-        pos += n;
-        return n;
-    };
+    test::MemorySource mem{payload};
+    PayloadSource src = mem.source(RecordType::packed, payload.size() - 1);
     VectorSink sink;
     CHECK_THROWS_WITH(seal(w.alice, std::span(&w.bob.record, 1), src, sink),
                       Catch::Contains("longer than declared"));
