@@ -109,6 +109,11 @@ void advertise(const crypto::MemberKey& me, const Round& r, const std::string& s
                bool force, Sink& out) {
     MemberState st;
     Record adv = make_advert(me, r, st);
+    // A state file in the way would fail save_state after the advert is recorded, spending the
+    // member's one advert of the round on a run that sent nothing: refuse it first.
+    struct stat sb {};
+    if (!force && state_path != "-" && ::stat(state_path.c_str(), &sb) == 0)
+        throw EnvError("refusing to overwrite " + state_path, "use --force to replace it");
     // Recorded before the advert or the state exists, so no failure after it can let a second
     // advert for this round out, whatever --state path or --force the next call uses.
     record_advert(me, r, advert_log_dir());

@@ -91,6 +91,14 @@ expect 1 'already advertised' -- \
     n3-secagg advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --state "$T/m1.state" --force -o "$T/adv-again.n3"
 assert_no_file "$T/adv-again.n3"
 assert_no_file "$T/m1-again.state"
+# A state file in the way is refused before the advert is recorded: the member can still
+# advertise in that round with another state file.
+R4=(--roster "$T/fed.roster" --authority "$T/fed.pub" --round 4)
+expect 2 'refusing to overwrite' -- \
+    n3-secagg advertise --key "$T/m1.key" "${R4[@]}" "${K[@]}" --state "$T/m1.state" -o "$T/adv-r4.n3"
+assert_no_file "$T/adv-r4.n3"
+expect 0 '' -- \
+    n3-secagg advertise --key "$T/m1.key" "${R4[@]}" "${K[@]}" --state "$T/m1-r4.state" -o "$T/adv-r4.n3"
 # t = 1 would make every share the secret; t <= half the holders draws a warning.
 expect 2 'out of range 2..5' -- \
     n3-secagg advertise --key "$T/m1.key" "${R[@]}" "${K[@]}" --threshold 1 --state "$T/m1-t1.state" -o "$T/adv-t1.n3"
