@@ -897,19 +897,6 @@ Kind kind_of(const Record& rec) {
     return Kind::other;
 }
 
-std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& r) {
-    std::set<uint32_t> s;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-        std::string where = "masked input " + std::to_string(i + 1);
-        TensorSet set = TensorSet::parse(inputs[i].payload(), where);
-        Header h = check_header(set, r, "input", where);
-        if (!s.insert(h.index).second)
-            throw DataError(where + ": a second input from member '" + r.members[h.index - 1].id +
-                            "'");
-    }
-    return s;
-}
-
 SumResult secure_sum(const Round& r, const std::vector<Advert>& adverts,
                      const std::vector<Record>& inputs, const std::vector<Record>& reveals,
                      unsigned threads) {

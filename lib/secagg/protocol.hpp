@@ -151,8 +151,7 @@ struct RevealEntry {
 Record sign_reveal(const crypto::MemberKey& me, const Round& r, uint32_t index,
                    const std::set<uint32_t>& survivors, const std::vector<RevealEntry>& entries);
 
-// The survivor list of a set of masked inputs (their member indices).
-std::set<uint32_t> survivors_of(const std::vector<Record>& inputs, const Round& r);
+// A survivor list as text, as reveals name it.
 std::string survivors_text(const std::set<uint32_t>& s); // "1 2 5\n"
 
 struct SumResult {

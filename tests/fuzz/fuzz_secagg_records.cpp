@@ -85,7 +85,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         read_survivors(Record(RecordType::masked, splice(f.survivors.payload(), data, size)),
                        f.sparse, "survivors");
     });
-    refused([&] { survivors_of({Record(RecordType::masked, raw)}, f.sparse); });
+    refused([&] { list_survivors({Record(RecordType::masked, raw)}, f.sparse); });
     refused([&] {
         list_survivors({Record(RecordType::masked, splice(f.inputs[2].payload(), data, size))},
                        f.sparse);
