@@ -41,7 +41,7 @@ rm in.st
 "$N3_BIN/n3-keys" public fed.ask >fed.pub
 for m in alice bob; do
     "$N3_BIN/n3-keys" request --id $m -o $m.secret >$m.req
-    "$N3_BIN/n3-keys" issue --authority fed.ask $m.req >$m.partial
+    "$N3_BIN/n3-keys" issue --authority fed.ask $m.req -o $m.partial
     "$N3_BIN/n3-keys" complete --secret $m.secret --partial $m.partial -o $m.key 2>/dev/null
     "$N3_BIN/n3-keys" public $m.key >$m.pub
 done

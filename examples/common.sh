@@ -42,7 +42,7 @@ keys() { n3-keys "$@" 2> "$W/keys.err" || { cat "$W/keys.err" >&2; return 1; }; 
 authority() { keys authority -o "$W/fed.ask"; keys public "$W/fed.ask" > "$W/fed.pub"; }
 enroll() { # NAME: the member makes its secrets, the authority issues, the member completes
     keys request --id "$1" -o "$W/$1.secret" > "$W/$1.req"
-    keys issue --authority "$W/fed.ask" --log "$W/issued.log" < "$W/$1.req" > "$W/$1.partial"
+    keys issue --authority "$W/fed.ask" --log "$W/issued.log" -o "$W/$1.partial" < "$W/$1.req"
     keys complete --secret "$W/$1.secret" --partial "$W/$1.partial" -o "$W/$1.key"
     keys public "$W/$1.key" > "$W/$1.pub"
 }

@@ -59,7 +59,7 @@ n3-keys authority -o "$T/fed.ask" 2>/dev/null
 n3-keys public "$T/fed.ask" > "$T/fed.pub"
 for i in $(seq 1 8); do
     n3-keys request --id "m$i" -o "$T/m$i.secret" > "$T/m$i.req" 2>/dev/null
-    n3-keys issue --authority "$T/fed.ask" < "$T/m$i.req" > "$T/m$i.partial" 2>/dev/null
+    n3-keys issue --authority "$T/fed.ask" -o "$T/m$i.partial" < "$T/m$i.req" 2>/dev/null
     n3-keys complete --secret "$T/m$i.secret" --partial "$T/m$i.partial" -o "$T/m$i.key" 2>/dev/null
     n3-keys public "$T/m$i.key"
 done > "$T/fed.roster"

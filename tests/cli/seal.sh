@@ -10,7 +10,7 @@ member() { # member AUTHORITY NAME [request flags...]
     local auth=$1 name=$2
     shift 2
     n3-keys request --id "$name" "$@" -o "$name.secret" >"$name.req"
-    n3-keys issue --authority "$auth" "$name.req" >"$name.partial" 2>/dev/null
+    n3-keys issue --authority "$auth" "$name.req" -o "$name.partial" 2>/dev/null
     # kept: a test below hands the request secret to --key
     n3-keys complete --keep-secret --secret "$name.secret" --partial "$name.partial" -o "$name.key" 2>/dev/null
     n3-keys public "$name.key" >"$name.pub"
