@@ -2,6 +2,7 @@
 #include "codec/packed.hpp"
 #include "codec/shard.hpp"
 #include "common/tool.hpp"
+#include "crypto/seal.hpp"
 #include "record/format.hpp"
 #include "record/number.hpp"
 #include "record/safetensors.hpp"
@@ -118,6 +119,13 @@ Description describe(const Record& rec, const std::string& input, int verbosity)
                        {"tensors", p.tensors}};
         t << "  packs       " << type_name(p.type) << " (" << p.payload_len << "-byte payload, "
           << p.tensors << " tensors)\n  codec       " << p.chain << "\n";
+    } else if (rec.type() == RecordType::sealed) {
+        auto h = crypto::sealed_header(rec.payload(), where);
+        j["sealed"] = {{"version", h.version},
+                       {"suite", std::string(crypto::suite_name(h.suite))},
+                       {"stanzas", h.stanzas}};
+        t << "  envelope    version " << int(h.version) << ", suite " << crypto::suite_name(h.suite)
+          << ", " << h.stanzas << (h.stanzas == 1 ? " stanza" : " stanzas") << "\n";
     } else if (rec.type() == RecordType::shard) {
         auto h = codec::parse_shard(rec.payload(), where);
         j["shard"] = {{"group", codec::group_hex(h.group)},

@@ -37,7 +37,7 @@ std::string sender_line(const Opened& o) {
 struct Flags {
     std::vector<std::string> inputs, to;
     std::string key_path, out_path, authority_path, roster_path, round_s, base_s, sender_path;
-    std::string pass_file;
+    std::string pass_file, suite;
     bool open_mode = false, force = false, one_per_sender = false, allow_repeat = false;
     bool sa_step = false;
     size_t pad_to = 0;
@@ -78,6 +78,11 @@ void add_flags(CLI::App& app, Flags& f) {
                        "Sealing: add dummy stanzas up to N, hiding how many recipients there are")
             ->type_name("N")
             ->check(CLI::Range(size_t(1), kMaxRecipients));
+    auto* o_suite =
+        app.add_option("--suite", f.suite,
+                       "Sealing: auto (default: the fastest this CPU accelerates), aes-256-gcm or "
+                       "xchacha20-poly1305")
+            ->type_name("NAME");
     // The secure-aggregation steps moved to n3-secagg; the old flags say where, unlisted.
     for (const char* name : {"--advertise", "--mask", "--reveal"})
         app.add_flag(name, f.sa_step)->group("");
@@ -92,6 +97,7 @@ void add_flags(CLI::App& app, Flags& f) {
     o_repeat->needs(o_open);
     o_base->excludes(o_open);
     o_pad->excludes(o_open);
+    o_suite->excludes(o_open);
 }
 
 // What CLI11 cannot say about the flags, before any file is read.
@@ -139,6 +145,8 @@ int main(int argc, char** argv) {
             if (!f.roster_path.empty()) roster = Roster::load(f.roster_path);
         }
         SealOptions sopts;
+        if (!f.open_mode)
+            sopts.suite = f.suite.empty() ? preferred_suite() : parse_suite(f.suite, "--suite");
         sopts.context.round = round;
         sopts.stanzas = f.pad_to;
         if (!f.base_s.empty()) sopts.context.base = parse_base(f.base_s);
@@ -170,7 +178,9 @@ int main(int argc, char** argv) {
         }
         out->commit();
         tool.verbose(std::to_string(count) +
-                     (f.open_mode ? " record(s) opened" : " record(s) sealed"));
+                     (f.open_mode
+                          ? " record(s) opened"
+                          : " record(s) sealed, suite " + std::string(suite_name(*sopts.suite))));
         return 0;
     });
 }

@@ -13,14 +13,7 @@
 namespace n3::crypto::chunks {
 
 using envelope::kSig;
-using envelope::kTag;
 using envelope::read_exact;
-
-void chunk_nonce(uint8_t nonce[24], uint64_t index, bool last) {
-    std::memset(nonce, 0, 24);
-    for (int i = 0; i < 8; ++i) nonce[i] = static_cast<uint8_t>(index >> (8 * i));
-    nonce[8] = last ? 1 : 0;
-}
 
 namespace {
 
@@ -105,14 +98,14 @@ void ChunkPool::loop() {
 
 // A mapped input's content is encrypted in place (no copy) and checksummed by the threads
 // that encrypt it; a pipe is read into the batches by this thread, checksummed by the reader.
-ChunkSealer::ChunkSealer(const Secret& payload_key, const Layout& layout, ByteView inner,
-                         ByteView prefix, PayloadSource& in, RecordWriter& w)
-    : key_(payload_key), lay_(layout), inner_(inner), prefix_(prefix), in_(in), w_(w),
-      view_(in.take ? in.take() : std::nullopt), H_(layout.header), cend_(layout.content_end()),
-      vbeg_(layout.header + prefix.size()),
+ChunkSealer::ChunkSealer(Suite suite, const Secret& payload_key, const Layout& layout,
+                         ByteView inner, ByteView prefix, PayloadSource& in, RecordWriter& w)
+    : suite_(suite), key_(payload_key), lay_(layout), inner_(inner), prefix_(prefix), in_(in),
+      w_(w), view_(in.take ? in.take() : std::nullopt), H_(layout.header),
+      cend_(layout.content_end()), vbeg_(layout.header + prefix.size()),
       c1_(layout.content_end() / kChunkSize), batches_{Batch(layout.chunks, true),
                                                        Batch(layout.chunks, true)},
-      content_hash_(in.length) {
+      content_hash_(suite, in.length) {
     if (view_ && view_->size() != cend_ - vbeg_)
         throw std::logic_error("seal: mapped payload of the wrong length");
 }
@@ -162,17 +155,14 @@ void ChunkSealer::seal_chunk(Batch& b, size_t i) {
     const size_t len = chunk_len(idx);
     const uint8_t* p = b.srcs[i];
     if (b.in_place[i]) p = stable_copy(p, len);
-    if (b.hash) b.has_leaf[i] = transcript::leaf(lay_, idx, p, b.leaves[i]);
+    if (b.hash) b.has_leaf[i] = transcript::leaf(suite_, lay_, idx, p, b.leaves[i]);
     if (view_) {
         auto [x, y] = view_in_chunk(idx);
         b.in_crc[i] =
             x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
     }
-    uint8_t nonce[24];
-    chunk_nonce(nonce, idx, idx + 1 == lay_.chunks);
     uint8_t* c = b.ct.data() + i * kCtChunk;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(c, nullptr, p, len, nullptr, 0, nullptr, nonce,
-                                               key_.data());
+    suite::seal_chunk(suite_, key_, idx, idx + 1 == lay_.chunks, p, len, c);
     b.out_crc[i] = crc64(0, {c, len + kTag});
 }
 
@@ -237,13 +227,13 @@ void ChunkSealer::drain() {
 
 // Chunks that hold nothing after the content, then the chunk where the content ends: its
 // leaf completes the content hash that signature 2 signs.
-Digest ChunkSealer::seal_content() {
+Bytes ChunkSealer::seal_content() {
     run(0, c1_, true, nullptr, 0);
     drain();
     tail_.resize(kChunkSize);
     assemble(c1_, tail_.data(), true);
     Hash32 l;
-    if (transcript::leaf(lay_, c1_, tail_.data(), l)) content_hash_.add(l);
+    if (transcript::leaf(suite_, lay_, c1_, tail_.data(), l)) content_hash_.add(l);
     if (view_) {
         auto [x, y] = view_in_chunk(c1_);
         ByteView bytes{tail_.data() + (x - c1_ * kChunkSize), static_cast<size_t>(y - x)};
@@ -273,11 +263,13 @@ uint64_t ChunkOpener::count_chunks(uint64_t ct_len, const std::string& where) {
     const uint64_t nchunks = (ct_len + kCtChunk - 1) / kCtChunk;
     if (nchunks == 0 || ct_len - (nchunks - 1) * kCtChunk <= kTag)
         throw DataError(where + ": sealed payload truncated (no final chunk)");
+    if (nchunks > kMaxChunks)
+        throw DataError(where + ": sealed payload longer than an envelope holds");
     return nchunks;
 }
 
-ChunkOpener::ChunkOpener(const Secret& payload_key, PayloadSource& in, uint64_t ct_len)
-    : key_(payload_key), in_(in), where_(in.where), ct_len_(ct_len),
+ChunkOpener::ChunkOpener(Suite suite, const Secret& payload_key, PayloadSource& in, uint64_t ct_len)
+    : suite_(suite), key_(payload_key), in_(in), where_(in.where), ct_len_(ct_len),
       nchunks_(count_chunks(ct_len, in.where)), padded_(ct_len - nchunks_ * kTag),
       view_(in.take ? in.take() : std::nullopt), batches_{Batch(nchunks_, !view_),
                                                           Batch(nchunks_, !view_)} {
@@ -313,12 +305,9 @@ void ChunkOpener::decrypt(Batch& b, size_t i) {
         ct = stable_copy(ct, clen);
         b.in_crc[i] = crc64(0, {ct, clen});
     }
-    uint8_t nonce[24];
-    chunk_nonce(nonce, idx, idx + 1 == nchunks_);
-    b.ok[i] =
-        crypto_aead_xchacha20poly1305_ietf_decrypt(b.pt.data() + i * kChunkSize, nullptr, nullptr,
-                                                   ct, clen, nullptr, 0, nonce, key_.data()) == 0;
-    b.has_leaf[i] = b.ok[i] && transcript::leaf(lay_, idx, b.pt.data() + i * kChunkSize,
+    b.ok[i] = suite::open_chunk(suite_, key_, idx, idx + 1 == nchunks_, ct, clen,
+                                b.pt.data() + i * kChunkSize);
+    b.has_leaf[i] = b.ok[i] && transcript::leaf(suite_, lay_, idx, b.pt.data() + i * kChunkSize,
                                                 b.leaves[i], &b.out_crc[i]);
 }
 
@@ -331,14 +320,10 @@ void ChunkOpener::post(Batch& b, size_t from) {
 ByteView ChunkOpener::open_first() {
     Batch& first = batches_[0];
     read_batch(first, 0);
-    uint8_t nonce[24];
-    chunk_nonce(nonce, 0, nchunks_ == 1);
     size_t clen = std::min(kCtChunk, first.fill);
     const uint8_t* ct = view_ ? stable_copy(first.src, clen) : first.src;
     if (view_) first.in_crc[0] = crc64(0, {ct, clen});
-    first.ok[0] =
-        crypto_aead_xchacha20poly1305_ietf_decrypt(first.pt.data(), nullptr, nullptr, ct, clen,
-                                                   nullptr, 0, nonce, key_.data()) == 0;
+    first.ok[0] = suite::open_chunk(suite_, key_, 0, nchunks_ == 1, ct, clen, first.pt.data());
     if (!first.ok[0]) throw chunk_fail(0);
     return {first.pt.data(), static_cast<size_t>(std::min<uint64_t>(kChunkSize, padded_))};
 }
@@ -350,7 +335,7 @@ Signature ChunkOpener::stream(const Layout& layout, RecordWriter& w,
     Signature s2{};
     Batch& first = batches_[0];
     first.has_leaf[0] =
-        transcript::leaf(lay_, 0, first.pt.data(), first.leaves[0], &first.out_crc[0]);
+        transcript::leaf(suite_, lay_, 0, first.pt.data(), first.leaves[0], &first.out_crc[0]);
     post(first, 1);
     int cur = 0;
     for (;;) {

@@ -2,10 +2,10 @@
 // on two threads.
 //
 // The plaintext stream (inner header, content, signature 2, padding; envelope::Layout) is cut
-// into 64 KiB chunks, each sealed with XChaCha20-Poly1305 under a nonce of its index and a
-// last-chunk flag (age's STREAM). ChunkSealer and ChunkOpener work in batches of 64 chunks:
-// while both threads encrypt or decrypt one batch (and hash its content leaves), the calling
-// thread reads the next or writes the previous. A mapped input is used in place, each chunk
+// into 64 KiB chunks, each sealed with the envelope's suite (suite.hpp) under a nonce of its
+// index and a last-chunk flag (age's STREAM). ChunkSealer and ChunkOpener work in batches of 64
+// chunks: while both threads encrypt or decrypt one batch (and hash its content leaves), the
+// calling thread reads the next or writes the previous. A mapped input is used in place, each chunk
 // copied once into a per-thread buffer so that the bytes checked are the bytes used.
 //
 // A sealer or opener handles one record and refers to the key, input and writer it was given,
@@ -31,8 +31,6 @@ using envelope::kCtChunk;
 using envelope::Layout;
 
 constexpr size_t kBatchChunks = 64; // 4 MiB of plaintext per batch
-
-void chunk_nonce(uint8_t nonce[24], uint64_t index, bool last);
 
 // Runs f(i) for i in [0, n) on the calling thread and one persistent helper thread, which take
 // chunk indices from a shared counter. If the helper is not scheduled in time (a busy machine),
@@ -107,14 +105,14 @@ class ChunkSealer {
 public:
     // `inner` is the whole inner header, `prefix` the content bytes the caller already read
     // from `in` (to find the metadata); the rest of the content comes from `in`.
-    ChunkSealer(const Secret& payload_key, const Layout& layout, ByteView inner, ByteView prefix,
-                PayloadSource& in, RecordWriter& w);
+    ChunkSealer(Suite suite, const Secret& payload_key, const Layout& layout, ByteView inner,
+                ByteView prefix, PayloadSource& in, RecordWriter& w);
     ChunkSealer(const ChunkSealer&) = delete;
     ChunkSealer& operator=(const ChunkSealer&) = delete;
 
     // Seals the chunks before the content's last, reads the input to its end and checks it;
     // returns the content hash.
-    Digest seal_content();
+    Bytes seal_content();
     // Seals the content's last chunk, now with signature 2, and the padding after it.
     void seal_rest(const Signature& s2);
 
@@ -127,6 +125,7 @@ private:
     void run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail, uint64_t tail_idx);
     void drain();
 
+    const Suite suite_;
     const Secret& key_;
     const Layout lay_;
     const ByteView inner_, prefix_;
@@ -152,7 +151,7 @@ private:
 class ChunkOpener {
 public:
     // `in` is positioned after the clear header; ct_len bytes of chunks follow.
-    ChunkOpener(const Secret& payload_key, PayloadSource& in, uint64_t ct_len);
+    ChunkOpener(Suite suite, const Secret& payload_key, PayloadSource& in, uint64_t ct_len);
     ChunkOpener(const ChunkOpener&) = delete;
     ChunkOpener& operator=(const ChunkOpener&) = delete;
 
@@ -175,6 +174,7 @@ private:
     void write_batch(Batch& b, RecordWriter& w, transcript::ContentHash& content_hash,
                      Signature& s2);
 
+    const Suite suite_;
     const Secret& key_;
     PayloadSource& in_;
     const std::string& where_;

@@ -98,10 +98,11 @@ Bytes encode_context(const AuthorityPublic& fed, const SealContext& c, RecordTyp
 }
 
 Bytes make_clear(std::span<const PublicRecord> recipients, const AuthorityPublic& fed,
-                 const Secret& file_key, std::vector<Fingerprint>& fps, size_t stanzas) {
+                 const Secret& file_key, std::vector<Fingerprint>& fps, size_t stanzas,
+                 Suite suite) {
     Bytes clear;
     clear.push_back(kVersion);
-    clear.push_back(kSuite);
+    clear.push_back(static_cast<uint8_t>(suite));
     put_u16(clear, static_cast<uint16_t>(std::max(recipients.size(), stanzas)));
     put_u32(clear, 0);
     for (auto& r : recipients) {
@@ -126,6 +127,10 @@ size_t stanza_count(ByteView clear) {
     return static_cast<size_t>(clear[2] | (clear[3] << 8));
 }
 
+Suite clear_suite(ByteView clear) {
+    return *suite_from_id(clear[1]);
+}
+
 Bytes read_clear(PayloadSource& in) {
     const std::string& where = in.where;
     if (in.length < kClearFixed) throw DataError(where + ": sealed payload too short (truncated)");
@@ -134,8 +139,10 @@ Bytes read_clear(PayloadSource& in) {
     const uint8_t version = clear[0];
     if (version != kVersion && version != kVersion1)
         throw DataError(where + ": unsupported envelope version " + std::to_string(version));
-    if (clear[1] != kSuite)
-        throw DataError(where + ": unsupported suite " + std::to_string(clear[1]));
+    // Version 1 had suite 1 only.
+    if (!suite_from_id(clear[1]) || (version == kVersion1 && clear[1] != 1))
+        throw DataError(where + ": unsupported suite " + std::to_string(clear[1]),
+                        "sealed by a newer n3-seal?");
     size_t nstanzas = stanza_count(clear);
     if (nstanzas == 0 || nstanzas > kMaxRecipients || clear[4] | clear[5] | clear[6] | clear[7])
         throw DataError(where + ": corrupted envelope header");

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "crypto/seal.hpp"
+#include "crypto/suite.hpp"
 
 #include <algorithm>
 #include <utility>
@@ -23,7 +24,6 @@ constexpr uint8_t kVersion1 = 1;
 // The sender's record travels in a slot this large: what a record with the longest id
 // (128 characters, the limit keys.cpp enforces at request, issuance and decoding) encodes to.
 constexpr size_t kSenderSlot = 256;
-constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 constexpr size_t kCtChunk = kChunkSize + kTag;
 constexpr size_t kClearFixed = 8;
 constexpr size_t kStanza = 32 + 32 + kTag;
@@ -39,10 +39,12 @@ Bytes encode_context(const AuthorityPublic& fed, const SealContext& c, RecordTyp
 // The clear header: version, suite, stanza count, and per recipient E_j || wrap_j(file_key),
 // then random dummies up to `stanzas`. Appends the real recipients' fingerprints to `fps`.
 Bytes make_clear(std::span<const PublicRecord> recipients, const AuthorityPublic& fed,
-                 const Secret& file_key, std::vector<Fingerprint>& fps, size_t stanzas = 0);
+                 const Secret& file_key, std::vector<Fingerprint>& fps, size_t stanzas,
+                 Suite suite);
 // Reads and checks the clear header's fixed part and its stanzas from `in`.
 Bytes read_clear(PayloadSource& in);
 size_t stanza_count(ByteView clear);
+Suite clear_suite(ByteView clear); // of a header read_clear or make_clear checked
 // Tries every stanza of `clear` with my key; true (and file_key set) when one opens.
 bool open_stanza(ByteView clear, const MemberKey& me, const Fingerprint& my_fp,
                  const AuthorityPublic& authority, Secret& file_key);

@@ -146,7 +146,8 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
     std::vector<Fingerprint> fps;
     if (opts.stanzas > kMaxRecipients)
         throw UsageError("at most " + std::to_string(kMaxRecipients) + " stanzas");
-    const Bytes clear = make_clear(recipients, fed, file_key, fps, opts.stanzas);
+    const Suite suite = opts.suite.value_or(preferred_suite());
+    const Bytes clear = make_clear(recipients, fed, file_key, fps, opts.stanzas, suite);
     const Secret key = payload_key(file_key, clear);
     const Hash32 commit = key_commitment(file_key, clear);
 
@@ -160,10 +161,13 @@ void seal(const MemberKey& sender, std::span<const PublicRecord> recipients, Pay
 
     const Layout lay = Layout::make(inner.size(), in.length);
     if (lay.header > kChunkSize) throw UsageError("too many recipients for one envelope");
+    if (lay.chunks > kMaxChunks)
+        throw UsageError("a record of " + std::to_string(in.length) +
+                         " bytes is larger than an envelope holds (256 TiB)");
     RecordWriter w(out, RecordType::sealed, clear.size() + lay.ct_length());
     w.write(clear);
-    ChunkSealer sealer(key, lay, inner, prefix, in, w);
-    const Digest content = sealer.seal_content();
+    ChunkSealer sealer(suite, key, lay, inner, prefix, in, w);
+    const Bytes content = sealer.seal_content();
     sealer.seal_rest(schnorr_sign(sender.y_sig, sender.Y_sig, transcript::body(t1, s1, content)));
     w.end();
 }
@@ -189,7 +193,8 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     const Secret key = payload_key(file_key, clear);
     const Hash32 commit = key_commitment(file_key, clear);
 
-    ChunkOpener opener(key, in, in.length - clear.size());
+    const Suite suite = clear_suite(clear);
+    ChunkOpener opener(suite, key, in, in.length - clear.size());
     const ByteView chunk0 = opener.open_first();
     const Inner inner = parse_inner(chunk0, version, nstanzas, my_fp, authority, where);
     if (inner.length > opener.padded())
@@ -203,6 +208,7 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     info.type = inner.type;
     info.length = inner.length;
     info.recipients = inner.recipients;
+    info.suite = suite;
 
     // Who sent it, and may they? All before a single byte is released.
     const Point Ysig = info.sender.Y_sig(authority.P);
@@ -222,7 +228,7 @@ Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource
     const bool hold = version == kVersion1 ? nstanzas > 1 : inner.recipients > 1;
     HeldOutput held(hold ? opts.hold_in_memory : 0);
     RecordWriter w(hold ? static_cast<Sink&>(held) : out, info.type, info.length);
-    transcript::ContentHash content_hash(info.length);
+    transcript::ContentHash content_hash(suite, info.length);
     const Signature s2 = opener.stream(lay, w, content_hash);
     if (!schnorr_verify(Ysig, transcript::body(t1, inner.s1, content_hash.digest()), s2))
         throw DataError(where + ": payload signature does not verify (the payload was replaced)");
@@ -257,6 +263,14 @@ OpenedRecord open_record(const MemberKey& me, const AuthorityPublic& authority, 
     Record inner = decode_record(sink.data, "opened record");
     o.record = Record(inner.type(), Bytes(inner.payload().begin(), inner.payload().end()));
     return o;
+}
+
+SealedHeader sealed_header(ByteView payload, const std::string& where) {
+    size_t pos = 0;
+    PayloadSource src = memory_source(RecordType::sealed, payload, pos);
+    src.where = where;
+    const Bytes clear = read_clear(src);
+    return {clear[0], clear_suite(clear), stanza_count(clear)};
 }
 
 PayloadSource payload_source(RecordReader& reader, const Preamble& p) {
@@ -323,27 +337,26 @@ RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority, B
     if (!open_stanza(env.clear, me, me.record.fingerprint(), authority, env.file_key))
         throw DataError("raw_decrypt: not a recipient");
     const Secret pk = payload_key(env.file_key, env.clear);
+    const Suite suite = clear_suite(env.clear);
     ByteView ct = p.subspan(env.clear.size());
     uint64_t nchunks = (ct.size() + kCtChunk - 1) / kCtChunk;
     for (uint64_t i = 0; i < nchunks; ++i) {
         size_t len = std::min(kCtChunk, ct.size() - i * kCtChunk);
         Bytes out(len - kTag);
-        uint8_t nonce[24];
-        chunks::chunk_nonce(nonce, i, i + 1 == nchunks);
-        if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), nullptr, nullptr,
-                                                       ct.data() + i * kCtChunk, len, nullptr, 0,
-                                                       nonce, pk.data()) != 0)
+        if (!suite::open_chunk(suite, pk, i, i + 1 == nchunks, ct.data() + i * kCtChunk, len,
+                               out.data()))
             throw DataError("raw_decrypt: chunk does not authenticate");
         put(env.stream, out);
     }
     return env;
 }
 
-RawEnvelope raw_wrap(std::span<const PublicRecord> recipients, const AuthorityPublic& fed) {
+RawEnvelope raw_wrap(std::span<const PublicRecord> recipients, const AuthorityPublic& fed,
+                     Suite suite) {
     RawEnvelope env;
     random_bytes({env.file_key.data(), 32});
     std::vector<Fingerprint> fps;
-    env.clear = make_clear(recipients, fed, env.file_key, fps);
+    env.clear = make_clear(recipients, fed, env.file_key, fps, 0, suite);
     return env;
 }
 
@@ -354,11 +367,8 @@ Bytes raw_encrypt(const RawEnvelope& env) {
     for (uint64_t i = 0; i < nchunks; ++i) {
         size_t len = std::min(kChunkSize, env.stream.size() - i * kChunkSize);
         Bytes out(len + kTag);
-        uint8_t nonce[24];
-        chunks::chunk_nonce(nonce, i, i + 1 == nchunks);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), nullptr,
-                                                   env.stream.data() + i * kChunkSize, len, nullptr,
-                                                   0, nullptr, nonce, pk.data());
+        suite::seal_chunk(clear_suite(env.clear), pk, i, i + 1 == nchunks,
+                          env.stream.data() + i * kChunkSize, len, out.data());
         put(payload, out);
     }
     return encode_record(RecordType::sealed, payload);

@@ -9,9 +9,11 @@
 //   set by the stanza count alone, so it reveals neither the sender's id length nor how many
 //   stanzas are dummies) || record
 //   payload || signature 2 (over signature 1 and a tree hash of the payload) || zero padding to
-//   the Padmé bucket, cut into 64 KiB chunks, each sealed with XChaCha20-Poly1305 under a
-//   nonce made of its index and a last-chunk flag (age's STREAM), so dropped, reordered and
+//   the Padmé bucket, cut into 64 KiB chunks, each sealed with the suite's AEAD under a nonce
+//   made of its index and a last-chunk flag (age's STREAM), so dropped, reordered and
 //   truncated chunks fail. Nothing outside the ciphertext names the sender or the recipients.
+//   The suite (suite.hpp: XChaCha20-Poly1305 with a BLAKE2b tree hash, or AES-256-GCM with a
+//   SHA-256 one) is the sender's choice, named in the clear header; open() takes either.
 //
 // open() finds its stanza, checks the sender (federation, expiry, roster, round, one record per
 // sender) and signature 1 before it writes a byte, streams the payload out as it decrypts, and
@@ -31,6 +33,7 @@
 #pragma once
 
 #include "crypto/keys.hpp"
+#include "crypto/suite.hpp"
 #include "record/format.hpp"
 
 #include <functional>
@@ -42,6 +45,9 @@ namespace n3::crypto {
 
 constexpr size_t kChunkSize = 64 * 1024;
 constexpr size_t kMaxRecipients = 1024;
+// Chunks of one envelope, at most: each chunk's index is its nonce, and AES-GCM allows 2^32
+// invocations under one key.
+constexpr uint64_t kMaxChunks = uint64_t(1) << 32;
 
 // What a sealed record is bound to besides its recipients: the federation (from the keys),
 // the round and the base-model hash (from the record's metadata or the caller), the inner type.
@@ -66,9 +72,10 @@ struct PayloadSource {
 };
 
 struct SealOptions {
-    SealContext context; // round/base not in the record's metadata (e.g. packed records)
-    uint64_t now = 0;    // 0: the clock
-    size_t stanzas = 0;  // pad the header with random dummy stanzas up to this many
+    SealContext context;        // round/base not in the record's metadata (e.g. packed records)
+    uint64_t now = 0;           // 0: the clock
+    size_t stanzas = 0;         // pad the header with random dummy stanzas up to this many
+    std::optional<Suite> suite; // none: preferred_suite()
 };
 
 // Writes one complete sealed record (preamble, payload, trailer) to `out`. The round and base
@@ -93,10 +100,20 @@ struct Opened {
     RecordType type = RecordType::model;
     uint64_t length = 0;
     size_t recipients = 0; // real ones, without dummy stanzas
+    Suite suite = Suite::xchacha20_poly1305;
 };
 // `in` is a sealed record's payload; writes the inner record (preamble, payload, trailer).
 Opened open(const MemberKey& me, const AuthorityPublic& authority, PayloadSource& in, Sink& out,
             const OpenOptions& opts = {});
+
+// What a sealed record's clear header shows anyone: envelope version, suite, stanza count
+// (recipients and dummies). DataError for a payload that does not start with a valid header.
+struct SealedHeader {
+    uint8_t version = 0;
+    Suite suite = Suite::xchacha20_poly1305;
+    size_t stanzas = 0;
+};
+SealedHeader sealed_header(ByteView payload, const std::string& where);
 
 // A record being read by `reader` (begin() returned `p`) as a payload source: mapped inputs
 // are taken in place, and the record's checksum is checked when the payload was read.
@@ -135,8 +152,8 @@ struct RawEnvelope {
 };
 RawEnvelope raw_decrypt(const MemberKey& me, const AuthorityPublic& authority,
                         ByteView sealed_record);
-RawEnvelope raw_wrap(std::span<const PublicRecord> recipients,
-                     const AuthorityPublic& fed); // new header
+RawEnvelope raw_wrap(std::span<const PublicRecord> recipients, const AuthorityPublic& fed,
+                     Suite suite = Suite::xchacha20_poly1305); // new header
 Bytes raw_encrypt(const RawEnvelope& env); // a sealed record of env.stream under env's header
 } // namespace detail
 

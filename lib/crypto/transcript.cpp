@@ -9,16 +9,16 @@ Digest head(ByteView clear, const Hash32& commit, ByteView inner_before_sig) {
     return Hasher("n3/v1/sig-head").part(clear).part(commit).part(inner_before_sig).digest();
 }
 
-Digest body(const Digest& head, const Signature& s1, const Digest& content) {
+Digest body(const Digest& head, const Signature& s1, ByteView content) {
     return Hasher("n3/v1/sig-body").part(head).part(s1).part(content).digest();
 }
 
-bool leaf(const envelope::Layout& l, uint64_t chunk, const uint8_t* chunk_data, Hash32& out,
-          uint64_t* crc) {
+bool leaf(Suite s, const envelope::Layout& l, uint64_t chunk, const uint8_t* chunk_data,
+          Hash32& out, uint64_t* crc) {
     auto [lo, hi] = l.content_in_chunk(chunk);
     if (lo >= hi) return false;
     ByteView bytes{chunk_data + (lo - chunk * kChunkSize), static_cast<size_t>(hi - lo)};
-    out = Hasher("n3/v1/leaf", {}, 32).part_u64(chunk).part(bytes).hash32();
+    out = suite::leaf(s, chunk, bytes);
     if (crc) *crc = crc64(0, bytes);
     return true;
 }

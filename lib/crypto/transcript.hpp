@@ -8,27 +8,19 @@
 #pragma once
 
 #include "crypto/envelope.hpp"
+#include "crypto/suite.hpp"
 
 namespace n3::crypto::transcript {
 
 Digest head(ByteView clear, const Hash32& commit, ByteView inner_before_sig); // signature 1
-Digest body(const Digest& head, const Signature& s1, const Digest& content);  // signature 2
+Digest body(const Digest& head, const Signature& s1, ByteView content);       // signature 2
 
 // Leaf `chunk` of the content hash: the content bytes that fall in that stream chunk, whose
 // plaintext starts at chunk_data. False when the chunk holds no content. With `crc`, also
 // their CRC-64 (opening: the checksum of the record written out, computed per chunk).
-bool leaf(const envelope::Layout& l, uint64_t chunk, const uint8_t* chunk_data, Hash32& out,
-          uint64_t* crc = nullptr);
+bool leaf(Suite s, const envelope::Layout& l, uint64_t chunk, const uint8_t* chunk_data,
+          Hash32& out, uint64_t* crc = nullptr);
 
-// The content hash: the content length, then the leaves in stream order.
-class ContentHash {
-public:
-    explicit ContentHash(uint64_t length) { h_.part_u64(length); }
-    void add(const Hash32& leaf) { h_.raw(leaf); }
-    Digest digest() { return h_.digest(); }
-
-private:
-    Hasher h_{"n3/v1/content"};
-};
+using suite::ContentHash;
 
 } // namespace n3::crypto::transcript

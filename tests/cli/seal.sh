@@ -213,6 +213,36 @@ cat a.sealed c.sealed >senders.sealed
 expect 0 '' -- n3-seal --open --key bob.key --authority fed.pub senders.sealed --sender who.txt -o who.out
 assert_eq "$(cut -d' ' -f1 who.txt | tr '\n' ' ')" "alice carol " "each record's sender, in order"
 
+# --- cipher suites -------------------------------------------------------------------------------
+# The whole script runs once per suite (ctest sets N3_SEAL_SUITE); here, each suite by --suite,
+# each opened whatever the opener's own preference, and the header naming the suite.
+for suite in aes-256-gcm xchacha20-poly1305; do
+    expect 0 '' -- n3-seal --suite "$suite" --to bob.pub --key alice.key a.n3 -o "s-$suite.sealed"
+    assert_match "suite $suite" <(n3-inspect "s-$suite.sealed") "n3-inspect names suite $suite"
+    for pref in aes-256-gcm xchacha20-poly1305; do
+        expect 0 'record 1 from alice' -- env N3_SEAL_SUITE=$pref n3-seal --open --key bob.key --authority fed.pub "s-$suite.sealed" -o s.out
+        cmp -s a.n3 s.out && assert_eq ok ok "$suite opened by a $pref sealer" || assert_eq differ same "$suite opened by a $pref sealer"
+        rm -f s.out
+    done
+done
+expect 0 'suite aes-256-gcm' -- env N3_SEAL_SUITE=aes n3-seal -v --to bob.pub --key alice.key a.n3 -o s.sealed
+expect 0 'suite xchacha20-poly1305' -- n3-seal -v --suite xchacha --to bob.pub --key alice.key a.n3 -o s.sealed
+expect 0 'suite aes-256-gcm' -- env N3_SEAL_SUITE=xchacha n3-seal -v --suite aes --to bob.pub --key alice.key a.n3 -o s.sealed
+expect 2 "--suite: unknown suite 'des'" -- n3-seal --suite des --to bob.pub --key alice.key a.n3 -o x.out
+assert_no_file x.out
+expect 2 "environment N3_SEAL_SUITE: unknown suite 'rot13'" -- env N3_SEAL_SUITE=rot13 n3-seal --to bob.pub --key alice.key a.n3 -o x.out
+assert_no_file x.out
+expect 2 '' -- n3-seal --open --suite aes --key bob.key --authority fed.pub a.sealed -o x.out
+# the suite byte is bound (payload key, signature 1): another suite's id, or an unknown one, fails
+for id in 1 2 9; do
+    cp s-aes-256-gcm.sealed bad.sealed
+    printf "\\x0$id" | dd of=bad.sealed bs=1 seek=33 conv=notrunc 2>/dev/null
+    cmp -s bad.sealed s-aes-256-gcm.sealed && continue
+    expect 1 'error: ' -- n3-seal --open --key bob.key --authority fed.pub bad.sealed -o x.out
+    assert_no_file x.out
+done
+assert_match 'unsupported suite 9' "$T/err" "an unknown suite is named"
+
 # --- usage ---------------------------------------------------------------------------------------
 expect 2 'at least one --to' -- n3-seal --key alice.key a.n3
 assert_match 'did you mean --open' "$T/err"

@@ -96,12 +96,19 @@ TEST_CASE("frozen vectors: keys and a sealed record are byte-for-byte stable") {
     Bytes payload = test::update_payload(20000, 12);
     SealOptions so;
     so.now = 1800000000;
+    so.suite = Suite::xchacha20_poly1305;
     // The version 1 vectors (alice-to-bob.n3, alice-to-bob-carol.v1.n3) were made by this
     // flow before version 2; the sealer no longer writes version 1, so they are only opened.
     Bytes sealed = seal_record(alice, std::span(&bob.record, 1), RecordType::update, payload, so);
     PublicRecord both[] = {bob.record, carol.record};
     so.stanzas = 4;
     Bytes padded = seal_record(alice, both, RecordType::update, payload, so);
+    // Suite 2 (AES-256-GCM, SHA-256), made after the suite 1 vectors so theirs stay as they were.
+    so.suite = Suite::aes256_gcm;
+    so.stanzas = 0;
+    Bytes sealed2 = seal_record(alice, std::span(&bob.record, 1), RecordType::update, payload, so);
+    so.stanzas = 4;
+    Bytes padded2 = seal_record(alice, both, RecordType::update, payload, so);
 
     check_golden("authority.ask", auth.text() + "\n");
     check_golden("authority.pub", auth.public_key().text() + "\n");
@@ -112,6 +119,8 @@ TEST_CASE("frozen vectors: keys and a sealed record are byte-for-byte stable") {
     check_golden("carol.key", carol.text() + "\n");
     check_golden("alice-to-bob.v2.n3", sealed);
     check_golden("alice-to-bob-carol-pad4.v2.n3", padded);
+    check_golden("alice-to-bob.v2.suite2.n3", sealed2);
+    check_golden("alice-to-bob-carol-pad4.v2.suite2.n3", padded2);
     check_golden("plain.n3", encode_record(RecordType::update, payload));
 }
 
@@ -140,24 +149,31 @@ AuthorityPublic golden_authority() {
 }
 } // namespace
 
-TEST_CASE("frozen vectors: the version 2 records open with the golden keys") {
+TEST_CASE("frozen vectors: the version 2 records of both suites open with the golden keys") {
     OpenOptions oo;
     oo.now = 1800000000;
     oo.round = 12;
     Bytes plain = read_file(golden("plain.n3"));
-    OpenedRecord o = open_record(golden_member("bob"), golden_authority(),
-                                 read_file(golden("alice-to-bob.v2.n3")), oo);
-    CHECK(o.info.sender.id == "alice");
-    CHECK(o.info.recipients == 1);
-    CHECK(encode_record(o.record.type(), o.record.payload()) == plain);
-    Bytes padded = read_file(golden("alice-to-bob-carol-pad4.v2.n3"));
-    for (const char* who : {"bob", "carol"}) {
-        INFO(who);
-        OpenedRecord p = open_record(golden_member(who), golden_authority(), padded, oo);
-        CHECK(p.info.recipients == 2);
-        CHECK(encode_record(p.record.type(), p.record.payload()) == plain);
+    for (auto [suffix, suite] :
+         {std::pair{"", Suite::xchacha20_poly1305}, std::pair{".suite2", Suite::aes256_gcm}}) {
+        INFO(suite_name(suite));
+        Bytes single = read_file(golden("alice-to-bob.v2" + std::string(suffix) + ".n3"));
+        CHECK(decode_record(single).payload()[1] == static_cast<uint8_t>(suite));
+        OpenedRecord o = open_record(golden_member("bob"), golden_authority(), single, oo);
+        CHECK(o.info.sender.id == "alice");
+        CHECK(o.info.recipients == 1);
+        CHECK(o.info.suite == suite);
+        CHECK(encode_record(o.record.type(), o.record.payload()) == plain);
+        Bytes padded =
+            read_file(golden("alice-to-bob-carol-pad4.v2" + std::string(suffix) + ".n3"));
+        for (const char* who : {"bob", "carol"}) {
+            INFO(who);
+            OpenedRecord p = open_record(golden_member(who), golden_authority(), padded, oo);
+            CHECK(p.info.recipients == 2);
+            CHECK(encode_record(p.record.type(), p.record.payload()) == plain);
+        }
+        CHECK((decode_record(padded).payload()[2]) == 4);
     }
-    CHECK((decode_record(padded).payload()[2]) == 4);
 }
 
 TEST_CASE(

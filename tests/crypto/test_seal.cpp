@@ -63,7 +63,7 @@ bool contains(const Bytes& hay, ByteView needle) {
 
 } // namespace
 
-TEST_CASE("seal and open round trip, several sizes") {
+TEST_CASE("seal and open round trip, several sizes", "[envelope]") {
     World w;
     for (size_t floats : {0ul, 1ul, 1000ul, 16384ul, 16383ul, 40000ul, 300000ul}) {
         INFO(floats);
@@ -87,7 +87,7 @@ TEST_CASE("seal and open round trip, several sizes") {
     CHECK(open_record(w.bob, w.fed.pub(), sealed).record.payload().empty());
 }
 
-TEST_CASE("sizes land on Padmé buckets") {
+TEST_CASE("sizes land on Padmé buckets", "[envelope]") {
     CHECK(padme(0) == 0);
     CHECK(padme(1) == 1);
     CHECK(padme(100) == 104);
@@ -100,7 +100,7 @@ TEST_CASE("sizes land on Padmé buckets") {
     }
 }
 
-TEST_CASE("multi-recipient: each recipient opens, an outsider does not") {
+TEST_CASE("multi-recipient: each recipient opens, an outsider does not", "[envelope]") {
     World w;
     MemberKey dave = w.fed.member("dave");
     PublicRecord to[] = {w.bob.record, w.carol.record, w.alice.record};
@@ -115,7 +115,7 @@ TEST_CASE("multi-recipient: each recipient opens, an outsider does not") {
                       Catch::Contains("not sealed to 'dave'"));
 }
 
-TEST_CASE("tampering with any region fails") {
+TEST_CASE("tampering with any region fails", "[envelope]") {
     World w;
     Bytes payload = update_payload(70000, 1); // 280 KB: five chunks
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -145,7 +145,7 @@ TEST_CASE("tampering with any region fails") {
     }
 }
 
-TEST_CASE("truncation, dropped, duplicated and reordered chunks fail") {
+TEST_CASE("truncation, dropped, duplicated and reordered chunks fail", "[envelope]") {
     World w;
     Bytes payload = update_payload(70000, 1);
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -191,7 +191,7 @@ TEST_CASE("truncation, dropped, duplicated and reordered chunks fail") {
         DataError);
 }
 
-TEST_CASE("wrong recipient, another federation, expired sender") {
+TEST_CASE("wrong recipient, another federation, expired sender", "[envelope]") {
     World w;
     Bytes payload = update_payload(100, 1);
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -223,7 +223,7 @@ TEST_CASE("wrong recipient, another federation, expired sender") {
         Catch::Contains("expired"));
 }
 
-TEST_CASE("roster: senders not listed are refused") {
+TEST_CASE("roster: senders not listed are refused", "[envelope]") {
     World w;
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
                                update_payload(10, 1));
@@ -236,7 +236,7 @@ TEST_CASE("roster: senders not listed are refused") {
                       Catch::Contains("not in the roster"));
 }
 
-TEST_CASE("replay into another round is refused: the round is signed") {
+TEST_CASE("replay into another round is refused: the round is signed", "[envelope]") {
     World w;
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
                                update_payload(10, 4));
@@ -270,7 +270,7 @@ TEST_CASE("replay into another round is refused: the round is signed") {
                       Catch::Contains("signature does not verify"));
 }
 
-TEST_CASE("forwarding a signed payload to another recipient fails") {
+TEST_CASE("forwarding a signed payload to another recipient fails", "[envelope]") {
     World w;
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
                                update_payload(3000, 1));
@@ -285,7 +285,7 @@ TEST_CASE("forwarding a signed payload to another recipient fails") {
                       Catch::Contains("not sealed to"));
 }
 
-TEST_CASE("someone holding the recipient's key cannot replace the payload") {
+TEST_CASE("someone holding the recipient's key cannot replace the payload", "[envelope]") {
     World w;
     Bytes payload = update_payload(50000, 1);
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -297,7 +297,7 @@ TEST_CASE("someone holding the recipient's key cannot replace the payload") {
                       Catch::Contains("payload signature does not verify"));
 }
 
-TEST_CASE("padding must be zero and of the Padmé length") {
+TEST_CASE("padding must be zero and of the Padmé length", "[envelope]") {
     World w;
     Bytes payload = update_payload(1000, 1);
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -313,7 +313,7 @@ TEST_CASE("padding must be zero and of the Padmé length") {
                       Catch::Contains("lengths"));
 }
 
-TEST_CASE("identity and non-canonical ephemeral keys open nothing") {
+TEST_CASE("identity and non-canonical ephemeral keys open nothing", "[envelope]") {
     World w;
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
                                update_payload(10, 1));
@@ -326,7 +326,7 @@ TEST_CASE("identity and non-canonical ephemeral keys open nothing") {
     CHECK_THROWS_WITH(open_record(w.bob, w.fed.pub(), nc), Catch::Contains("not sealed to"));
 }
 
-TEST_CASE("the sealed bytes name neither sender nor recipient") {
+TEST_CASE("the sealed bytes name neither sender nor recipient", "[envelope]") {
     World w;
     Bytes payload = update_payload(2000, 1);
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -359,7 +359,8 @@ TEST_CASE("the sealed bytes name neither sender nor recipient") {
                       again.begin() + kHeader));
 }
 
-TEST_CASE("streaming open writes no record trailer when the payload signature fails") {
+TEST_CASE("streaming open writes no record trailer when the payload signature fails",
+          "[envelope]") {
     World w;
     Bytes payload = update_payload(50000, 1);
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -376,7 +377,8 @@ TEST_CASE("streaming open writes no record trailer when the payload signature fa
     CHECK_THROWS_AS(decode_record(sink.data), DataError);
 }
 
-TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks are in flight") {
+TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks are in flight",
+          "[envelope]") {
     World w;
     Bytes payload = update_payload(9 << 18, 1); // 9 MiB: three batches of chunks
     Bytes sealed = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update, payload);
@@ -399,7 +401,7 @@ TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks a
                       Catch::Contains("longer than declared"));
 }
 
-TEST_CASE("dummy stanzas hide the number of recipients") {
+TEST_CASE("dummy stanzas hide the number of recipients", "[envelope]") {
     World w;
     PublicRecord to[] = {w.bob.record, w.carol.record};
     SealOptions so;
@@ -419,7 +421,8 @@ TEST_CASE("dummy stanzas hide the number of recipients") {
     }
 }
 
-TEST_CASE("sealed sizes reveal neither the sender's id length nor the real recipient count") {
+TEST_CASE("sealed sizes reveal neither the sender's id length nor the real recipient count",
+          "[envelope]") {
     World w;
     MemberKey a = w.fed.member("a");
     MemberKey longer = w.fed.member(std::string(60, 'l'));
@@ -456,7 +459,8 @@ TEST_CASE("sealed sizes reveal neither the sender's id length nor the real recip
     CHECK(o.info.sender.id == std::string(128, 'm'));
 }
 
-TEST_CASE("the fixed-size header is canonical: its padding and dummy slots are signed zeros") {
+TEST_CASE("the fixed-size header is canonical: its padding and dummy slots are signed zeros",
+          "[envelope]") {
     World w;
     PublicRecord to[] = {w.bob.record};
     SealOptions so;
@@ -480,7 +484,7 @@ TEST_CASE("the fixed-size header is canonical: its padding and dummy slots are s
                       Catch::Contains("signature does not verify"));
 }
 
-TEST_CASE("a co-recipient's payload swapped in after chunk 0 is never released") {
+TEST_CASE("a co-recipient's payload swapped in after chunk 0 is never released", "[envelope]") {
     World w;
     PublicRecord to[] = {w.bob.record, w.carol.record};
     Bytes payload = update_payload(9 << 18, 1); // 9 MiB: three batches of chunks
@@ -524,7 +528,8 @@ TEST_CASE("a co-recipient's payload swapped in after chunk 0 is never released")
     CHECK(decode_record(ok.data).payload().size() == payload.size());
 }
 
-TEST_CASE("a held-back record larger than the memory allowance spills and comes out whole") {
+TEST_CASE("a held-back record larger than the memory allowance spills and comes out whole",
+          "[envelope]") {
     World w;
     PublicRecord to[] = {w.bob.record, w.carol.record};
     Bytes payload = update_payload(300000, 1); // 1.2 MB
@@ -541,7 +546,7 @@ TEST_CASE("a held-back record larger than the memory allowance spills and comes 
     CHECK(std::equal(r.payload().begin(), r.payload().end(), payload.begin(), payload.end()));
 }
 
-TEST_CASE("single-recipient envelopes stream, padded or not") {
+TEST_CASE("single-recipient envelopes stream, padded or not", "[envelope]") {
     World w;
     Bytes payload = update_payload(9 << 18, 1);
     for (size_t stanzas : {0ul, 4ul}) {
@@ -559,7 +564,7 @@ TEST_CASE("single-recipient envelopes stream, padded or not") {
     }
 }
 
-TEST_CASE("one record per sender: a second record from the same member is refused") {
+TEST_CASE("one record per sender: a second record from the same member is refused", "[envelope]") {
     World w;
     Bytes first = seal_record(w.alice, std::span(&w.bob.record, 1), RecordType::update,
                               update_payload(10, 1, 1));

@@ -1,6 +1,7 @@
 // Fuzzes n3-seal's opener: arbitrary bytes as a sealed record payload (and as a whole record)
 // must be rejected with n3::Error, never crash, hang or read out of bounds. The recipient key
-// is fixed, so mutations of a real envelope (seeded by the first run) reach past the stanza.
+// is fixed, so mutations of a real envelope (seeded by the first run) reach past the stanza;
+// the genuine envelope spliced into is of either suite, chosen by a bit of the input.
 #include "crypto/seal.hpp"
 #include "record/error.hpp"
 
@@ -13,13 +14,17 @@ namespace {
 struct Keys {
     AuthoritySecret auth = AuthoritySecret::generate();
     MemberKey alice, bob;
-    Bytes sealed;
+    Bytes sealed[2]; // suite 1 (XChaCha20-Poly1305), suite 2 (AES-256-GCM)
     Keys() {
         MemberSecret a = MemberSecret::create("alice", 0, 0), b = MemberSecret::create("bob", 0, 0);
         alice = complete(a, issue(auth, a.request, "a"), "a");
         bob = complete(b, issue(auth, b.request, "b"), "b");
-        sealed =
-            seal_record(alice, std::span(&bob.record, 1), RecordType::packed, Bytes(100000, 7));
+        for (Suite s : {Suite::xchacha20_poly1305, Suite::aes256_gcm}) {
+            SealOptions so;
+            so.suite = s;
+            sealed[static_cast<int>(s) - 1] = seal_record(alice, std::span(&bob.record, 1),
+                                                          RecordType::packed, Bytes(100000, 7), so);
+        }
     }
 };
 Keys& keys() {
@@ -51,7 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Splice the fuzz input into a genuine envelope so the stanza opens and the chunk and
     // inner-header paths are reached.
     if (size >= 4) {
-        Bytes p(k.sealed.begin() + 32, k.sealed.end() - 8);
+        const Bytes& genuine = k.sealed[(data[3] >> 1) & 1];
+        Bytes p(genuine.begin() + 32, genuine.end() - 8);
         size_t at = (size_t(data[0]) << 16 | size_t(data[1]) << 8 | data[2]) % p.size();
         size_t n = std::min(size - 3, p.size() - at);
         if (data[3] & 1)
