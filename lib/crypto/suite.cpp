@@ -128,8 +128,8 @@ template <class... Views> Hash32 sha256_of(const char (&domain)[17], Views... pa
 
 } // namespace
 
-void aes256gcm_encrypt(const uint8_t key[32], const uint8_t nonce[12], ByteView aad,
-                       ByteView plain, uint8_t* sealed) {
+void aes256gcm_encrypt(const uint8_t key[32], const uint8_t nonce[12], ByteView aad, ByteView plain,
+                       uint8_t* sealed) {
     EVP_CIPHER_CTX* c = contexts().cipher;
     int n = 0;
     if (EVP_EncryptInit_ex2(c, gcm(), key, nonce, nullptr) != 1) openssl_failed("AES-GCM init");

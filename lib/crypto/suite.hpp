@@ -77,8 +77,8 @@ private:
 // The primitives under suite 2, exposed for their published test vectors.
 Hash32 sha256(ByteView bytes);
 // AES-256-GCM with a 12-byte nonce: `sealed` gets plain.size() + kTag bytes.
-void aes256gcm_encrypt(const uint8_t key[32], const uint8_t nonce[12], ByteView aad,
-                       ByteView plain, uint8_t* sealed);
+void aes256gcm_encrypt(const uint8_t key[32], const uint8_t nonce[12], ByteView aad, ByteView plain,
+                       uint8_t* sealed);
 bool aes256gcm_decrypt(const uint8_t key[32], const uint8_t nonce[12], ByteView aad,
                        ByteView sealed, uint8_t* plain);
 

@@ -81,11 +81,11 @@ TEST_CASE("AES-256-GCM: the GCM specification's test vectors") {
         if (!aad.empty()) {
             Bytes bad_aad = aad;
             bad_aad[0] ^= 0x80;
-            CHECK_FALSE(suite::aes256gcm_decrypt(key.data(), iv.data(), bad_aad, want, back.data()));
+            CHECK_FALSE(
+                suite::aes256gcm_decrypt(key.data(), iv.data(), bad_aad, want, back.data()));
         }
         Bytes short_input(kTag - 1);
-        CHECK_FALSE(
-            suite::aes256gcm_decrypt(key.data(), iv.data(), aad, short_input, back.data()));
+        CHECK_FALSE(suite::aes256gcm_decrypt(key.data(), iv.data(), aad, short_input, back.data()));
     }
 }
 
@@ -115,12 +115,15 @@ TEST_CASE("chunks of both suites bind key, index and last flag") {
             suite::seal_chunk(s, key, 5, false, plain.data(), n, sealed.data());
             REQUIRE(suite::open_chunk(s, key, 5, false, sealed.data(), sealed.size(), back.data()));
             CHECK(std::equal(plain.begin(), plain.begin() + static_cast<long>(n), back.begin()));
-            CHECK_FALSE(suite::open_chunk(s, key, 6, false, sealed.data(), sealed.size(), back.data()));
-            CHECK_FALSE(suite::open_chunk(s, key, 5, true, sealed.data(), sealed.size(), back.data()));
+            CHECK_FALSE(
+                suite::open_chunk(s, key, 6, false, sealed.data(), sealed.size(), back.data()));
+            CHECK_FALSE(
+                suite::open_chunk(s, key, 5, true, sealed.data(), sealed.size(), back.data()));
             CHECK_FALSE(
                 suite::open_chunk(s, other, 5, false, sealed.data(), sealed.size(), back.data()));
             const Suite t = s == Suite::aes256_gcm ? Suite::xchacha20_poly1305 : Suite::aes256_gcm;
-            CHECK_FALSE(suite::open_chunk(t, key, 5, false, sealed.data(), sealed.size(), back.data()));
+            CHECK_FALSE(
+                suite::open_chunk(t, key, 5, false, sealed.data(), sealed.size(), back.data()));
             CHECK_FALSE(suite::open_chunk(s, key, 5, false, sealed.data(), kTag - 1, back.data()));
         }
         // the index is all 64 bits of the nonce's first word
@@ -168,8 +171,8 @@ TEST_CASE("suite names, N3_SEAL_SUITE and the CPU's choice") {
 
     unsetenv("N3_SEAL_SUITE");
     const Suite cpu = preferred_suite();
-    CHECK(cpu == (suite_accelerated(Suite::aes256_gcm) ? Suite::aes256_gcm
-                                                       : Suite::xchacha20_poly1305));
+    CHECK(cpu ==
+          (suite_accelerated(Suite::aes256_gcm) ? Suite::aes256_gcm : Suite::xchacha20_poly1305));
     CHECK(parse_suite("auto", "--suite") == cpu);
     setenv("N3_SEAL_SUITE", "xchacha20-poly1305", 1);
     CHECK(preferred_suite() == Suite::xchacha20_poly1305);
@@ -178,7 +181,8 @@ TEST_CASE("suite names, N3_SEAL_SUITE and the CPU's choice") {
     setenv("N3_SEAL_SUITE", "auto", 1);
     CHECK(preferred_suite() == cpu);
     setenv("N3_SEAL_SUITE", "des", 1);
-    CHECK_THROWS_WITH(preferred_suite(), Catch::Contains("environment N3_SEAL_SUITE: unknown suite 'des'"));
+    CHECK_THROWS_WITH(preferred_suite(),
+                      Catch::Contains("environment N3_SEAL_SUITE: unknown suite 'des'"));
 }
 
 TEST_CASE("either suite's records open whatever the opener's preferred suite") {
@@ -189,7 +193,8 @@ TEST_CASE("either suite's records open whatever the opener's preferred suite") {
     for (Suite s : {Suite::xchacha20_poly1305, Suite::aes256_gcm}) {
         SealOptions so;
         so.suite = s;
-        Bytes sealed = seal_record(alice, std::span(&bob.record, 1), RecordType::update, payload, so);
+        Bytes sealed =
+            seal_record(alice, std::span(&bob.record, 1), RecordType::update, payload, so);
         CHECK(decode_record(sealed).payload()[1] == static_cast<uint8_t>(s));
         for (const char* env : {"xchacha20-poly1305", "aes-256-gcm"}) {
             setenv("N3_SEAL_SUITE", env, 1);
