@@ -9,6 +9,10 @@
 #   make man       check that every man page renders without warnings
 #   make format    apply .clang-format to every C++ file; format-check fails on any difference
 #   make install   install binaries, man pages and completions (PREFIX, DESTDIR)
+#   make cross-arm64  cross-build every tool without libtorch for aarch64 into build-arm64/
+#   make test-arm64   cross-build, then run the unit and CLI tests under qemu-user, and a round
+#                  whose records cross between the two architectures (tests/arm64/)
+#   make footprint binary sizes, shared libraries, start-up and peak memory of a node without libtorch
 
 PREFIX      ?= /usr/local
 DESTDIR     ?=
@@ -31,17 +35,23 @@ DEB_TESTS   = python3 python3-numpy python3-torch python3-zmq iproute2 clang lib
               groff-base man-db zstd bc clang-format
 DEB_BENCH   = age par2 socat hyperfine gnuplot-nox
 DEB_ALL     = $(DEB_BUILD) $(DEB_LIBS) $(DEB_DATA) $(DEB_TESTS) $(DEB_BENCH)
+# The cross toolchain and emulator; the arm64 libraries are unpacked by tests/arm64/sysroot.sh.
+DEB_ARM64   = crossbuild-essential-arm64 qemu-user-static
+ARM64_BUILD   ?= $(BUILD)-arm64
+ARM64_SYSROOT ?= $(CURDIR)/$(BUILD)-arm64-sysroot
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test ctest bench fuzz fuzz-smoke man format format-check install uninstall clean demo
+.PHONY: all deps build test ctest bench fuzz fuzz-smoke man format format-check install uninstall clean demo \
+	deps-arm64 cross-arm64 test-arm64 footprint
 
 DEMO_OUT ?= demo-out
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEB_ALL); do \
+# $(call apt_install,PACKAGES): install those not installed yet.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -49,6 +59,37 @@ deps:
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "make: all Debian packages present"; fi
+endef
+
+deps-arm64: deps
+	$(call apt_install,$(DEB_ARM64))
+	$(SUDO) bash tests/arm64/sysroot.sh $(ARM64_SYSROOT)
+
+$(ARM64_BUILD)/build.ninja:
+	cmake -S . -B $(ARM64_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON -DN3_WITH_TORCH=OFF \
+	  -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/tests/arm64/toolchain.cmake -DN3_ARM64_SYSROOT=$(ARM64_SYSROOT)
+
+cross-arm64: deps-arm64
+	$(MAKE) $(ARM64_BUILD)/build.ninja
+	cmake --build $(ARM64_BUILD) -j $(JOBS)
+
+# The unit and CLI tests of the arm64 build under qemu-user (tools run through the wrappers
+# in $(ARM64_BUILD)/tools-emulated), then records crossing architectures (x86-64 build in $(BUILD)).
+test-arm64: cross-arm64
+	$(MAKE) build
+	ctest --test-dir $(ARM64_BUILD) --output-on-failure -j $(JOBS)
+	N3_TOOLS=$(CURDIR)/$(BUILD)/tools N3_ARM64_TOOLS=$(CURDIR)/$(ARM64_BUILD)/tools-emulated \
+	  N3_SRC=$(CURDIR) bash tests/arm64/cross-round.sh
+
+deps:
+	$(call apt_install,$(DEB_ALL))
+
+# Binary sizes per node profile, shared libraries, start-up time and peak memory (bench/footprint.sh);
+# the arm64 sizes too when make cross-arm64 ran.
+footprint: build
+	N3_BIN=$(CURDIR)/$(BUILD)/tools \
+	  $$([ -x $(ARM64_BUILD)/tools/n3-send ] && echo N3_ARM64_BIN=$(CURDIR)/$(ARM64_BUILD)/tools) \
+	  bash bench/footprint.sh
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON -DN3_WITH_TORCH=$(WITH_TORCH) $(CMAKE_FLAGS)
@@ -109,4 +150,4 @@ demo: deps
 	N3_BIN=$(CURDIR)/$(BUILD)/tools bash examples/quickstart.sh $(DEMO_OUT)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-fuzz
+	rm -rf $(BUILD) $(BUILD)-fuzz $(ARM64_BUILD)
