@@ -5,7 +5,7 @@ complete -c n3-train -l init-only -d 'Write a freshly initialised model record a
 complete -c n3-train -l data -r -F -d 'IDX folder, CSV file or text file'
 complete -c n3-train -l format -x -a 'idx csv text' -d 'Data format'
 complete -c n3-train -l split -x -a 'train test all' -d 'Part of the data set'
-complete -c n3-train -l partition -x -a 'iid dirichlet: classes: quantity: natural' -d "This node's share"
+complete -c n3-train -l partition -x -a 'iid dirichlet: classes: labels: quantity: natural' -d "This node's share"
 complete -c n3-train -l clients -x -d 'Number of clients'
 complete -c n3-train -l client -x -d "This client's index"
 complete -c n3-train -l list-partition -d "Print this client's sample indices and exit"
