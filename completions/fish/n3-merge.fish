@@ -1,5 +1,5 @@
 # fish completion for n3-merge
-complete -c n3-merge -s r -l rule -x -a 'fedavg fedavgm fedadam fedyogi fedadagrad median trimmed-mean: krum: multi-krum: mix' -d 'Aggregation rule'
+complete -c n3-merge -s r -l rule -x -a 'fedavg fedavgm fedadam fedyogi fedadagrad median trimmed-mean: krum: multi-krum: mix fednova scaffold' -d 'Aggregation rule'
 complete -c n3-merge -s b -l base -r -F -d 'Apply the aggregate to this model'
 complete -c n3-merge -l state -r -F -d 'Server state file'
 complete -c n3-merge -s w -l weights -x -a 'samples uniform' -d 'Input weights'
@@ -7,6 +7,11 @@ complete -c n3-merge -l self -r -F -d "mix: this node's own model"
 complete -c n3-merge -l self-weight -x -d 'mix: weight of --self'
 complete -c n3-merge -l clip-norm -x -d 'Clip each update to this L2 norm'
 complete -c n3-merge -l max-norm -x -d 'Refuse updates with a larger L2 norm'
+complete -c n3-merge -l dp-noise -x -d 'DP-FedAvg noise multiplier'
+complete -c n3-merge -l dp-delta -x -d 'Delta of the epsilon reported'
+complete -c n3-merge -l dp-rate -x -d 'Rate at which members are sampled'
+complete -c n3-merge -l dp-budget -x -d 'Exit 3 beyond this epsilon'
+complete -c n3-merge -l population -x -d 'scaffold: members in all'
 complete -c n3-merge -l server-lr -x -d 'Server learning rate'
 complete -c n3-merge -l beta1 -x -d 'Momentum or first-moment decay'
 complete -c n3-merge -l beta2 -x -d 'Second-moment decay'
