@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     bool force = false, json = false;
     double self_weight = 0, clip = 0, max_norm = 0, lr = 0, dp_noise = 0, dp_budget = 0;
     uint64_t population = 0;
+    double clip_quantile = 0, clip_count_noise = 0;
     app.add_option("INPUT", req.inputs, "Update or model records ('-' is stdin; default stdin)");
     app.add_option("-r,--rule", rule,
                    "fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean[:BETA], "
@@ -58,6 +59,14 @@ int main(int argc, char** argv) {
     auto* o_budget =
         app.add_option("--dp-budget", dp_budget, "DP: exit 3 if the round would exceed epsilon EPS")
             ->type_name("EPS");
+    auto* o_quant =
+        app.add_option("--clip-quantile", clip_quantile,
+                       "DP: adaptive clipping towards this quantile of the update norms")
+            ->type_name("Q");
+    auto* o_count = app.add_option("--clip-count-noise", clip_count_noise,
+                                   "DP: noise std on the count of unclipped updates (default n/20)")
+                        ->type_name("S");
+    app.add_option("--clip-lr", o.clip_lr, "DP: adaptive clipping's learning rate (default 0.2)");
     auto* o_pop = app.add_option("--population", population,
                                  "scaffold: the members in all, N of c += sum(dc)/N (default: "
                                  "the inputs)")
@@ -82,6 +91,8 @@ int main(int argc, char** argv) {
         if (o_dp->count()) o.dp_noise = dp_noise;
         if (o_budget->count()) o.dp_budget = dp_budget;
         if (o_pop->count()) o.population = population;
+        if (o_quant->count()) o.clip_quantile = clip_quantile;
+        if (o_count->count()) o.clip_count_noise = clip_count_noise;
         if (o_self->count()) req.self = self;
         if (o_self_w->count()) o.self_weight = self_weight;
         if (o_clip->count()) o.clip_norm = clip;

@@ -107,8 +107,8 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
                           items[i]->norm, *opt_.max_norm);
             throw NonFinite{index_of(items[i]), msg};
         }
-        if (opt_.clip_norm && items[i]->norm > *opt_.clip_norm)
-            items[i]->clip = *opt_.clip_norm / items[i]->norm;
+        if (opt_.clip_norm && items[i]->norm > clip_norm())
+            items[i]->clip = clip_norm() / items[i]->norm;
     }
 }
 

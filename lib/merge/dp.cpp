@@ -11,14 +11,25 @@
 // model; --dp-budget refuses (IncompleteError, exit 3) a round that would take dp_epsilon above
 // it, before any tensor is read. A round merged without --dp-noise from a base that has them
 // drops the dp_ keys (its output is no longer covered by them) with a warning.
+//
+// Adaptive clipping (Andrew, Thakkar, McMahan, Ramaswamy, "Differentially Private Learning with
+// Adaptive Clipping", NeurIPS 2021), with --clip-quantile Q: this round clips at the base
+// model's dp_clip_norm (the first round at --clip-norm); the share of updates it leaves
+// unclipped is counted with Gaussian noise of std sigma_b (--clip-count-noise, default n/20),
+// and the next round's norm, C exp(-clip_lr (share - Q)), goes into the merged model. Both
+// releases together are the Gaussian mechanism with multiplier z: the updates' sum gets
+// z_delta = (z^-2 - (2 sigma_b)^-2)^(-1/2), so z must be below 2 sigma_b.
 #include "merge/merger.hpp"
 #include "privacy/accountant.hpp"
+#include "privacy/noise.hpp"
 
 #include "record/error.hpp"
 #include "record/number.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace n3::merge {
 
@@ -62,12 +73,37 @@ void Merger::dp_check() {
     dp_meta_[1] = number(opt_.dp_delta);
     dp_meta_[2] = std::to_string(rounds);
     dp_meta_[3] = total.text();
+    if (opt_.clip_quantile) {
+        adaptive_clip_ = *opt_.clip_norm;
+        if (auto c = base_set_->meta(meta::dp_clip_norm)) {
+            char* end = nullptr;
+            adaptive_clip_ = std::strtod(c->c_str(), &end);
+            if (c->empty() || *end != '\0' || !(adaptive_clip_ > 0) ||
+                !std::isfinite(adaptive_clip_))
+                throw DataError(where + ": dp_clip_norm '" + *c + "' is not a positive number");
+        }
+    }
 }
 
 void Merger::dp_noise(const std::vector<Item*>& items) {
     double w = 0;
     for (Item* it : items) w = std::max(w, it->weight);
-    dp_sd_ = *opt_.dp_noise * *opt_.clip_norm * w; // z C / n with n equal weights
+    double z = *opt_.dp_noise;
+    if (opt_.clip_quantile) {
+        const double n = double(items.size());
+        const double sigma_b = opt_.clip_count_noise.value_or(n / 20);
+        if (!(z < 2 * sigma_b))
+            throw UsageError("adaptive clipping with --dp-noise " + number(z) +
+                                 " needs a count noise above " + number(z / 2) + ", not " +
+                                 number(sigma_b),
+                             "raise --clip-count-noise (default: inputs / 20)");
+        z = 1 / std::sqrt(1 / (z * z) - 1 / (4 * sigma_b * sigma_b));
+        double unclipped = 0;
+        for (Item* it : items) unclipped += it->clip >= 1;
+        double share = (unclipped + sigma_b * privacy::gaussian(1)[0]) / n;
+        next_clip_ = clip_norm() * std::exp(-opt_.clip_lr * (share - *opt_.clip_quantile));
+    }
+    dp_sd_ = z * clip_norm() * w; // z C / n with n equal weights
 }
 
 void Merger::dp_metadata() {
@@ -77,10 +113,15 @@ void Merger::dp_metadata() {
         md[meta::dp_delta] = dp_meta_[1];
         md[meta::dp_rounds] = dp_meta_[2];
         md[meta::dp_rdp] = dp_meta_[3];
+        if (opt_.clip_quantile)
+            md[meta::dp_clip_norm] = number(next_clip_);
+        else
+            md.erase(meta::dp_clip_norm);
         return;
     }
     bool had = false;
-    for (const char* k : {meta::dp_epsilon, meta::dp_delta, meta::dp_rounds, meta::dp_rdp})
+    for (const char* k :
+         {meta::dp_epsilon, meta::dp_delta, meta::dp_rounds, meta::dp_rdp, meta::dp_clip_norm})
         had |= md.erase(k) > 0;
     if (had)
         out_->warnings.push_back("--base carries dp_epsilon, but this round adds no noise: the "

@@ -94,6 +94,11 @@ struct Options {
     double dp_delta = 1e-5, dp_rate = 1;
     std::optional<double> dp_budget;    // refuse (IncompleteError) a round that would exceed it
     std::optional<uint64_t> population; // scaffold: members in all (default: the inputs)
+    // Adaptive clipping (Andrew et al. 2021): the clip norm follows the quantile clip_quantile of
+    // the update norms, from the count of unclipped updates noised with std clip_count_noise
+    // (default n/20), by C <- C exp(-clip_lr (share - quantile)); kept in the model's metadata.
+    std::optional<double> clip_quantile, clip_count_noise;
+    double clip_lr = 0.2;
 };
 
 // Parses "uniform", "samples" or "W1,W2,..." (non-negative numbers); throws UsageError.

@@ -137,6 +137,7 @@ private:
     void dp_check();
     void dp_noise(const std::vector<Item*>& items);
     void dp_metadata();
+    double clip_norm() const { return adaptive_clip_ > 0 ? adaptive_clip_ : *opt_.clip_norm; }
 
     // state.cpp
     void load_state();
@@ -171,6 +172,8 @@ private:
     uint64_t state_round_ = 0;
     std::vector<char> control_; // scaffold: tensor t is a control variate
     double control_weight_ = 0; // scaffold: 1 / population
+    double adaptive_clip_ = 0;  // this round's clip norm under adaptive clipping
+    double next_clip_ = 0;      // and the next round's
     double dp_sd_ = 0;          // noise std on the averaged coordinates
     std::string dp_meta_[4];    // dp_epsilon, dp_delta, dp_rounds, dp_rdp of this round
     std::unique_ptr<Result::Impl> out_ = std::make_unique<Result::Impl>();

@@ -129,7 +129,8 @@ inline constexpr const char* momentum = "momentum";       // SGD momentum factor
 inline constexpr const char* dp_epsilon = "dp_epsilon";
 inline constexpr const char* dp_delta = "dp_delta";
 inline constexpr const char* dp_rounds = "dp_rounds";
-inline constexpr const char* dp_rdp = "dp_rdp"; // RDP at each order of privacy::kOrders
+inline constexpr const char* dp_rdp = "dp_rdp";             // RDP at each order of privacy::kOrders
+inline constexpr const char* dp_clip_norm = "dp_clip_norm"; // the next round's adaptive clip norm
 // SCAFFOLD: tensor "scaffold/NAME" of a model is the server control variate of tensor NAME,
 // of an update the member's control-variate delta (man/n3-record.5).
 inline constexpr const char* control_prefix = "scaffold/";

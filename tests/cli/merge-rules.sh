@@ -155,6 +155,36 @@ expect 0 '' -- n3-merge --base dp2.n3 --clip-norm 1 --dp-noise 2 --dp-budget 100
 assert_eq "$(meta dp3.n3 dp_rounds)" 3 "a third round counts"
 expect 0 'adds no noise: the output drops the dp_ metadata' -- n3-merge --base dp2.n3 $D2 -o nodp.n3
 assert_eq "$(meta nodp.n3 dp_epsilon)" "" "a round without noise drops dp_epsilon"
+# Adaptive clipping: every update is above C = 1, so none is unclipped; the sum's noise is
+# z_delta = (z^-2 - (2 sigma_b)^-2)^-1/2; the next round clips at the base's dp_clip_norm.
+expect 0 '' -- n3-merge --base dbase.n3 --clip-norm 1 --dp-noise 2 --clip-quantile 0.5 --clip-count-noise 2 $D -o ad1.n3
+updates_for ad1.n3
+expect 0 '' -- n3-merge --base ad1.n3 --clip-norm 1 --dp-noise 2 --clip-quantile 0.5 --clip-count-noise 2 $D2 -o ad2.n3
+$PY - <<'PYEOF' > check.txt
+import numpy as np
+from load import load, meta
+zd = 1 / np.sqrt(1 / 4 - 1 / 16)
+bad = []
+for base, out, ups in (("dbase.n3", "ad1.n3", [f"d{i}.n3" for i in range(1, 5)]),
+                       ("ad1.n3", "ad2.n3", [f"ad1-u{i}.n3" for i in range(1, 5)])):
+    c = float(meta(base).get("dp_clip_norm", 1))
+    us = [load(u)["w"] for u in ups]
+    clipped = [u * min(1.0, c / np.linalg.norm(u)) for u in us]
+    noise = load(out)["w"] - (load(base)["w"] + sum(clipped) / 4)
+    if not abs(noise.std() / (zd * c / 4) - 1) < 0.02: bad.append(f"{out}: noise std {noise.std()} for C {c}")
+    nxt = float(meta(out)["dp_clip_norm"])
+    # share = (0 + 2 N(0,1)) / 4: the next norm is C exp(-0.2 (share - 0.5)), share within +-3 sd
+    if not c * np.exp(-0.2 * (1.5 - 0.5)) < nxt < c * np.exp(-0.2 * (-1.5 - 0.5)): bad.append(f"{out}: next C {nxt}")
+print("ok" if not bad else "; ".join(bad))
+PYEOF
+assert_match '^ok$' check.txt "adaptive clipping: noise z_delta*C/n at the base's dp_clip_norm, the next norm from the noised count"
+expect 2 'needs a count noise above 1, not 0.5' -- n3-merge --base dbase.n3 --clip-norm 1 --dp-noise 2 --clip-quantile 0.5 --clip-count-noise 0.5 $D -o x.n3
+expect 2 'needs a count noise above 1, not 0.2' -- n3-merge --base dbase.n3 --clip-norm 1 --dp-noise 2 --clip-quantile 0.5 $D -o x.n3
+expect 2 'clip-quantile is DP-FedAvg' -- n3-merge --base dbase.n3 --clip-norm 1 --clip-quantile 0.5 $D -o x.n3
+expect 2 'clip-quantile must be in' -- n3-merge --base dbase.n3 --clip-norm 1 --dp-noise 1 --clip-quantile 1 $D -o x.n3
+n3-inspect --from-safetensors dbase.st --kind model --meta dp_clip_norm=-1 -o badclip.n3
+expect 1 "dp_clip_norm '-1' is not a positive number" -- n3-merge --base badclip.n3 --clip-norm 1 --dp-noise 1 --clip-quantile 0.5 --clip-count-noise 9 $D -o x.n3
+assert_no_file x.n3
 expect 2 'dp-noise needs --clip-norm' -- n3-merge --base dbase.n3 --dp-noise 1 $D -o x.n3
 expect 2 'dp-noise needs --base' -- n3-merge --clip-norm 1 --dp-noise 1 $D -o x.n3
 expect 2 'averages with equal weights' -- n3-merge --base dbase.n3 --clip-norm 1 --dp-noise 1 --weights samples $D -o x.n3
