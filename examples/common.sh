@@ -8,7 +8,7 @@
 # folder $W, removed at exit with the background jobs listed in pids), keys ARGS... (n3-keys,
 # quiet unless it fails), enroll NAME (a member's key $W/NAME.key and public record $W/NAME.pub,
 # issued by the authority $W/fed.ask that `authority` creates), json_num FIELD (a number from
-# the JSON on stdin), elapsed START (seconds since START, a `date +%s.%N`).
+# the JSON on stdin), json_str FIELD (a string from it), elapsed START (seconds since START, a `date +%s.%N`).
 N3_BIN=${N3_BIN:-$here/../build/tools}
 [ -x "$N3_BIN/n3-train" ] && export PATH="$N3_BIN:$PATH"
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -47,4 +47,5 @@ enroll() { # NAME: the member makes its secrets, the authority issues, the membe
     keys public "$W/$1.key" > "$W/$1.pub"
 }
 json_num() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p"; }
+json_str() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
 elapsed() { echo "$(date +%s.%N) - $1" | bc -l; }

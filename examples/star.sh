@@ -23,7 +23,17 @@
 #   --dead K          K members vanish every round after training, before sending [0]
 #   --quorum Q        updates that suffice at the timeout [half the members, rounded up]
 #   --timeout S       the hub's wait for updates, per round [600]
-#   --seed S          seed of the initial model and the partition [1]
+#   --seed S          seed of the partition, and of the initial model without --train-seed [1]
+#   --train-seed T    seed of the training noise alone: the initial model (seed T) and the
+#                     members' batch orders (T*100000 + round*100 + member), so a run can be
+#                     repeated on the same partition with other training noise [none: the
+#                     initial model from --seed, batch orders round*100 + member]
+#   --rule R          the hub's rule: fedavg, fedprox (fedavg with members' --prox-mu), fednova,
+#                     scaffold (each member keeps its control variate; the initial model gets
+#                     the server's), or any other n3-merge rule without server state [fedavg]
+#   --prox-mu MU      the members' FedProx term [0; 0.01 with --rule fedprox]
+#   --dp-noise Z      DP-FedAvg at the hub: updates clipped to --clip-norm C, noise of std Z*C
+#   --clip-norm C     on their sum; dp_epsilon (delta 1e-5) goes to rounds.tsv [off]
 #   --port P          first of two loopback TCP ports [random]
 # Environment: N3_BIN (the n3 tools; default build/tools, then PATH), DATA (Fashion-MNIST IDX
 # folder), and for compatibility MEMBERS, ROUNDS, EPOCHS, LR, LIMIT, PORT as defaults.
@@ -33,6 +43,7 @@ MEMBERS=${MEMBERS:-5} ROUNDS=${ROUNDS:-5} EPOCHS=${EPOCHS:-1} LR=${LR:-0.05} LIM
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 PARTITION=dirichlet:0.5 MODEL=$here/models/cnn.yaml BATCH=64 MOMENTUM=0.9 WD=1e-5 PACK=int8
 EVAL_LIMIT=0 DEAD=0 QUORUM= TIMEOUT=600 SEED=1 OUT=star-out NAME=star.sh
+TRAIN_SEED= RULE=fedavg PROX_MU= DP_NOISE= CLIP_NORM=
 . "$here/common.sh"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,6 +63,11 @@ while [ $# -gt 0 ]; do
         --quorum) need "$@"; QUORUM=$2; shift 2 ;;
         --timeout) need "$@"; TIMEOUT=$2; shift 2 ;;
         --seed) need "$@"; SEED=$2; shift 2 ;;
+        --train-seed) need "$@"; TRAIN_SEED=$2; shift 2 ;;
+        --rule) need "$@"; RULE=$2; shift 2 ;;
+        --prox-mu) need "$@"; PROX_MU=$2; shift 2 ;;
+        --dp-noise) need "$@"; DP_NOISE=$2; shift 2 ;;
+        --clip-norm) need "$@"; CLIP_NORM=$2; shift 2 ;;
         --port) need "$@"; PORT=$2; shift 2 ;;
         --name) need "$@"; NAME=$2.sh; shift 2 ;;
         -h|--help) usage ;;
@@ -62,9 +78,25 @@ done
 isnum --members "$MEMBERS"; isnum --rounds "$ROUNDS"; isnum --epochs "$EPOCHS"; isnum --limit "$LIMIT"
 isnum --eval-limit "$EVAL_LIMIT"; isnum --dead "$DEAD"; isnum --timeout "$TIMEOUT"; isnum --port "$PORT"
 QUORUM=${QUORUM:-$(( (MEMBERS + 1) / 2 ))}; isnum --quorum "$QUORUM"
+[ -z "$TRAIN_SEED" ] || isnum --train-seed "$TRAIN_SEED"
 [ "$MEMBERS" -ge 1 ] || die "--members must be at least 1"
 [ "$QUORUM" -ge 1 ] && [ "$QUORUM" -le "$MEMBERS" ] || die "--quorum must be between 1 and --members"
 [ $((MEMBERS - DEAD)) -ge "$QUORUM" ] || die "--dead $DEAD leaves fewer than --quorum $QUORUM members"
+
+# --rule: the hub's n3-merge flags and the members' n3-train flags
+merge_rule=$RULE train_flags=()
+case $RULE in
+    fedprox) merge_rule=fedavg; PROX_MU=${PROX_MU:-0.01} ;;
+    fedavgm|fedadam|fedyogi|fedadagrad) die "--rule $RULE keeps server state, which star.sh does not" ;;
+esac
+[ -n "$PROX_MU" ] && train_flags+=(--prox-mu "$PROX_MU")
+merge_flags=(--rule "$merge_rule")
+[ "$RULE" = scaffold ] && merge_flags+=(--population "$MEMBERS")
+if [ -n "$DP_NOISE" ] || [ -n "$CLIP_NORM" ]; then
+    [ -n "$DP_NOISE" ] && [ -n "$CLIP_NORM" ] || die "--dp-noise and --clip-norm go together"
+    merge_flags+=(--dp-noise "$DP_NOISE" --clip-norm "$CLIP_NORM")
+fi
+init_seed=${TRAIN_SEED:-$SEED} batch_seed0=$(( ${TRAIN_SEED:-0} * 100000 ))
 
 # --pack: QUANT[+topk:F] -> n3-encode flags
 pack_flags=() topk=
@@ -93,18 +125,21 @@ enroll hub
 for i in $(seq 1 "$MEMBERS"); do enroll "member$i"; cat "$W/member$i.pub"; done > "$W/fed.roster"
 
 # --- round 0: a fresh model ----------------------------------------------------------------------
-n3-train --model "$MODEL" --init-only --seed "$SEED" -o "$W/global-0.n3"
-printf 'round\taccuracy\tloss\tbytes_on_wire\tmerged\tseconds\n' > "$OUT/rounds.tsv"
+init_flags=(); [ "$RULE" = scaffold ] && init_flags=(--scaffold-init)
+n3-train --model "$MODEL" --init-only --seed "$init_seed" "${init_flags[@]}" -o "$W/global-0.n3"
+dp_col=; [ -n "$DP_NOISE" ] && dp_col='\tdp_epsilon'
+printf "round\taccuracy\tloss\tbytes_on_wire\tmerged\tseconds$dp_col\n" > "$OUT/rounds.tsv"
 printf '%-6s %-9s %-8s %-14s %-7s %s\n' round accuracy loss "bytes on wire" merged seconds
 
 member() { # I ROUND: one member's round; the last --dead members vanish before sending
-    local i=$1 r=$2 enc=(n3-encode --zstd "${pack_flags[@]}")
+    local i=$1 r=$2 enc=(n3-encode --zstd "${pack_flags[@]}") sc=()
+    [ "$RULE" = scaffold ] && sc=(--scaffold "$W/m$i.scaffold")
     [ -n "$topk" ] && enc+=(--topk "$topk" --residual "$W/m$i.residual")
     n3-send --sub "tcp://127.0.0.1:$((PORT + 1))" --count 1 --timeout "$TIMEOUT" -q > "$W/m$i-global.n3"
     n3-train --init "$W/m$i-global.n3" --data "$DATA" --partition "$PARTITION" \
-        --clients "$MEMBERS" --client "$((i - 1))" --partition-seed "$SEED" --seed "$((r * 100 + i))" \
+        --clients "$MEMBERS" --client "$((i - 1))" --partition-seed "$SEED" --seed "$((batch_seed0 + r * 100 + i))" \
         --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --momentum "$MOMENTUM" --weight-decay "$WD" \
-        --threads 1 "${limit[@]}" -q -o "$W/m$i-update.n3"
+        --threads 1 "${limit[@]}" "${train_flags[@]}" "${sc[@]}" -q -o "$W/m$i-update.n3"
     [ "$i" -gt $((MEMBERS - DEAD)) ] && return 0 # vanished
     "${enc[@]}" "$W/m$i-update.n3" \
         | n3-seal --to "$W/hub.pub" --key "$W/member$i.key" --round "$r" \
@@ -122,7 +157,7 @@ for r in $(seq 1 "$ROUNDS"); do
         | n3-seal --open --key "$W/hub.key" --authority "$W/fed.pub" --roster "$W/fed.roster" \
               --round "$r" -q \
         | n3-encode -d \
-        | n3-merge --rule fedavg --base "$prev" --json -o "$W/global-$r.n3" 2> "$W/merge-$r.json" ) &
+        | n3-merge "${merge_flags[@]}" --base "$prev" --json -o "$W/global-$r.n3" 2> "$W/merge-$r.json" ) &
     hub=$!
     # The hub publishes the global model; each member subscribes, trains, packs, seals, sends.
     n3-send --pub "tcp://127.0.0.1:$((PORT + 1))" --subscribers "$MEMBERS" --timeout "$TIMEOUT" -q "$prev" &
@@ -140,16 +175,21 @@ for r in $(seq 1 "$ROUNDS"); do
     acc=$(json_num accuracy < "$W/eval-$r.json")
     loss=$(json_num loss < "$W/eval-$r.json")
     secs=$(elapsed "$start")
-    printf '%d\t%.4f\t%.4f\t%d\t%d\t%.1f\n' "$r" "$acc" "$loss" "$bytes" "$merged" "$secs" >> "$OUT/rounds.tsv"
+    dp=; [ -n "$DP_NOISE" ] && dp=$(printf '\t%s' "$(json_str dp_epsilon < "$W/merge-$r.json")")
+    printf '%d\t%.4f\t%.4f\t%d\t%d\t%.1f%s\n' "$r" "$acc" "$loss" "$bytes" "$merged" "$secs" "$dp" >> "$OUT/rounds.tsv"
     printf '%-6d %-9.4f %-8.4f %-14d %-7d %.1f\n' "$r" "$acc" "$loss" "$bytes" "$merged" "$secs"
 done
 cp "$W/global-$ROUNDS.n3" "$OUT/global.n3"
+# The final model's accuracy per class (the label skew shows here first).
+n3-eval "$OUT/global.n3" --data "$DATA" --split test "${elimit[@]}" --json -v \
+    | tr '{' '\n' | sed -n 's/.*"class":\([0-9]*\),"samples":\([0-9]*\),"accuracy":\([0-9.eE+-]*\).*/\1\t\2\t\3/p' \
+    | { printf 'class\tsamples\taccuracy\n'; cat; } > "$OUT/classes.tsv"
 
 if command -v gnuplot >/dev/null; then
     gnuplot <<GP
 set terminal pngcairo size 900,500
 set output "$OUT/accuracy.png"
-set title "n3 ${NAME%.sh}: FedAvg, $MEMBERS members, Fashion-MNIST $PARTITION, $(basename "$MODEL" .yaml), packing $PACK"
+set title "n3 ${NAME%.sh}: $RULE, $MEMBERS members, Fashion-MNIST $PARTITION, $(basename "$MODEL" .yaml), packing $PACK"
 set xlabel "round"; set ylabel "test accuracy"; set y2label "bytes on the wire"; set yrange [0:1]
 set ytics nomirror; set y2tics; set key bottom right; set grid
 set xrange [0.5:$ROUNDS + 0.5]; set y2range [0:*]; set boxwidth 0.5

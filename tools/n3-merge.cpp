@@ -19,11 +19,13 @@ int main(int argc, char** argv) {
     std::string rule = "fedavg", weights, out_path;
     std::string base, self, state;
     bool force = false, json = false;
-    double self_weight = 0, clip = 0, max_norm = 0, lr = 0;
+    double self_weight = 0, clip = 0, max_norm = 0, lr = 0, dp_noise = 0, dp_budget = 0;
+    uint64_t population = 0;
+    double clip_quantile = 0, clip_count_noise = 0;
     app.add_option("INPUT", req.inputs, "Update or model records ('-' is stdin; default stdin)");
     app.add_option("-r,--rule", rule,
                    "fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean[:BETA], "
-                   "krum[:F], multi-krum[:F,M], mix (default fedavg)");
+                   "krum[:F], multi-krum[:F,M], mix, fednova, scaffold (default fedavg)");
     app.add_option("-b,--base", base, "Apply the aggregate to this model; write the next model")
         ->type_name("MODEL");
     app.add_option("--state", state, "Server state file (fedavgm, fedadam, fedyogi, fedadagrad)");
@@ -46,6 +48,29 @@ int main(int argc, char** argv) {
     app.add_option("--min-inputs", o.min_inputs,
                    "Exit 3 unless at least N inputs are usable (default 1)")
         ->type_name("N");
+    auto* o_dp = app.add_option("--dp-noise", dp_noise,
+                                "DP-FedAvg: Gaussian noise of std Z*C on the sum of the updates "
+                                "clipped to --clip-norm C")
+                     ->type_name("Z");
+    app.add_option("--dp-delta", o.dp_delta,
+                   "DP: the delta of the epsilon reported (default 1e-5)");
+    app.add_option("--dp-rate", o.dp_rate,
+                   "DP: the rate at which members are sampled per round (default 1)");
+    auto* o_budget =
+        app.add_option("--dp-budget", dp_budget, "DP: exit 3 if the round would exceed epsilon EPS")
+            ->type_name("EPS");
+    auto* o_quant =
+        app.add_option("--clip-quantile", clip_quantile,
+                       "DP: adaptive clipping towards this quantile of the update norms")
+            ->type_name("Q");
+    auto* o_count = app.add_option("--clip-count-noise", clip_count_noise,
+                                   "DP: noise std on the count of unclipped updates (default n/20)")
+                        ->type_name("S");
+    app.add_option("--clip-lr", o.clip_lr, "DP: adaptive clipping's learning rate (default 0.2)");
+    auto* o_pop = app.add_option("--population", population,
+                                 "scaffold: the members in all, N of c += sum(dc)/N (default: "
+                                 "the inputs)")
+                      ->type_name("N");
     app.add_flag("--skip-bad", o.skip_bad, "Drop bad inputs with a warning instead of failing");
     app.add_option("-j,--threads", o.threads, "Threads (default: one per core)");
     app.add_option("-o,--output", out_path, "Output file, written atomically ('-' is stdout)");
@@ -61,8 +86,13 @@ int main(int argc, char** argv) {
         o.rule = merge::Rule::parse(rule);
         if (!weights.empty())
             merge::parse_weights(weights, o);
-        else if (o.rule.kind == merge::RuleKind::mix)
+        else if (o.rule.kind == merge::RuleKind::mix || o_dp->count())
             o.weights = merge::WeightMode::uniform;
+        if (o_dp->count()) o.dp_noise = dp_noise;
+        if (o_budget->count()) o.dp_budget = dp_budget;
+        if (o_pop->count()) o.population = population;
+        if (o_quant->count()) o.clip_quantile = clip_quantile;
+        if (o_count->count()) o.clip_count_noise = clip_count_noise;
         if (o_self->count()) req.self = self;
         if (o_self_w->count()) o.self_weight = self_weight;
         if (o_clip->count()) o.clip_norm = clip;

@@ -4,6 +4,7 @@
 #include "train/data.hpp"
 #include "train/model.hpp"
 #include "train/partition.hpp"
+#include "train/scaffold.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -21,7 +22,9 @@ int main(int argc, char** argv) {
     auto& app = tool.app();
     std::string model_path, init_path, data_path, format = "", split = "train";
     std::string partition_text = "iid", optimizer = "sgd", device = "cpu", emit = "update";
-    std::string out_path;
+    std::string out_path, scaffold_path;
+    bool scaffold_init = false;
+    double dp_clip = 0, dp_noise = 0, dp_delta = 1e-5;
     bool init_only = false, list_partition = false, json = false, force = false;
     int clients = 1, client = 0, epochs = 1, threads = 0;
     int64_t steps = 0, batch = 64, limit = 0;
@@ -36,8 +39,10 @@ int main(int argc, char** argv) {
         ->type_name("PATH");
     app.add_option("--format", format, "Data format when the path does not tell: idx, csv, text");
     app.add_option("--split", split, "Part of the data set: train (default), test, all");
-    app.add_option("--partition", partition_text,
-                   "This node's share: iid, dirichlet:ALPHA, classes:K, quantity:ALPHA, natural");
+    app.add_option(
+        "--partition", partition_text,
+        "This node's share: iid, dirichlet:ALPHA, classes:K, labels:L+L,..., quantity:ALPHA, "
+        "natural");
     app.add_option("--clients", clients, "Number of clients the data is split among (default 1)");
     app.add_option("--client", client, "This client's index, 0 to N-1 (default 0)");
     app.add_flag("--list-partition", list_partition,
@@ -51,6 +56,17 @@ int main(int argc, char** argv) {
     app.add_option("--weight-decay", weight_decay, "L2 weight decay (default 0)");
     app.add_option("--optimizer", optimizer, "sgd (default) or adam");
     app.add_option("--prox-mu", prox_mu, "FedProx proximal term mu (default 0: FedAvg)");
+    app.add_option("--scaffold", scaffold_path,
+                   "SCAFFOLD: this member's control-variate state file (created on first use)")
+        ->type_name("STATE");
+    app.add_flag("--scaffold-init", scaffold_init,
+                 "With --init-only: add SCAFFOLD's server control variate (zero) to the model");
+    app.add_option("--dp-clip", dp_clip, "DP-SGD: clip every example's gradient to L2 norm C")
+        ->type_name("C");
+    app.add_option("--dp-noise", dp_noise,
+                   "DP-SGD: Gaussian noise of std Z*C on each batch's gradient sum")
+        ->type_name("Z");
+    app.add_option("--dp-delta", dp_delta, "DP-SGD: the delta of the epsilon reported (1e-5)");
     app.add_option("--seed", seed,
                    "Seed for initialisation, partition and batch order (default 0)");
     auto* o_pseed = app.add_option("--partition-seed", partition_seed,
@@ -83,6 +99,17 @@ int main(int argc, char** argv) {
                 throw UsageError("--data is required", "or --init-only to write a fresh model");
         }
         if (list_partition && data_path.empty()) throw UsageError("--list-partition needs --data");
+        if (scaffold_init && !init_only)
+            throw UsageError("--scaffold-init is for --init-only",
+                             "members train with --scaffold STATE");
+        if (!scaffold_path.empty() && (init_only || list_partition))
+            throw UsageError("--scaffold is for training, not --init-only or --list-partition");
+        if (!(dp_delta > 0 && dp_delta < 1)) throw UsageError("--dp-delta must be in (0, 1)");
+        if (!scaffold_path.empty()) {
+            if (scaffold_path == "-") throw UsageError("--scaffold must name a file");
+            tool.check_not_same({scaffold_path}, out_path);
+            if (!init_path.empty()) tool.check_not_same({init_path}, scaffold_path);
+        }
         if (!init_path.empty() && init_path != "-") tool.check_not_same({init_path}, out_path);
 
         // Read data and options first so that mistakes fail before the output is opened.
@@ -116,6 +143,18 @@ int main(int argc, char** argv) {
                                        : load_model_record(init_path, from_spec);
         bool explicit_stdout = out_path == "-";
         auto out = tool.open_output(out_path.empty() ? "-" : out_path, force, explicit_stdout);
+        if (scaffold_init) init = with_zero_control(init);
+        std::vector<NamedTensor> server_c;
+        std::optional<std::vector<NamedTensor>> member_c;
+        if (!scaffold_path.empty()) {
+            server_c = control_tensors(init);
+            if (server_c.empty())
+                throw DataError(init_path + ": the model carries no SCAFFOLD server control "
+                                            "variate ('scaffold/' tensors)",
+                                "start from n3-train --init-only --scaffold-init, merged with "
+                                "n3-merge --rule scaffold");
+            member_c = read_member_state(scaffold_path, init);
+        }
         if (init_only) {
             write_record(*out, RecordType::model, init.payload);
             out->commit();
@@ -135,6 +174,13 @@ int main(int argc, char** argv) {
         opts.prox_mu = prox_mu;
         opts.seed = seed;
         opts.emit_model = emit == "model";
+        opts.dp_clip = dp_clip;
+        opts.dp_noise = dp_noise;
+        opts.dp_delta = dp_delta;
+        if (!scaffold_path.empty()) {
+            opts.scaffold_c = &server_c;
+            if (member_c) opts.scaffold_ci = &*member_c;
+        }
         bool progress = tool.stderr_is_terminal() && !tool.quiet();
         if (progress)
             opts.progress = [&](int epoch, int64_t step, int64_t total, double loss) {
@@ -146,6 +192,8 @@ int main(int argc, char** argv) {
         TrainResult r = train_model(init, examples, opts);
         write_record(*out, r.type, r.payload);
         out->commit();
+        // c_i moves only once the update is written: a run that fails before leaves it as it was.
+        if (!scaffold_path.empty()) write_member_state(scaffold_path, r.scaffold_ci, init);
         if (json) {
             nlohmann::ordered_json j;
             j["samples"] = r.samples;
@@ -154,6 +202,7 @@ int main(int argc, char** argv) {
             j["seconds"] = r.seconds;
             j["samples_per_s"] = r.seconds > 0 ? double(r.processed) / r.seconds : 0.0;
             j["loss"] = r.loss;
+            if (dp_noise > 0) j["dp_sgd_epsilon"] = r.dp_epsilon;
             j["emit"] = emit;
             std::cerr << j.dump() << std::endl;
         }

@@ -5,7 +5,7 @@ complete -c n3-train -l init-only -d 'Write a freshly initialised model record a
 complete -c n3-train -l data -r -F -d 'IDX folder, CSV file or text file'
 complete -c n3-train -l format -x -a 'idx csv text' -d 'Data format'
 complete -c n3-train -l split -x -a 'train test all' -d 'Part of the data set'
-complete -c n3-train -l partition -x -a 'iid dirichlet: classes: quantity: natural' -d "This node's share"
+complete -c n3-train -l partition -x -a 'iid dirichlet: classes: labels: quantity: natural' -d "This node's share"
 complete -c n3-train -l clients -x -d 'Number of clients'
 complete -c n3-train -l client -x -d "This client's index"
 complete -c n3-train -l list-partition -d "Print this client's sample indices and exit"
@@ -18,6 +18,11 @@ complete -c n3-train -l momentum -x -d 'SGD momentum'
 complete -c n3-train -l weight-decay -x -d 'L2 weight decay'
 complete -c n3-train -l optimizer -x -a 'sgd adam' -d 'Optimizer'
 complete -c n3-train -l prox-mu -x -d 'FedProx mu'
+complete -c n3-train -l scaffold -r -F -d "SCAFFOLD: this member's control-variate state"
+complete -c n3-train -l scaffold-init -d 'With --init-only: add a zero server control variate'
+complete -c n3-train -l dp-clip -x -d "DP-SGD: clip each example's gradient"
+complete -c n3-train -l dp-noise -x -d 'DP-SGD: noise multiplier'
+complete -c n3-train -l dp-delta -x -d 'DP-SGD: delta of the epsilon reported'
 complete -c n3-train -l seed -x -d 'Seed'
 complete -c n3-train -l threads -x -d 'libtorch threads'
 complete -c n3-train -l device -x -a 'cpu cuda' -d 'Device'

@@ -7,6 +7,7 @@
 // Mapped records have their checksum verified inside the first pass (crc_begin, crc_end).
 #include "merge/kernels.hpp"
 #include "merge/merger.hpp"
+#include "privacy/noise.hpp"
 
 #include "record/error.hpp"
 
@@ -106,8 +107,8 @@ void Merger::compute_norms(const std::vector<Item*>& items) {
                           items[i]->norm, *opt_.max_norm);
             throw NonFinite{index_of(items[i]), msg};
         }
-        if (opt_.clip_norm && items[i]->norm > *opt_.clip_norm)
-            items[i]->clip = *opt_.clip_norm / items[i]->norm;
+        if (opt_.clip_norm && items[i]->norm > clip_norm())
+            items[i]->clip = clip_norm() / items[i]->norm;
     }
 }
 
@@ -135,6 +136,7 @@ void Merger::set_weights(const std::vector<Item*>& items) {
                             " inputs is zero",
                         opt_.weights == WeightMode::samples ? "every update has samples=0" : "");
     for (Item* it : items) it->weight = it->raw_weight / total;
+    if (rule_.kind == RuleKind::fednova) fednova_weights(items);
 }
 
 void Merger::select_krum(const std::vector<Item*>& items) {
@@ -204,6 +206,7 @@ bool Merger::finish_chunk(const Chunk& c, const double* acc, Scratch& s) {
     float* out = out_floats(r.out.data[t].data(), r.dtypes[t], c.begin, s.out.data());
     bool ok = true;
     double lr = opt_.server_lr.value_or(rule_.adaptive() ? 0.01 : 1.0);
+    if (!control_.empty() && control_[t]) lr = 1; // SCAFFOLD's c moves by the mean of dc
     if (!rule_.stateful()) {
         ok = kernel::store(out, acc, kind_ == RecordType::update ? lr : 1.0, base, n);
     } else {
@@ -290,12 +293,13 @@ void Merger::average(const std::vector<Item*>& items) {
         for (size_t i = 0; i < active.size(); ++i) {
             const float* x =
                 floats(active[i]->src, ch.tensor, ch.begin, ch.size, s.in.data(), crc_slot(i, c));
-            double w = active[i]->weight * active[i]->clip;
+            double w = tensor_weight(active[i], ch.tensor);
             if (i == 0)
                 kernel::scale(s.acc.data(), x, w, ch.size);
             else
                 kernel::axpy(s.acc.data(), x, w, ch.size);
         }
+        if (dp_sd_ > 0) privacy::add_gaussian(s.acc.data(), ch.size, dp_sd_);
         // A non-finite input makes the sum, and so the output, non-finite: the check on the
         // output covers every input without another pass over them.
         if (!finish_chunk(ch, s.acc.data(), s)) diagnose(active, ch, s);

@@ -69,6 +69,34 @@ void Merger::check_request() const {
     if (opt_.beta1 < 0 || opt_.beta1 >= 1) throw UsageError("--beta1 must be in [0, 1)");
     if (opt_.beta2 < 0 || opt_.beta2 >= 1) throw UsageError("--beta2 must be in [0, 1)");
     if (!(opt_.tau > 0)) throw UsageError("--tau must be positive");
+    if (opt_.population && rule_.kind != RuleKind::scaffold)
+        throw UsageError("--population is for --rule scaffold");
+    if (!opt_.dp_noise) {
+        if (opt_.dp_budget) throw UsageError("--dp-budget needs --dp-noise Z");
+        if (opt_.clip_quantile)
+            throw UsageError("--clip-quantile is DP-FedAvg's: give --dp-noise Z");
+        return;
+    }
+    if (!(*opt_.dp_noise > 0)) throw UsageError("--dp-noise must be positive");
+    if (!opt_.clip_norm)
+        throw UsageError("--dp-noise needs --clip-norm C", "the noise std is Z*C on the sum");
+    if (!req_.base)
+        throw UsageError("--dp-noise needs --base MODEL",
+                         "the accountant's total travels in the model's metadata");
+    if (rule_.robust() || rule_.kind == RuleKind::mix || rule_.kind == RuleKind::fednova ||
+        rule_.kind == RuleKind::scaffold)
+        throw UsageError("--dp-noise is for fedavg and the server optimisers, not " + rule_.name());
+    if (opt_.weights != WeightMode::uniform)
+        throw UsageError("--dp-noise averages with equal weights",
+                         "drop --weights, or give --weights uniform");
+    if (!(opt_.dp_delta > 0 && opt_.dp_delta < 1)) throw UsageError("--dp-delta must be in (0, 1)");
+    if (!(opt_.dp_rate > 0 && opt_.dp_rate <= 1)) throw UsageError("--dp-rate must be in (0, 1]");
+    if (opt_.dp_budget && !(*opt_.dp_budget > 0)) throw UsageError("--dp-budget must be positive");
+    if (opt_.clip_quantile && !(*opt_.clip_quantile > 0 && *opt_.clip_quantile < 1))
+        throw UsageError("--clip-quantile must be in (0, 1)");
+    if (opt_.clip_count_noise && !(*opt_.clip_count_noise > 0))
+        throw UsageError("--clip-count-noise must be positive");
+    if (!(opt_.clip_lr > 0)) throw UsageError("--clip-lr must be positive");
 }
 
 void Merger::reject(Item& it, const std::string& msg_in, const std::string& hint_in) {

@@ -146,9 +146,11 @@ void Merger::build_metadata(const std::vector<Item*>& items) {
 std::unique_ptr<Result::Impl> Merger::run() {
     check_request();
     load();
+    if (opt_.dp_noise) dp_check(); // the budget, before any input is looked at
     check_inputs();
     Result::Impl& r = *out_;
     if (req_.state) load_state();
+    if (rule_.kind == RuleKind::scaffold) scaffold_check();
 
     for (;;) {
         std::vector<Item*> items = usable();
@@ -167,6 +169,7 @@ std::unique_ptr<Result::Impl> Merger::run() {
             if (rule_.kind == RuleKind::krum || rule_.kind == RuleKind::multi_krum)
                 select_krum(items);
             set_weights(items);
+            if (opt_.dp_noise) dp_noise(items);
             if (rule_.kind == RuleKind::median || rule_.kind == RuleKind::trimmed_mean)
                 robust_average(items);
             else
@@ -178,6 +181,7 @@ std::unique_ptr<Result::Impl> Merger::run() {
                     it->rec->verified = true;
                 }
             build_metadata(items);
+            dp_metadata();
             for (Item* it : items)
                 r.reports.push_back({it->rec->name, it->weight, it->norm, it->clip, it->selected});
             break;

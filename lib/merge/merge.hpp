@@ -20,6 +20,10 @@
 // not grow with the number of inputs, and median, trimmed mean and Krum work on inputs larger
 // than RAM. Each record's checksum is verified inside the first pass (see inputs.hpp).
 //
+// FedNova (fednova.cpp) and SCAFFOLD (scaffold.cpp) are weighted averages like fedavg, with
+// their own per-input and per-tensor factors; DP-FedAvg (dp.cpp) adds Gaussian noise to the
+// clipped average and keeps the privacy accountant's running total in the model's metadata.
+//
 // Failures: DataError (exit 1) naming the offending input for every bad input (wrong record
 // type, models mixed with updates, NaN/Inf, tensor names/shapes/dtypes that differ, another base
 // model or model spec, duplicated input, missing sample count, a norm above max_norm) unless
@@ -50,6 +54,8 @@ enum class RuleKind {
     krum,
     multi_krum,
     mix,
+    fednova,
+    scaffold,
     // secure-sum (masked U32 records) joins here with its own arm in run()
 };
 
@@ -83,6 +89,16 @@ struct Options {
     bool skip_bad = false;
     unsigned threads = 0;  // 0: one per core
     std::string spool_dir; // for stdin; empty: $TMPDIR or /tmp
+    // DP-FedAvg (dp.cpp): noise of std dp_noise * clip_norm on the sum of the clipped updates.
+    std::optional<double> dp_noise;
+    double dp_delta = 1e-5, dp_rate = 1;
+    std::optional<double> dp_budget;    // refuse (IncompleteError) a round that would exceed it
+    std::optional<uint64_t> population; // scaffold: members in all (default: the inputs)
+    // Adaptive clipping (Andrew et al. 2021): the clip norm follows the quantile clip_quantile of
+    // the update norms, from the count of unclipped updates noised with std clip_count_noise
+    // (default n/20), by C <- C exp(-clip_lr (share - quantile)); kept in the model's metadata.
+    std::optional<double> clip_quantile, clip_count_noise;
+    double clip_lr = 0.2;
 };
 
 // Parses "uniform", "samples" or "W1,W2,..." (non-negative numbers); throws UsageError.

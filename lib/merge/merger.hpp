@@ -5,6 +5,8 @@
 //   checks.cpp     the request's options and every input, before any tensor data is read
 //   aggregate.cpp  the passes: norms, Krum scores, weights, averages, the server optimiser step
 //   state.cpp      the server state file of the stateful rules
+//   fednova.cpp    FedNova's normalised weights;  scaffold.cpp  SCAFFOLD's control variates
+//   dp.cpp         DP-FedAvg: the noise's size, the accountant, the budget, the metadata
 //
 // A pass that finds an input bad throws NonFinite; run() rejects that input (a DataError, or a
 // warning under --skip-bad) and starts the passes over without it, so an output never mixes
@@ -126,6 +128,17 @@ private:
     }
     void crc_end(const std::vector<Item*>& items);
 
+    // fednova.cpp, scaffold.cpp, dp.cpp
+    void fednova_weights(const std::vector<Item*>& items);
+    void scaffold_check();
+    double tensor_weight(const Item* it, size_t tensor) const {
+        return control_.empty() || !control_[tensor] ? it->weight * it->clip : control_weight_;
+    }
+    void dp_check();
+    void dp_noise(const std::vector<Item*>& items);
+    void dp_metadata();
+    double clip_norm() const { return adaptive_clip_ > 0 ? adaptive_clip_ : *opt_.clip_norm; }
+
     // state.cpp
     void load_state();
     void allocate_state();
@@ -157,6 +170,12 @@ private:
     std::vector<uint64_t> crc_table_;
     const std::vector<Chunk>* crc_chunks_ = nullptr;
     uint64_t state_round_ = 0;
+    std::vector<char> control_; // scaffold: tensor t is a control variate
+    double control_weight_ = 0; // scaffold: 1 / population
+    double adaptive_clip_ = 0;  // this round's clip norm under adaptive clipping
+    double next_clip_ = 0;      // and the next round's
+    double dp_sd_ = 0;          // noise std on the averaged coordinates
+    std::string dp_meta_[4];    // dp_epsilon, dp_delta, dp_rounds, dp_rdp of this round
     std::unique_ptr<Result::Impl> out_ = std::make_unique<Result::Impl>();
 };
 

@@ -29,6 +29,8 @@ constexpr RuleName kRules[] = {
     {"krum", RuleKind::krum},
     {"multi-krum", RuleKind::multi_krum},
     {"mix", RuleKind::mix},
+    {"fednova", RuleKind::fednova},
+    {"scaffold", RuleKind::scaffold},
 };
 
 double parse_number(const std::string& s, const std::string& what) {

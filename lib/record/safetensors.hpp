@@ -122,6 +122,18 @@ inline constexpr const char* spec = "spec";           // model spec (YAML) a mod
 inline constexpr const char* spec_hash = "spec_hash"; // hash of that spec
 inline constexpr const char* loss = "loss";           // final training loss
 inline constexpr const char* codec = "codec";         // n3-encode's stages, in order applied
+// FedNova (n3-train writes them, n3-merge --rule fednova reads them)
+inline constexpr const char* local_steps = "local_steps"; // optimizer steps of an update
+inline constexpr const char* momentum = "momentum";       // SGD momentum factor used
+// DP-FedAvg's accountant, cumulative over rounds (n3-merge --dp-noise)
+inline constexpr const char* dp_epsilon = "dp_epsilon";
+inline constexpr const char* dp_delta = "dp_delta";
+inline constexpr const char* dp_rounds = "dp_rounds";
+inline constexpr const char* dp_rdp = "dp_rdp";             // RDP at each order of privacy::kOrders
+inline constexpr const char* dp_clip_norm = "dp_clip_norm"; // the next round's adaptive clip norm
+// SCAFFOLD: tensor "scaffold/NAME" of a model is the server control variate of tensor NAME,
+// of an update the member's control-variate delta (man/n3-record.5).
+inline constexpr const char* control_prefix = "scaffold/";
 } // namespace meta
 
 // The count under `key` (meta::round, meta::samples); throws DataError "WHERE: missing or bad

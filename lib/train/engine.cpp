@@ -6,6 +6,8 @@
 // initialisation are ours and stable across libtorch versions.
 #include "train/model.hpp"
 
+#include "privacy/accountant.hpp"
+#include "privacy/noise.hpp"
 #include "record/error.hpp"
 #include "record/safetensors.hpp"
 
@@ -173,6 +175,39 @@ void n3_passive_openmp(int, char**, char**) {
 __attribute__((section(".preinit_array"),
                used)) void (*n3_preinit_openmp)(int, char**, char**) = n3_passive_openmp;
 
+// DP-SGD's gradient for one batch: every example's gradient clipped to L2 norm `clip`, summed,
+// Gaussian noise of std noise * clip added from the CSPRNG, divided by the batch size, and left
+// in the parameters' .grad. Returns the batch's mean loss (a constant: backward is done).
+Tensor dp_sgd_gradients(const ModelSpec& spec, Params& params, const Tensor& X, const Tensor& Y,
+                        const Tensor& idx, double clip, double noise) {
+    const int64_t rows = idx.size(0);
+    std::vector<Tensor> sum;
+    for (auto& t : params.tensors) sum.push_back(torch::zeros_like(t).detach());
+    double loss_sum = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        Tensor one = idx.slice(0, r, r + 1);
+        for (auto& t : params.tensors) t.mutable_grad().reset();
+        Tensor loss = torch::cross_entropy_loss(forward(spec, params, X.index_select(0, one), true),
+                                                Y.index_select(0, one));
+        loss.backward();
+        loss_sum += loss.item<double>();
+        torch::NoGradGuard no_grad;
+        double sq = 0;
+        for (auto& t : params.tensors)
+            if (t.grad().defined()) sq += t.grad().pow(2).sum().item<double>();
+        double scale = std::min(1.0, clip / (std::sqrt(sq) + 1e-12));
+        for (size_t i = 0; i < params.tensors.size(); ++i)
+            if (params.tensors[i].grad().defined()) sum[i].add_(params.tensors[i].grad(), scale);
+    }
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params.tensors.size(); ++i) {
+        Tensor g = sum[i].contiguous();
+        if (noise > 0) privacy::add_gaussian(g.data_ptr<float>(), size_t(g.numel()), noise * clip);
+        params.tensors[i].mutable_grad() = g / double(rows);
+    }
+    return torch::tensor(loss_sum / double(rows));
+}
+
 } // namespace
 
 std::string configure_threads(int threads) {
@@ -254,10 +289,32 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     if (!(opts.lr > 0) || !std::isfinite(opts.lr)) throw UsageError("--lr must be positive");
     if (opts.optimizer != "sgd" && opts.optimizer != "adam")
         throw UsageError("--optimizer must be sgd or adam, not '" + opts.optimizer + "'");
+    const bool dp = opts.dp_clip > 0;
+    if (opts.dp_clip < 0 || !std::isfinite(opts.dp_clip))
+        throw UsageError("--dp-clip must be positive");
+    if (opts.dp_noise < 0 || !std::isfinite(opts.dp_noise))
+        throw UsageError("--dp-noise must not be negative");
+    if (opts.dp_noise > 0 && !dp) throw UsageError("--dp-noise needs --dp-clip C");
+    if (dp && spec.task != Task::classify)
+        throw UsageError("DP-SGD (--dp-clip) is for classifiers", "the model is a language model");
+    if (dp && opts.prox_mu > 0) throw UsageError("--dp-clip and --prox-mu do not combine");
+    const bool scaffold = opts.scaffold_c != nullptr;
+    if (scaffold && opts.emit_model)
+        throw UsageError("--scaffold emits updates (with the control-variate delta)",
+                         "drop --emit model");
     auto t0 = std::chrono::steady_clock::now();
     torch::manual_seed(opts.seed);
 
     Params init_params = to_params(model_tensors(init));
+    // SCAFFOLD's correction c - c_i, applied after every optimizer step as NIID-Bench does.
+    std::vector<Tensor> correction;
+    if (scaffold) {
+        Params c = to_params(*opts.scaffold_c);
+        for (size_t i = 0; i < c.tensors.size(); ++i)
+            correction.push_back(opts.scaffold_ci
+                                     ? c.tensors[i] - to_params(*opts.scaffold_ci).tensors[i]
+                                     : c.tensors[i]);
+    }
     Params params = init_params;
     for (auto& t : params.tensors) t = t.clone().set_requires_grad(true);
 
@@ -311,6 +368,10 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
                 Tensor logits = forward(spec, params, seq.slice(1, 0, spec.context), true);
                 loss = torch::cross_entropy_loss(logits.reshape({-1, spec.vocab}),
                                                  seq.slice(1, 1).reshape({-1}));
+            } else if (dp) {
+                Tensor idx = perm.slice(0, b * opts.batch, std::min(n, (b + 1) * opts.batch));
+                rows = idx.size(0);
+                loss = dp_sgd_gradients(spec, params, X, Y, idx, opts.dp_clip, opts.dp_noise);
             } else {
                 Tensor idx = perm.slice(0, b * opts.batch, std::min(n, (b + 1) * opts.batch));
                 rows = idx.size(0);
@@ -325,8 +386,10 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
             }
             // Drop the gradients instead of zeroing them (PyTorch's set_to_none): backward then
             // stores fresh gradients without a fill and an add per parameter.
-            for (auto& t : params.tensors) t.mutable_grad().reset();
-            loss.backward();
+            if (!dp) {
+                for (auto& t : params.tensors) t.mutable_grad().reset();
+                loss.backward();
+            }
             double value = loss.item<double>();
             if (!std::isfinite(value))
                 throw DataError("training loss became " +
@@ -335,6 +398,11 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
                                     std::to_string(epoch) + ")",
                                 "lower --lr, or check the data for NaN values");
             opt->step();
+            if (scaffold) {
+                torch::NoGradGuard no_grad;
+                for (size_t i = 0; i < params.tensors.size(); ++i)
+                    params.tensors[i].sub_(correction[i], opts.lr);
+            }
             ++step;
             r.processed += uint64_t(rows);
             epoch_loss += value;
@@ -357,6 +425,27 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     meta[meta::round] = std::to_string(init.round);
     meta[meta::samples] = std::to_string(r.samples);
     meta[meta::spec_hash] = spec.hash();
+    meta[meta::local_steps] = std::to_string(step);
+    if (opts.optimizer == "sgd") {
+        char m[32]; // the shortest text that reads back as the same double
+        std::snprintf(m, sizeof m, "%.15g", opts.momentum);
+        if (std::strtod(m, nullptr) != opts.momentum)
+            std::snprintf(m, sizeof m, "%.17g", opts.momentum);
+        meta[meta::momentum] = m;
+    }
+    if (dp && opts.dp_noise > 0) {
+        // Shuffled batches of a fixed size, accounted as Poisson sampling at rate batch/n, as
+        // TensorFlow Privacy and Opacus do.
+        privacy::Rdp rdp =
+            privacy::gaussian_rdp(std::min(1.0, double(opts.batch) / double(n)), opts.dp_noise);
+        rdp *= double(step);
+        r.dp_epsilon = privacy::epsilon(rdp, opts.dp_delta).epsilon;
+        char e[32];
+        std::snprintf(e, sizeof e, "%.6g", r.dp_epsilon);
+        meta["dp_sgd_epsilon"] = e;
+        std::snprintf(e, sizeof e, "%.6g", opts.dp_delta);
+        meta["dp_sgd_delta"] = e;
+    }
     if (opts.emit_model) {
         r.type = RecordType::model;
         meta[meta::spec] = init.spec_text;
@@ -364,7 +453,27 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     } else {
         r.type = RecordType::update;
         meta[meta::base] = init.hash;
-        r.payload = make_payload(from_params(params, &init_params), meta);
+        std::vector<NamedTensor> out = from_params(params, &init_params);
+        if (scaffold) {
+            // c_i+ = c_i - c + (x - y) / (K lr); the update carries dc = c_i+ - c_i.
+            torch::NoGradGuard no_grad;
+            Params c = to_params(*opts.scaffold_c);
+            for (size_t i = 0; i < params.tensors.size(); ++i) {
+                Tensor dc = (init_params.tensors[i] - params.tensors[i].detach()) /
+                                (double(std::max<int64_t>(step, 1)) * opts.lr) -
+                            c.tensors[i];
+                Tensor ci = opts.scaffold_ci ? to_params(*opts.scaffold_ci).tensors[i] + dc : dc;
+                auto flat = [](const Tensor& t) {
+                    Tensor x = t.contiguous();
+                    return std::vector<float>(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+                };
+                out.push_back({meta::control_prefix + params.names[i],
+                               params.tensors[i].sizes().vec(), flat(dc)});
+                r.scaffold_ci.push_back(
+                    {params.names[i], params.tensors[i].sizes().vec(), flat(ci)});
+            }
+        }
+        r.payload = make_payload(out, meta);
     }
     r.seconds = seconds_since(t0);
     return r;

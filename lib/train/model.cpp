@@ -97,10 +97,12 @@ std::vector<NamedTensor> model_tensors(const Model& m) {
         }
         out.push_back(std::move(nt));
     }
-    if (set.tensors().size() != expected.size()) {
+    if (set.tensors().size() != expected.size()) { // extras: only control variates may be
         for (auto& t : set.tensors()) {
             bool known = false;
             for (auto& e : expected) known = known || e.name == t.name;
+            // SCAFFOLD's server control variate travels with the model (scaffold.hpp).
+            if (!known && t.name.rfind(meta::control_prefix, 0) == 0) continue;
             if (!known) throw DataError("model: tensor '" + t.name + "' is not in the spec");
         }
     }

@@ -9,8 +9,9 @@
 // A Model is a model record's payload (safetensors, F32 tensors named as the spec says) with
 // its spec, hash and round. Training starts from it; the result is an update record (trained
 // minus initial weights, metadata samples, base = hash of the initial model, spec_hash, round,
-// loss) or a model record (the trained weights, carrying the spec YAML so that `--init` alone
-// continues training). With one thread and the same seed the bytes are identical run to run.
+// loss, local_steps, momentum for FedNova) or a model record (the trained weights, carrying the
+// spec YAML so that `--init` alone continues training). With one thread and the same seed the bytes
+// are identical run to run.
 //
 // This header does not include libtorch; only engine.cpp does (the one heavy TU of lib/train).
 // Errors: DataError (exit 1) for a record that is not a model, a spec/record mismatch, labels out
@@ -71,6 +72,15 @@ struct TrainOptions {
     double prox_mu = 0;
     uint64_t seed = 0;
     bool emit_model = false;
+    // SCAFFOLD, option II (scaffold.hpp): the server's control variate c (spec order) turns the
+    // training into SCAFFOLD's; the member's c_i may be empty (first round: zero). The update
+    // then carries the control-variate delta as "scaffold/NAME" tensors and TrainResult the new
+    // c_i, which the caller stores.
+    const std::vector<NamedTensor>* scaffold_c = nullptr;
+    const std::vector<NamedTensor>* scaffold_ci = nullptr;
+    // DP-SGD (Abadi et al. 2016): each example's gradient clipped to L2 norm dp_clip, Gaussian
+    // noise of std dp_noise * dp_clip (from the CSPRNG) added to the batch's sum; 0: off.
+    double dp_clip = 0, dp_noise = 0, dp_delta = 1e-5;
     // Called after every step (epoch from 1, step from 1, steps planned, running mean loss).
     std::function<void(int, int64_t, int64_t, double)> progress;
 };
@@ -83,6 +93,8 @@ struct TrainResult {
     int64_t steps = 0;
     double seconds = 0;
     double loss = 0; // mean training loss over the last epoch (or the last steps)
+    std::vector<NamedTensor> scaffold_ci; // SCAFFOLD: the member's new control variate
+    double dp_epsilon = 0;                // DP-SGD: this update's epsilon at dp_delta
 };
 
 TrainResult train_model(const Model& init, const Examples& data, const TrainOptions& opts);

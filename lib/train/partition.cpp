@@ -68,9 +68,41 @@ PartitionSpec PartitionSpec::parse(const std::string& s) {
             throw UsageError("--partition classes:K: K must be a positive integer, not '" + arg +
                              "'");
         p.k = static_cast<int>(*k);
+    } else if (kind == "labels") {
+        if (colon == std::string::npos || arg.empty())
+            throw UsageError("--partition labels needs one label group per client",
+                             "e.g. labels:0+7,1+6,2+4 for three clients");
+        p.kind = Kind::labels;
+        size_t start = 0;
+        for (;;) {
+            size_t comma = arg.find(',', start);
+            std::string group = arg.substr(start, comma - start);
+            std::vector<int64_t> mine;
+            size_t g = 0;
+            for (;;) {
+                size_t plus = group.find('+', g);
+                std::string item = group.substr(g, plus - g);
+                auto v = parse_uint(item, 1000000);
+                if (!v)
+                    throw UsageError("--partition labels: '" + item + "' in client " +
+                                         std::to_string(p.label.size()) +
+                                         "'s group is not a label number",
+                                     "groups are labels joined by '+', separated by ','");
+                if (std::find(mine.begin(), mine.end(), int64_t(*v)) != mine.end())
+                    throw UsageError("--partition labels: client " +
+                                     std::to_string(p.label.size()) + " lists label " + item +
+                                     " twice");
+                mine.push_back(int64_t(*v));
+                if (plus == std::string::npos) break;
+                g = plus + 1;
+            }
+            p.label.push_back(std::move(mine));
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+        }
     } else {
-        throw UsageError("--partition must be iid, dirichlet:ALPHA, classes:K, quantity:ALPHA or "
-                         "natural, not '" +
+        throw UsageError("--partition must be iid, dirichlet:ALPHA, classes:K, quantity:ALPHA, "
+                         "labels:L+L,... or natural, not '" +
                          s + "'");
     }
     return p;
@@ -226,14 +258,40 @@ Shares dirichlet_split(const Dataset& d, double alpha, size_t parties, Rng& rng)
                     "use fewer clients or a larger alpha");
 }
 
+// Each label's shuffled samples split equally among the clients that hold it (in client
+// order), as NIID-Bench does for #C=k; a label nobody holds is unused.
+Shares split_by_holders(const Dataset& d, const std::vector<std::vector<int64_t>>& contain,
+                        Rng& rng) {
+    const int64_t K = d.classes();
+    auto classes = by_label(d, K);
+    std::vector<size_t> times(size_t(K), 0);
+    for (auto& cur : contain)
+        for (int64_t c : cur) times[size_t(c)]++;
+    Shares out(contain.size());
+    for (int64_t c = 0; c < K; ++c) {
+        if (times[size_t(c)] == 0) continue;
+        auto idx = classes[size_t(c)];
+        rng.shuffle(idx);
+        auto parts = array_split(idx, times[size_t(c)]);
+        size_t ids = 0;
+        for (size_t j = 0; j < contain.size(); ++j)
+            if (std::find(contain[j].begin(), contain[j].end(), c) != contain[j].end()) {
+                out[j].insert(out[j].end(), parts[ids].begin(), parts[ids].end());
+                ++ids;
+            }
+    }
+    for (auto& b : out) rng.shuffle(b);
+    return out;
+}
+
 Shares classes_split(const Dataset& d, int k, size_t parties, Rng& rng) {
     const int64_t K = d.classes();
     if (k > K)
         throw UsageError("--partition classes:" + std::to_string(k) + ": " + d.name + " has only " +
                          std::to_string(K) + " classes");
-    auto classes = by_label(d, K);
-    Shares out(parties);
     if (k == K) { // every party holds every label: split each label equally
+        auto classes = by_label(d, K);
+        Shares out(parties);
         for (int64_t c = 0; c < K; ++c) {
             auto idx = classes[size_t(c)];
             rng.shuffle(idx);
@@ -241,36 +299,35 @@ Shares classes_split(const Dataset& d, int k, size_t parties, Rng& rng) {
             for (size_t j = 0; j < parties; ++j)
                 out[j].insert(out[j].end(), parts[j].begin(), parts[j].end());
         }
-    } else {
-        std::vector<size_t> times(size_t(K), 0);
-        std::vector<std::vector<int64_t>> contain(parties);
-        for (size_t i = 0; i < parties; ++i) {
-            auto& cur = contain[i];
-            cur.push_back(int64_t(i % size_t(K)));
-            times[i % size_t(K)]++;
-            while (cur.size() < size_t(k)) {
-                auto ind = int64_t(rng.below(uint64_t(K)));
-                if (std::find(cur.begin(), cur.end(), ind) == cur.end()) {
-                    cur.push_back(ind);
-                    times[size_t(ind)]++;
-                }
-            }
-        }
-        for (int64_t c = 0; c < K; ++c) {
-            if (times[size_t(c)] == 0) continue;
-            auto idx = classes[size_t(c)];
-            rng.shuffle(idx);
-            auto parts = array_split(idx, times[size_t(c)]);
-            size_t ids = 0;
-            for (size_t j = 0; j < parties; ++j)
-                if (std::find(contain[j].begin(), contain[j].end(), c) != contain[j].end()) {
-                    out[j].insert(out[j].end(), parts[ids].begin(), parts[ids].end());
-                    ++ids;
-                }
+        for (auto& b : out) rng.shuffle(b);
+        return out;
+    }
+    std::vector<std::vector<int64_t>> contain(parties);
+    for (size_t i = 0; i < parties; ++i) {
+        auto& cur = contain[i];
+        cur.push_back(int64_t(i % size_t(K)));
+        while (cur.size() < size_t(k)) {
+            auto ind = int64_t(rng.below(uint64_t(K)));
+            if (std::find(cur.begin(), cur.end(), ind) == cur.end()) cur.push_back(ind);
         }
     }
-    for (auto& b : out) rng.shuffle(b);
-    return out;
+    return split_by_holders(d, contain, rng);
+}
+
+Shares labels_split(const Dataset& d, const std::vector<std::vector<int64_t>>& label,
+                    size_t parties, Rng& rng) {
+    if (label.size() != parties)
+        throw UsageError("--partition labels: lists " + std::to_string(label.size()) +
+                             " label groups for " + std::to_string(parties) + " clients",
+                         "give one group per client, e.g. labels:0+7,1+6 for --clients 2");
+    const int64_t K = d.classes();
+    for (size_t j = 0; j < parties; ++j)
+        for (int64_t c : label[j])
+            if (c >= K)
+                throw UsageError("--partition labels: client " + std::to_string(j) + "'s label " +
+                                 std::to_string(c) + " is not in " + d.name + " (labels 0 to " +
+                                 std::to_string(K - 1) + ")");
+    return split_by_holders(d, label, rng);
 }
 
 Shares quantity_split(const Dataset& d, double alpha, size_t parties, Rng& rng) {
@@ -317,14 +374,16 @@ std::vector<std::vector<size_t>> partition_all(const Dataset& d, const Partition
     if (d.size() < parties)
         throw DataError(d.name + ": " + std::to_string(d.size()) +
                         " samples cannot be split among " + std::to_string(clients) + " clients");
-    bool labelled =
-        spec.kind == PartitionSpec::Kind::dirichlet || spec.kind == PartitionSpec::Kind::classes;
+    bool labelled = spec.kind == PartitionSpec::Kind::dirichlet ||
+                    spec.kind == PartitionSpec::Kind::classes ||
+                    spec.kind == PartitionSpec::Kind::labels;
     if (labelled && d.is_text())
-        throw UsageError(
-            std::string("--partition ") +
-                (spec.kind == PartitionSpec::Kind::dirichlet ? "dirichlet" : "classes") +
-                " splits by label; " + d.name + " is text without labels",
-            "use iid, quantity:ALPHA or natural for text");
+        throw UsageError(std::string("--partition ") +
+                             (spec.kind == PartitionSpec::Kind::dirichlet ? "dirichlet"
+                              : spec.kind == PartitionSpec::Kind::classes ? "classes"
+                                                                          : "labels") +
+                             " splits by label; " + d.name + " is text without labels",
+                         "use iid, quantity:ALPHA or natural for text");
     Rng rng(seed);
     Shares out;
     switch (spec.kind) {
@@ -338,6 +397,7 @@ std::vector<std::vector<size_t>> partition_all(const Dataset& d, const Partition
     case PartitionSpec::Kind::classes: out = classes_split(d, spec.k, parties, rng); break;
     case PartitionSpec::Kind::quantity: out = quantity_split(d, spec.alpha, parties, rng); break;
     case PartitionSpec::Kind::natural: out = natural_split(d, parties); break;
+    case PartitionSpec::Kind::labels: out = labels_split(d, spec.label, parties, rng); break;
     }
     if (d.is_text())
         for (auto& b : out) std::sort(b.begin(), b.end());

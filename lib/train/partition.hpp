@@ -13,6 +13,10 @@
 //   classes:K      client i holds label i mod C plus K-1 other distinct random labels; each
 //                  label's shuffled samples are split equally among the clients that hold it
 //                  (a label nobody holds is unused)
+//   labels:L,L,... an exact label assignment, one group per client in client order, labels of a
+//                  group joined by '+' (labels:0+7,1+6,... gives client 0 labels 0 and 7); each
+//                  label's shuffled samples are split equally among its holders, as for classes:K,
+//                  so a published #C=k draw (another RNG's) runs as it is
 //   quantity:A     client sizes ~ Dir(A) (redrawn until each has >= 10), random samples
 //   natural        text only: each book (bible-kjv verse references) goes to one client,
 //                  book b to client b mod clients; lines without a book go with the book before
@@ -21,8 +25,10 @@
 // shares are disjoint and (for iid, dirichlet, quantity, natural) complete. A client's indices
 // are shuffled (text: sorted, so the corpus keeps its order).
 //
-// Errors: UsageError for a bad spec or client index out of range (exit 2); DataError when the
-// data cannot be split that way (too few samples for 10 per client, no labels, no books).
+// Errors: UsageError for a bad spec or client index out of range (exit 2), a labels: list whose
+// group count is not the number of clients, a label repeated within a group or not in the
+// data; DataError when the data cannot be split that way (too few samples for 10 per client,
+// no labels, no books).
 #pragma once
 
 #include "train/data.hpp"
@@ -34,9 +40,10 @@
 namespace n3::train {
 
 struct PartitionSpec {
-    enum class Kind { iid, dirichlet, classes, quantity, natural } kind = Kind::iid;
-    double alpha = 0.5; // dirichlet, quantity
-    int k = 1;          // classes
+    enum class Kind { iid, dirichlet, classes, quantity, natural, labels } kind = Kind::iid;
+    double alpha = 0.5;                      // dirichlet, quantity
+    int k = 1;                               // classes
+    std::vector<std::vector<int64_t>> label; // labels: each client's labels, in order
     static PartitionSpec parse(const std::string& s);
 };
 

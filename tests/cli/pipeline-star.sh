@@ -24,6 +24,28 @@ if N3_BIN="$N3_TOOLS" timeout 300 bash "$N3_SRC/examples/niid-bench.sh" c2 1 "$T
         --eval-limit 1000 > "$T/log" 2>&1; then _pass; else _fail "exit $?: $(tail -5 "$T/log")"; fi
 assert_eq "$(awk -F'\t' 'NR == 2 { print $5 }' "$T/niid/rounds.tsv")" 10 "all 10 parties merged"
 
+niid() { N3_BIN="$N3_TOOLS" timeout 300 bash "$N3_SRC/examples/niid-bench.sh" "$@"; }
+_case="niid-bench.sh flower-c2 --rule scaffold: Flower's labels, control variates through the pipeline"
+if niid flower-c2 1 --rule scaffold "$T/sc" --epochs 1 --limit 100 --eval-limit 500 --train-seed 2 \
+        > "$T/log" 2>&1; then _pass; else _fail "exit $?: $(tail -5 "$T/log")"; fi
+assert_eq "$(awk -F'\t' 'NR == 2 { print $5 }' "$T/sc/rounds.tsv")" 10 "scaffold: all 10 parties merged"
+assert_eq "$(wc -l < "$T/sc/classes.tsv")" 11 "classes.tsv: the final model's accuracy for each of 10 classes"
+_case="niid-bench.sh iid --dp: DP-FedAvg at the hub, epsilon per round"
+if niid iid 1 --dp 4.5,1 "$T/dp" --epochs 1 --limit 100 --eval-limit 500 > "$T/log" 2>&1; then _pass
+else _fail "exit $?: $(tail -5 "$T/log")"; fi
+assert_eq "$(awk -F'\t' 'NR == 1 { print $7 } NR == 2 { print $7 }' "$T/dp/rounds.tsv" | tr '\n' ' ')" \
+    "dp_epsilon 0.890807 " "rounds.tsv has the accountant's epsilon after one round (z 4.5, q 1)"
+_case="niid-table.sh runs a missing cell and assembles the table"
+if N3_BIN="$N3_TOOLS" timeout 300 bash "$N3_SRC/examples/niid-table.sh" --rounds 1 --runs 1 --limit 50 \
+        --only 'fednova-flower-c3-*' --results "$T/tab" > "$T/log" 2>&1; then _pass
+else _fail "exit $?: $(tail -5 "$T/log")"; fi
+assert_file "$T/tab/fednova-flower-c3-p42-t1.tsv"
+assert_match '^\| n3 FedNova \| – \| – \| – \| – \| [0-9.]+ ± 0.00 \|$' "$T/tab/TABLE.md" "the cell is in the table"
+expect 2 'niid-bench.sh: error: --rule must be fedavg, fedprox, scaffold or fednova' -- niid c2 1 --rule krum "$T/x"
+expect 2 'niid-bench.sh: error: --dp takes Z,C' -- niid c2 1 --dp 4.5 "$T/x"
+expect 2 'niid-bench.sh: error: --dp is DP-FedAvg' -- niid c2 1 --dp 4.5,1 --rule scaffold "$T/x"
+expect 2 'star.sh: error: --train-seed must be a whole number' -- star --train-seed x "$T/x"
+expect 2 'star.sh: error: --dp-noise and --clip-norm go together' -- star --dp-noise 1 "$T/x"
 expect 2 'star.sh: error: --pack: unknown packing' -- star --pack gzip "$T/x"
 expect 2 'star.sh: error: unknown option --memebrs' -- star --memebrs 3 "$T/x"
 expect 2 'star.sh: error: --members must be a whole number' -- star --members three "$T/x"

@@ -73,6 +73,18 @@ labels=$(awk 'NR==FNR { want[$1 + 1] = 1; next } (FNR in want) { print $1 }' "$T
 case " $labels" in *" 4 "*) has4=yes ;; *) has4=no ;; esac
 assert_eq "$has4" yes "classes:2 client 4 holds label 4 (holds: $labels)"
 assert_eq "$(echo $labels | wc -w)" 2 "classes:2 gives exactly 2 labels"
+# labels: Flower's seed-42 #C=2 draw, as it is; client 3 holds exactly labels 3 and 4, and
+# the 6000 images of label 4 are split among its three holders (clients 2, 3, 4).
+C2=labels:0+7,1+6,2+4,3+4,4+8,5+0,6+2,7+0,8+5,9+7
+expect 0 '' -- n3-train --data "$FULL" --partition "$C2" --clients 10 --client 3 --list-partition
+labels=$(awk 'NR==FNR { want[$1 + 1] = 1; next } (FNR in want) { print $1 }' "$T/out" "$T/labels" | sort -u | tr '\n' ' ')
+assert_eq "$labels" "3 4 " "labels: client 3 holds labels 3 and 4"
+assert_eq "$(wc -l < "$T/out")" 8000 "labels: client 3 has 6000 of label 3 and 2000 of label 4"
+expect 2 'lists 10 label groups for 9 clients' -- n3-train --data "$FULL" --partition "$C2" --clients 9 --list-partition
+expect 2 'lists label 7 twice' -- n3-train --data "$F" --partition labels:7+7 --list-partition
+expect 2 "'x' in client 1's group is not a label number" -- n3-train --data "$F" --partition labels:1,x --clients 2 --list-partition
+expect 2 "label 10 is not in" -- n3-train --data "$F" --partition labels:1,10 --clients 2 --list-partition
+expect 2 'labels needs one label group per client' -- n3-train --data "$F" --partition labels: --list-partition
 expect 0 '' -- n3-train --data "$FULL" --partition iid --clients 3 --client 0 --limit 100 --list-partition
 assert_eq "$(wc -l < "$T/out")" 100 "--limit keeps the first N of the partition"
 

@@ -88,7 +88,7 @@ TEST_CASE("iid splits into near-equal shares") {
 TEST_CASE("classes:K gives each client exactly K labels, label i mod C among them") {
     Dataset d = labelled(3000);
     for (int k : {1, 2, 3, 5}) {
-        auto parts = partition_all(d, PartitionSpec{PartitionSpec::Kind::classes, 0, k}, 10, 5);
+        auto parts = partition_all(d, PartitionSpec{PartitionSpec::Kind::classes, 0, k, {}}, 10, 5);
         for (size_t i = 0; i < parts.size(); ++i) {
             auto ls = labels_of(d, parts[i]);
             CHECK(ls.size() == size_t(k));
@@ -96,6 +96,58 @@ TEST_CASE("classes:K gives each client exactly K labels, label i mod C among the
         }
     }
     CHECK_THROWS_AS(partition_all(d, PartitionSpec::parse("classes:11"), 10, 5), UsageError);
+}
+
+TEST_CASE("labels: gives each client exactly its listed labels, split equally among holders") {
+    auto spec = PartitionSpec::parse("labels:0+7,1+6,7");
+    REQUIRE(spec.kind == PartitionSpec::Kind::labels);
+    REQUIRE(spec.label == std::vector<std::vector<int64_t>>{{0, 7}, {1, 6}, {7}});
+    Dataset d = labelled(3000);
+    auto parts = partition_all(d, spec, 3, 11);
+    CHECK(labels_of(d, parts[0]) == std::set<int64_t>{0, 7});
+    CHECK(labels_of(d, parts[1]) == std::set<int64_t>{1, 6});
+    CHECK(labels_of(d, parts[2]) == std::set<int64_t>{7});
+    check_disjoint_and_complete(parts, d.size(), false);
+    // Label 7 has two holders, each gets half of its samples (numpy.array_split sizes).
+    size_t sevens = 0, label0 = 0;
+    for (int64_t l : d.labels) sevens += l == 7, label0 += l == 0;
+    auto count = [&](const std::vector<size_t>& p, int64_t l) {
+        size_t c = 0;
+        for (size_t i : p) c += d.labels[i] == l;
+        return c;
+    };
+    CHECK(count(parts[0], 7) == (sevens + 1) / 2);
+    CHECK(count(parts[2], 7) == sevens / 2);
+    CHECK(count(parts[0], 0) == label0);
+    CHECK(partition_all(d, spec, 3, 11) == parts);
+    CHECK(partition_all(d, spec, 3, 12) != parts); // the seed shuffles, the labels stay
+    CHECK(labels_of(d, partition_all(d, spec, 3, 12)[1]) == std::set<int64_t>{1, 6});
+    // The same assignment classes:2 draws gives the same split as classes:2 itself.
+    auto drawn = partition_all(d, PartitionSpec::parse("classes:2"), 10, 5);
+    std::string text = "labels:";
+    for (size_t i = 0; i < drawn.size(); ++i) {
+        auto ls = labels_of(d, drawn[i]);
+        std::vector<int64_t> order(ls.begin(), ls.end());
+        // client i's own label i comes first, as classes:K lists it
+        std::stable_partition(order.begin(), order.end(),
+                              [&](int64_t l) { return l == int64_t(i); });
+        text += (i ? "," : "") + std::to_string(order[0]) + "+" + std::to_string(order[1]);
+    }
+    auto exact = partition_all(d, PartitionSpec::parse(text), 10, 5);
+    for (size_t i = 0; i < exact.size(); ++i)
+        CHECK(labels_of(d, exact[i]) == labels_of(d, drawn[i]));
+}
+
+TEST_CASE("labels: refuses malformed lists, wrong group counts and labels not in the data") {
+    for (const char* s : {"labels", "labels:", "labels:0+", "labels:+1", "labels:0,,1", "labels:a",
+                          "labels:0+0", "labels:1+2+1,3", "labels:-1"}) {
+        INFO(s);
+        CHECK_THROWS_AS(PartitionSpec::parse(s), UsageError);
+    }
+    Dataset d = labelled(300);
+    CHECK_THROWS_AS(partition_all(d, PartitionSpec::parse("labels:0,1"), 3, 1), UsageError);
+    CHECK_THROWS_AS(partition_all(d, PartitionSpec::parse("labels:0,1,10"), 3, 1), UsageError);
+    CHECK_NOTHROW(partition_all(d, PartitionSpec::parse("labels:0,1,9"), 3, 1));
 }
 
 TEST_CASE("dirichlet shares hold at least 10 samples and are skewed for small alpha") {
