@@ -1,12 +1,90 @@
 // n3-merge: aggregate update (or model) records into one (man/n3-merge.1).
 #include "common/tool.hpp"
+#include "crypto/keys.hpp"
+#include "ledger/ledger.hpp"
 #include "merge/merge.hpp"
+#include "record/hex.hpp"
+#include "record/number.hpp"
+#ifdef N3_MERGE_HOLDOUT
+#include "train/model.hpp"
+#endif
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 using namespace n3;
+
+namespace {
+
+// --min-score [NAME:]T
+void parse_min_score(const std::string& text, merge::Options& o) {
+    std::string name = "score", value = text;
+    if (size_t colon = text.find(':'); colon != std::string::npos)
+        name = text.substr(0, colon), value = text.substr(colon + 1);
+    merge::score_named(merge::Scores{}, name); // UsageError for an unknown name
+    char* end = nullptr;
+    double t = std::strtod(value.c_str(), &end);
+    if (value.empty() || end != value.c_str() + value.size() || !std::isfinite(t))
+        throw UsageError("--min-score takes [NAME:]T with a number T, not '" + text + "'",
+                         "e.g. --min-score 0.1 or --min-score cosine:0.2");
+    o.min_score = t;
+    o.min_score_of = name;
+}
+
+// One line of the --scores file: TSV, or a JSON object with --json.
+std::string score_line(const merge::InputScore& s, bool json) {
+    const merge::Scores& v = s.scores;
+    if (json) {
+        nlohmann::ordered_json j;
+        j["record"] = s.hash;
+        j["weight"] = s.weight;
+        j["accepted"] = s.accepted;
+        j["cosine"] = v.cosine;
+        j["krum"] = v.krum;
+        j["norm_ratio"] = v.norm_ratio;
+        if (v.holdout) j["holdout"] = *v.holdout;
+        j["score"] = v.score;
+        if (!s.receipt_key.empty()) j["receipt_key"] = s.receipt_key;
+        return j.dump() + "\n";
+    }
+    char b[256];
+    std::snprintf(b, sizeof b, "\t%.9g\t%s\t%.9g\t%.9g\t%.9g\t", s.weight,
+                  s.accepted ? "yes" : "no", v.cosine, v.krum, v.norm_ratio);
+    char h[40] = "-";
+    if (v.holdout) std::snprintf(h, sizeof h, "%.9g", *v.holdout);
+    char sc[40];
+    std::snprintf(sc, sizeof sc, "\t%.9g\n", v.score);
+    return s.hash + b + h + sc;
+}
+
+#ifdef N3_MERGE_HOLDOUT
+// The loss of a model payload on the holdout set; the spec comes from the model's metadata.
+std::function<double(ByteView)> holdout_evaluator(const std::string& data_path, int64_t limit) {
+    auto data = std::make_shared<train::Examples>();
+    train::Dataset d =
+        train::load_dataset(data_path, train::Format::automatic, train::Split::test, false);
+    std::vector<size_t> idx(d.size());
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    if (limit > 0 && idx.size() > size_t(limit)) idx.resize(size_t(limit));
+    *data = d.gather(idx);
+    train::configure_threads(1);
+    return [data](ByteView payload) {
+        TensorSet set = TensorSet::parse(payload, "--holdout model");
+        auto yaml = set.meta(meta::spec);
+        if (!yaml)
+            throw DataError("--base carries no model spec: --holdout cannot build the model");
+        train::Model m = train::spec_only(*yaml, "--base spec");
+        m.payload.assign(payload.begin(), payload.end());
+        m.hash = model_hash(payload);
+        return train::evaluate_model(m, *data).loss;
+    };
+}
+#endif
+
+} // namespace
 
 int main(int argc, char** argv) {
     Tool tool("n3-merge",
@@ -50,7 +128,24 @@ int main(int argc, char** argv) {
     app.add_option("-j,--threads", o.threads, "Threads (default: one per core)");
     app.add_option("-o,--output", out_path, "Output file, written atomically ('-' is stdout)");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
-    app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
+    app.add_flag("--json", json, "Print a one-line JSON summary on stderr (and --scores as JSON)");
+    std::string scores_path, min_score, holdout, holdout_limit, receipts, key_path;
+    app.add_option("--scores", scores_path,
+                   "Write every input's contribution scores to FILE (TSV; JSON lines with --json)")
+        ->type_name("FILE");
+    app.add_option("--min-score", min_score,
+                   "Skip inputs whose score (or cosine, holdout) is below T")
+        ->type_name("[NAME:]T");
+    app.add_option("--holdout", holdout,
+                   "Also score each update by the loss it removes on this data set (test split)")
+        ->type_name("DATA");
+    app.add_option("--holdout-limit", holdout_limit, "Evaluate only the first N holdout samples")
+        ->type_name("N");
+    app.add_option("--receipts", receipts,
+                   "Append a signed receipt per accepted input to this ledger (needs --key)")
+        ->type_name("LEDGER");
+    app.add_option("--key", key_path, "The merger's member key, which signs the receipts")
+        ->type_name("FILE");
     o_self_w->needs(o_self);
 
     return tool.run(argc, argv, [&] {
@@ -70,6 +165,41 @@ int main(int argc, char** argv) {
         if (o_lr->count()) o.server_lr = lr;
         if (!base.empty()) req.base = base;
         if (!state.empty()) req.state = state;
+        if (!min_score.empty()) parse_min_score(min_score, o);
+        o.scores = !scores_path.empty() || !receipts.empty() || o.min_score || !holdout.empty();
+        if (receipts.empty() != key_path.empty())
+            throw UsageError("--receipts LEDGER and --key FILE go together",
+                             "the merger's member key signs every receipt in the ledger");
+        if (receipts == "-")
+            throw UsageError("--receipts must name a file", "the ledger is read and extended");
+        if (!receipts.empty() && !req.base)
+            throw UsageError("--receipts needs --base: a receipt names the base and new model");
+        if (!holdout_limit.empty() && holdout.empty())
+            throw UsageError("--holdout-limit needs --holdout DATA");
+        if (!holdout.empty()) {
+            if (!req.base) throw UsageError("--holdout applies each update to --base: give it");
+#ifdef N3_MERGE_HOLDOUT
+            auto limit = holdout_limit.empty() ? std::optional<uint64_t>(0)
+                                               : parse_uint(holdout_limit, 1ull << 40);
+            if (!limit)
+                throw UsageError("--holdout-limit must be a whole number, not '" + holdout_limit +
+                                 "'");
+            o.holdout_loss = holdout_evaluator(holdout, int64_t(*limit));
+#else
+            throw EnvError("--holdout evaluates models, and this n3-merge was built without "
+                           "libtorch",
+                           "build with -DN3_WITH_TORCH=ON, or score without --holdout");
+#endif
+        }
+        std::optional<crypto::MemberKey> merger_key;
+        if (!key_path.empty()) {
+            crypto::init();
+            crypto::set_key_file_warning([&](const std::string& m) { tool.warn(m); });
+            merger_key = crypto::MemberKey::load(key_path);
+            // A ledger that does not verify is refused before any work.
+            if (access(receipts.c_str(), F_OK) == 0)
+                ledger::read_ledger(receipts, merger_key->record, merger_key->authority());
+        }
         req.inputs = tool.normalize_inputs(req.inputs);
         bool explicit_stdout = out_path == "-";
         if (out_path.empty()) out_path = "-";
@@ -83,6 +213,14 @@ int main(int argc, char** argv) {
         if (req.state) all.push_back(*req.state);
         std::erase(all, std::string("-")); // stdin is never the output file
         tool.check_not_same(all, out_path);
+        for (const std::string* p : {&scores_path, &receipts})
+            if (!p->empty()) {
+                if (*p == "-" && *p == out_path)
+                    throw UsageError("--scores and the output cannot both go to stdout");
+                tool.check_not_same(all, *p);
+                if (*p != "-" && out_path != "-" && *p == out_path)
+                    throw UsageError(*p + " is named twice as an output");
+            }
 
         auto out = tool.open_output(out_path, force, explicit_stdout);
         merge::Result res = merge::run(req);
@@ -96,9 +234,53 @@ int main(int argc, char** argv) {
                               : "");
             tool.verbose(in.name + ": " + line);
         }
+        std::unique_ptr<Output> scores_out;
+        if (!scores_path.empty()) {
+            OutputOptions so;
+            so.binary = false;
+            so.force = true;
+            scores_out = std::make_unique<Output>(scores_path, so);
+            if (!json)
+                scores_out->write(std::string(
+                    "record\tweight\taccepted\tcosine\tkrum\tnorm_ratio\tholdout\tscore\n"));
+            for (auto& s : res.scores()) scores_out->write(score_line(s, json));
+        }
+        std::vector<ledger::Receipt> rs;
+        if (merger_key) {
+            const std::string model = model_hash(res.payload());
+            const uint64_t round = res.metadata().count(meta::round)
+                                       ? parse_uint(res.metadata().at(meta::round)).value_or(1)
+                                       : 1;
+            for (auto& s : res.scores()) {
+                if (!s.accepted) continue;
+                if (s.receipt_key.empty()) {
+                    tool.warn(s.name + " carries no receipt_key: no receipt for it");
+                    continue;
+                }
+                ledger::Receipt r;
+                r.round = round;
+                r.base = res.base_hash();
+                r.model = model;
+                r.record = s.hash;
+                r.receipt_key = s.receipt_key;
+                r.weight = s.weight;
+                r.cosine = s.scores.cosine;
+                r.krum = s.scores.krum;
+                r.norm_ratio = s.scores.norm_ratio;
+                r.holdout = s.scores.holdout;
+                r.score = s.scores.score;
+                rs.push_back(std::move(r));
+            }
+        }
         res.write(*out);
         res.save_state();
         out->commit();
+        if (scores_out) scores_out->commit();
+        if (merger_key) {
+            crypto::Hash32 head = ledger::append_receipts(receipts, *merger_key, rs);
+            tool.verbose(receipts + ": " + std::to_string(rs.size()) + " receipts, head " +
+                         to_hex(head));
+        }
         if (json) {
             nlohmann::ordered_json j;
             j["rule"] = o.rule.name();

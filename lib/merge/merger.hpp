@@ -44,6 +44,7 @@ struct Item {
     double norm = 0, clip = 1;
     double weight = 0; // normalised
     bool selected = true;
+    std::optional<Scores> scores; // scores.cpp
 };
 
 // One thread's buffers for a pass, sized by the pass that uses them.
@@ -66,6 +67,8 @@ struct Result::Impl {
     bool has_v = false;
     std::vector<std::string> warnings;
     std::vector<InputReport> reports;
+    std::vector<InputScore> scores;
+    std::string base_hash;
 
     SafetensorsBuilder builder() const {
         SafetensorsBuilder b;
@@ -126,6 +129,11 @@ private:
     }
     void crc_end(const std::vector<Item*>& items);
 
+    // scores.cpp
+    void score_inputs(const std::vector<Item*>& items);
+    bool reject_low_scores(const std::vector<Item*>& items); // true: some were skipped
+    void report_scores();
+
     // state.cpp
     void load_state();
     void allocate_state();
@@ -157,6 +165,7 @@ private:
     std::vector<uint64_t> crc_table_;
     const std::vector<Chunk>* crc_chunks_ = nullptr;
     uint64_t state_round_ = 0;
+    bool scored_ = false;
     std::unique_ptr<Result::Impl> out_ = std::make_unique<Result::Impl>();
 };
 

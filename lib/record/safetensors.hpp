@@ -122,6 +122,7 @@ inline constexpr const char* spec = "spec";           // model spec (YAML) a mod
 inline constexpr const char* spec_hash = "spec_hash"; // hash of that spec
 inline constexpr const char* loss = "loss";           // final training loss
 inline constexpr const char* codec = "codec";         // n3-encode's stages, in order applied
+inline constexpr const char* receipt_key = "receipt_key"; // N3-RECEIPT-...: who may claim it
 } // namespace meta
 
 // The count under `key` (meta::round, meta::samples); throws DataError "WHERE: missing or bad

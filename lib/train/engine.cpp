@@ -357,6 +357,7 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     meta[meta::round] = std::to_string(init.round);
     meta[meta::samples] = std::to_string(r.samples);
     meta[meta::spec_hash] = spec.hash();
+    for (auto& [k, v] : opts.metadata) meta[k] = v;
     if (opts.emit_model) {
         r.type = RecordType::model;
         meta[meta::spec] = init.spec_text;

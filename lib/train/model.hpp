@@ -71,6 +71,7 @@ struct TrainOptions {
     double prox_mu = 0;
     uint64_t seed = 0;
     bool emit_model = false;
+    Metadata metadata; // extra keys for the result (n3-train --receipt-key: receipt_key)
     // Called after every step (epoch from 1, step from 1, steps planned, running mean loss).
     std::function<void(int, int64_t, int64_t, double)> progress;
 };
