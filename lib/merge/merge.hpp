@@ -94,8 +94,9 @@ struct Options {
 };
 
 // How an update agrees with the others (scores.cpp, man/n3-merge.1 SCORES). `cosine` is the
-// cosine similarity with the mean of the other updates, `krum` the sum of squared distances
-// to its n-f-2 nearest others (lower is closer), `norm_ratio` its L2 norm over the median
+// cosine similarity with the leave-one-out aggregate, the mean direction of the other updates
+// (each scaled to unit norm first, so that no large update dominates it), `krum` the sum of squared
+// distances to its n-f-2 nearest others (lower is closer), `norm_ratio` its L2 norm over the median
 // norm, `holdout` the drop of the holdout loss when it alone is applied to the base (higher
 // is better), `score` = max(0, cosine) * min(norm_ratio, 1 / norm_ratio).
 struct Scores {

@@ -5,9 +5,9 @@
 //
 // One pass over the inputs' chunks takes every pairwise dot product (the Gram matrix G, summed
 // per chunk in double precision and reduced in chunk order, as the other passes are); every
-// score is a function of G: |x_i|^2 = G_ii, |x_i - x_j|^2 = G_ii + G_jj - 2 G_ij, and with
-// S = sum_j x_j the leave-one-out mean is (S - x_i) / (n - 1). Inputs are in canonical order,
-// so the scores do not depend on the order they were given in.
+// score is a function of G: |x_i|^2 = G_ii, |x_i - x_j|^2 = G_ii + G_jj - 2 G_ij, and the
+// cosine with the sum of the other updates' unit directions follows from G and the norms. Inputs
+// are in canonical order, so the scores do not depend on the order they were given in.
 #include "merge/kernels.hpp"
 #include "merge/merger.hpp"
 
@@ -83,12 +83,19 @@ void Merger::score_inputs(const std::vector<Item*>& items) {
             g[i * n + j] = g[j * n + i] = s;
         }
 
-    std::vector<double> norm(n), row(n, 0.0);
-    double total = 0; // |S|^2
+    // The leave-one-out aggregate is the sum of the other updates' directions (each scaled to
+    // unit norm), so that one large update cannot make itself the reference the others are
+    // measured against. With u_j = 1/|x_j| and R_i = sum_j u_j G_ij: x_i . A_i = R_i - u_i G_ii
+    // and |A_i|^2 = T - 2 u_i R_i + u_i^2 G_ii, where T = sum_j u_j R_j.
+    std::vector<double> norm(n), unit(n), row(n, 0.0);
     for (size_t i = 0; i < n; ++i) {
         norm[i] = std::sqrt(std::max(0.0, g[i * n + i]));
-        for (size_t j = 0; j < n; ++j) row[i] += g[i * n + j];
-        total += row[i];
+        unit[i] = norm[i] > 0 ? 1 / norm[i] : 0.0;
+    }
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < n; ++j) row[i] += unit[j] * g[i * n + j];
+        total += unit[i] * row[i];
     }
     const double med = median_of(norm);
     const bool krum_rule = rule_.kind == RuleKind::krum || rule_.kind == RuleKind::multi_krum;
@@ -97,9 +104,9 @@ void Merger::score_inputs(const std::vector<Item*>& items) {
     for (size_t i = 0; i < n; ++i) {
         Scores s;
         if (n >= 2) {
-            const double m = double(n - 1);
-            const double xa = (row[i] - g[i * n + i]) / m; // x_i . mean of the others
-            const double aa = (total - 2 * row[i] + g[i * n + i]) / (m * m);
+            const double gi = g[i * n + i];
+            const double xa = row[i] - unit[i] * gi;
+            const double aa = total - 2 * unit[i] * row[i] + unit[i] * unit[i] * gi;
             const double na = std::sqrt(std::max(0.0, aa));
             s.cosine = norm[i] > 0 && na > 0 ? std::clamp(xa / (norm[i] * na), -1.0, 1.0) : 0.0;
             std::vector<double> d;

@@ -79,7 +79,7 @@ norms = np.array([np.linalg.norm(v) for v in x]); med = np.median(norms)
 rows = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open("s.tsv").readlines()[1:]}
 err = 0.0
 for i in range(n):
-    loo = sum(x[j] for j in range(n) if j != i) / (n - 1)
+    loo = sum(x[j] / norms[j] for j in range(n) if j != i and norms[j] > 0)
     cos = x[i] @ loo / (np.linalg.norm(x[i]) * np.linalg.norm(loo)) if norms[i] > 0 else 0.0
     krum = sum(sorted(np.sum((x[i] - x[j]) ** 2) for j in range(n) if j != i)[: n - f - 2])
     r = norms[i] / med; score = max(0.0, cos) * min(r, 1 / r) if r > 0 else 0.0

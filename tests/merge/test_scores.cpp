@@ -107,13 +107,15 @@ struct World {
     }
 };
 
-// The reference: leave-one-out mean, pairwise distances and norms from the vectors.
+// The reference: leave-one-out mean direction, pairwise distances and norms from the vectors.
 Scores reference(const std::vector<Vec>& ups, size_t i, size_t f) {
     size_t n = ups.size();
-    Vec mean(kN, 0.0);
-    for (size_t j = 0; j < n; ++j)
-        if (j != i)
-            for (size_t k = 0; k < kN; ++k) mean[k] += ups[j][k] / double(n - 1);
+    Vec mean(kN, 0.0); // the other updates' unit directions, summed
+    for (size_t j = 0; j < n; ++j) {
+        double nj = std::sqrt(dotp(ups[j], ups[j]));
+        if (j != i && nj > 0)
+            for (size_t k = 0; k < kN; ++k) mean[k] += ups[j][k] / nj;
+    }
     Scores s;
     double ni = std::sqrt(dotp(ups[i], ups[i])), nm = std::sqrt(dotp(mean, mean));
     s.cosine = ni > 0 && nm > 0 ? dotp(ups[i], mean) / (ni * nm) : 0;
