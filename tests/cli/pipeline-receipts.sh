@@ -180,4 +180,35 @@ n3-encode -d p0.n3 -o d0.n3
 n3-inspect --json d0.n3 | grep -q "$(cat r0.pub)"; assert_eq $? 0 "receipt_key survives n3-encode and -d"
 n3-seal --to hub.pub --key mallory.key --round 4 u0.n3 2> /dev/null | n3-seal --open --key hub.key --authority fed.pub -q 2> /dev/null > o0.n3
 n3-inspect --json o0.n3 | grep -q "$(cat r0.pub)"; assert_eq $? 0 "receipt_key survives n3-seal and --open"
+
+# --holdout: each update alone applied to the base and evaluated (libtorch builds only).
+D=/usr/share/datasets/fashion-mnist
+[ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch): --holdout not tested"
+[ -f "$D/t10k-images-idx3-ubyte.gz" ] || skip "no Fashion-MNIST (dataset-fashion-mnist): --holdout not tested"
+n3-train --model "$N3_SRC/examples/models/mlp.yaml" --init-only -o g.n3
+for i in 1 2 3; do
+    n3-train --init g.n3 --data "$D" --clients 3 --client $((i - 1)) --limit 100 --threads 1 --lr 0.1 -q -o t$i.n3
+done
+n3-inspect --to-safetensors t1.n3 -o t1.st
+$PY -c 'import json, struct
+b = open("t1.st", "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+open("z.st", "wb").write(b[:8 + n] + bytes(len(b) - 8 - n))'
+n3-inspect --from-safetensors z.st --kind update -o z.n3
+expect 0 '' -- n3-merge --base g.n3 t1.n3 t2.n3 t3.n3 z.n3 --holdout "$D" --holdout-limit 500 --scores h.tsv -o h.n3
+ZH=$(n3-inspect --json z.n3 | $PY -c 'import json,sys; print(json.load(sys.stdin)["hash"])')
+assert_eq "$(awk -F'\t' -v h="$ZH" '$1 == h { print $7 }' h.tsv)" 0 "an update that changes nothing removes no holdout loss"
+assert_eq "$(awk -F'\t' -v h="$ZH" 'NR > 1 && $1 != h && $7 > 0' h.tsv | wc -l)" 3 "each trained update lowers the holdout loss"
+# The holdout score of t1 is the base's loss minus the loss of base + t1, as n3-eval measures them.
+n3-merge --base g.n3 t1.n3 -o g1.n3 2> /dev/null
+l0=$(n3-eval g.n3 --data "$D" --limit 500 --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
+l1=$(n3-eval g1.n3 --data "$D" --limit 500 --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
+T1=$(n3-inspect --json t1.n3 | $PY -c 'import json,sys; print(json.load(sys.stdin)["hash"])')
+_case="--holdout matches n3-eval's losses of the base and of base + update"
+$PY -c "import sys; got = float(sys.argv[1]); want = $l0 - $l1; sys.exit(abs(got - want) > 1e-4)" \
+    "$(awk -F'\t' -v h="$T1" '$1 == h { print $7 }' h.tsv)" && _pass || _fail "$(cat h.tsv) l0=$l0 l1=$l1"
+expect 0 '' -- n3-merge --base g.n3 t1.n3 t2.n3 t3.n3 z.n3 --holdout "$D" --holdout-limit 500 --min-score holdout:0.001 -o hm.n3
+assert_match 'z.n3: holdout 0 below --min-score 0.001 \(skipped\)' "$T/err" "--min-score holdout:T skips the update that does nothing"
+expect 2 'needs --holdout' -- n3-merge --base g.n3 t1.n3 --holdout-limit 5 -o x.n3
+expect 2 '' -- n3-merge --base g.n3 t1.n3 --holdout /nonexistent -o x.n3
+assert_no_file x.n3
 finish
