@@ -183,6 +183,10 @@ n3-inspect --json o0.n3 | grep -q "$(cat r0.pub)"; assert_eq $? 0 "receipt_key s
 
 # --holdout: each update alone applied to the base and evaluated (libtorch builds only).
 D=/usr/share/datasets/fashion-mnist
+if [ ! -x "$N3_TOOLS/n3-train" ]; then
+    expect 2 'built without libtorch' -- n3-merge --base base.n3 $U --holdout "$D" -o x.n3
+    assert_no_file x.n3
+fi
 [ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch): --holdout not tested"
 [ -f "$D/t10k-images-idx3-ubyte.gz" ] || skip "no Fashion-MNIST (dataset-fashion-mnist): --holdout not tested"
 n3-train --model "$N3_SRC/examples/models/mlp.yaml" --init-only -o g.n3
