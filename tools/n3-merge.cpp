@@ -258,11 +258,19 @@ int main(int argc, char** argv) {
                     continue;
                 }
                 ledger::Receipt r;
+                try { // one member's bad key costs that member its receipt, not the round
+                    r.receipt_key = crypto::receipt_public_text(
+                        crypto::decode_receipt_public(s.receipt_key, s.name + ": receipt_key"));
+                    if (r.receipt_key != s.receipt_key)
+                        throw DataError(s.name + ": receipt_key is not one N3-RECEIPT- line");
+                } catch (const DataError& e) {
+                    tool.warn(std::string(e.what()) + ": no receipt for it");
+                    continue;
+                }
                 r.round = round;
                 r.base = res.base_hash();
                 r.model = model;
                 r.record = s.hash;
-                r.receipt_key = s.receipt_key;
                 r.weight = s.weight;
                 r.cosine = s.scores.cosine;
                 r.krum = s.scores.krum;

@@ -134,6 +134,8 @@ Parsed parse(const std::string& text, const PublicRecord& merger, const Authorit
                                 " is not a hash of 64 hex digits");
         r.base = f[2], r.model = f[3], r.record = f[4], r.receipt_key = f[5];
         e.key = decode_receipt_public(f[5], at);
+        if (receipt_public_text(e.key) != f[5])
+            throw DataError(at + ": receipt key is not in its canonical form");
         double* nums[] = {&r.weight, &r.cosine, &r.krum, &r.norm_ratio};
         for (size_t k = 0; k < 4; ++k) {
             auto v = parse_num(f[6 + k]);
@@ -230,7 +232,9 @@ Hash32 append_receipts(const std::string& path, const MemberKey& merger,
     for (const Receipt& r : receipts) {
         if (!is_hash(r.base) || !is_hash(r.model) || !is_hash(r.record))
             throw DataError("a receipt's hashes must be 64 hex digits");
-        decode_receipt_public(r.receipt_key, "receipt key of input " + r.record.substr(0, 16));
+        const std::string where = "receipt key of input " + r.record.substr(0, 16);
+        if (receipt_public_text(decode_receipt_public(r.receipt_key, where)) != r.receipt_key)
+            throw DataError(where + ": not one N3-RECEIPT- line");
         if (!records.insert(r.record).second)
             throw DataError(path + ": input " + r.record.substr(0, 16) +
                             " already has a receipt in the ledger");

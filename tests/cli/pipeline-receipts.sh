@@ -137,6 +137,17 @@ expect 1 'kept by another merger' -- n3-merge --base r5.n3 q0.n3 --receipts l.le
 expect 1 'kept by another merger' -- n3-keys ledger l.ledger --merger mallory.pub --authority fed.pub
 expect 2 'no such file' -- n3-keys ledger none.ledger --merger hub.pub --authority fed.pub
 
+# A malformed receipt_key costs its update the receipt, not the round.
+n3-inspect --from-safetensors u1.st --kind update --meta samples=77 --meta base="$H" --meta round=4 \
+    --meta receipt_key="N3-RECEIPT-AAAA" -o bad1.n3
+n3-inspect --from-safetensors u2.st --kind update --meta samples=78 --meta base="$H" --meta round=4 \
+    --meta receipt_key="$(printf '# a comment\n%s' "$(cat r2.pub)")" -o bad2.n3
+expect 0 'bad1.n3: receipt_key: corrupted receipt public key.*no receipt for it' -- \
+    n3-merge --base base.n3 u0.n3 bad1.n3 bad2.n3 --receipts l2.ledger --key hub.key -o b.n3
+assert_match 'bad2.n3: .*no receipt for it' "$T/err" "a receipt_key of two lines gets no receipt"
+assert_eq "$(grep -c '^[0-9]' l2.ledger)" 1 "only the well-formed key got a receipt"
+expect 0 '' -- n3-keys ledger l2.ledger --merger hub.pub --authority fed.pub
+
 # Every change to the ledger fails the check (exit 1).
 entry() { awk -v n="$1" '/^[0-9]/ && ++k == n' l.ledger; }
 sed "s/ $(entry 2 | awk '{ print $7 }') / 0.9 /" l.ledger > tampered.ledger
