@@ -3,16 +3,17 @@
 #include "crypto/keys.hpp"
 #include "ledger/ledger.hpp"
 #include "merge/merge.hpp"
+#include "record/error.hpp"
+#include "record/format.hpp"
 #include "record/hex.hpp"
 #include "record/number.hpp"
-#ifdef N3_MERGE_HOLDOUT
-#include "train/model.hpp"
-#endif
 
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace n3;
@@ -60,29 +61,98 @@ std::string score_line(const merge::InputScore& s, bool json) {
     return s.hash + b + h + sc;
 }
 
-#ifdef N3_MERGE_HOLDOUT
-// The loss of a model payload on the holdout set; the spec comes from the model's metadata.
-std::function<double(ByteView)> holdout_evaluator(const std::string& data_path, int64_t limit) {
-    auto data = std::make_shared<train::Examples>();
-    train::Dataset d =
-        train::load_dataset(data_path, train::Format::automatic, train::Split::test, false);
-    std::vector<size_t> idx(d.size());
-    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-    if (limit > 0 && idx.size() > size_t(limit)) idx.resize(size_t(limit));
-    *data = d.gather(idx);
-    train::configure_threads(1);
-    return [data](ByteView payload) {
-        TensorSet set = TensorSet::parse(payload, "--holdout model");
-        auto yaml = set.meta(meta::spec);
-        if (!yaml)
-            throw DataError("--base carries no model spec: --holdout cannot build the model");
-        train::Model m = train::spec_only(*yaml, "--base spec");
-        m.payload.assign(payload.begin(), payload.end());
-        m.hash = model_hash(payload);
-        return train::evaluate_model(m, *data).loss;
+// --holdout: n3-eval (next to this n3-merge, else on PATH) evaluates each candidate model, so
+// that n3-merge itself never links libtorch: a merge node may have none.
+std::string find_n3_eval() {
+    std::vector<std::string> dirs;
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        std::string exe(self, size_t(n));
+        dirs.push_back(exe.substr(0, exe.rfind('/')));
+    }
+    const char* path = std::getenv("PATH");
+    for (std::string rest = path ? path : ""; !rest.empty();) {
+        size_t colon = rest.find(':');
+        dirs.push_back(rest.substr(0, colon));
+        rest = colon == std::string::npos ? "" : rest.substr(colon + 1);
+    }
+    for (auto& d : dirs) {
+        std::string p = (d.empty() ? "." : d) + "/n3-eval";
+        if (::access(p.c_str(), X_OK) == 0) return p;
+    }
+    throw EnvError("--holdout evaluates models with n3-eval, which is neither next to n3-merge "
+                   "nor on PATH",
+                   "n3-eval is built with libtorch (-DN3_WITH_TORCH=ON); or score without "
+                   "--holdout");
+}
+
+// The loss n3-eval --json reports for a model payload on the holdout set's test split.
+std::function<double(ByteView)> holdout_evaluator(const std::string& data, uint64_t limit) {
+    const std::string eval = find_n3_eval();
+    return [eval, data, limit](ByteView payload) {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string path = std::string(tmp && *tmp ? tmp : "/tmp") + "/n3-merge-holdout.XXXXXX";
+        int fd = ::mkstemp(path.data());
+        if (fd < 0) throw_errno("cannot create a temporary file for --holdout");
+        struct Unlink {
+            std::string p;
+            ~Unlink() { ::unlink(p.c_str()); }
+        } unlink_at_exit{path};
+        Bytes rec = encode_record(RecordType::model, payload);
+        for (size_t off = 0; off < rec.size();) {
+            ssize_t w = ::write(fd, rec.data() + off, rec.size() - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                ::close(fd);
+                throw_errno("cannot write " + path);
+            }
+            off += size_t(w);
+        }
+        ::close(fd);
+        std::vector<std::string> args = {eval,      path,   "--data", data,
+                                         "--split", "test", "--json", "-q"};
+        if (limit) args.insert(args.end(), {"--limit", std::to_string(limit)});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        int pipefd[2];
+        if (::pipe(pipefd) != 0) throw_errno("pipe");
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+        posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+        pid_t pid = 0;
+        int rc = ::posix_spawn(&pid, eval.c_str(), &fa, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        ::close(pipefd[1]);
+        std::string out;
+        if (rc == 0) {
+            char buf[4096];
+            for (ssize_t r; (r = ::read(pipefd[0], buf, sizeof buf)) != 0;) {
+                if (r < 0 && errno == EINTR) continue;
+                if (r < 0) break;
+                out.append(buf, size_t(r));
+            }
+        }
+        ::close(pipefd[0]);
+        if (rc != 0) throw_errno("cannot run " + eval, rc);
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+            // Exit 1: the model is bad data (a NaN or infinite loss): the worst loss there is.
+            if (code == 1) return HUGE_VAL;
+            throw EnvError("--holdout: n3-eval failed on a candidate model (exit " +
+                           std::to_string(code) + ")");
+        }
+        auto j = nlohmann::json::parse(out, nullptr, false);
+        if (j.is_discarded() || !j.contains("loss") || !j["loss"].is_number())
+            throw EnvError("--holdout: n3-eval printed no loss");
+        return j["loss"].get<double>();
     };
 }
-#endif
 
 } // namespace
 
@@ -178,18 +248,12 @@ int main(int argc, char** argv) {
             throw UsageError("--holdout-limit needs --holdout DATA");
         if (!holdout.empty()) {
             if (!req.base) throw UsageError("--holdout applies each update to --base: give it");
-#ifdef N3_MERGE_HOLDOUT
             auto limit = holdout_limit.empty() ? std::optional<uint64_t>(0)
                                                : parse_uint(holdout_limit, 1ull << 40);
             if (!limit)
                 throw UsageError("--holdout-limit must be a whole number, not '" + holdout_limit +
                                  "'");
-            o.holdout_loss = holdout_evaluator(holdout, int64_t(*limit));
-#else
-            throw EnvError("--holdout evaluates models, and this n3-merge was built without "
-                           "libtorch",
-                           "build with -DN3_WITH_TORCH=ON, or score without --holdout");
-#endif
+            o.holdout_loss = holdout_evaluator(holdout, *limit);
         }
         std::optional<crypto::MemberKey> merger_key;
         if (!key_path.empty()) {

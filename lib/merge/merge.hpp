@@ -89,7 +89,8 @@ struct Options {
     bool scores = false;
     std::optional<double> min_score;
     std::string min_score_of = "score"; // score, cosine or holdout (the loss drop)
-    // --holdout: the loss of a model payload on the merger's evaluation set (needs --base).
+    // --holdout: the loss of a model payload on the merger's evaluation set (needs --base);
+    // infinity for a model that cannot be evaluated (a NaN or infinite loss).
     std::function<double(ByteView model_payload)> holdout_loss;
 };
 

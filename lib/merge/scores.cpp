@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 
 namespace n3::merge {
@@ -126,6 +127,8 @@ void Merger::score_inputs(const std::vector<Item*>& items) {
     // Each update alone applied to the base: base + server_lr * x_i, as fedavg would.
     const double lr = opt_.server_lr.value_or(1.0);
     const double base_loss = opt_.holdout_loss(base_rec_->record.payload());
+    if (!std::isfinite(base_loss))
+        throw DataError("--holdout: the base model's holdout loss is not finite");
     std::vector<std::vector<float>> model(layout_.size());
     std::vector<float> in;
     for (size_t t = 0; t < layout_.size(); ++t) model[t].resize(layout_[t].numel);
@@ -144,7 +147,10 @@ void Merger::score_inputs(const std::vector<Item*>& items) {
                   ByteView(reinterpret_cast<const uint8_t*>(model[t].data()), numel * 4));
         }
         const double loss = opt_.holdout_loss(b.bytes());
-        it->scores->holdout = std::isfinite(loss) ? base_loss - loss : -HUGE_VAL;
+        // An update that makes the loss infinite gets the lowest finite score (the ledger
+        // holds finite numbers only).
+        it->scores->holdout =
+            std::isfinite(loss) ? base_loss - loss : -std::numeric_limits<double>::max();
     }
 }
 

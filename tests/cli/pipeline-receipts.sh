@@ -195,7 +195,7 @@ n3-inspect --json o0.n3 | grep -q "$(cat r0.pub)"; assert_eq $? 0 "receipt_key s
 # --holdout: each update alone applied to the base and evaluated (libtorch builds only).
 D=/usr/share/datasets/fashion-mnist
 if [ ! -x "$N3_TOOLS/n3-train" ]; then
-    expect 2 'built without libtorch' -- n3-merge --base base.n3 $U --holdout "$D" -o x.n3
+    expect 2 'evaluates models with n3-eval, which is neither next to n3-merge nor on PATH' -- n3-merge --base base.n3 $U --holdout "$D" -o x.n3
     assert_no_file x.n3
 fi
 [ -x "$N3_TOOLS/n3-train" ] || skip "n3-train not built (no libtorch): --holdout not tested"

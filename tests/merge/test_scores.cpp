@@ -189,7 +189,7 @@ TEST_CASE("scores: the same inputs in any order give the same scores, in the sam
     }
 }
 
-TEST_CASE("--min-score skips low scorers like --skip-bad, and the merge goes on without them") {
+TEST_CASE("min-score skips low scorers like --skip-bad, and the merge goes on without them") {
     World w;
     Request r = w.request();
     r.options.min_score = 0.3;
