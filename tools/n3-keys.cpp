@@ -5,6 +5,7 @@
 #include "crypto/keyfile.hpp"
 #include "crypto/keys.hpp"
 #include "crypto/passphrase.hpp"
+#include "ledger/ledger.hpp"
 #include "record/hex.hpp"
 #include "record/number.hpp"
 
@@ -158,6 +159,60 @@ int main(int argc, char** argv) {
         ->required();
     c_curve->add_flag("-f,--force", force, "Overwrite an existing file");
 
+    auto* c_receipt = app.add_subcommand(
+        "receipt", "Create a one-time receipt key for an update (its public line: 'public')");
+    c_receipt->add_option("-o,--output", out_path, "Secret key file (created 0600)")
+        ->type_name("FILE")
+        ->required();
+    c_receipt->add_flag("-f,--force", force, "Overwrite an existing file");
+
+    std::string merger_path, challenge, proof, receipt_path;
+    auto* c_ledger = app.add_subcommand(
+        "ledger", "Check a receipt ledger: every signature, the chain, no gap, no fork");
+    c_ledger->add_option("LEDGER", log_path, "The merger's receipt ledger")
+        ->type_name("FILE")
+        ->required();
+    c_ledger->add_option("--merger", merger_path, "The merger's public record (or member key file)")
+        ->type_name("FILE")
+        ->required();
+    c_ledger->add_option("--authority", authority_path, "The federation's public key file")
+        ->type_name("FILE")
+        ->required();
+    c_ledger
+        ->add_option("--expect-head", expect_head_s,
+                     "Fail unless the ledger extends the one whose head was HASH")
+        ->type_name("HASH");
+
+    auto* c_claim = app.add_subcommand(
+        "claim", "Prove a receipt is yours: sign a verifier's challenge with the receipt key");
+    c_claim->add_option("--key", receipt_path, "The receipt secret key file")
+        ->type_name("FILE")
+        ->required();
+    c_claim->add_option("--challenge", challenge, "The verifier's challenge (any text)")
+        ->type_name("TEXT")
+        ->required();
+
+    auto* c_vclaim =
+        app.add_subcommand("verify-claim", "Check a claim proof and print the receipts it claims");
+    c_vclaim->add_option("LEDGER", log_path, "The merger's receipt ledger")
+        ->type_name("FILE")
+        ->required();
+    c_vclaim->add_option("--merger", merger_path, "The merger's public record")
+        ->type_name("FILE")
+        ->required();
+    c_vclaim->add_option("--authority", authority_path, "The federation's public key file")
+        ->type_name("FILE")
+        ->required();
+    c_vclaim->add_option("--receipt", receipt_path, "The claimed receipt key (N3-RECEIPT- file)")
+        ->type_name("FILE")
+        ->required();
+    c_vclaim->add_option("--challenge", challenge, "The challenge the claimant signed")
+        ->type_name("TEXT")
+        ->required();
+    c_vclaim->add_option("--proof", proof, "The proof 'claim' printed (128 hex digits)")
+        ->type_name("HEX")
+        ->required();
+
     return tool.run(argc, argv, [&] {
         init();
         set_key_file_warning([&](const std::string& m) { tool.warn(m); });
@@ -282,6 +337,53 @@ int main(int argc, char** argv) {
             tool.note(f + (done == PassphraseChange::removed   ? ": passphrase removed"
                            : done == PassphraseChange::changed ? ": passphrase changed"
                                                                : ": passphrase added"));
+            return 0;
+        }
+        if (c_receipt->parsed()) {
+            ReceiptKey k = ReceiptKey::generate();
+            write_key_file(out_path,
+                           "# n3 one-time receipt key; put its public line into one update:\n"
+                           "#   n3-train --receipt-key " +
+                               out_path + ".pub ...\n# public: " + k.public_text() + "\n" +
+                               k.text() + "\n",
+                           true, force);
+            std::cout << k.public_text() << "\n";
+            return 0;
+        }
+        if (c_ledger->parsed() || c_vclaim->parsed()) {
+            PublicRecord merger = PublicRecord::load(merger_path);
+            AuthorityPublic a = AuthorityPublic::load(authority_path);
+            ledger::Ledger l = ledger::read_ledger(log_path, merger, a);
+            if (c_ledger->parsed()) {
+                std::cout << "head\t" << to_hex(l.head()) << "\n";
+                if (!expect_head_s.empty()) ledger::check_extends(l, expect_head_s, log_path);
+                tool.note(log_path + ": " + std::to_string(l.entries.size()) +
+                          " receipts, every one signed by '" + merger.id +
+                          "', chain intact, no gap, no fork");
+                return 0;
+            }
+            Signature sig{};
+            if (!from_hex(proof, sig))
+                throw UsageError("--proof takes the 128 hex digits 'n3-keys claim' prints");
+            std::string text = read_text_file(receipt_path);
+            Point Y = decode_receipt_public(text, name_of(receipt_path));
+            auto mine = ledger::verify_claim(l, Y, challenge, sig, log_path);
+            std::cout << "entry\tround\tweight\tscore\n";
+            for (auto* e : mine) {
+                char line[128];
+                std::snprintf(line, sizeof line, "%llu\t%llu\t%.9g\t%.9g\n",
+                              static_cast<unsigned long long>(e->index),
+                              static_cast<unsigned long long>(e->receipt.round), e->receipt.weight,
+                              e->receipt.score);
+                std::cout << line;
+            }
+            tool.note("the claimant holds the receipt key of " + std::to_string(mine.size()) +
+                      " receipt(s) in " + log_path);
+            return 0;
+        }
+        if (c_claim->parsed()) {
+            ReceiptKey k = ReceiptKey::load(receipt_path);
+            std::cout << to_hex(ledger::sign_claim(k, challenge)) << "\n";
             return 0;
         }
         if (c_curve->parsed()) {

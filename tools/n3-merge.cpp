@@ -1,12 +1,160 @@
 // n3-merge: aggregate update (or model) records into one (man/n3-merge.1).
 #include "common/tool.hpp"
+#include "crypto/keys.hpp"
+#include "ledger/ledger.hpp"
 #include "merge/merge.hpp"
+#include "record/error.hpp"
+#include "record/format.hpp"
+#include "record/hex.hpp"
+#include "record/number.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace n3;
+
+namespace {
+
+// --min-score [NAME:]T
+void parse_min_score(const std::string& text, merge::Options& o) {
+    std::string name = "score", value = text;
+    if (size_t colon = text.find(':'); colon != std::string::npos)
+        name = text.substr(0, colon), value = text.substr(colon + 1);
+    merge::score_named(merge::Scores{}, name); // UsageError for an unknown name
+    char* end = nullptr;
+    double t = std::strtod(value.c_str(), &end);
+    if (value.empty() || end != value.c_str() + value.size() || !std::isfinite(t))
+        throw UsageError("--min-score takes [NAME:]T with a number T, not '" + text + "'",
+                         "e.g. --min-score 0.1 or --min-score cosine:0.2");
+    o.min_score = t;
+    o.min_score_of = name;
+}
+
+// One line of the --scores file: TSV, or a JSON object with --json.
+std::string score_line(const merge::InputScore& s, bool json) {
+    const merge::Scores& v = s.scores;
+    if (json) {
+        nlohmann::ordered_json j;
+        j["record"] = s.hash;
+        j["weight"] = s.weight;
+        j["accepted"] = s.accepted;
+        j["cosine"] = v.cosine;
+        j["krum"] = v.krum;
+        j["norm_ratio"] = v.norm_ratio;
+        if (v.holdout) j["holdout"] = *v.holdout;
+        j["score"] = v.score;
+        if (!s.receipt_key.empty()) j["receipt_key"] = s.receipt_key;
+        return j.dump() + "\n";
+    }
+    char b[256];
+    std::snprintf(b, sizeof b, "\t%.9g\t%s\t%.9g\t%.9g\t%.9g\t", s.weight,
+                  s.accepted ? "yes" : "no", v.cosine, v.krum, v.norm_ratio);
+    char h[40] = "-";
+    if (v.holdout) std::snprintf(h, sizeof h, "%.9g", *v.holdout);
+    char sc[40];
+    std::snprintf(sc, sizeof sc, "\t%.9g\n", v.score);
+    return s.hash + b + h + sc;
+}
+
+// --holdout: n3-eval (next to this n3-merge, else on PATH) evaluates each candidate model, so
+// that n3-merge itself never links libtorch: a merge node may have none.
+std::string find_n3_eval() {
+    std::vector<std::string> dirs;
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        std::string exe(self, size_t(n));
+        dirs.push_back(exe.substr(0, exe.rfind('/')));
+    }
+    const char* path = std::getenv("PATH");
+    for (std::string rest = path ? path : ""; !rest.empty();) {
+        size_t colon = rest.find(':');
+        dirs.push_back(rest.substr(0, colon));
+        rest = colon == std::string::npos ? "" : rest.substr(colon + 1);
+    }
+    for (auto& d : dirs) {
+        std::string p = (d.empty() ? "." : d) + "/n3-eval";
+        if (::access(p.c_str(), X_OK) == 0) return p;
+    }
+    throw EnvError("--holdout evaluates models with n3-eval, which is neither next to n3-merge "
+                   "nor on PATH",
+                   "n3-eval is built with libtorch (-DN3_WITH_TORCH=ON); or score without "
+                   "--holdout");
+}
+
+// The loss n3-eval --json reports for a model payload on the holdout set's test split.
+std::function<double(ByteView)> holdout_evaluator(const std::string& data, uint64_t limit) {
+    const std::string eval = find_n3_eval();
+    return [eval, data, limit](ByteView payload) {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string path = std::string(tmp && *tmp ? tmp : "/tmp") + "/n3-merge-holdout.XXXXXX";
+        int fd = ::mkstemp(path.data());
+        if (fd < 0) throw_errno("cannot create a temporary file for --holdout");
+        struct Unlink {
+            std::string p;
+            ~Unlink() { ::unlink(p.c_str()); }
+        } unlink_at_exit{path};
+        Bytes rec = encode_record(RecordType::model, payload);
+        for (size_t off = 0; off < rec.size();) {
+            ssize_t w = ::write(fd, rec.data() + off, rec.size() - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                ::close(fd);
+                throw_errno("cannot write " + path);
+            }
+            off += size_t(w);
+        }
+        ::close(fd);
+        std::vector<std::string> args = {eval,      path,   "--data", data,
+                                         "--split", "test", "--json", "-q"};
+        if (limit) args.insert(args.end(), {"--limit", std::to_string(limit)});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        int pipefd[2];
+        if (::pipe(pipefd) != 0) throw_errno("pipe");
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+        posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+        pid_t pid = 0;
+        int rc = ::posix_spawn(&pid, eval.c_str(), &fa, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        ::close(pipefd[1]);
+        std::string out;
+        if (rc == 0) {
+            char buf[4096];
+            for (ssize_t r; (r = ::read(pipefd[0], buf, sizeof buf)) != 0;) {
+                if (r < 0 && errno == EINTR) continue;
+                if (r < 0) break;
+                out.append(buf, size_t(r));
+            }
+        }
+        ::close(pipefd[0]);
+        if (rc != 0) throw_errno("cannot run " + eval, rc);
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+            // Exit 1: the model is bad data (a NaN or infinite loss): the worst loss there is.
+            if (code == 1) return HUGE_VAL;
+            throw EnvError("--holdout: n3-eval failed on a candidate model (exit " +
+                           std::to_string(code) + ")");
+        }
+        auto j = nlohmann::json::parse(out, nullptr, false);
+        if (j.is_discarded() || !j.contains("loss") || !j["loss"].is_number())
+            throw EnvError("--holdout: n3-eval printed no loss");
+        return j["loss"].get<double>();
+    };
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     Tool tool("n3-merge",
@@ -75,7 +223,24 @@ int main(int argc, char** argv) {
     app.add_option("-j,--threads", o.threads, "Threads (default: one per core)");
     app.add_option("-o,--output", out_path, "Output file, written atomically ('-' is stdout)");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
-    app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
+    app.add_flag("--json", json, "Print a one-line JSON summary on stderr (and --scores as JSON)");
+    std::string scores_path, min_score, holdout, holdout_limit, receipts, key_path;
+    app.add_option("--scores", scores_path,
+                   "Write every input's contribution scores to FILE (TSV; JSON lines with --json)")
+        ->type_name("FILE");
+    app.add_option("--min-score", min_score,
+                   "Skip inputs whose score (or cosine, holdout) is below T")
+        ->type_name("[NAME:]T");
+    app.add_option("--holdout", holdout,
+                   "Also score each update by the loss it removes on this data set (test split)")
+        ->type_name("DATA");
+    app.add_option("--holdout-limit", holdout_limit, "Evaluate only the first N holdout samples")
+        ->type_name("N");
+    app.add_option("--receipts", receipts,
+                   "Append a signed receipt per accepted input to this ledger (needs --key)")
+        ->type_name("LEDGER");
+    app.add_option("--key", key_path, "The merger's member key, which signs the receipts")
+        ->type_name("FILE");
     o_self_w->needs(o_self);
 
     return tool.run(argc, argv, [&] {
@@ -100,6 +265,35 @@ int main(int argc, char** argv) {
         if (o_lr->count()) o.server_lr = lr;
         if (!base.empty()) req.base = base;
         if (!state.empty()) req.state = state;
+        if (!min_score.empty()) parse_min_score(min_score, o);
+        o.scores = !scores_path.empty() || !receipts.empty() || o.min_score || !holdout.empty();
+        if (receipts.empty() != key_path.empty())
+            throw UsageError("--receipts LEDGER and --key FILE go together",
+                             "the merger's member key signs every receipt in the ledger");
+        if (receipts == "-")
+            throw UsageError("--receipts must name a file", "the ledger is read and extended");
+        if (!receipts.empty() && !req.base)
+            throw UsageError("--receipts needs --base: a receipt names the base and new model");
+        if (!holdout_limit.empty() && holdout.empty())
+            throw UsageError("--holdout-limit needs --holdout DATA");
+        if (!holdout.empty()) {
+            if (!req.base) throw UsageError("--holdout applies each update to --base: give it");
+            auto limit = holdout_limit.empty() ? std::optional<uint64_t>(0)
+                                               : parse_uint(holdout_limit, 1ull << 40);
+            if (!limit)
+                throw UsageError("--holdout-limit must be a whole number, not '" + holdout_limit +
+                                 "'");
+            o.holdout_loss = holdout_evaluator(holdout, *limit);
+        }
+        std::optional<crypto::MemberKey> merger_key;
+        if (!key_path.empty()) {
+            crypto::init();
+            crypto::set_key_file_warning([&](const std::string& m) { tool.warn(m); });
+            merger_key = crypto::MemberKey::load(key_path);
+            // A ledger that does not verify is refused before any work.
+            if (access(receipts.c_str(), F_OK) == 0)
+                ledger::read_ledger(receipts, merger_key->record, merger_key->authority());
+        }
         req.inputs = tool.normalize_inputs(req.inputs);
         bool explicit_stdout = out_path == "-";
         if (out_path.empty()) out_path = "-";
@@ -113,6 +307,14 @@ int main(int argc, char** argv) {
         if (req.state) all.push_back(*req.state);
         std::erase(all, std::string("-")); // stdin is never the output file
         tool.check_not_same(all, out_path);
+        for (const std::string* p : {&scores_path, &receipts})
+            if (!p->empty()) {
+                if (*p == "-" && *p == out_path)
+                    throw UsageError("--scores and the output cannot both go to stdout");
+                tool.check_not_same(all, *p);
+                if (*p != "-" && out_path != "-" && *p == out_path)
+                    throw UsageError(*p + " is named twice as an output");
+            }
 
         auto out = tool.open_output(out_path, force, explicit_stdout);
         merge::Result res = merge::run(req);
@@ -126,9 +328,61 @@ int main(int argc, char** argv) {
                               : "");
             tool.verbose(in.name + ": " + line);
         }
+        std::unique_ptr<Output> scores_out;
+        if (!scores_path.empty()) {
+            OutputOptions so;
+            so.binary = false;
+            so.force = true;
+            scores_out = std::make_unique<Output>(scores_path, so);
+            if (!json)
+                scores_out->write(std::string(
+                    "record\tweight\taccepted\tcosine\tkrum\tnorm_ratio\tholdout\tscore\n"));
+            for (auto& s : res.scores()) scores_out->write(score_line(s, json));
+        }
+        std::vector<ledger::Receipt> rs;
+        if (merger_key) {
+            const std::string model = model_hash(res.payload());
+            const uint64_t round = res.metadata().count(meta::round)
+                                       ? parse_uint(res.metadata().at(meta::round)).value_or(1)
+                                       : 1;
+            for (auto& s : res.scores()) {
+                if (!s.accepted) continue;
+                if (s.receipt_key.empty()) {
+                    tool.warn(s.name + " carries no receipt_key: no receipt for it");
+                    continue;
+                }
+                ledger::Receipt r;
+                try { // one member's bad key costs that member its receipt, not the round
+                    r.receipt_key = crypto::receipt_public_text(
+                        crypto::decode_receipt_public(s.receipt_key, s.name + ": receipt_key"));
+                    if (r.receipt_key != s.receipt_key)
+                        throw DataError(s.name + ": receipt_key is not one N3-RECEIPT- line");
+                } catch (const DataError& e) {
+                    tool.warn(std::string(e.what()) + ": no receipt for it");
+                    continue;
+                }
+                r.round = round;
+                r.base = res.base_hash();
+                r.model = model;
+                r.record = s.hash;
+                r.weight = s.weight;
+                r.cosine = s.scores.cosine;
+                r.krum = s.scores.krum;
+                r.norm_ratio = s.scores.norm_ratio;
+                r.holdout = s.scores.holdout;
+                r.score = s.scores.score;
+                rs.push_back(std::move(r));
+            }
+        }
         res.write(*out);
         res.save_state();
         out->commit();
+        if (scores_out) scores_out->commit();
+        if (merger_key) {
+            crypto::Hash32 head = ledger::append_receipts(receipts, *merger_key, rs);
+            tool.verbose(receipts + ": " + std::to_string(rs.size()) + " receipts, head " +
+                         to_hex(head));
+        }
         if (json) {
             nlohmann::ordered_json j;
             j["rule"] = o.rule.name();

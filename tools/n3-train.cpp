@@ -1,5 +1,6 @@
 // n3-train: train a model on local data and emit an update or model record (man/n3-train.1).
 #include "common/tool.hpp"
+#include "crypto/keys.hpp"
 #include "record/format.hpp"
 #include "train/data.hpp"
 #include "train/model.hpp"
@@ -77,6 +78,10 @@ int main(int argc, char** argv) {
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout, the default)");
     app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
+    std::string receipt_path;
+    app.add_option("--receipt-key", receipt_path,
+                   "Put this one-time receipt public key (n3-keys receipt) into the update")
+        ->type_name("FILE.pub");
 
     return tool.run(argc, argv, [&]() -> int {
         if (emit != "update" && emit != "model")
@@ -141,6 +146,13 @@ int main(int argc, char** argv) {
                      (threads ? std::to_string(threads) : "all cores"));
         Model init = init_path.empty() ? init_model(from_spec->spec, from_spec->spec_text, seed)
                                        : load_model_record(init_path, from_spec);
+        std::optional<std::string> receipt_key;
+        if (!receipt_path.empty()) {
+            if (init_only) throw UsageError("--receipt-key marks an update, not --init-only");
+            crypto::Point Y =
+                crypto::decode_receipt_public(read_text_file(receipt_path), receipt_path);
+            receipt_key = crypto::receipt_public_text(Y);
+        }
         bool explicit_stdout = out_path == "-";
         auto out = tool.open_output(out_path.empty() ? "-" : out_path, force, explicit_stdout);
         if (scaffold_init) init = with_zero_control(init);
@@ -181,6 +193,7 @@ int main(int argc, char** argv) {
             opts.scaffold_c = &server_c;
             if (member_c) opts.scaffold_ci = &*member_c;
         }
+        if (receipt_key) opts.metadata[meta::receipt_key] = *receipt_key;
         bool progress = tool.stderr_is_terminal() && !tool.quiet();
         if (progress)
             opts.progress = [&](int epoch, int64_t step, int64_t total, double loss) {

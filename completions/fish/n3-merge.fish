@@ -25,6 +25,12 @@ complete -c n3-merge -s j -l threads -x -d 'Threads'
 complete -c n3-merge -s o -l output -r -F -d 'Output file'
 complete -c n3-merge -s f -l force -d 'Write binary output to a terminal'
 complete -c n3-merge -l json -d 'Print a JSON summary on stderr'
+complete -c n3-merge -l scores -r -F -d "Write every input's contribution scores"
+complete -c n3-merge -l min-score -x -d 'Skip inputs whose score is below [NAME:]T'
+complete -c n3-merge -l holdout -r -F -d 'Score updates by the holdout loss they remove'
+complete -c n3-merge -l holdout-limit -x -d 'Holdout samples evaluated'
+complete -c n3-merge -l receipts -r -F -d 'Append signed receipts to this ledger'
+complete -c n3-merge -l key -r -F -d "The merger's member key"
 complete -c n3-merge -s q -l quiet -d 'No warnings'
 complete -c n3-merge -s v -l verbose -d "Print each input's weight"
 complete -c n3-merge -s h -l help -d 'Show help'

@@ -63,6 +63,8 @@ std::string public_key_text(const KeyText& kt, const std::string& where) {
     case KeyKind::encrypted_key: break; // read_key_file decrypts
     case KeyKind::curve_secret: return CurveKey::from_secret(kt.body, where).public_text();
     case KeyKind::curve_public: return encode_key_text(kt.kind, kt.body);
+    case KeyKind::receipt_secret: return ReceiptKey::decode(kt.body, where).public_text();
+    case KeyKind::receipt_public: return encode_key_text(kt.kind, kt.body);
     }
     throw DataError(where + ": unknown key kind");
 }

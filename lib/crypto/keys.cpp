@@ -34,6 +34,8 @@ struct KindInfo {
 const KindInfo kKinds[] = {
     {KeyKind::encrypted_key, "N3-ENCRYPTED-KEY-", "a passphrase-encrypted key", true},
     {KeyKind::authority_secret, "N3-AUTHORITY-SECRET-", "an authority secret key", true},
+    {KeyKind::receipt_secret, "N3-RECEIPT-SECRET-", "a receipt secret key", true},
+    {KeyKind::receipt_public, "N3-RECEIPT-", "a receipt public key", false},
     {KeyKind::member_secret, "N3-MEMBER-SECRET-", "a member's request secret", true},
     {KeyKind::member_key, "N3-MEMBER-KEY-", "a member key", true},
     {KeyKind::curve_secret, "N3CURVE-SECRET-", "a CURVE transport secret key", true},
@@ -1077,6 +1079,61 @@ uint64_t parse_expiry(const std::string& s, uint64_t now) {
     time_t t = timegm(&tm);
     if (t <= 0) throw bad();
     return static_cast<uint64_t>(t);
+}
+
+// --- receipt keys -----------------------------------------------------------------------------
+
+ReceiptKey ReceiptKey::generate() {
+    init();
+    ReceiptKey k;
+    scalar_random({k.y.data(), 32});
+    k.Y = base_mul(k.y.view());
+    return k;
+}
+
+std::string ReceiptKey::text() const {
+    Bytes b;
+    header(b);
+    put(b, y.view());
+    put(b, Y);
+    return secret_text(KeyKind::receipt_secret, b);
+}
+
+std::string receipt_public_text(const Point& Y) {
+    Bytes b;
+    header(b);
+    put(b, Y);
+    return encode_key_text(KeyKind::receipt_public, b);
+}
+
+std::string ReceiptKey::public_text() const {
+    return receipt_public_text(Y);
+}
+
+ReceiptKey ReceiptKey::decode(ByteView body, const std::string& where) {
+    Cursor c(body, where);
+    check_header(c);
+    ReceiptKey k;
+    read_scalar(c, k.y, "receipt secret");
+    k.Y = read_point(c, "receipt public key");
+    c.expect_end();
+    if (!equal(base_mul(k.y.view()), k.Y)) c.fail("receipt public key does not match its secret");
+    return k;
+}
+
+ReceiptKey ReceiptKey::load(const std::string& path) {
+    KeyText kt = load_kind(path, KeyKind::receipt_secret);
+    return decode(kt.body, name_of(path));
+}
+
+Point decode_receipt_public(std::string_view text, const std::string& where) {
+    KeyText kt = decode_key_text(text, where);
+    expect_kind(kt, KeyKind::receipt_public, where);
+    Cursor c(kt.body, where);
+    check_header(c);
+    Point Y = read_point(c, "receipt public key");
+    c.expect_end();
+    return Y;
 }
 
 } // namespace n3::crypto

@@ -43,7 +43,9 @@ enum class KeyKind : uint8_t {
     member_public = 6,
     curve_secret = 7,
     curve_public = 8,
-    encrypted_key = 9
+    encrypted_key = 9,
+    receipt_secret = 10,
+    receipt_public = 11
 };
 std::string_view key_prefix(KeyKind k);
 std::string_view key_description(KeyKind k); // "an authority secret key", ...
@@ -280,5 +282,23 @@ std::string curve_public_text(const CurvePublic& pub); // N3CURVE-PUBLIC-<40 Z85
 uint64_t parse_expiry(const std::string& text, uint64_t now);
 std::string format_time(uint64_t unix_seconds);
 uint64_t now_seconds();
+
+// A one-time receipt key (lib/ledger): a bare Schnorr pair y, Y = yG bound to no name, which a
+// member puts into an update's receipt_key metadata so that it alone can later claim the
+// merger's receipt for it. N3-RECEIPT-SECRET-<base64> / N3-RECEIPT-<base64>; DataError for a
+// corrupted line or an invalid point or scalar.
+struct ReceiptKey {
+    Secret y{32};
+    Point Y{};
+    static ReceiptKey generate();
+    std::string text() const;        // the secret line
+    std::string public_text() const; // the N3-RECEIPT- line
+    static ReceiptKey decode(ByteView body, const std::string& where);
+    static ReceiptKey load(const std::string& path);
+};
+// The point of an N3-RECEIPT- line (`text` as found in metadata or a file); DataError naming
+// `where`.
+Point decode_receipt_public(std::string_view text, const std::string& where);
+std::string receipt_public_text(const Point& Y);
 
 } // namespace n3::crypto

@@ -32,6 +32,12 @@ const std::vector<std::string>& Result::warnings() const {
 const std::vector<InputReport>& Result::inputs() const {
     return impl_->reports;
 }
+const std::vector<InputScore>& Result::scores() const {
+    return impl_->scores;
+}
+const std::string& Result::base_hash() const {
+    return impl_->base_hash;
+}
 
 void Result::write(Sink& out) const {
     SafetensorsBuilder b = impl_->builder();
@@ -165,6 +171,11 @@ std::unique_ptr<Result::Impl> Merger::run() {
             if (r.out.data.empty()) r.out = allocate(layout_, r.dtypes);
             allocate_state();
             for (Item* it : items) it->clip = 1, it->selected = true;
+            if ((opt_.scores || opt_.min_score) && !scored_) {
+                score_inputs(items);
+                scored_ = true;
+                if (reject_low_scores(items)) continue; // over again without them
+            }
             if (opt_.clip_norm || opt_.max_norm) compute_norms(items);
             if (rule_.kind == RuleKind::krum || rule_.kind == RuleKind::multi_krum)
                 select_krum(items);
@@ -184,6 +195,8 @@ std::unique_ptr<Result::Impl> Merger::run() {
             dp_metadata();
             for (Item* it : items)
                 r.reports.push_back({it->rec->name, it->weight, it->norm, it->clip, it->selected});
+            if (scored_) report_scores();
+            r.base_hash = base_hash_;
             break;
         } catch (const NonFinite& nf) {
             crc_pending_.clear();

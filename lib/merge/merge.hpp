@@ -36,6 +36,7 @@
 #include "merge/inputs.hpp"
 #include "record/safetensors.hpp"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,7 +100,37 @@ struct Options {
     // (default n/20), by C <- C exp(-clip_lr (share - quantile)); kept in the model's metadata.
     std::optional<double> clip_quantile, clip_count_noise;
     double clip_lr = 0.2;
+    // Contribution scores (scores.cpp): rate every update against the others before the rule
+    // runs; inputs whose `min_score_of` score is below `min_score` are skipped with a warning.
+    bool scores = false;
+    std::optional<double> min_score;
+    std::string min_score_of = "score"; // score, cosine or holdout (the loss drop)
+    // --holdout: the loss of a model payload on the merger's evaluation set (needs --base);
+    // infinity for a model that cannot be evaluated (a NaN or infinite loss).
+    std::function<double(ByteView model_payload)> holdout_loss;
 };
+
+// How an update agrees with the others (scores.cpp, man/n3-merge.1 SCORES). `cosine` is the
+// cosine similarity with the leave-one-out aggregate, the mean direction of the other updates
+// (each scaled to unit norm first, so that no large update dominates it), `krum` the sum of squared
+// distances to its n-f-2 nearest others (lower is closer), `norm_ratio` its L2 norm over the median
+// norm, `holdout` the drop of the holdout loss when it alone is applied to the base (higher
+// is better), `score` = max(0, cosine) * min(norm_ratio, 1 / norm_ratio).
+struct Scores {
+    double cosine = 1, krum = 0, norm_ratio = 1, score = 1;
+    std::optional<double> holdout;
+};
+struct InputScore {
+    std::string name;
+    std::string hash;        // model_hash of the input's record payload
+    std::string receipt_key; // the input's receipt_key metadata, or ""
+    double weight = 0;       // normalised weight in the aggregate, 0 unless accepted
+    bool accepted = false;   // merged with a weight above zero
+    Scores scores;
+};
+// "score" -> the value of that score (nullopt for holdout when not computed); UsageError for
+// another name.
+std::optional<double> score_named(const Scores& s, const std::string& name);
 
 // Parses "uniform", "samples" or "W1,W2,..." (non-negative numbers); throws UsageError.
 void parse_weights(const std::string& text, Options& opts);
@@ -136,6 +167,8 @@ public:
     void save_state() const;
     const std::vector<std::string>& warnings() const;
     const std::vector<InputReport>& inputs() const; // canonical order
+    const std::vector<InputScore>& scores() const;  // with Options::scores, canonical order
+    const std::string& base_hash() const;           // the --base model's hash, or ""
 
     struct Impl;
 

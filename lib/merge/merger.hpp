@@ -46,6 +46,7 @@ struct Item {
     double norm = 0, clip = 1;
     double weight = 0; // normalised
     bool selected = true;
+    std::optional<Scores> scores; // scores.cpp
 };
 
 // One thread's buffers for a pass, sized by the pass that uses them.
@@ -68,6 +69,8 @@ struct Result::Impl {
     bool has_v = false;
     std::vector<std::string> warnings;
     std::vector<InputReport> reports;
+    std::vector<InputScore> scores;
+    std::string base_hash;
 
     SafetensorsBuilder builder() const {
         SafetensorsBuilder b;
@@ -138,6 +141,10 @@ private:
     void dp_noise(const std::vector<Item*>& items);
     void dp_metadata();
     double clip_norm() const { return adaptive_clip_ > 0 ? adaptive_clip_ : *opt_.clip_norm; }
+    // scores.cpp
+    void score_inputs(const std::vector<Item*>& items);
+    bool reject_low_scores(const std::vector<Item*>& items); // true: some were skipped
+    void report_scores();
 
     // state.cpp
     void load_state();
@@ -176,6 +183,7 @@ private:
     double next_clip_ = 0;      // and the next round's
     double dp_sd_ = 0;          // noise std on the averaged coordinates
     std::string dp_meta_[4];    // dp_epsilon, dp_delta, dp_rounds, dp_rdp of this round
+    bool scored_ = false;
     std::unique_ptr<Result::Impl> out_ = std::make_unique<Result::Impl>();
 };
 

@@ -134,6 +134,7 @@ inline constexpr const char* dp_clip_norm = "dp_clip_norm"; // the next round's 
 // SCAFFOLD: tensor "scaffold/NAME" of a model is the server control variate of tensor NAME,
 // of an update the member's control-variate delta (man/n3-record.5).
 inline constexpr const char* control_prefix = "scaffold/";
+inline constexpr const char* receipt_key = "receipt_key"; // N3-RECEIPT-...: who may claim it
 } // namespace meta
 
 // The count under `key` (meta::round, meta::samples); throws DataError "WHERE: missing or bad

@@ -446,6 +446,7 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
         std::snprintf(e, sizeof e, "%.6g", opts.dp_delta);
         meta["dp_sgd_delta"] = e;
     }
+    for (auto& [k, v] : opts.metadata) meta[k] = v;
     if (opts.emit_model) {
         r.type = RecordType::model;
         meta[meta::spec] = init.spec_text;

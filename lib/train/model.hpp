@@ -81,6 +81,7 @@ struct TrainOptions {
     // DP-SGD (Abadi et al. 2016): each example's gradient clipped to L2 norm dp_clip, Gaussian
     // noise of std dp_noise * dp_clip (from the CSPRNG) added to the batch's sum; 0: off.
     double dp_clip = 0, dp_noise = 0, dp_delta = 1e-5;
+    Metadata metadata; // extra keys for the result (n3-train --receipt-key: receipt_key)
     // Called after every step (epoch from 1, step from 1, steps planned, running mean loss).
     std::function<void(int, int64_t, int64_t, double)> progress;
 };
