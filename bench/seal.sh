@@ -58,11 +58,14 @@ fi
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 AGE_R=$(age-keygen -y age.key)
 
-# run NAME FUNCTION: time one run, appending "wall cpu" (seconds; cpu is user + sys of all
+# run NAME FUNCTION [OUTPUT]: time one run, appending "wall cpu" (seconds; cpu is user + sys of all
 # threads, the steadier figure on a shared machine) to NAME.times.
 TIMEFORMAT='%R %U %S'
+# The output file is removed first, outside the timing: freeing the previous run's pages would
+# otherwise land in this run's time (more noise than signal, for every tool alike).
 run() {
     local w u s
+    [ -n "${3:-}" ] && rm -f "$3"
     { time "$2" 2>/dev/null; } 2>time.txt
     read -r w u s <time.txt
     awk -v w="$w" -v u="$u" -v s="$s" 'BEGIN { printf "%s %.2f\n", w, u + s }' >>"$1.times"
@@ -79,20 +82,20 @@ seal2() { "$N3_BIN/n3-seal" --suite aes-256-gcm --to bob.pub --key alice.key in.
 seal1() { "$N3_BIN/n3-seal" --suite xchacha20-poly1305 --to bob.pub --key alice.key in.n3 >out1.sealed; }
 open2() { "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out2.sealed >out2.n3; }
 open1() { "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out1.sealed >out1.n3; }
-held2() { rm -f held.n3; "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out2.sealed -o held.n3; }
+held2() { "$N3_BIN/n3-seal" --open --key bob.key --authority fed.pub out2.sealed -o held.n3; }
 age_enc() { age -r "$AGE_R" in.n3 >out.age; }
 age_dec() { age -d -i age.key out.age >out.plain; }
 copy() { cat in.n3 >out.copy; }
 
 for _ in $(seq "$RUNS"); do
-    run copy copy
-    run seal2 seal2
-    run age_enc age_enc
-    run seal1 seal1
-    run open2 open2
-    run age_dec age_dec
-    run open1 open1
-    run held2 held2
+    run copy copy out.copy
+    run seal2 seal2 out2.sealed
+    run age_enc age_enc out.age
+    run seal1 seal1 out1.sealed
+    run open2 open2 out2.n3
+    run age_dec age_dec out.plain
+    run open1 open1 out1.n3
+    run held2 held2 held.n3
 done
 for n in copy seal2 seal1 age_enc open2 open1 held2 age_dec; do
     read -r best med cpu < <(stats $n)
