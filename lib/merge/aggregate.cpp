@@ -139,20 +139,13 @@ void Merger::set_weights(const std::vector<Item*>& items) {
     if (rule_.kind == RuleKind::fednova) fednova_weights(items);
 }
 
-void Merger::select_krum(const std::vector<Item*>& items) {
-    size_t n = items.size();
-    size_t f = rule_.f.value_or(n >= 3 ? (n - 3) / 2 : 0);
-    if (n < 2 * f + 3)
-        throw IncompleteError(rule_.name() + " with f=" + std::to_string(f) + " needs at least " +
-                              std::to_string(2 * f + 3) + " inputs (n >= 2f+3), got " +
-                              std::to_string(n));
-    size_t m = rule_.kind == RuleKind::krum ? 1 : rule_.m.value_or(n - f);
-    if (m > n)
-        throw UsageError("multi-krum:" + std::to_string(f) + "," + std::to_string(m) +
-                         " averages more inputs than there are (" + std::to_string(n) + ")");
-    uint64_t chunk = std::clamp<uint64_t>((uint64_t(1) << 22) / n, 1024, kChunk);
+std::vector<double> Merger::pairwise(const std::vector<Item*>& items, bool diagonal,
+                                     const PairFn& f) {
+    const size_t n = items.size();
+    const uint64_t chunk = std::clamp<uint64_t>((uint64_t(1) << 22) / n, 1024, kChunk);
     std::vector<Chunk> chunks = chunks_of(layout_, chunk);
-    size_t pairs = n * (n - 1) / 2;
+    const size_t first = diagonal ? 0 : 1; // j starts at i + first
+    const size_t pairs = diagonal ? n * (n + 1) / 2 : n * (n - 1) / 2;
     std::vector<double> partial(chunks.size() * pairs);
     std::vector<std::vector<float>> scratch(threads_, std::vector<float>(n * chunk));
     crc_begin(items, chunks);
@@ -166,19 +159,38 @@ void Merger::select_krum(const std::vector<Item*>& items) {
         }
         double* out = partial.data() + c * pairs;
         for (size_t i = 0, p = 0; i < n; ++i)
-            for (size_t j = i + 1; j < n; ++j, ++p)
-                out[p] =
-                    kernel::squared_distance(x[i], items[i]->clip, x[j], items[j]->clip, ch.size);
+            for (size_t j = i + first; j < n; ++j, ++p)
+                out[p] = f(x[i], *items[i], x[j], *items[j], ch.size);
         for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
     });
     crc_end(items);
-    std::vector<double> dist(n * n, 0.0);
+    // Chunk sums in chunk order, whatever thread computed them: the same bits every run.
+    std::vector<double> m(n * n, 0.0);
     for (size_t i = 0, p = 0; i < n; ++i)
-        for (size_t j = i + 1; j < n; ++j, ++p) {
-            double s = 0;
-            for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * pairs + p];
-            dist[i * n + j] = dist[j * n + i] = s;
+        for (size_t j = i + first; j < n; ++j, ++p) {
+            double sum = 0;
+            for (size_t c = 0; c < chunks.size(); ++c) sum += partial[c * pairs + p];
+            m[i * n + j] = m[j * n + i] = sum;
         }
+    return m;
+}
+
+void Merger::select_krum(const std::vector<Item*>& items) {
+    size_t n = items.size();
+    size_t f = rule_.f.value_or(n >= 3 ? (n - 3) / 2 : 0);
+    if (n < 2 * f + 3)
+        throw IncompleteError(rule_.name() + " with f=" + std::to_string(f) + " needs at least " +
+                              std::to_string(2 * f + 3) + " inputs (n >= 2f+3), got " +
+                              std::to_string(n));
+    size_t m = rule_.kind == RuleKind::krum ? 1 : rule_.m.value_or(n - f);
+    if (m > n)
+        throw UsageError("multi-krum:" + std::to_string(f) + "," + std::to_string(m) +
+                         " averages more inputs than there are (" + std::to_string(n) + ")");
+    const std::vector<double> dist =
+        pairwise(items, false,
+                 [](const float* a, const Item& ia, const float* b, const Item& ib, size_t len) {
+                     return kernel::squared_distance(a, ia.clip, b, ib.clip, len);
+                 });
     // score(i) = sum of the n-f-2 smallest squared distances from i to the others.
     std::vector<double> score(n);
     for (size_t i = 0; i < n; ++i) {

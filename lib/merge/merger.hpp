@@ -17,6 +17,7 @@
 #include "merge/tensors.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -119,6 +120,13 @@ private:
     void compute_norms(const std::vector<Item*>& items);
     void set_weights(const std::vector<Item*>& items);
     void select_krum(const std::vector<Item*>& items);
+    // The symmetric n x n matrix whose (i, j) entry is the sum over the layout's chunks of
+    // f(x_i, item i, x_j, item j, length) for i < j (and i == j with `diagonal`; 0 there
+    // otherwise): one pass over the inputs in chunks on every thread, checksums verified on the
+    // way. Used by Krum (squared distances) and the scores (dot products).
+    using PairFn =
+        std::function<double(const float*, const Item&, const float*, const Item&, size_t)>;
+    std::vector<double> pairwise(const std::vector<Item*>& items, bool diagonal, const PairFn& f);
     void average(const std::vector<Item*>& items);
     void robust_average(const std::vector<Item*>& items);
     bool finish_chunk(const Chunk& c, const double* acc, Scratch& s);

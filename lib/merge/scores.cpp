@@ -56,33 +56,9 @@ void Merger::score_inputs(const std::vector<Item*>& items) {
     if (opt_.holdout_loss && !base_set_)
         throw UsageError("--holdout applies each update to the base model: give --base");
     const size_t n = items.size();
-    const uint64_t chunk = std::clamp<uint64_t>((uint64_t(1) << 22) / n, 1024, 65536);
-    std::vector<Chunk> chunks = chunks_of(layout_, chunk);
-    const size_t pairs = n * (n + 1) / 2;
-    std::vector<double> partial(chunks.size() * pairs);
-    std::vector<std::vector<float>> scratch(threads_, std::vector<float>(n * chunk));
-    crc_begin(items, chunks);
-    for_chunks(chunks.size(), threads_, [&](size_t c, unsigned tid) {
-        const Chunk& ch = chunks[c];
-        std::vector<const float*> x(n);
-        for (size_t i = 0; i < n; ++i) {
-            x[i] = floats(items[i]->src, ch.tensor, ch.begin, ch.size,
-                          scratch[tid].data() + i * chunk, crc_slot(i, c));
-            if (!kernel::all_finite(x[i], ch.size)) throw holds_nan(items[i], ch.tensor);
-        }
-        double* out = partial.data() + c * pairs;
-        for (size_t i = 0, p = 0; i < n; ++i)
-            for (size_t j = i; j < n; ++j, ++p) out[p] = dot(x[i], x[j], ch.size);
-        for (size_t i = 0; i < n; ++i) release(items[i]->src, ch.tensor, ch.begin, ch.size);
-    });
-    crc_end(items);
-    std::vector<double> g(n * n);
-    for (size_t i = 0, p = 0; i < n; ++i)
-        for (size_t j = i; j < n; ++j, ++p) {
-            double s = 0;
-            for (size_t c = 0; c < chunks.size(); ++c) s += partial[c * pairs + p];
-            g[i * n + j] = g[j * n + i] = s;
-        }
+    const std::vector<double> g = pairwise(items, true,
+                                           [](const float* a, const Item&, const float* b,
+                                              const Item&, size_t len) { return dot(a, b, len); });
 
     // The leave-one-out aggregate is the sum of the other updates' directions (each scaled to
     // unit norm), so that one large update cannot make itself the reference the others are
