@@ -1,5 +1,6 @@
 #include "crypto/keys.hpp"
 #include "record/hex.hpp"
+#include "record/lines.hpp"
 #include "record/number.hpp"
 
 #include "crypto/passphrase.hpp"
@@ -757,14 +758,6 @@ namespace {
 constexpr std::string_view kLogMagic = "n3-issuance-log";
 constexpr std::string_view kLogVersion = "2";
 
-std::vector<std::string> fields_of(const std::string& line) {
-    std::vector<std::string> f;
-    std::istringstream in(line);
-    std::string w;
-    while (in >> w) f.push_back(w);
-    return f;
-}
-
 struct ParsedLog {
     bool has_header = false;
     LogReport report;
@@ -777,15 +770,7 @@ ParsedLog parse_log(const std::string& text, const AuthorityPublic& authority,
                     const std::string& where) {
     ParsedLog out;
     out.report.heads.push_back(log_genesis(authority));
-    std::istringstream in(text);
-    std::string line;
-    size_t n = 0;
-    while (std::getline(in, line)) {
-        ++n;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty() || line[0] == '#') continue;
-        const std::string at = where + ": line " + std::to_string(n);
-        auto f = fields_of(line);
+    for (const auto& [at, f] : text_lines(text, where)) {
         if (!out.has_header) {
             if (f.empty() || f[0] != kLogMagic) {
                 // An entry of the unsigned format: time fp epoch id record chain.

@@ -5,6 +5,7 @@
 #include "record/error.hpp"
 #include "record/hex.hpp"
 #include "record/io.hpp"
+#include "record/lines.hpp"
 #include "record/number.hpp"
 
 #include <cerrno>
@@ -65,14 +66,6 @@ std::string body_of(const Receipt& r) {
            num(r.score);
 }
 
-std::vector<std::string> fields_of(const std::string& line) {
-    std::vector<std::string> f;
-    std::istringstream in(line);
-    std::string w;
-    while (in >> w) f.push_back(w);
-    return f;
-}
-
 std::string header_line(const PublicRecord& merger, const AuthorityPublic& authority) {
     return std::string(kMagic) + " " + std::string(kVersion) + " " + merger.text() + " " +
            authority.text();
@@ -93,15 +86,7 @@ Parsed parse(const std::string& text, const PublicRecord& merger, const Authorit
     Ledger& l = out.ledger;
     l.heads.push_back(genesis(authority, merger));
     std::set<std::string> records;
-    std::istringstream in(text);
-    std::string line;
-    size_t n = 0;
-    while (std::getline(in, line)) {
-        ++n;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty() || line[0] == '#') continue;
-        const std::string at = where + ": line " + std::to_string(n);
-        auto f = fields_of(line);
+    for (const auto& [at, f] : text_lines(text, where)) {
         if (!out.has_header) {
             if (f.empty() || f[0] != kMagic)
                 throw DataError(at + ": not a receipt ledger (no n3-receipt-ledger header)");
