@@ -1,7 +1,8 @@
 // n3/record/lines.hpp — the line-oriented text files n3 keeps and checks (the issuance log, the
 // receipt ledger): one entry per line, fields separated by white space, `#` comments.
 //
-//   for (const auto& [at, f] : text_lines(text, "issuance.log")) { ... f[0] ... throw DataError(at + ": ...") }
+//   for (const auto& [at, f] : text_lines(text, "issuance.log")) { ... f[0] ... throw DataError(at
+//   + ": ...") }
 //
 // Pure; nothing here throws on data.
 #pragma once
