@@ -134,7 +134,7 @@ man:
 	  out=$$(LC_ALL=C.UTF-8 MANWIDTH=80 groff -t -man -Tutf8 -ww -z $$m 2>&1); \
 	  if [ -n "$$out" ]; then echo "$$m: $$out"; exit 1; fi; done; echo "man pages render cleanly"
 
-CXX_SOURCES = { git ls-files -- '*.cpp' '*.hpp' 2>/dev/null || find lib tools tests bench -name '*.[ch]pp'; }
+CXX_SOURCES = { git ls-files --cached --others --exclude-standard -- '*.cpp' '*.hpp' 2>/dev/null || find lib tools tests bench -name '*.[ch]pp'; }
 
 format:
 	$(CXX_SOURCES) | xargs clang-format -i
