@@ -5,12 +5,14 @@
 #include "record/pages.hpp"
 
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <isa-l/crc.h>
 #include <isa-l/crc64.h>
 #include <memory>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace n3 {
 
@@ -285,6 +287,19 @@ std::optional<ByteView> RecordReader::take_payload() {
     taken_ += remaining_;
     remaining_ = 0;
     return v;
+}
+
+bool RecordReader::copy_taken(const uint8_t* p, std::span<uint8_t> out) const {
+    if (!map_) throw std::logic_error("RecordReader::copy_taken() on a stream");
+    uint64_t off = map_->file_offset(p);
+    for (size_t got = 0; got < out.size();) {
+        ssize_t r =
+            ::pread(in_.fd(), out.data() + got, out.size() - got, static_cast<off_t>(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        got += static_cast<size_t>(r);
+    }
+    return true;
 }
 
 void RecordReader::end(uint64_t taken_crc) {

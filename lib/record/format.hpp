@@ -115,6 +115,12 @@ public:
     // end(crc), which verifies the record's checksum as end() does.
     std::optional<ByteView> take_payload();
     void end(uint64_t taken_crc);
+    // Copies out.size() bytes of a taken payload, from `p` on, through the file (pread), not
+    // the mapping: the copy is private, so bytes checked and then used stay the same even if
+    // the file changes, and the mapping's pages are never faulted in. Safe to call from
+    // several threads at once. False if the file no longer holds those bytes (truncated) or
+    // cannot be read.
+    bool copy_taken(const uint8_t* p, std::span<uint8_t> out) const;
     // After begin(): the rest of the payload as a record, in place for a mapped input, else read
     // into memory that grows as bytes arrive (a truncated record costs the bytes that came,
     // not the length it declares). end() still has to verify the checksum.

@@ -73,6 +73,10 @@ public:
     ByteView bytes() const {
         return {static_cast<const uint8_t*>(addr_) + offset_, size_ - offset_};
     }
+    // The file offset of a byte of bytes() (the mapping starts at the file's first byte).
+    uint64_t file_offset(const uint8_t* p) const {
+        return static_cast<uint64_t>(p - static_cast<const uint8_t*>(addr_));
+    }
 
 private:
     const void* addr_;

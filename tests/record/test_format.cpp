@@ -317,6 +317,36 @@ TEST_CASE("a payload taken in place is checked with the caller's checksum", "[fo
     }
 }
 
+TEST_CASE("a taken payload is copied through the file, not the mapping", "[format]") {
+    Bytes a = payload_of(300000, 3);
+    TempFile f(encode_record(RecordType::update, a));
+    Input in(f.path);
+    RecordReader r(in);
+    REQUIRE(r.begin());
+    auto view = r.take_payload();
+    REQUIRE(view);
+    Bytes got(70000);
+    REQUIRE(r.copy_taken(view->data() + 1000, got));
+    REQUIRE(std::equal(got.begin(), got.end(), a.begin() + 1000));
+    SECTION("the copy is the file's bytes, read when copied") {
+        // A byte changed in the file after the mapping was made shows in the next copy.
+        std::FILE* w = std::fopen(f.path.c_str(), "r+b");
+        REQUIRE(w);
+        REQUIRE(std::fseek(w, static_cast<long>(kPreambleSize + 1000), SEEK_SET) == 0);
+        const uint8_t x = static_cast<uint8_t>(a[1000] ^ 0xff);
+        REQUIRE(std::fwrite(&x, 1, 1, w) == 1);
+        std::fclose(w);
+        REQUIRE(r.copy_taken(view->data() + 1000, got));
+        REQUIRE(got[0] == x);
+    }
+    SECTION("a file truncated under the reader gives no copy") {
+        REQUIRE(truncate(f.path.c_str(), static_cast<off_t>(kPreambleSize + 2000)) == 0);
+        REQUIRE_FALSE(r.copy_taken(view->data() + 1000, got));
+        Bytes small(1000);
+        REQUIRE(r.copy_taken(view->data() + 1000, small));
+    }
+}
+
 TEST_CASE("a piped payload is never taken in place", "[format]") {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
