@@ -27,6 +27,10 @@ const uint8_t* stable_copy(const uint8_t* p, size_t n) {
     return buf.get();
 }
 
+DataError changed_input(const std::string& where) {
+    return DataError(where + ": input changed while it was being sealed (truncated)");
+}
+
 } // namespace
 
 // --- ChunkPool
@@ -94,18 +98,67 @@ void ChunkPool::loop() {
     }
 }
 
+// --- ChunkRing
+
+ChunkRing::~ChunkRing() {
+    next_.store(std::numeric_limits<uint64_t>::max()); // no chunk is claimed after this
+    stop_.store(true);
+    wake_.fetch_add(1);
+    wake_.notify_all();
+    if (helper_.joinable()) helper_.join();
+}
+
+void ChunkRing::publish(uint64_t end) {
+    const uint64_t before = ready_.exchange(end, std::memory_order_acq_rel);
+    // The helper starts with the first run of more than one chunk: small records never pay
+    // for a thread.
+    if (!helper_.joinable() && end - next_.load() > 1) helper_ = std::thread([this] { loop(); });
+    if (end != before) {
+        wake_.fetch_add(1, std::memory_order_release);
+        wake_.notify_one();
+    }
+}
+
+bool ChunkRing::run_one() {
+    uint64_t c = next_.load(std::memory_order_acquire);
+    do {
+        if (c >= ready_.load(std::memory_order_acquire)) return false;
+    } while (!next_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel,
+                                          std::memory_order_acquire));
+    job_(c);
+    return true;
+}
+
+void ChunkRing::wait(std::atomic<uint32_t>& done, uint32_t n) {
+    for (;;) {
+        const uint32_t d = done.load(std::memory_order_acquire);
+        if (d >= n) return;
+        if (!run_one()) done.wait(d, std::memory_order_acquire);
+    }
+}
+
+void ChunkRing::loop() {
+    for (;;) {
+        const uint32_t w = wake_.load(std::memory_order_acquire);
+        if (stop_.load()) return;
+        while (run_one()) {
+        }
+        if (stop_.load()) return;
+        wake_.wait(w, std::memory_order_acquire);
+    }
+}
+
 // --- ChunkSealer
 
-// A mapped input's content is encrypted in place (no copy) and checksummed by the threads
-// that encrypt it; a pipe is read into the batches by this thread, checksummed by the reader.
+// A mapped input's content is copied through the file, chunk by chunk, by the threads that
+// encrypt it; a pipe is read into the batches by this thread, checksummed by the reader.
 ChunkSealer::ChunkSealer(Suite suite, const Secret& payload_key, const Layout& layout,
                          ByteView inner, ByteView prefix, PayloadSource& in, RecordWriter& w)
     : suite_(suite), key_(payload_key), lay_(layout), inner_(inner), prefix_(prefix), in_(in),
       w_(w), view_(in.take ? in.take() : std::nullopt), H_(layout.header),
       cend_(layout.content_end()), vbeg_(layout.header + prefix.size()),
-      c1_(layout.content_end() / kChunkSize), batches_{Batch(layout.chunks, true),
-                                                       Batch(layout.chunks, true)},
-      content_hash_(suite, in.length) {
+      c1_(layout.content_end() / kChunkSize), content_hash_(suite, in.length),
+      ring_([this](uint64_t idx) { seal_chunk(idx); }) {
     if (view_ && view_->size() != cend_ - vbeg_)
         throw std::logic_error("seal: mapped payload of the wrong length");
 }
@@ -136,10 +189,12 @@ void ChunkSealer::assemble(uint64_t idx, uint8_t* dst, bool content) {
             std::memcpy(d, prefix_.data() + off, n);
         });
         region(vbeg_, cend_, [&](uint8_t* d, uint64_t off, size_t n) {
-            if (view_)
-                std::memcpy(d, view_->data() + off, n);
-            else
+            if (!view_)
                 read_exact(in_, {d, n});
+            else if (!in_.copy_taken)
+                std::memcpy(d, view_->data() + off, n);
+            else if (!in_.copy_taken(view_->data() + off, {d, n}))
+                throw changed_input(in_.where);
         });
     }
     region(cend_, cend_ + kSig,
@@ -148,30 +203,78 @@ void ChunkSealer::assemble(uint64_t idx, uint8_t* dst, bool content) {
            [&](uint8_t* d, uint64_t, size_t n) { std::memset(d, 0, n); });
 }
 
-// One chunk, on either thread: leaf, checksum of the view's bytes, encryption, checksum of
-// the ciphertext.
-void ChunkSealer::seal_chunk(Batch& b, size_t i) {
-    const uint64_t idx = b.base + i;
-    const size_t len = chunk_len(idx);
-    const uint8_t* p = b.srcs[i];
-    if (b.in_place[i]) p = stable_copy(p, len);
-    if (b.hash) b.has_leaf[i] = transcript::leaf(suite_, lay_, idx, p, b.leaves[i]);
-    if (view_) {
-        auto [x, y] = view_in_chunk(idx);
-        b.in_crc[i] =
-            x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
-    }
-    uint8_t* c = b.ct.data() + i * kCtChunk;
-    suite::seal_chunk(suite_, key_, idx, idx + 1 == lay_.chunks, p, len, c);
-    b.out_crc[i] = crc64(0, {c, len + kTag});
+Batch& ChunkSealer::slot(uint64_t seq) {
+    return *slots_[static_cast<size_t>(seq % slots_.size())];
 }
 
-// After the pool finished b: its leaves, checksums and ciphertext, in stream order.
+// Sets batch b up for chunks [base, base + n): where each chunk's plaintext comes from (the
+// tail, zero padding, the mapped input or bytes assembled here into the chunk's place).
+void ChunkSealer::prepare(Batch& b, uint64_t base, size_t n, bool hash, const uint8_t* tail,
+                          uint64_t tail_idx) {
+    static const uint8_t zero_chunk[kChunkSize] = {};
+    b.base = base;
+    b.nchunks = n;
+    b.hash = hash;
+    b.done.store(0, std::memory_order_relaxed);
+    for (size_t i = 0; i < n; ++i) {
+        const uint64_t idx = base + i, lo = idx * kChunkSize;
+        uint8_t* place = b.ct.data() + i * kCtChunk;
+        b.ok[i] = 1;
+        b.in_place[i] =
+            view_ && lo >= vbeg_ && lo + kChunkSize <= cend_ && !(tail && idx == tail_idx);
+        if (tail && idx == tail_idx)
+            b.srcs[i] = tail;
+        else if (b.in_place[i])
+            b.srcs[i] = view_->data() + (lo - vbeg_);
+        else if (lo >= cend_ + kSig)
+            b.srcs[i] = zero_chunk;
+        else {
+            assemble(idx, place, true);
+            b.srcs[i] = place;
+        }
+    }
+}
+
+// One chunk, on either thread: its plaintext copied into its place in the output (a mapped
+// input's, through the file), leaf, checksum of the view's bytes, encryption in place,
+// checksum of the ciphertext.
+void ChunkSealer::seal_chunk(uint64_t idx) {
+    const uint64_t k = idx - run_from_;
+    Batch& b = slot(k / kBatchChunks);
+    const size_t i = static_cast<size_t>(k % kBatchChunks);
+    const size_t len = chunk_len(idx);
+    uint8_t* c = b.ct.data() + i * kCtChunk;
+    const uint8_t* p = b.srcs[i];
+    if (b.in_place[i]) {
+        if (in_.copy_taken)
+            b.ok[i] = in_.copy_taken(p, {c, len});
+        else
+            std::memcpy(c, p, len);
+        p = c;
+    }
+    if (b.ok[i]) {
+        if (b.hash) b.has_leaf[i] = transcript::leaf(suite_, lay_, idx, p, b.leaves[i]);
+        if (view_) {
+            auto [x, y] = view_in_chunk(idx);
+            b.in_crc[i] =
+                x < y ? crc64(0, {p + (x - idx * kChunkSize), static_cast<size_t>(y - x)}) : 0;
+        }
+        suite::seal_chunk(suite_, key_, idx, idx + 1 == lay_.chunks, p, len, c);
+        b.out_crc[i] = crc64(0, {c, len + kTag});
+    }
+    // The batch's last chunk wakes the writer. After the increment b may already be reused:
+    // only the notification touches it.
+    const size_t n = b.nchunks;
+    if (b.done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) b.done.notify_one();
+}
+
+// After all of b's chunks are done: its leaves, checksums and ciphertext, in stream order.
 void ChunkSealer::complete(Batch& b) {
     uint64_t ct_crc = 0;
     size_t ct_bytes = 0;
     for (size_t i = 0; i < b.nchunks; ++i) {
         const uint64_t idx = b.base + i;
+        if (!b.ok[i]) throw changed_input(in_.where);
         if (b.hash && b.has_leaf[i]) content_hash_.add(b.leaves[i]);
         if (view_) {
             auto [x, y] = view_in_chunk(idx);
@@ -183,53 +286,40 @@ void ChunkSealer::complete(Batch& b) {
     w_.write({b.ct.data(), ct_bytes}, ct_crc);
 }
 
-// Seals chunks [from, to) in batches: this thread prepares one batch (pointers into the
-// view, or plaintext assembled or read) and writes the one before while both threads seal.
+// Seals chunks [from, to) in batches, up to kRingBatches in flight: this thread prepares them
+// (plaintext assembled or read from a pipe), seals chunks with the helper, and writes each
+// batch once it is done.
 void ChunkSealer::run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail,
                       uint64_t tail_idx) {
-    static const uint8_t zero_chunk[kChunkSize] = {};
-    for (uint64_t base = from; base < to;) {
-        Batch& b = batches_[cur_];
-        b.base = base;
-        b.nchunks = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, to - base));
-        b.hash = hash;
-        for (size_t i = 0; i < b.nchunks; ++i) {
-            const uint64_t idx = base + i, lo = idx * kChunkSize;
-            b.in_place[i] =
-                view_ && lo >= vbeg_ && lo + kChunkSize <= cend_ && !(tail && idx == tail_idx);
-            if (tail && idx == tail_idx)
-                b.srcs[i] = tail;
-            else if (b.in_place[i])
-                b.srcs[i] = view_->data() + (lo - vbeg_);
-            else if (lo >= cend_ + kSig)
-                b.srcs[i] = zero_chunk;
-            else {
-                assemble(idx, b.pt.data() + i * kChunkSize, true);
-                b.srcs[i] = b.pt.data() + i * kChunkSize;
-            }
-        }
-        Batch* prev = inflight_;
-        if (prev) pool_.finish();
-        pool_.post(b.nchunks, [this, &b](size_t i) { seal_chunk(b, i); });
-        inflight_ = &b;
-        if (prev) complete(*prev); // written while the helper seals this batch
-        base += b.nchunks;
-        cur_ ^= 1;
+    if (from >= to) return;
+    const uint64_t nbatches = (to - from + kBatchChunks - 1) / kBatchChunks;
+    if (slots_.size() < std::min<uint64_t>(kRingBatches, nbatches)) {
+        const uint64_t room = std::min<uint64_t>(lay_.chunks, kBatchChunks);
+        while (slots_.size() < std::min<uint64_t>(kRingBatches, nbatches))
+            slots_.push_back(std::make_unique<Batch>(room, false, true));
     }
-}
-
-void ChunkSealer::drain() {
-    if (!inflight_) return;
-    pool_.finish();
-    complete(*inflight_);
-    inflight_ = nullptr;
+    // Batches are numbered from each run's first chunk: slot() finds a chunk's from its index.
+    run_from_ = from;
+    uint64_t pub = from, seq = 0, written = 0; // next chunk to publish, batches published, written
+    while (written < nbatches) {
+        while (pub < to && seq - written < slots_.size()) {
+            const size_t n = static_cast<size_t>(std::min<uint64_t>(kBatchChunks, to - pub));
+            prepare(slot(seq), pub, n, hash, tail, tail_idx);
+            pub += n;
+            ++seq;
+            ring_.publish(pub);
+        }
+        Batch& b = slot(written);
+        ring_.wait(b.done, static_cast<uint32_t>(b.nchunks));
+        complete(b);
+        ++written;
+    }
 }
 
 // Chunks that hold nothing after the content, then the chunk where the content ends: its
 // leaf completes the content hash that signature 2 signs.
 Bytes ChunkSealer::seal_content() {
     run(0, c1_, true, nullptr, 0);
-    drain();
     tail_.resize(kChunkSize);
     assemble(c1_, tail_.data(), true);
     Hash32 l;
@@ -254,7 +344,6 @@ void ChunkSealer::seal_rest(const Signature& s2) {
     s2_ = s2;
     assemble(c1_, tail_.data(), false); // signature 2 (and padding) into the content's last chunk
     run(c1_, lay_.chunks, false, tail_.data(), c1_);
-    drain();
 }
 
 // --- ChunkOpener
@@ -271,8 +360,8 @@ uint64_t ChunkOpener::count_chunks(uint64_t ct_len, const std::string& where) {
 ChunkOpener::ChunkOpener(Suite suite, const Secret& payload_key, PayloadSource& in, uint64_t ct_len)
     : suite_(suite), key_(payload_key), in_(in), where_(in.where), ct_len_(ct_len),
       nchunks_(count_chunks(ct_len, in.where)), padded_(ct_len - nchunks_ * kTag),
-      view_(in.take ? in.take() : std::nullopt), batches_{Batch(nchunks_, !view_),
-                                                          Batch(nchunks_, !view_)} {
+      view_(in.take ? in.take() : std::nullopt), batches_{Batch(nchunks_, true, !view_),
+                                                          Batch(nchunks_, true, !view_)} {
     if (view_ && view_->size() != ct_len)
         throw std::logic_error("open: mapped payload of the wrong length");
 }

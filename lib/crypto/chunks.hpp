@@ -3,18 +3,26 @@
 //
 // The plaintext stream (inner header, content, signature 2, padding; envelope::Layout) is cut
 // into 64 KiB chunks, each sealed with the envelope's suite (suite.hpp) under a nonce of its
-// index and a last-chunk flag (age's STREAM). ChunkSealer and ChunkOpener work in batches of 64
-// chunks: while both threads encrypt or decrypt one batch (and hash its content leaves), the
-// calling thread reads the next or writes the previous. A mapped input is used in place, each chunk
-// copied once into a per-thread buffer so that the bytes checked are the bytes used.
+// index and a last-chunk flag (age's STREAM). Both sides work in batches of 64 chunks.
+// ChunkSealer keeps a ring of kRingBatches batches in flight (ChunkRing): the calling thread
+// and a helper claim chunks one at a time in stream order, each chunk's plaintext copied into
+// its place in the batch's output buffer (through the file for a mapped input: a private copy,
+// so the bytes hashed and checksummed are the bytes encrypted), hashed, checksummed and
+// encrypted there in place; the calling thread writes each batch out once all its chunks are
+// done, and while it waits for one it seals the chunks after it. ChunkOpener alternates two
+// batches (ChunkPool): while both threads decrypt one (and hash its content leaves), the
+// calling thread reads the next or writes the previous; a mapped input is read in place, each
+// chunk copied once into a per-thread buffer so that the bytes checked are the bytes used.
 //
 // A sealer or opener handles one record and refers to the key, input and writer it was given,
-// which must outlive it. Opening throws DataError for a chunk that does not authenticate,
-// non-zero padding and trailing bytes; the caller checks the signatures between the steps.
+// which must outlive it. Sealing throws DataError when a mapped input changes size while it is
+// read; opening throws DataError for a chunk that does not authenticate, non-zero padding and
+// trailing bytes; the caller checks the signatures between the steps.
 #pragma once
 
 #include "crypto/transcript.hpp"
 #include "record/error.hpp"
+#include "record/pages.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -64,27 +72,63 @@ private:
     std::thread worker_;
 };
 
-// One batch of chunks: plaintext, ciphertext and per-chunk results. Two batches alternate so
-// that the main thread's reading and writing overlap the other batch's crypto.
+// Runs job(idx) for the stream chunks the caller published, on the calling thread and one
+// persistent helper, which claim chunk indices one at a time in stream order (a shared
+// counter). The caller publishes chunks a batch at a time and waits for a batch with wait():
+// while it waits it runs the chunks published after that batch, so a helper descheduled in the
+// middle of a chunk (a busy machine) holds up that batch only, not the thread that writes, and
+// a machine with one free core degrades to one thread. The job marks its chunk done (its
+// batch's counter); it must not throw.
+class ChunkRing {
+public:
+    explicit ChunkRing(std::function<void(uint64_t)> job) : job_(std::move(job)) {}
+    // Stops the helper after its current chunk: called before anything the job refers to is
+    // destroyed, including when an error unwinds.
+    ~ChunkRing();
+    ChunkRing(const ChunkRing&) = delete;
+    ChunkRing& operator=(const ChunkRing&) = delete;
+
+    // Chunks below `end` may now be claimed (end never decreases; the first chunk published is
+    // the first claimed, so publish from where the last run stopped).
+    void publish(uint64_t end);
+    // Returns once `done` reaches n, running published chunks meanwhile.
+    void wait(std::atomic<uint32_t>& done, uint32_t n);
+
+private:
+    bool run_one();
+    void loop();
+
+    std::function<void(uint64_t)> job_;
+    std::atomic<uint64_t> next_{0}, ready_{0};
+    std::atomic<uint32_t> wake_{0};
+    std::atomic<bool> stop_{false};
+    std::thread helper_;
+};
+
+// One batch of chunks: plaintext, ciphertext and per-chunk results.
 struct Batch {
     // Room for `chunks` chunks (at most kBatchChunks): a small record gets small buffers.
-    // Opening a mapped input needs no ciphertext buffer (with_ct false): chunks are read in place.
-    Batch(uint64_t chunks, bool with_ct)
-        : pt(static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kChunkSize),
+    // Sealing needs no plaintext buffer (chunks are encrypted in place in ct); opening a
+    // mapped input needs no ciphertext buffer (chunks are read in place).
+    Batch(uint64_t chunks, bool with_pt, bool with_ct)
+        : pt(with_pt ? static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kChunkSize
+                     : 0),
           ct(with_ct ? static_cast<size_t>(std::min<uint64_t>(chunks, kBatchChunks)) * kCtChunk
                      : 0) {}
-    struct Buffer { // uninitialised: pages a batch never uses are never touched
-        explicit Buffer(size_t size) : p(size ? new uint8_t[size] : nullptr), n(size) {}
-        uint8_t* data() { return p.get(); }
-        size_t size() const { return n; }
-        std::unique_ptr<uint8_t[]> p;
-        size_t n;
+    // Mapped and faulted in at once (one call, huge pages where the kernel gives them),
+    // rather than page by page as the threads first write to it.
+    struct Buffer {
+        explicit Buffer(size_t size) : pages(size, Commit::up_front) { pages.populate(0, size); }
+        uint8_t* data() { return pages.data(); }
+        size_t size() const { return pages.size(); }
+        PageBuffer pages;
     };
     Buffer pt, ct;
     std::vector<const uint8_t*> srcs =
         std::vector<const uint8_t*>(kBatchChunks); // sealing: each chunk's plaintext
     std::vector<char> in_place =
         std::vector<char>(kBatchChunks); // sealing: srcs[i] points into the mapped input
+    std::atomic<uint32_t> done{0};       // sealing: chunks finished
     const uint8_t* src = nullptr; // opening: the batch's ciphertext (ct, or the input's mapping)
     std::vector<uint64_t> in_crc =
         std::vector<uint64_t>(kBatchChunks); // of ciphertext read in place
@@ -97,6 +141,8 @@ struct Batch {
     std::vector<char> has_leaf = std::vector<char>(kBatchChunks);
     std::vector<char> ok = std::vector<char>(kBatchChunks);
 };
+
+constexpr size_t kRingBatches = 4; // sealing: batches in flight, 16 MiB of plaintext
 
 // Seals one record's stream into `w` (whose clear header is written) in two steps: the chunks
 // up to the content's end, whose leaves give the content hash that signature 2 signs, then
@@ -120,10 +166,12 @@ private:
     size_t chunk_len(uint64_t idx) const;
     std::pair<uint64_t, uint64_t> view_in_chunk(uint64_t idx) const;
     void assemble(uint64_t idx, uint8_t* dst, bool content);
-    void seal_chunk(Batch& b, size_t i);
+    Batch& slot(uint64_t seq);
+    void prepare(Batch& b, uint64_t base, size_t n, bool hash, const uint8_t* tail,
+                 uint64_t tail_idx);
+    void seal_chunk(uint64_t idx);
     void complete(Batch& b);
     void run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail, uint64_t tail_idx);
-    void drain();
 
     const Suite suite_;
     const Secret& key_;
@@ -137,13 +185,14 @@ private:
     const uint64_t H_, cend_, vbeg_;
     const uint64_t c1_; // the chunk where the content ends
     Signature s2_{};
-    Batch batches_[2];
-    int cur_ = 0;               // the batch being prepared
-    Batch* inflight_ = nullptr; // the batch whose chunks are being sealed
+    // The ring: batch number `seq` of a run lives in slots_[seq % size];
+    // slots are made as they are first needed, so a small record gets one small batch.
+    std::vector<std::unique_ptr<Batch>> slots_;
+    uint64_t run_from_ = 0; // the current run's first chunk: batch numbers count from it
     transcript::ContentHash content_hash_;
     uint64_t in_crc_ = 0; // of the view's bytes, joined chunk by chunk
     Bytes tail_;          // chunk c1's plaintext
-    ChunkPool pool_;      // last: stopped before anything its jobs refer to is destroyed
+    ChunkRing ring_;      // last: stopped before anything its jobs refer to is destroyed
 };
 
 // Opens one record's stream: chunk 0 first (the inner header, checked by the caller before a

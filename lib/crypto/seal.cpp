@@ -281,6 +281,9 @@ PayloadSource payload_source(RecordReader& reader, const Preamble& p) {
     src.finish = [&reader] { reader.end(); };
     src.take = [&reader] { return reader.take_payload(); };
     src.finish_taken = [&reader](uint64_t crc) { reader.end(crc); };
+    src.copy_taken = [&reader](const uint8_t* from, std::span<uint8_t> out) {
+        return reader.copy_taken(from, out);
+    };
     src.where = reader.where();
     return src;
 }

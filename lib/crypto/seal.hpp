@@ -68,6 +68,10 @@ struct PayloadSource {
     // finish_taken instead of calling finish (RecordReader::take_payload / end(crc)).
     std::function<std::optional<ByteView>()> take;
     std::function<void(uint64_t)> finish_taken;
+    // Optional, with take: copies taken bytes from p on into out through the file, a private
+    // copy (RecordReader::copy_taken); false if the file no longer holds them. Safe to call
+    // from several threads. Without it, taken bytes are copied from the mapping.
+    std::function<bool(const uint8_t* p, std::span<uint8_t> out)> copy_taken;
     std::string where = "input";
 };
 

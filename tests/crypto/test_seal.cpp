@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <set>
+#include <unistd.h>
 
 using namespace n3;
 using namespace n3::crypto;
@@ -399,6 +400,39 @@ TEST_CASE("large envelopes: damage in a later batch fails cleanly while chunks a
     VectorSink sink;
     CHECK_THROWS_WITH(seal(w.alice, std::span(&w.bob.record, 1), src, sink),
                       Catch::Contains("longer than declared"));
+}
+
+TEST_CASE("a record longer than the sealer's ring of batches seals from a file and from a pipe",
+          "[envelope]") {
+    World w;
+    // 21 MiB: more batches than the ring holds, so every slot is reused while chunks are in
+    // flight; sealed from a mapped file (chunks copied through the file by both threads) and
+    // from a stream (read into the batches by the writing thread).
+    Bytes payload = update_payload(21 << 18, 3);
+    Bytes record = encode_record(RecordType::update, payload);
+    char path[] = "/tmp/n3-test-seal-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, record.data(), record.size()) == static_cast<ssize_t>(record.size()));
+    close(fd);
+    struct Cleanup {
+        const char* p;
+        ~Cleanup() { unlink(p); }
+    } cleanup{path};
+    VectorSink from_file;
+    const std::string input = path;
+    REQUIRE(seal_stream(w.alice, std::span(&w.bob.record, 1), std::span(&input, 1), from_file) ==
+            1);
+    test::MemorySource mem{payload};
+    PayloadSource src = mem.source(RecordType::update);
+    VectorSink from_stream;
+    seal(w.alice, std::span(&w.bob.record, 1), src, from_stream);
+    for (const Bytes* sealed : {&from_file.data, &from_stream.data}) {
+        auto o = open_record(w.bob, w.fed.pub(), *sealed);
+        CHECK(std::equal(o.record.payload().begin(), o.record.payload().end(), payload.begin(),
+                         payload.end()));
+    }
+    CHECK(from_file.data.size() == from_stream.data.size());
 }
 
 TEST_CASE("dummy stanzas hide the number of recipients", "[envelope]") {
