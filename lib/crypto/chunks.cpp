@@ -158,7 +158,7 @@ ChunkSealer::ChunkSealer(Suite suite, const Secret& payload_key, const Layout& l
       w_(w), view_(in.take ? in.take() : std::nullopt), H_(layout.header),
       cend_(layout.content_end()), vbeg_(layout.header + prefix.size()),
       c1_(layout.content_end() / kChunkSize), content_hash_(suite, in.length),
-      ring_([this](uint64_t idx) { seal_chunk(idx); }) {
+      ring_([this](uint64_t item) { seal_group(item); }) {
     if (view_ && view_->size() != cend_ - vbeg_)
         throw std::logic_error("seal: mapped payload of the wrong length");
 }
@@ -236,24 +236,54 @@ void ChunkSealer::prepare(Batch& b, uint64_t base, size_t n, bool hash, const ui
 }
 
 // One chunk, on either thread: its plaintext copied into its place in the output (a mapped
-// input's, through the file), leaf, checksum of the view's bytes, encryption in place,
-// checksum of the ciphertext.
-void ChunkSealer::seal_chunk(uint64_t idx) {
-    const uint64_t k = idx - run_from_;
-    Batch& b = slot(k / kBatchChunks);
-    const size_t i = static_cast<size_t>(k % kBatchChunks);
-    const size_t len = chunk_len(idx);
+// input's, through the file); false if the file no longer holds it.
+bool ChunkSealer::place_chunk(Batch& b, size_t i) {
+    if (!b.in_place[i]) return true;
     uint8_t* c = b.ct.data() + i * kCtChunk;
-    const uint8_t* p = b.srcs[i];
-    if (b.in_place[i]) {
-        if (in_.copy_taken)
-            b.ok[i] = in_.copy_taken(p, {c, len});
-        else
-            std::memcpy(c, p, len);
-        p = c;
+    const size_t len = chunk_len(b.base + i);
+    const uint8_t* from = b.srcs[i];
+    b.srcs[i] = c;
+    if (!in_.copy_taken) {
+        std::memcpy(c, from, len);
+        return true;
     }
-    if (b.ok[i]) {
-        if (b.hash) b.has_leaf[i] = transcript::leaf(suite_, lay_, idx, p, b.leaves[i]);
+    return in_.copy_taken(from, {c, len});
+}
+
+// Chunks [i, i + n) of batch b (a group of at most kGroupChunks), on either thread: each
+// chunk's plaintext put in place, the group's leaves (sixteen at once where the suite can),
+// then per chunk the checksum of the view's bytes, encryption in place and the checksum of
+// the ciphertext.
+void ChunkSealer::seal_group(uint64_t item) {
+    const uint64_t g = item - run_item0_;
+    Batch& b = slot(g / kGroupsPerBatch);
+    const size_t i0 = static_cast<size_t>(g % kGroupsPerBatch) * kGroupChunks;
+    const size_t n = std::min(kGroupChunks, b.nchunks - i0);
+    bool all_full = n == kGroupChunks;
+    for (size_t i = i0; i < i0 + n; ++i) {
+        b.ok[i] = place_chunk(b, i);
+        auto [lo, hi] = lay_.content_in_chunk(b.base + i);
+        all_full =
+            all_full && b.ok[i] && hi - lo == kChunkSize && b.srcs[i] == b.ct.data() + i * kCtChunk;
+    }
+    if (b.hash) {
+        if (all_full && suite::leaves16(suite_, b.base + i0, b.ct.data() + i0 * kCtChunk, kCtChunk,
+                                        kChunkSize, &b.leaves[i0])) {
+            std::fill(b.has_leaf.begin() + static_cast<long>(i0),
+                      b.has_leaf.begin() + static_cast<long>(i0 + n), 1);
+        } else {
+            for (size_t i = i0; i < i0 + n; ++i)
+                if (b.ok[i])
+                    b.has_leaf[i] =
+                        transcript::leaf(suite_, lay_, b.base + i, b.srcs[i], b.leaves[i]);
+        }
+    }
+    for (size_t i = i0; i < i0 + n; ++i) {
+        if (!b.ok[i]) continue;
+        const uint64_t idx = b.base + i;
+        const size_t len = chunk_len(idx);
+        const uint8_t* p = b.srcs[i];
+        uint8_t* c = b.ct.data() + i * kCtChunk;
         if (view_) {
             auto [x, y] = view_in_chunk(idx);
             b.in_crc[i] =
@@ -262,10 +292,11 @@ void ChunkSealer::seal_chunk(uint64_t idx) {
         suite::seal_chunk(suite_, key_, idx, idx + 1 == lay_.chunks, p, len, c);
         b.out_crc[i] = crc64(0, {c, len + kTag});
     }
-    // The batch's last chunk wakes the writer. After the increment b may already be reused:
+    // The batch's last group wakes the writer. After the increment b may already be reused:
     // only the notification touches it.
-    const size_t n = b.nchunks;
-    if (b.done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) b.done.notify_one();
+    const size_t total = b.nchunks;
+    if (b.done.fetch_add(static_cast<uint32_t>(n), std::memory_order_acq_rel) + n == total)
+        b.done.notify_one();
 }
 
 // After all of b's chunks are done: its leaves, checksums and ciphertext, in stream order.
@@ -298,8 +329,9 @@ void ChunkSealer::run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail
         while (slots_.size() < std::min<uint64_t>(kRingBatches, nbatches))
             slots_.push_back(std::make_unique<Batch>(room, false, true));
     }
-    // Batches are numbered from each run's first chunk: slot() finds a chunk's from its index.
-    run_from_ = from;
+    // The ring's items are groups of chunks, numbered on over the runs; batches are numbered
+    // from each run's first: slot() finds an item's batch from its number.
+    run_item0_ = items_;
     uint64_t pub = from, seq = 0, written = 0; // next chunk to publish, batches published, written
     while (written < nbatches) {
         while (pub < to && seq - written < slots_.size()) {
@@ -307,7 +339,9 @@ void ChunkSealer::run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail
             prepare(slot(seq), pub, n, hash, tail, tail_idx);
             pub += n;
             ++seq;
-            ring_.publish(pub);
+            // Every batch but a run's last is whole, so item g is group g % 4 of batch g / 4.
+            items_ += (n + kGroupChunks - 1) / kGroupChunks;
+            ring_.publish(items_);
         }
         Batch& b = slot(written);
         ring_.wait(b.done, static_cast<uint32_t>(b.nchunks));

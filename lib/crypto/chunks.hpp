@@ -142,7 +142,10 @@ struct Batch {
     std::vector<char> ok = std::vector<char>(kBatchChunks);
 };
 
-constexpr size_t kRingBatches = 4; // sealing: batches in flight, 16 MiB of plaintext
+constexpr size_t kRingBatches = 4;  // sealing: batches in flight, 16 MiB of plaintext
+constexpr size_t kGroupChunks = 16; // sealing: chunks a thread claims at once (their leaves
+                                    // hashed together: suite::leaves16)
+constexpr size_t kGroupsPerBatch = kBatchChunks / kGroupChunks;
 
 // Seals one record's stream into `w` (whose clear header is written) in two steps: the chunks
 // up to the content's end, whose leaves give the content hash that signature 2 signs, then
@@ -169,7 +172,8 @@ private:
     Batch& slot(uint64_t seq);
     void prepare(Batch& b, uint64_t base, size_t n, bool hash, const uint8_t* tail,
                  uint64_t tail_idx);
-    void seal_chunk(uint64_t idx);
+    bool place_chunk(Batch& b, size_t i);
+    void seal_group(uint64_t item);
     void complete(Batch& b);
     void run(uint64_t from, uint64_t to, bool hash, const uint8_t* tail, uint64_t tail_idx);
 
@@ -188,7 +192,8 @@ private:
     // The ring: batch number `seq` of a run lives in slots_[seq % size];
     // slots are made as they are first needed, so a small record gets one small batch.
     std::vector<std::unique_ptr<Batch>> slots_;
-    uint64_t run_from_ = 0; // the current run's first chunk: batch numbers count from it
+    uint64_t items_ = 0;     // groups published to the ring so far
+    uint64_t run_item0_ = 0; // the current run's first group: batch numbers count from it
     transcript::ContentHash content_hash_;
     uint64_t in_crc_ = 0; // of the view's bytes, joined chunk by chunk
     Bytes tail_;          // chunk c1's plaintext

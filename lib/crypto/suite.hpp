@@ -57,6 +57,11 @@ bool open_chunk(Suite s, const Secret& key, uint64_t index, bool last, const uin
 
 // Leaf `chunk` of the payload digest over the content bytes that fall in that chunk.
 Hash32 leaf(Suite s, uint64_t chunk, ByteView bytes);
+// Sixteen leaves at once: out[j] = leaf(s, first_chunk + j, {base + j * stride, len}), with
+// len >= 32 and stride * 15 < 2^31. False, with nothing written, where the suite or the CPU has
+// no faster way than leaf() one at a time (suite 1; suite 2 without AVX-512: sha256x16.hpp).
+bool leaves16(Suite s, uint64_t first_chunk, const uint8_t* base, size_t stride, size_t len,
+              Hash32* out);
 
 // The payload digest: the content length, then the leaves in stream order. 64 bytes
 // (BLAKE2b-512) in suite 1, 32 bytes (SHA-256) in suite 2.

@@ -1,6 +1,7 @@
 // The envelope's cipher suites: the published vectors of AES-256-GCM (the GCM specification's
 // test cases 13, 14 and 16) and SHA-256 (FIPS 180-2) through n3's own wrappers, the chunk
 // nonce's binding of index and last flag in both suites, and the choice of suite.
+#include "crypto/sha256x16.hpp"
 #include "crypto/suite.hpp"
 #include "fixtures.hpp"
 #include "record/error.hpp"
@@ -153,6 +154,49 @@ TEST_CASE("the payload digest: leaves and root differ by suite, chunk and conten
     put_u64(framed, bytes.size());
     put(framed, bytes);
     CHECK(suite::leaf(Suite::aes256_gcm, 3, bytes) == suite::sha256(framed));
+}
+
+TEST_CASE("SHA-256 in sixteen lanes gives OpenSSL's digests") {
+    if (!sha256x16::available()) {
+        WARN("this CPU has no AVX-512: nothing to compare");
+        return;
+    }
+    // Sixteen different heads and bodies, at a stride that is not a multiple of 64, for every
+    // body length around the block boundaries (one or two padding blocks) and a whole chunk.
+    const size_t stride = 65536 + 16 + 8;
+    Bytes body(16 * stride);
+    uint32_t x = 1;
+    for (auto& v : body) v = static_cast<uint8_t>((x = x * 1664525u + 1013904223u) >> 24);
+    uint8_t heads[16][32];
+    for (size_t j = 0; j < 16; ++j)
+        for (size_t k = 0; k < 32; ++k) heads[j][k] = static_cast<uint8_t>(31 * j + k);
+    for (size_t n : {32ul, 33ul, 86ul, 87ul, 88ul, 95ul, 96ul, 97ul, 150ul, 151ul, 152ul, 1000ul,
+                     65535ul, 65536ul}) {
+        INFO(n);
+        std::array<Hash32, 16> out;
+        sha256x16::hash(heads, body.data(), stride, n, out.data());
+        for (size_t j = 0; j < 16; ++j) {
+            Bytes msg(heads[j], heads[j] + 32);
+            msg.insert(msg.end(), body.begin() + static_cast<long>(j * stride),
+                       body.begin() + static_cast<long>(j * stride + n));
+            CHECK(out[j] == suite::sha256(msg));
+        }
+    }
+}
+
+TEST_CASE("sixteen leaves at once are the leaves one at a time") {
+    const size_t stride = 65536 + 16;
+    Bytes chunks(16 * stride);
+    for (size_t i = 0; i < chunks.size(); ++i) chunks[i] = static_cast<uint8_t>(i * 7 + i / 251);
+    std::array<Hash32, 16> out;
+    CHECK_FALSE(
+        suite::leaves16(Suite::xchacha20_poly1305, 5, chunks.data(), stride, 65536, out.data()));
+    if (!suite::leaves16(Suite::aes256_gcm, 5, chunks.data(), stride, 65536, out.data())) {
+        CHECK_FALSE(sha256x16::available());
+        return; // leaf() one at a time is all there is here
+    }
+    for (size_t j = 0; j < 16; ++j)
+        CHECK(out[j] == suite::leaf(Suite::aes256_gcm, 5 + j, {chunks.data() + j * stride, 65536}));
 }
 
 TEST_CASE("suite names, N3_SEAL_SUITE and the CPU's choice") {
