@@ -3,13 +3,14 @@
 //
 // The plaintext stream (inner header, content, signature 2, padding; envelope::Layout) is cut
 // into 64 KiB chunks, each sealed with the envelope's suite (suite.hpp) under a nonce of its
-// index and a last-chunk flag (age's STREAM). Both sides work in batches of 64 chunks.
-// ChunkSealer keeps a ring of kRingBatches batches in flight (ChunkRing): the calling thread
-// and a helper claim chunks one at a time in stream order, each chunk's plaintext copied into
-// its place in the batch's output buffer (through the file for a mapped input: a private copy,
-// so the bytes hashed and checksummed are the bytes encrypted), hashed, checksummed and
+// index and a last-chunk flag (age's STREAM). Both sides work in batches of 64 chunks, and
+// their threads take chunks in groups of 16, whose leaves suite 2 hashes together
+// (suite::leaves16). ChunkSealer keeps a ring of kRingBatches batches in flight (ChunkRing):
+// the calling thread and a helper claim groups in stream order, each chunk's plaintext copied
+// into its place in the batch's output buffer (through the file for a mapped input: a private
+// copy, so the bytes hashed and checksummed are the bytes encrypted), hashed, checksummed and
 // encrypted there in place; the calling thread writes each batch out once all its chunks are
-// done, and while it waits for one it seals the chunks after it. ChunkOpener alternates two
+// done, and while it waits for one it seals the groups after it. ChunkOpener alternates two
 // batches (ChunkPool): while both threads decrypt one (and hash its content leaves), the
 // calling thread reads the next or writes the previous; a mapped input is read in place, each
 // chunk copied once into a per-thread buffer so that the bytes checked are the bytes used.
@@ -72,26 +73,26 @@ private:
     std::thread worker_;
 };
 
-// Runs job(idx) for the stream chunks the caller published, on the calling thread and one
-// persistent helper, which claim chunk indices one at a time in stream order (a shared
-// counter). The caller publishes chunks a batch at a time and waits for a batch with wait():
-// while it waits it runs the chunks published after that batch, so a helper descheduled in the
-// middle of a chunk (a busy machine) holds up that batch only, not the thread that writes, and
-// a machine with one free core degrades to one thread. The job marks its chunk done (its
-// batch's counter); it must not throw.
+// Runs job(item) for the items (the sealer's groups of chunks) the caller published, on the
+// calling thread and one persistent helper, which claim item numbers one at a time in order (a
+// shared counter). The caller publishes items a batch at a time and waits for a batch with
+// wait(): while it waits it runs the items published after that batch, so a helper descheduled
+// in the middle of an item (a busy machine) holds up that batch only, not the thread that
+// writes, and a machine with one free core degrades to one thread. The job counts its chunks
+// done (its batch's counter); it must not throw.
 class ChunkRing {
 public:
     explicit ChunkRing(std::function<void(uint64_t)> job) : job_(std::move(job)) {}
-    // Stops the helper after its current chunk: called before anything the job refers to is
+    // Stops the helper after its current item: called before anything the job refers to is
     // destroyed, including when an error unwinds.
     ~ChunkRing();
     ChunkRing(const ChunkRing&) = delete;
     ChunkRing& operator=(const ChunkRing&) = delete;
 
-    // Chunks below `end` may now be claimed (end never decreases; the first chunk published is
-    // the first claimed, so publish from where the last run stopped).
+    // Items below `end` may now be claimed (end never decreases: item numbers go on from one
+    // run of the sealer to the next).
     void publish(uint64_t end);
-    // Returns once `done` reaches n, running published chunks meanwhile.
+    // Returns once `done` reaches n, running published items meanwhile.
     void wait(std::atomic<uint32_t>& done, uint32_t n);
 
 private:
