@@ -13,6 +13,12 @@
 #   make test-arm64   cross-build, then run the unit and CLI tests under qemu-user, and a round
 #                  whose records cross between the two architectures (tests/arm64/)
 #   make footprint binary sizes, shared libraries, start-up and peak memory of a node without libtorch
+#   make chaos     a 20-round cron/spool federation under seeded SIGKILLs, checked against an
+#                  undisturbed run (examples/chaos.sh; results in build/chaos-out)
+#   make soak      500 rounds of a small federation through a relay, memory and descriptors of
+#                  every process sampled each round (examples/chaos.sh --soak; build/soak-out)
+#   make byzantine 2 of 10 members sign-flipped or scaled x10: fedavg, median, trimmed-mean,
+#                  krum on Fashion-MNIST (examples/byzantine.sh; build/byzantine-out)
 
 PREFIX      ?= /usr/local
 DESTDIR     ?=
@@ -43,7 +49,7 @@ ARM64_SYSROOT ?= $(CURDIR)/$(BUILD)-arm64-sysroot
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test ctest bench fuzz fuzz-smoke man format format-check install uninstall clean demo \
-	deps-arm64 cross-arm64 test-arm64 footprint
+	deps-arm64 cross-arm64 test-arm64 footprint chaos soak byzantine
 
 DEMO_OUT ?= demo-out
 
@@ -90,6 +96,21 @@ footprint: build
 	N3_BIN=$(CURDIR)/$(BUILD)/tools \
 	  $$([ -x $(ARM64_BUILD)/tools/n3-send ] && echo N3_ARM64_BIN=$(CURDIR)/$(ARM64_BUILD)/tools) \
 	  bash bench/footprint.sh
+
+# The reliability runs of README's Reliability section: long (minutes to an hour), each ends
+# with a summary line and exits 1 when a check fails. CHAOS_ARGS etc. add options.
+CHAOS_ARGS     ?=
+SOAK_ARGS      ?=
+BYZANTINE_ARGS ?=
+chaos: build
+	N3_BIN=$(CURDIR)/$(BUILD)/tools bash examples/chaos.sh --rounds 20 $(CHAOS_ARGS) $(BUILD)/chaos-out
+
+soak: build
+	N3_BIN=$(CURDIR)/$(BUILD)/tools bash examples/chaos.sh --soak --rounds 500 --members 2 --limit 50 \
+	  --eval-limit 500 $(SOAK_ARGS) $(BUILD)/soak-out
+
+byzantine: build
+	N3_BIN=$(CURDIR)/$(BUILD)/tools bash examples/byzantine.sh $(BYZANTINE_ARGS) $(BUILD)/byzantine-out
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON -DN3_WITH_TORCH=$(WITH_TORCH) $(CMAKE_FLAGS)

@@ -4,7 +4,8 @@
 # Sets up an authority, a hub (spool service, model server) and 3 members, each with its own
 # state directory and configuration file, as they would be on separate machines; then, for each
 # round, wakes every member once (what cron or n3-node.timer does: node.sh) and runs the hub's
-# merge (hub-merge.sh). A member woken twice in one round does nothing the second time.
+# merge (hub-merge.sh). A member woken twice in one round sends the same update again, and
+# the hub keeps one of the two.
 # Prints the test accuracy of the global model after each round. ROUNDS defaults to 2.
 # Environment: N3_BIN (default build/tools), DATA (Fashion-MNIST IDX folder), LIMIT (samples
 # per member, 1000), PORT (random), CRON_DIR (keep every machine's files in this new folder
@@ -67,9 +68,9 @@ n3-send --recv "tcp://127.0.0.1:$PORT" --count 0 --spool "$W/hub/spool/incoming"
 
 for r in $(seq 1 "$ROUNDS"); do
     for i in 1 2 3; do N3_NODE_CONF="$W/node$i/node.conf" "$here/node.sh"; done
-    N3_NODE_CONF="$W/node1/node.conf" "$here/node.sh"          # woken twice: nothing to do
+    N3_NODE_CONF="$W/node1/node.conf" "$here/node.sh"          # woken twice: sent again
     for _ in $(seq 1 50); do                                     # the spool writes as updates land
-        [ "$(find "$W/hub/spool/incoming" -name '*.n3' | wc -l)" -ge 3 ] && break; sleep 0.2
+        [ "$(find "$W/hub/spool/incoming" -name '*.n3' | wc -l)" -ge 4 ] && break; sleep 0.2
     done
     N3_HUB_CONF="$W/hub/hub.conf" "$here/hub-merge.sh"
     acc=$(n3-eval "$W/hub/state/global.n3" --data "$DATA" --limit 2000 --json \

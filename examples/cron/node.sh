@@ -3,7 +3,9 @@
 #
 # Run it from cron or a systemd timer (see crontab and n3-node.timer here). Each run:
 #   1. fetches the hub's current global model (n3-send --sub from $N3_HUB_MODEL);
-#   2. if this node already sent an update for that round, stops (exit 0: nothing to do);
+#   2. if this node already sent an update for that round, sends the same sealed update again
+#      and stops: the hub has not merged the round yet, and may never have spooled the first
+#      copy (a hub killed while the bytes were in flight); it keeps one update per member;
 #   3. trains on the local data, packs the update (int8 + zstd), seals it to the hub for the
 #      round after the model's, and sends it to $N3_HUB_UPDATES, where the hub spools it;
 #   4. records the round in $N3_STATE/last-round.
@@ -48,8 +50,15 @@ n3-send --sub "$N3_HUB_MODEL" --count 1 --timeout "$TIMEOUT" -q > "$STATE/global
 mv "$STATE/global.tmp" "$STATE/global.n3"
 round=$(n3-inspect --json "$STATE/global.n3" | sed -n 's/.*"round":"\([0-9]*\)".*/\1/p')
 next=$(( ${round:-0} + 1 ))
-if [ "$(cat "$STATE/last-round" 2>/dev/null || echo 0)" -ge "$next" ]; then
-    echo "n3-node: round $next: update already sent; nothing to do"
+last=$(cat "$STATE/last-round" 2>/dev/null || echo 0)
+if [ "$last" -ge "$next" ]; then
+    if [ "$last" -eq "$next" ] && [ -f "$STATE/sealed.n3" ]; then
+        n3-send "$N3_HUB_UPDATES" --timeout "$TIMEOUT" -q "$STATE/sealed.n3" || rc=$?
+        [ "$rc" -eq 0 ] || die "the hub at $N3_HUB_UPDATES did not take the update" "$rc"
+        echo "n3-node: round $next: update already sent; sent it again"
+    else
+        echo "n3-node: round $next: update already sent; nothing to do"
+    fi
     exit 0
 fi
 n3-train --init "$STATE/global.n3" --data "$N3_DATA" "${train_args[@]}" -q -o "$STATE/update.n3"

@@ -652,6 +652,7 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     zmq::socket_t sock(ctx, pull ? zmq::socket_type::pull : zmq::socket_type::sub);
     sock.set(zmq::sockopt::rcvhwm, o.hwm);
     sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::handshake_ivl, kHandshakeMs);
     // A frame longer than any record could be is refused before ZeroMQ allocates it.
     const uint64_t frame_cap =
         std::min<uint64_t>(o.max_payload + kPreambleSize + kTrailerSize, uint64_t(INT64_MAX));

@@ -56,6 +56,12 @@ struct CurveServer {
 // queues up to `hwm` records per peer but holds at most 64 MiB of copied frames besides the
 // record it is cutting (frames of a mapped file are not copied).
 constexpr int kDefaultRecvHwm = 16;
+// A connection to a receiver that has not finished its ZMTP handshake (greeting, READY, and
+// CURVE's when used) after this long is closed, so that silent or trickling peers cannot hold
+// connections open (ZeroMQ's own default is 30 s). A handshake is a few hundred bytes: 10 s
+// is many round trips even over a lossy link. Hostile peers and the bounds they meet:
+// man/n3-send.1, HOSTILE PEERS; tests/cli/send-hostile.sh.
+constexpr int kHandshakeMs = 10000;
 constexpr int kDefaultSendHwm = 1000;
 // A receiver's first large record lands in fresh memory, whose page faults cost as much as
 // the transfer (about 0.15 s for 256 MiB). ReceiveOptions::reserve faults that much memory in
