@@ -194,18 +194,16 @@ int main(int argc, char** argv) {
             // Small records that arrive back to back leave in one write; nothing waits
             // in the buffer while the receiver waits for the network.
             BatchedFdSink out(1);
+            net::StdoutOutlet to_stdout(out);
             ro.on_idle = [&] { out.flush(); };
-            auto st = net::receive_records(ro, [&](const net::Arrival& a) {
-                std::string where;
-                if (spool)
-                    where = spool->write(a.frames);
-                else
-                    out.write_record(a.frames);
+            net::RecordOutlet& outlet = spool ? static_cast<net::RecordOutlet&>(*spool) : to_stdout;
+            auto st = net::receive_records(ro, outlet, [&](const net::Arrival& a) {
                 if (tool.verbosity() > 0)
                     tool.verbose("record " + std::to_string(a.index + 1) +
                                  (a.peer.empty() ? "" : " from " + a.peer) + " (" +
-                                 std::to_string(a.preamble.record_size()) + " bytes)" +
-                                 (where.empty() ? "" : " -> " + where));
+                                 std::to_string(a.preamble.record_size()) + " bytes" +
+                                 (a.chunked ? ", chunked" : "") + ")" +
+                                 (a.where.empty() ? "" : " -> " + a.where));
             });
             if (st.timed_out && count)
                 tool.warn("timed out after " + std::to_string(static_cast<long long>(timeout)) +

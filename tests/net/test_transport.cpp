@@ -39,16 +39,30 @@ std::string write_file(const std::string& path, const std::vector<Bytes>& recs) 
     return path;
 }
 
+// Collects committed records in memory, in commit order.
+struct MemoryOutlet final : RecordOutlet {
+    struct Out final : RecordOut {
+        explicit Out(MemoryOutlet& outlet) : o(outlet) {}
+        void write(ByteView b) override { bytes.insert(bytes.end(), b.begin(), b.end()); }
+        std::string commit() override {
+            o.records.push_back(std::move(bytes));
+            return "";
+        }
+        MemoryOutlet& o;
+        Bytes bytes;
+    };
+    std::unique_ptr<RecordOut> begin(const Preamble&, const std::string&) override {
+        return std::make_unique<Out>(*this);
+    }
+    std::vector<Bytes> records;
+};
+
 // Receives in a thread; the records come back as whole byte strings.
 std::future<std::vector<Bytes>> receive_async(ReceiveOptions o) {
     return std::async(std::launch::async, [o] {
-        std::vector<Bytes> got;
-        receive_records(o, [&](const Arrival& a) {
-            Bytes b;
-            for (auto f : a.frames) b.insert(b.end(), f.begin(), f.end());
-            got.push_back(std::move(b));
-        });
-        return got;
+        MemoryOutlet out;
+        receive_records(o, out);
+        return out.records;
     });
 }
 
@@ -144,11 +158,13 @@ TEST_CASE("a quorum missed at the timeout is an incomplete round") {
     ro.timeout = 0.5;
     SECTION("none arrived") {
         ro.quorum = 1;
-        CHECK_THROWS_AS(receive_records(ro, [](const Arrival&) {}), IncompleteError);
+        MemoryOutlet sink;
+        CHECK_THROWS_AS(receive_records(ro, sink), IncompleteError);
     }
     SECTION("quorum 0 is met by nothing") {
         ro.quorum = 0;
-        auto st = receive_records(ro, [](const Arrival&) {});
+        MemoryOutlet sink;
+        auto st = receive_records(ro, sink);
         CHECK(st.timed_out);
         CHECK(st.received == 0);
     }
@@ -173,8 +189,8 @@ TEST_CASE("a second listener on the same address is refused") {
     usleep(200000);
     ReceiveOptions again = ro;
     again.timeout = 0.2;
-    CHECK_THROWS_WITH(receive_records(again, [](const Arrival&) {}),
-                      Catch::Contains("address already in use"));
+    MemoryOutlet sink;
+    CHECK_THROWS_WITH(receive_records(again, sink), Catch::Contains("address already in use"));
     first.get();
 }
 
@@ -218,7 +234,8 @@ TEST_CASE("a reserve over the limit is refused before listening") {
     ro.endpoint = dir.ipc("in");
     ro.timeout = 0.1;
     ro.reserve = kMaxReserve + 1;
-    CHECK_THROWS_AS(receive_records(ro, [](const Arrival&) {}), UsageError);
+    MemoryOutlet sink;
+    CHECK_THROWS_AS(receive_records(ro, sink), UsageError);
     struct stat st {};
     CHECK(::stat((dir.path + "/in").c_str(), &st) != 0);
 }
