@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
                          "Endpoints are tcp://HOST:PORT (tcp://*:PORT to listen) or ipc://PATH.");
     auto& app = tool.app();
     std::vector<std::string> args;
-    bool scatter = false, broadcast = false, force = false;
+    bool scatter = false, broadcast = false, force = false, stream = false;
     std::string recv_ep, pub_ep, sub_ep, spool_dir, max_size_text, reserve_text, curve_key,
         curve_server, curve_allow;
     uint64_t count = 0, quorum = 0, subscribers = 1;
@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
         app.add_option("--reserve", reserve_text,
                        "Fault in SIZE of memory before listening, for a large first record")
             ->type_name("SIZE");
+    auto* o_stream = app.add_flag(
+        "--stream", stream,
+        "Write large records to stdout as they arrive, before their checksum (see n3-send(1))");
     app.add_option("--hwm", hwm, "Records queued per peer (receiving 16, sending 1000)")
         ->type_name("N");
     auto* o_key =
@@ -107,7 +110,9 @@ int main(int argc, char** argv) {
         ->excludes(o_spool)
         ->excludes(o_max)
         ->excludes(o_reserve)
+        ->excludes(o_stream)
         ->excludes(o_server);
+    o_stream->excludes(o_spool);
     o_scatter->excludes(o_broadcast);
     o_server->needs(o_key);
     o_allow->needs(o_key);
@@ -119,9 +124,10 @@ int main(int argc, char** argv) {
         if (!std::isfinite(timeout) || timeout < 0)
             throw UsageError("--timeout must be 0 or more seconds");
         if (!receiving && (o_count->count() || o_quorum->count() || o_spool->count() ||
-                           o_max->count() || o_reserve->count()))
+                           o_max->count() || o_reserve->count() || o_stream->count()))
             throw UsageError(
-                "--count, --quorum, --spool, --max-size and --reserve are for --recv and --sub",
+                "--count, --quorum, --spool, --stream, --max-size and --reserve are for --recv "
+                "and --sub",
                 "receive with: n3-send --recv tcp://*:7000 --count N");
         if (o_quorum->count()) {
             if (timeout == 0)
@@ -194,7 +200,7 @@ int main(int argc, char** argv) {
             // Small records that arrive back to back leave in one write; nothing waits
             // in the buffer while the receiver waits for the network.
             BatchedFdSink out(1);
-            net::StdoutOutlet to_stdout(out);
+            net::StdoutOutlet to_stdout(out, stream);
             ro.on_idle = [&] { out.flush(); };
             net::RecordOutlet& outlet = spool ? static_cast<net::RecordOutlet&>(*spool) : to_stdout;
             auto st = net::receive_records(ro, outlet, [&](const net::Arrival& a) {

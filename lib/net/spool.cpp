@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -156,16 +157,17 @@ public:
         size_ += bytes.size();
     }
     std::string commit() override {
-        auto to = [this](ByteView b) {
-            if (o_.streaming_)
-                o_.queue(b);
+        if (o_.streaming_) {
+            auto to = [this](ByteView b) { o_.queue(b); };
+            if (file_.fd < 0)
+                to(mem_);
             else
-                o_.sink_.write(b);
-        };
-        if (file_.fd < 0)
-            to(mem_);
-        else
-            read_fd(file_.fd, size_, to);
+                read_fd(file_.fd, size_, to);
+        } else if (file_.fd < 0) {
+            o_.sink_.write(mem_);
+        } else {
+            o_.copy_out(file_.fd, size_);
+        }
         return "";
     }
 
@@ -176,8 +178,8 @@ private:
     uint64_t size_ = 0;
 };
 
-StdoutOutlet::StdoutOutlet(BatchedFdSink& sink, std::string temp_dir)
-    : sink_(sink), temp_dir_(std::move(temp_dir)) {
+StdoutOutlet::StdoutOutlet(BatchedFdSink& sink, bool stream, std::string temp_dir)
+    : sink_(sink), temp_dir_(std::move(temp_dir)), stream_(stream) {
     if (temp_dir_.empty()) {
         const char* t = std::getenv("TMPDIR");
         temp_dir_ = t && *t ? t : "/tmp";
@@ -202,8 +204,9 @@ int StdoutOutlet::temp_file() {
     return fd;
 }
 
-std::unique_ptr<RecordOut> StdoutOutlet::begin(const Preamble&, const std::string&) {
-    if (!streaming_) {
+std::unique_ptr<RecordOut> StdoutOutlet::begin(const Preamble& p, const std::string&) {
+    // A record that arrived whole is already checked; a chunked one streams only if asked.
+    if (!streaming_ && (stream_ || p.record_size() <= kChunkAbove)) {
         streaming_ = true;
         return std::make_unique<Streaming>(*this);
     }
@@ -223,7 +226,25 @@ void StdoutOutlet::streaming_ended() {
     const uint64_t size = queue_size_;
     queue_fd_ = -1;
     queue_size_ = 0;
-    read_fd(q.fd, size, [this](ByteView b) { sink_.write(b); });
+    copy_out(q.fd, size);
+}
+
+void StdoutOutlet::copy_out(int fd, uint64_t size) {
+    // In the kernel where it can (sendfile: page references into a pipe, nothing for
+    // /dev/null, a copy for a file), else through a buffer.
+    sink_.flush();
+    off_t at = 0;
+    while (static_cast<uint64_t>(at) < size) {
+        const size_t want = static_cast<size_t>(std::min<uint64_t>(size - at, uint64_t(1) << 30));
+        ssize_t n = ::sendfile(sink_.fd(), fd, &at, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EINVAL || errno == ENOSYS) && at == 0) {
+            read_fd(fd, size, [this](ByteView b) { sink_.write(b); });
+            return;
+        }
+        if (n < 0) throw_errno("cannot write " + sink_.name());
+        if (n == 0) throw EnvError("cannot write " + sink_.name() + ": short write");
+    }
 }
 
 } // namespace n3::net

@@ -9,21 +9,27 @@
 //
 //   BatchedFdSink sink(1);
 //   StdoutOutlet stdout_records(sink);        // records to stdout, in the order they completed
+//   StdoutOutlet streamed(sink, true);        // large ones straight through (see below)
 //
 // Every spool file is written through n3::Output: a hidden temporary file in the same
 // directory, fsynced, then renamed, so a reader that globs DIR/*.n3 only ever sees whole
 // records, even when the receiver is killed with SIGKILL (which can leave a hidden .*.tmp.*
 // file behind). A record that does not complete leaves nothing. Names sort in arrival order.
 //
-// Stdout cannot take bytes back. One record at a time streams straight to it as it arrives;
-// records that begin while it streams (other senders' chunks interleave) wait, in memory up
-// to kChunkAbove bytes and beyond that in an unnamed temporary file (O_TMPFILE in $TMPDIR,
-// else /tmp); once whole they join one queue file, which is copied out after the streaming
-// record ended. So the receiver's memory stays bounded and it holds one file descriptor per
-// record in progress, not per record waiting. When the streaming record breaks off (its sender
-// died, a chunk was refused, its checksum failed), stdout holds a truncated or corrupt record that
-// every n3 reader refuses (RecordReader checks length and CRC-64), so abort() throws
-// IncompleteError and the run ends: nothing more is written after it.
+// Stdout cannot take bytes back. A record that arrived as one message (at most kChunkAbove
+// bytes) was checked before begin() and is written at once. A chunked record is held until
+// its last chunk arrived and its checksum matched, in memory up to kChunkAbove bytes and
+// beyond that in an unnamed temporary file (O_TMPFILE in $TMPDIR, else /tmp), then copied out
+// whole (sendfile: no copy for /dev/null, page references for a pipe). So a sender that dies
+// mid-record leaves nothing on stdout, and records appear whole in the order they completed.
+//
+// With `stream`, one chunked record at a time goes straight to stdout as it arrives (no
+// temporary file); records completed meanwhile wait, whole, in one queue file copied out
+// after it. When the streaming record breaks off (its sender died, a chunk was refused, its
+// checksum failed), stdout holds a truncated or corrupt record that every n3 reader refuses
+// (RecordReader checks length and CRC-64), so abort() throws IncompleteError and the run
+// ends: nothing more is written after it. For a single trusted sender (a subscriber's
+// publisher), where its death fails the run anyway.
 //
 // Failures (disk full, permissions, a closed stdout) throw EnvError.
 #pragma once
@@ -54,7 +60,7 @@ private:
 
 class StdoutOutlet final : public RecordOutlet {
 public:
-    explicit StdoutOutlet(BatchedFdSink& sink, std::string temp_dir = "");
+    explicit StdoutOutlet(BatchedFdSink& sink, bool stream = false, std::string temp_dir = "");
     ~StdoutOutlet() override;
     std::unique_ptr<RecordOut> begin(const Preamble& p, const std::string& peer) override;
     // Bytes of whole records waiting for the streaming one to end.
@@ -66,8 +72,10 @@ private:
     int temp_file();
     void streaming_ended();
     void queue(ByteView bytes);
+    void copy_out(int fd, uint64_t size);
     BatchedFdSink& sink_;
     std::string temp_dir_;
+    bool stream_;
     bool streaming_ = false;
     int queue_fd_ = -1;
     uint64_t queue_size_ = 0;

@@ -212,15 +212,26 @@ rc rx; assert_eq "$RC" 0 "the receiver then took an honest record"
 assert_eq "$(ls -A "$T/spool1" | wc -l)" 1 "one file in the spool, no temporary file left"
 same "$T"/spool1/*.n3 "$T/r5.n3" "exactly that record"
 assert_match 'record [0-9a-f]{16} from 127.0.0.1: the receiver stopped after [0-9]+ of [0-9]+ bytes; record dropped' "$T/rx.err" "the broken record is reported"
-# To stdout, where the record streamed as it came: the receiver stops with exit 3 and what
-# stdout holds is a truncated record that n3's readers refuse.
+# To stdout: a chunked record is held until checked, so nothing of it comes out either.
 P=$(free_port)
-bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 4
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30
 wait_listen "$P"
 kill_midway "$P"
-rc rx; assert_eq "$RC" 3 "a record cut short on stdout ends the run (exit 3)"
+assert_eq "$(stat -c %s "$T/rx.out")" 0 "nothing of the killed sender's record came out"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
+rc rx; assert_eq "$RC" 0 "the receiver then took an honest record"
+same "$T/rx.out" "$T/r5.n3" "exactly that record"
+# With --stream the record went straight to stdout: the receiver stops with exit 3 and what
+# stdout holds is a truncated record that n3's readers refuse.
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 4 --stream
+wait_listen "$P"
+kill_midway "$P"
+rc rx; assert_eq "$RC" 3 "--stream: a record cut short on stdout ends the run (exit 3)"
 assert_match 'error: record .* stdout holds its first [0-9]+ bytes, a truncated record' "$T/rx.err" "and says what stdout holds"
 expect 1 'truncated record' -- n3-inspect "$T/rx.out"
+expect 2 'excludes' -- n3-send --recv ipc://$T/q --count 1 --stream --spool "$T/spool1"
+expect 2 'are for --recv and --sub' -- n3-send --stream ipc://$T/q "$T/r1.n3"
 
 # --- spool files stay whole when the receiver is killed -----------------------------------------
 mkdir "$T/spool2"
@@ -373,12 +384,18 @@ same "$T/rx.out" "$T/c4.n3" "CURVE: the allowed client's chunked record, whole"
 # a corrupt chunked record never completes: its last chunk is never sent
 cp "$T/c1.n3" "$T/badc.n3"
 printf '\x00' | dd of="$T/badc.n3" bs=1 seek=3000000 conv=notrunc 2>/dev/null
+cat "$T/badc.n3" "$T/c2.n3" >"$T/badc2.n3"
 bg rx n3-send --recv "ipc://$T/cbad" --count 1 --timeout 30
 wait_file "$T/cbad"
-cat "$T/badc.n3" "$T/c2.n3" >"$T/badc2.n3"
 expect 1 'checksum mismatch' -- n3-send --timeout 10 "ipc://$T/cbad" "$T/badc2.n3"
 expect 0 '' -- n3-send --timeout 10 "ipc://$T/cbad" "$T/c2.n3"
-rc rx; assert_eq "$RC" 3 "a corrupt record cut short on stdout ends the receiver's run"
+rc rx; assert_eq "$RC" 0 "stdout: the corrupt record is dropped and the next one taken"
+same "$T/rx.out" "$T/c2.n3" "stdout: only the honest record"
+bg rx n3-send --recv "ipc://$T/cbad3" --count 1 --timeout 30 --stream
+wait_file "$T/cbad3"
+expect 1 'checksum mismatch' -- n3-send --timeout 10 "ipc://$T/cbad3" "$T/badc2.n3"
+expect 0 '' -- n3-send --timeout 10 "ipc://$T/cbad3" "$T/c2.n3"
+rc rx; assert_eq "$RC" 3 "--stream: a corrupt record cut short on stdout ends the receiver's run"
 expect 1 'truncated record' -- n3-inspect "$T/rx.out"
 mkdir "$T/spool4"
 bg rx n3-send --recv "ipc://$T/cbad2" --count 1 --timeout 30 --spool "$T/spool4"
