@@ -3,10 +3,11 @@
 # moving the same bytes in the same run, with the n3 receiver's peak resident memory.
 #   N3_BIN=build/tools bash bench/send.sh     (N3_BENCH_RUNS=5 repetitions by default)
 # 1. one 256 MiB record: n3-send (PUSH -> PULL, 1 MiB chunks, CRC checked on both sides,
-#    written to /dev/null) against socat -b 1M (target >= 0.8x socat with default flags, and
-#    a receiver under 64 MiB resident), and against a bare libzmq program moving the file as
-#    one multipart message of 1 MiB frames (bench/send/zmq_limit.cpp: no checks, ZeroMQ's
-#    speed when a message is held whole).
+#    held in a temporary file until checked, then written to /dev/null) against socat -b 1M
+#    (target >= 0.8x socat with default flags, and a receiver under 64 MiB resident), and
+#    against a bare libzmq program moving the file as one multipart message of 1 MiB frames
+#    (bench/send/zmq_limit.cpp: no checks, ZeroMQ's speed when a message is held whole).
+#    Then with the receiver's --stream (no temporary file).
 # 2. eight senders of a 256 MiB record each at once: one n3 receiver (--count 8) against eight
 #    socat pairs on eight ports (target >= 0.8x socat, receiver under 128 MiB).
 # 3. one 4 GiB record (over every 32-bit limit), into a file: n3-send against socat, the
@@ -45,10 +46,13 @@ RSS=0          # the last n3 receiver's peak resident memory, KiB
 one_run() {
     local kind=$1 file=$2 count=$3 senders=$4 p r s e i ports=() pids=()
     case $kind in
-    n3)
+    n3 | n3s)
+        # n3s: the receiver writes large records as they arrive (--stream)
+        local stream=()
+        [ "$kind" = n3s ] && stream=(--stream)
         p=$(port)
         /usr/bin/time -f %M -o "$T/rss" \
-            n3-send --recv "tcp://127.0.0.1:$p" --count $((count * senders)) --timeout 300 >"$SINK" &
+            n3-send --recv "tcp://127.0.0.1:$p" --count $((count * senders)) --timeout 300 "${stream[@]}" >"$SINK" &
         r=$!
         wait_listen "$p"
         s=$(now)
@@ -95,14 +99,14 @@ compare() {
             [ "$k" = zmq ] && [ -z "$ZL" ] && continue
             t=$(one_run "$k" "$file" "$count" "$senders")
             echo "${k/socat/sc} $t" >>"$T/times"
-            if [ "$k" = n3 ]; then
+            if [ "${k:0:2}" = n3 ]; then
                 local m=$(($(tail -1 "$T/rss") / 1024))
                 [ "$m" -gt "$rss_mib" ] && rss_mib=$m
             fi
         done
     done
     load_at="$load_at-$(load)"
-    for k in n3 zmq sc; do
+    for k in n3 n3s zmq sc; do
         read -r med best < <(awk -v k="$k" '$1 == k {print $2}' "$T/times" | sort -g |
             awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)], a[1]; else print 0, 0}')
         printf -v "${k}_med" %s "$med"
@@ -131,6 +135,9 @@ rm "$T/big.st"
 bytes=$(stat -c %s "$T/big.n3")
 compare "$T/big.n3" 1 1
 report "256 MiB record, tcp loopback (target >= 0.8x socat, < 64 MiB)" "$bytes"
+compare "$T/big.n3" 1 1 "n3s socat"
+n3_med=$n3s_med n3_best=$n3s_best
+report "256 MiB record, receiver with --stream" "$bytes"
 
 compare "$T/big.n3" 1 8 "n3 socat"
 report "8 senders of a 256 MiB record at once (target >= 0.8x socat, < 128 MiB)" $((8 * bytes))
@@ -156,9 +163,11 @@ PYEOF
     SINK=$T/received
     saved=$RUNS
     RUNS=1
-    compare "$T/huge.n3" 1 1 "socat n3"
+    compare "$T/huge.n3" 1 1 "socat n3s n3"
     RUNS=$saved
     report "4 GiB record into a file (target >= 0.8x socat, < 64 MiB)" "$hbytes"
+    n3_med=$n3s_med n3_best=$n3s_best
+    report "4 GiB record into a file, receiver with --stream" "$hbytes"
     # compare() ran n3 last: the file it received is still there
     if cmp -s "$T/received" "$T/huge.n3"; then
         echo "send: 4 GiB record ($hbytes bytes) arrived intact (cmp)"

@@ -200,7 +200,8 @@ int main(int argc, char** argv) {
             // Small records that arrive back to back leave in one write; nothing waits
             // in the buffer while the receiver waits for the network.
             BatchedFdSink out(1);
-            net::StdoutOutlet to_stdout(out, stream);
+            // A subscriber has one sender, whose failure fails the run anyway: it streams.
+            net::StdoutOutlet to_stdout(out, stream || !sub_ep.empty());
             ro.on_idle = [&] { out.flush(); };
             net::RecordOutlet& outlet = spool ? static_cast<net::RecordOutlet&>(*spool) : to_stdout;
             auto st = net::receive_records(ro, outlet, [&](const net::Arrival& a) {
