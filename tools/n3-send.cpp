@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
     auto* o_stream = app.add_flag(
         "--stream", stream,
         "Write large records to stdout as they arrive, before their checksum (see n3-send(1))");
-    app.add_option("--hwm", hwm, "Records queued per peer (receiving 16, sending 1000)")
+    app.add_option("--hwm", hwm, "Messages queued per peer (receiving 8, sending 1000)")
         ->type_name("N");
     auto* o_key =
         app.add_option("--curve-key", curve_key, "Our CURVE secret key file (n3-keys curve)")

@@ -57,11 +57,12 @@ struct CurveServer {
 };
 
 // Bounded memory. A receiver queues at most `hwm` messages per peer: whole records of at most
-// kChunkAbove bytes, or chunks of at most kChunkSize, so about hwm x 4 MiB per sender whatever
+// kChunkAbove bytes, or chunks of at most kChunkSize, so about hwm x 1 MiB per sender of large
+// records (hwm x 4 MiB at worst, for records just under kChunkAbove), whatever
 // the records' size (a peer that sends a large record as one message, as n3-send before
 // chunking did, is still taken, held whole by ZeroMQ). A sender queues up to `hwm` messages
 // per peer but holds at most 64 MiB of copied frames (frames of a mapped file are not copied).
-constexpr int kDefaultRecvHwm = 16;
+constexpr int kDefaultRecvHwm = 8;
 constexpr int kDefaultSendHwm = 1000;
 // A receiver of records sent whole lands the first large one in fresh memory, whose page
 // faults cost as much as the transfer (about 0.15 s for 256 MiB). ReceiveOptions::reserve
