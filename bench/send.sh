@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# bench/send.sh — n3-send against socat and against bare libzmq, over tcp loopback, all three
-# moving the same bytes in the same run.
-#   N3_BIN=build/tools bash bench/send.sh            (RUNS=5 repetitions by default)
-# 1. one 256 MiB record: n3-send (PUSH -> PULL, 1 MiB frames, CRC checked on both sides,
-#    written to /dev/null) against socat -b 1M (target >= 0.7x socat), and against a bare
-#    libzmq program moving the file as one multipart message of 1 MiB frames
-#    (bench/send/zmq_limit.cpp: no checks, the speed of ZeroMQ itself, a physical limit).
-#    Then a stream of four such records.
-#    The single record is also sent to a receiver started with --reserve 300M, whose frame
-#    memory is faulted in before it listens (as it is for every record after the first), and
-#    all of it again with the receivers writing to a file instead of /dev/null.
-# 2. small records (about 200 bytes each): records per second, against the same peers.
-# Every transfer is timed from the sender's start to the receiver's exit, process start-up
-# and exit included on all sides. The three kinds take turns in each repetition so that they
-# share the machine's load; lines give the median and the best of RUNS, and the load average.
+# bench/send.sh — n3-send against socat and against bare libzmq, over tcp loopback, all of them
+# moving the same bytes in the same run, with the n3 receiver's peak resident memory.
+#   N3_BIN=build/tools bash bench/send.sh     (N3_BENCH_RUNS=5 repetitions by default)
+# 1. one 256 MiB record: n3-send (PUSH -> PULL, 1 MiB chunks, CRC checked on both sides,
+#    held in a temporary file until checked, then written to /dev/null) against socat -b 1M
+#    (target >= 0.8x socat with default flags, and a receiver under 64 MiB resident), and
+#    against a bare libzmq program moving the file as one multipart message of 1 MiB frames
+#    (bench/send/zmq_limit.cpp: no checks, ZeroMQ's speed when a message is held whole).
+#    Then with the receiver's --stream (no temporary file).
+# 2. eight senders of a 256 MiB record each at once: one n3 receiver (--count 8) against eight
+#    socat pairs on eight ports (target >= 0.8x socat, receiver under 128 MiB).
+# 3. one 4 GiB record (over every 32-bit limit), into a file: n3-send against socat, the
+#    received file compared with the original (cmp), receiver under 64 MiB. The record is
+#    generated on disk (a sparse safetensors file made into a record) and deleted after.
+# 4. small records (about 200 bytes each): records per second, against the same peers.
+# Every transfer is timed from the senders' start to the receivers' exit, process start-up
+# and exit included on all sides. The kinds take turns in each repetition so that they share
+# the machine's load; lines give the median and the best, and the load average.
 set -euo pipefail
 : "${N3_BIN:?set N3_BIN to the built tools folder}"
-RUNS=${RUNS:-5}
+RUNS=${N3_BENCH_RUNS:-${RUNS:-5}}
 PY=${N3_PYTHON:-/usr/bin/python3}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 command -v socat >/dev/null || { echo "bench/send: socat not installed (apt-get install socat)"; exit 2; }
+[ -x /usr/bin/time ] || { echo "bench/send: /usr/bin/time not installed (apt-get install time)"; exit 2; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/n3-bench-send.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 export PATH="$N3_BIN:$PATH"
@@ -31,61 +35,78 @@ if ! ${CXX:-c++} -O2 -std=c++17 -o "$ZL" "$SRC/bench/send/zmq_limit.cpp" -lzmq 2
 fi
 
 port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listen() { for _ in $(seq 100); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.02; done; return 1; }
+wait_listen() { for _ in $(seq 250); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.02; done; return 1; }
 now() { date +%s.%N; }
 load() { cut -d' ' -f1 /proc/loadavg; }
+SINK=/dev/null # where receivers write
+RSS=0          # the last n3 receiver's peak resident memory, KiB
 
-# one_run KIND FILE COUNT: prints seconds for one transfer
+# one_run KIND FILE COUNT SENDERS: prints seconds for SENDERS senders of FILE (COUNT records
+# each); n3's receiver peak RSS goes to $T/rss
 one_run() {
-    local kind=$1 file=$2 count=$3 p r s e
-    p=$(port)
+    local kind=$1 file=$2 count=$3 senders=$4 p r s e i ports=() pids=()
     case $kind in
-    n3 | n3r)
-        # n3r: the receiver faults its frame memory in before it listens (--reserve)
-        local reserve=()
-        [ "$kind" = n3r ] && reserve=(--reserve 300M)
-        n3-send --recv "tcp://127.0.0.1:$p" --count "$count" --timeout 120 "${reserve[@]}" >"$SINK" &
+    n3 | n3s)
+        # n3s: the receiver writes large records as they arrive (--stream)
+        local stream=()
+        [ "$kind" = n3s ] && stream=(--stream)
+        p=$(port)
+        /usr/bin/time -f %M -o "$T/rss" \
+            n3-send --recv "tcp://127.0.0.1:$p" --count $((count * senders)) --timeout 300 "${stream[@]}" >"$SINK" &
         r=$!
         wait_listen "$p"
         s=$(now)
-        n3-send --timeout 120 "tcp://127.0.0.1:$p" "$file"
+        for i in $(seq "$senders"); do n3-send --timeout 300 "tcp://127.0.0.1:$p" "$file" & pids+=($!); done
+        wait "${pids[@]}"
+        wait "$r"
         ;;
     zmq)
+        p=$(port)
         "$ZL" recv "tcp://127.0.0.1:$p" "$count" >"$SINK" &
         r=$!
         wait_listen "$p"
         s=$(now)
         "$ZL" send "tcp://127.0.0.1:$p" "$file" "$count"
+        wait "$r"
         ;;
     socat)
-        socat -b 1048576 -u "TCP-LISTEN:$p,reuseaddr,bind=127.0.0.1" - >"$SINK" &
-        r=$!
-        wait_listen "$p"
+        for i in $(seq "$senders"); do
+            p=$(port)
+            ports+=("$p")
+            socat -b 1048576 -u "TCP-LISTEN:$p,reuseaddr,bind=127.0.0.1" - >"$SINK" &
+            pids+=($!)
+        done
+        for p in "${ports[@]}"; do wait_listen "$p"; done
         s=$(now)
-        socat -b 1048576 -u "FILE:$file" "TCP:127.0.0.1:$p"
+        for p in "${ports[@]}"; do socat -b 1048576 -u "FILE:$file" "TCP:127.0.0.1:$p" & done
+        wait
         ;;
     esac
-    wait "$r"
     e=$(now)
-    [ "$SINK" = /dev/null ] || rm -f "$SINK"
     echo "$e - $s" | bc -l
 }
-SINK=/dev/null # where receivers write
 
-# compare FILE COUNT [n3r]: RUNS rounds of n3, zmq, socat (and n3r); leaves median and best
-# seconds in n3_med n3_best zmq_med ... n3r_best, and the load averages in load_at.
+# compare FILE COUNT SENDERS [KINDS]: RUNS rounds of each kind; leaves median and best seconds
+# in n3_med n3_best zmq_med zmq_best sc_med sc_best, the n3 receiver's largest peak RSS (MiB)
+# in rss_mib and the load averages in load_at.
 compare() {
-    local file=$1 count=$2 with_reserve=${3:-} k
+    local file=$1 count=$2 senders=$3 kinds=${4:-n3 zmq socat} k t
     load_at=$(load)
     : >"$T/times"
+    rss_mib=0
     for _ in $(seq "$RUNS"); do
-        echo "n3 $(one_run n3 "$file" "$count")" >>"$T/times"
-        [ -n "$with_reserve" ] && echo "n3r $(one_run n3r "$file" "$count")" >>"$T/times"
-        [ -n "$ZL" ] && echo "zmq $(one_run zmq "$file" "$count")" >>"$T/times"
-        echo "sc $(one_run socat "$file" "$count")" >>"$T/times"
+        for k in $kinds; do
+            [ "$k" = zmq ] && [ -z "$ZL" ] && continue
+            t=$(one_run "$k" "$file" "$count" "$senders")
+            echo "${k/socat/sc} $t" >>"$T/times"
+            if [ "${k:0:2}" = n3 ]; then
+                local m=$(($(tail -1 "$T/rss") / 1024))
+                [ "$m" -gt "$rss_mib" ] && rss_mib=$m
+            fi
+        done
     done
     load_at="$load_at-$(load)"
-    for k in n3 n3r zmq sc; do
+    for k in n3 n3s zmq sc; do
         read -r med best < <(awk -v k="$k" '$1 == k {print $2}' "$T/times" | sort -g |
             awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)], a[1]; else print 0, 0}')
         printf -v "${k}_med" %s "$med"
@@ -93,18 +114,18 @@ compare() {
     done
 }
 
-# report WHAT BYTES [UNIT RECORDS]: one line for median, one for best
+# report WHAT BYTES [RECORDS]: one line for the median, one for the best
 report() {
     local what=$1 bytes=$2
     for which in median best; do
         if [ $which = median ]; then n=$n3_med z=$zmq_med s=$sc_med; else n=$n3_best z=$zmq_best s=$sc_best; fi
         awk -v what="$what" -v which="$which" -v b="$bytes" -v n="$n" -v z="$z" -v s="$s" \
-            -v recs="${3:-0}" -v runs="$RUNS" -v load="$load_at" 'BEGIN {
+            -v recs="${3:-0}" -v runs="$RUNS" -v load="$load_at" -v rss="$rss_mib" 'BEGIN {
             if (recs > 0) head = sprintf("n3-send %.0f records/s (%.3f s), socat %.3f s", recs / n, n, s)
             else head = sprintf("n3-send %.2f GB/s (%.3f s), socat %.2f GB/s (%.3f s)", b / n / 1e9, n, b / s / 1e9, s)
             zl = z > 0 ? sprintf(", libzmq %.3f s; ratio %.2fx socat, %.2fx libzmq", z, s / n, z / n) \
                        : sprintf("; ratio %.2fx socat", s / n)
-            printf "send: %s, %s of %d: %s%s (load %s)\n", what, which, runs, head, zl, load }'
+            printf "send: %s, %s of %d: %s%s; n3 receiver peak RSS %d MiB (load %s)\n", what, which, runs, head, zl, rss, load }'
     done
 }
 
@@ -112,23 +133,50 @@ report() {
 n3-inspect --from-safetensors "$T/big.st" --kind update -o "$T/big.n3"
 rm "$T/big.st"
 bytes=$(stat -c %s "$T/big.n3")
-compare "$T/big.n3" 1 n3r
-report "256 MiB record, tcp loopback (target >= 0.7x socat)" "$bytes"
-n3_med=$n3r_med n3_best=$n3r_best
-report "256 MiB record, receiver with --reserve 300M" "$bytes"
+compare "$T/big.n3" 1 1
+report "256 MiB record, tcp loopback (target >= 0.8x socat, < 64 MiB)" "$bytes"
+compare "$T/big.n3" 1 1 "n3s socat"
+n3_med=$n3s_med n3_best=$n3s_best
+report "256 MiB record, receiver with --stream" "$bytes"
 
-# The same into a file (page cache, no fsync), where socat's receiver also takes fresh memory.
-SINK=$T/received
-compare "$T/big.n3" 1 n3r
-report "256 MiB record into a file" "$bytes"
-n3_med=$n3r_med n3_best=$n3r_best
-report "256 MiB record into a file, receiver with --reserve 300M" "$bytes"
-SINK=/dev/null
+compare "$T/big.n3" 1 8 "n3 socat"
+report "8 senders of a 256 MiB record at once (target >= 0.8x socat, < 128 MiB)" $((8 * bytes))
 
-cat "$T/big.n3" "$T/big.n3" "$T/big.n3" "$T/big.n3" >"$T/big4.n3"
-compare "$T/big4.n3" 4
-report "4 x 256 MiB records, tcp loopback" $((4 * bytes))
-rm "$T/big4.n3"
+# 4 GiB: a sparse safetensors file of 2^30 F32 zeros, made into a record; received into a file.
+need=$((3 * 4400))
+avail=$(df -Pm "$T" | awk 'NR == 2 {print $4}')
+if [ "$avail" -lt "$need" ]; then
+    echo "send: 4 GiB record skipped: $avail MiB free in $T, $need MiB needed"
+else
+    "$PY" - "$T/huge.st" <<'PYEOF'
+import json, struct, sys
+n = 1 << 30
+h = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+h += b' ' * ((8 - len(h) % 8) % 8)
+with open(sys.argv[1], 'wb') as f:
+    f.write(struct.pack('<Q', len(h)) + h)
+    f.truncate(8 + len(h) + 4 * n)
+PYEOF
+    n3-inspect --from-safetensors "$T/huge.st" --kind update -o "$T/huge.n3"
+    rm "$T/huge.st"
+    hbytes=$(stat -c %s "$T/huge.n3")
+    SINK=$T/received
+    saved=$RUNS
+    RUNS=1
+    compare "$T/huge.n3" 1 1 "socat n3s n3"
+    report "4 GiB record into a file (target >= 0.8x socat, < 64 MiB)" "$hbytes"
+    n3_med=$n3s_med n3_best=$n3s_best
+    report "4 GiB record into a file, receiver with --stream" "$hbytes"
+    RUNS=$saved
+    # compare() ran n3 last: the file it received is still there
+    if cmp -s "$T/received" "$T/huge.n3"; then
+        echo "send: 4 GiB record ($hbytes bytes) arrived intact (cmp)"
+    else
+        echo "send: 4 GiB record CORRUPTED in transfer (cmp)"
+    fi
+    rm -f "$T/received" "$T/huge.n3"
+    SINK=/dev/null
+fi
 
 "$PY" "$SRC/tests/net/peer.py" st "$T/small.st" 16 2
 n3-inspect --from-safetensors "$T/small.st" --kind update -o "$T/small.n3"
@@ -136,5 +184,5 @@ N=20000
 for _ in $(seq 100); do cat "$T/small.n3"; done >"$T/x100"
 for _ in $(seq $((N / 100))); do cat "$T/x100"; done >"$T/smalls.n3"
 rec=$(stat -c %s "$T/small.n3")
-compare "$T/smalls.n3" "$N"
+compare "$T/smalls.n3" "$N" 1
 report "$N records of $rec bytes, tcp loopback" $((N * rec)) "$N"

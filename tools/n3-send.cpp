@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
                          "Endpoints are tcp://HOST:PORT (tcp://*:PORT to listen) or ipc://PATH.");
     auto& app = tool.app();
     std::vector<std::string> args;
-    bool scatter = false, broadcast = false, force = false;
+    bool scatter = false, broadcast = false, force = false, stream = false;
     std::string recv_ep, pub_ep, sub_ep, spool_dir, max_size_text, reserve_text, curve_key,
         curve_server, curve_allow;
     uint64_t count = 0, quorum = 0, subscribers = 1;
@@ -78,7 +78,10 @@ int main(int argc, char** argv) {
         app.add_option("--reserve", reserve_text,
                        "Fault in SIZE of memory before listening, for a large first record")
             ->type_name("SIZE");
-    app.add_option("--hwm", hwm, "Records queued per peer (receiving 16, sending 1000)")
+    auto* o_stream = app.add_flag(
+        "--stream", stream,
+        "Write large records to stdout as they arrive, before their checksum (see n3-send(1))");
+    app.add_option("--hwm", hwm, "Messages queued per peer (receiving 8, sending 1000)")
         ->type_name("N");
     auto* o_key =
         app.add_option("--curve-key", curve_key, "Our CURVE secret key file (n3-keys curve)")
@@ -107,7 +110,9 @@ int main(int argc, char** argv) {
         ->excludes(o_spool)
         ->excludes(o_max)
         ->excludes(o_reserve)
+        ->excludes(o_stream)
         ->excludes(o_server);
+    o_stream->excludes(o_spool);
     o_scatter->excludes(o_broadcast);
     o_server->needs(o_key);
     o_allow->needs(o_key);
@@ -119,9 +124,10 @@ int main(int argc, char** argv) {
         if (!std::isfinite(timeout) || timeout < 0)
             throw UsageError("--timeout must be 0 or more seconds");
         if (!receiving && (o_count->count() || o_quorum->count() || o_spool->count() ||
-                           o_max->count() || o_reserve->count()))
+                           o_max->count() || o_reserve->count() || o_stream->count()))
             throw UsageError(
-                "--count, --quorum, --spool, --max-size and --reserve are for --recv and --sub",
+                "--count, --quorum, --spool, --stream, --max-size and --reserve are for --recv "
+                "and --sub",
                 "receive with: n3-send --recv tcp://*:7000 --count N");
         if (o_quorum->count()) {
             if (timeout == 0)
@@ -194,18 +200,17 @@ int main(int argc, char** argv) {
             // Small records that arrive back to back leave in one write; nothing waits
             // in the buffer while the receiver waits for the network.
             BatchedFdSink out(1);
+            // A subscriber has one sender, whose failure fails the run anyway: it streams.
+            net::StdoutOutlet to_stdout(out, stream || !sub_ep.empty());
             ro.on_idle = [&] { out.flush(); };
-            auto st = net::receive_records(ro, [&](const net::Arrival& a) {
-                std::string where;
-                if (spool)
-                    where = spool->write(a.frames);
-                else
-                    out.write_record(a.frames);
+            net::RecordOutlet& outlet = spool ? static_cast<net::RecordOutlet&>(*spool) : to_stdout;
+            auto st = net::receive_records(ro, outlet, [&](const net::Arrival& a) {
                 if (tool.verbosity() > 0)
                     tool.verbose("record " + std::to_string(a.index + 1) +
                                  (a.peer.empty() ? "" : " from " + a.peer) + " (" +
-                                 std::to_string(a.preamble.record_size()) + " bytes)" +
-                                 (where.empty() ? "" : " -> " + where));
+                                 std::to_string(a.preamble.record_size()) + " bytes" +
+                                 (a.chunked ? ", chunked" : "") + ")" +
+                                 (a.where.empty() ? "" : " -> " + a.where));
             });
             if (st.timed_out && count)
                 tool.warn("timed out after " + std::to_string(static_cast<long long>(timeout)) +

@@ -2,10 +2,16 @@
 
 #include "record/error.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 namespace n3::net {
 
@@ -17,20 +23,228 @@ Spool::Spool(std::string dir) : dir_(std::move(dir)) {
     if (::access(dir_.c_str(), W_OK | X_OK) != 0) throw_errno("spool directory " + dir_);
 }
 
-std::string Spool::write(std::span<const ByteView> frames) {
+std::string Spool::next_path() {
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count();
     char name[96];
     std::snprintf(name, sizeof name, "%019lld-%d-%06llu.n3", static_cast<long long>(ns),
                   static_cast<int>(::getpid()), static_cast<unsigned long long>(++seq_));
-    std::string path = dir_ + "/" + name;
-    OutputOptions opts;
-    opts.binary = false;
-    Output out(path, opts);
-    for (auto f : frames) out.write(f);
-    out.commit();
-    return path;
+    return dir_ + "/" + name;
+}
+
+namespace {
+
+class SpoolFile final : public RecordOut {
+public:
+    explicit SpoolFile(const std::string& path) : out_(path, options()) {}
+    void write(ByteView bytes) override { out_.write(bytes); }
+    std::string commit() override {
+        out_.commit();
+        return out_.name();
+    }
+
+private:
+    static OutputOptions options() {
+        OutputOptions o;
+        o.binary = false;
+        return o;
+    }
+    Output out_;
+};
+
+} // namespace
+
+std::string Spool::write(std::span<const ByteView> frames) {
+    SpoolFile f(next_path());
+    for (auto piece : frames) f.write(piece);
+    return f.commit();
+}
+
+std::unique_ptr<RecordOut> Spool::begin(const Preamble&, const std::string&) {
+    return std::make_unique<SpoolFile>(next_path());
+}
+
+// Stdout ---------------------------------------------------------------------------------------
+
+class StdoutOutlet::Streaming final : public RecordOut {
+public:
+    explicit Streaming(StdoutOutlet& o) : o_(o) {}
+    ~Streaming() override {
+        if (!ended_) o_.streaming_ = false; // an exception unwound past us: the run ends
+    }
+    void write(ByteView bytes) override {
+        o_.sink_.write(bytes);
+        written_ += bytes.size();
+    }
+    std::string commit() override {
+        ended_ = true;
+        o_.streaming_ended();
+        return "";
+    }
+    void abort(const std::string& why) override {
+        ended_ = true;
+        o_.streaming_ = false;
+        if (written_ == 0) return; // nothing of it reached stdout
+        o_.sink_.flush();
+        throw IncompleteError(why + ": stdout holds its first " + std::to_string(written_) +
+                                  " bytes, a truncated record that n3's readers refuse",
+                              "receive from senders that may fail with --spool DIR");
+    }
+
+private:
+    StdoutOutlet& o_;
+    uint64_t written_ = 0;
+    bool ended_ = false;
+};
+
+namespace {
+
+void write_fd(int fd, ByteView bytes) {
+    const uint8_t* p = bytes.data();
+    size_t left = bytes.size();
+    while (left > 0) {
+        ssize_t n = ::write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw_errno("cannot write a temporary file for stdout");
+        p += n;
+        left -= static_cast<size_t>(n);
+    }
+}
+
+// Hands `size` bytes of `fd` from its start to `to`, 1 MiB at a time.
+template <typename F> void read_fd(int fd, uint64_t size, F&& to) {
+    std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(size, kChunkSize)));
+    uint64_t at = 0;
+    while (at < size) {
+        ssize_t n = ::pread(fd, buf.data(), std::min<uint64_t>(buf.size(), size - at),
+                            static_cast<off_t>(at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw_errno("cannot read back a temporary file for stdout");
+        to(ByteView(buf.data(), static_cast<size_t>(n)));
+        at += static_cast<uint64_t>(n);
+    }
+}
+
+struct Fd {
+    int fd = -1;
+    Fd() = default;
+    explicit Fd(int f) : fd(f) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+} // namespace
+
+class StdoutOutlet::Held final : public RecordOut {
+public:
+    explicit Held(StdoutOutlet& o) : o_(o) {}
+    void write(ByteView bytes) override {
+        if (file_.fd < 0 && mem_.size() + bytes.size() <= kChunkAbove) {
+            mem_.insert(mem_.end(), bytes.begin(), bytes.end());
+            return;
+        }
+        if (file_.fd < 0) {
+            file_.fd = o_.temp_file();
+            write_fd(file_.fd, mem_);
+            size_ = mem_.size();
+            Bytes().swap(mem_);
+        }
+        write_fd(file_.fd, bytes);
+        size_ += bytes.size();
+    }
+    std::string commit() override {
+        if (o_.streaming_) {
+            auto to = [this](ByteView b) { o_.queue(b); };
+            if (file_.fd < 0)
+                to(mem_);
+            else
+                read_fd(file_.fd, size_, to);
+        } else if (file_.fd < 0) {
+            o_.sink_.write(mem_);
+        } else {
+            o_.copy_out(file_.fd, size_);
+        }
+        return "";
+    }
+
+private:
+    StdoutOutlet& o_;
+    Bytes mem_;
+    Fd file_;
+    uint64_t size_ = 0;
+};
+
+StdoutOutlet::StdoutOutlet(BatchedFdSink& sink, bool stream, std::string temp_dir)
+    : sink_(sink), temp_dir_(std::move(temp_dir)), stream_(stream) {
+    if (temp_dir_.empty()) {
+        const char* t = std::getenv("TMPDIR");
+        temp_dir_ = t && *t ? t : "/tmp";
+    }
+}
+
+StdoutOutlet::~StdoutOutlet() {
+    if (queue_fd_ >= 0) ::close(queue_fd_);
+}
+
+int StdoutOutlet::temp_file() {
+    int fd = ::open(temp_dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        // A file system without O_TMPFILE: a named file, unlinked at once.
+        std::string path = temp_dir_ + "/.n3-send.XXXXXX";
+        std::vector<char> name(path.begin(), path.end());
+        name.push_back('\0');
+        fd = ::mkostemp(name.data(), O_CLOEXEC);
+        if (fd >= 0) ::unlink(name.data());
+    }
+    if (fd < 0) throw_errno("cannot create a temporary file in " + temp_dir_);
+    return fd;
+}
+
+std::unique_ptr<RecordOut> StdoutOutlet::begin(const Preamble& p, const std::string&) {
+    // A record that arrived whole is already checked; a chunked one streams only if asked.
+    if (!streaming_ && (stream_ || p.record_size() <= kChunkAbove)) {
+        streaming_ = true;
+        return std::make_unique<Streaming>(*this);
+    }
+    return std::make_unique<Held>(*this);
+}
+
+void StdoutOutlet::queue(ByteView bytes) {
+    if (queue_fd_ < 0) queue_fd_ = temp_file();
+    write_fd(queue_fd_, bytes);
+    queue_size_ += bytes.size();
+}
+
+void StdoutOutlet::streaming_ended() {
+    streaming_ = false;
+    if (queue_fd_ < 0) return;
+    Fd q(queue_fd_);
+    const uint64_t size = queue_size_;
+    queue_fd_ = -1;
+    queue_size_ = 0;
+    copy_out(q.fd, size);
+}
+
+void StdoutOutlet::copy_out(int fd, uint64_t size) {
+    // In the kernel where it can (sendfile: page references into a pipe, nothing for
+    // /dev/null, a copy for a file), else through a buffer.
+    sink_.flush();
+    off_t at = 0;
+    while (static_cast<uint64_t>(at) < size) {
+        const size_t want = static_cast<size_t>(std::min<uint64_t>(size - at, uint64_t(1) << 30));
+        ssize_t n = ::sendfile(sink_.fd(), fd, &at, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EINVAL || errno == ENOSYS) && at == 0) {
+            read_fd(fd, size, [this](ByteView b) { sink_.write(b); });
+            return;
+        }
+        if (n < 0) throw_errno("cannot write " + sink_.name());
+        if (n == 0) throw EnvError("cannot write " + sink_.name() + ": short write");
+    }
 }
 
 } // namespace n3::net

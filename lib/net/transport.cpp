@@ -1,5 +1,7 @@
 #include "net/transport.hpp"
 
+#include "crypto/primitives.hpp"
+#include "net/chunk.hpp"
 #include "record/error.hpp"
 
 #include <algorithm>
@@ -26,7 +28,6 @@ namespace n3::net {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 class Deadline {
@@ -530,6 +531,8 @@ public:
         uint64_t all = budget_.load();
         return all > current_ ? all - current_ : 0;
     }
+    // Bytes of copied frames ZeroMQ still holds, this record's included.
+    uint64_t held() const { return budget_.load(); }
     void start_record() { current_ = 0; }
 
 private:
@@ -552,27 +555,57 @@ private:
 // then be large, which small records need for throughput.
 constexpr uint64_t kSendBacklog = uint64_t(64) << 20;
 
-// Sends one record to the given links (each gets its own reference to every frame).
-void send_record(FrameSource& src, const std::vector<Link*>& to, const Deadline& d, uint64_t index,
-                 bool connecting) {
-    src.start_record();
-    while (src.backlog() > kSendBacklog) {
+// Waits while ZeroMQ holds more than `limit` bytes of copied frames.
+void wait_backlog(const FrameSource& src, uint64_t held, uint64_t limit,
+                  const std::vector<Link*>& to, const Deadline& d, uint64_t index,
+                  bool connecting) {
+    (void)src;
+    while (held > limit) {
         for (Link* l : to) l->check(d);
         if (d.expired())
             throw IncompleteError("timed out after " + d.text() + ": " + to.front()->text +
                                       " did not take record " + std::to_string(index),
                                   waiting_hint(*to.front(), connecting));
         std::this_thread::sleep_for(milliseconds(1));
+        held = src.held();
     }
+}
+
+// Sends one record to the given links (each gets its own reference to every frame): as one
+// message, or above kChunkAbove as chunk messages (chunk.hpp), a header frame and one data
+// frame each. Every record gets its own id from `ids`.
+void send_record(FrameSource& src, const std::vector<Link*>& to, const Deadline& d, uint64_t index,
+                 bool connecting, uint64_t id) {
+    src.start_record();
+    wait_backlog(src, src.backlog(), kSendBacklog, to, d, index + 1, connecting);
+    const bool chunked = src.record_size() > kChunkAbove;
+    uint64_t offset = 0;
     for (;;) {
+        // A chunked record read from a pipe is not held whole either.
+        if (chunked) wait_backlog(src, src.held(), kSendBacklog, to, d, index + 1, connecting);
         Frame frame;
         const bool last = src.next_frame(frame);
+        uint8_t head[kChunkHeaderSize];
+        if (chunked) encode_chunk_header(ChunkHeader{id, offset, src.record_size(), last}, head);
         for (Link* l : to) {
+            if (chunked) {
+                zmq::message_t h(head, kChunkHeaderSize);
+                send_frame(*l, h, true, d, index, connecting);
+            }
             zmq::message_t msg = frame.message_for(l->pending);
-            send_frame(*l, msg, !last, d, index, connecting);
+            send_frame(*l, msg, !last && !chunked, d, index, connecting);
         }
+        offset += frame.size;
         if (last) return;
     }
+}
+
+// Record ids: random per sender, then counting, so that two senders (or one restarted) do
+// not share them.
+uint64_t first_record_id() {
+    uint64_t id = 0;
+    crypto::random_bytes(std::span<uint8_t>(reinterpret_cast<uint8_t*>(&id), sizeof id));
+    return id;
 }
 
 std::string peer_of(zmq::message_t& m) {
@@ -607,6 +640,7 @@ SendStats send_records(Input& in, const SendOptions& o) {
         links.push_back(std::move(l));
     }
     SendStats st;
+    const uint64_t ids = first_record_id();
     try {
         while (src.next_record()) {
             std::vector<Link*> to;
@@ -614,7 +648,7 @@ SendStats send_records(Input& in, const SendOptions& o) {
                 for (auto& l : links) to.push_back(l.get());
             else
                 to.push_back(links[st.records % links.size()].get());
-            send_record(src, to, d, st.records, true);
+            send_record(src, to, d, st.records, true, ids + st.records);
             if (o.verbose)
                 o.verbose("record " + std::to_string(st.records + 1) + " (" +
                           std::to_string(src.record_size()) + " bytes) queued for " +
@@ -639,7 +673,8 @@ SendStats send_records(Input& in, const SendOptions& o) {
 
 // Receiving --------------------------------------------------------------------------------------
 
-ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_record) {
+ReceiveStats receive_records(const ReceiveOptions& o, RecordOutlet& outlet,
+                             const RecordHandler& on_record) {
     const bool pull = o.pattern == Pattern::pull;
     Endpoint ep = check_endpoint(o.endpoint, pull ? EndpointRole::bind : EndpointRole::connect);
     keep_frame_memory();
@@ -653,9 +688,10 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     sock.set(zmq::sockopt::rcvhwm, o.hwm);
     sock.set(zmq::sockopt::linger, 0);
     sock.set(zmq::sockopt::handshake_ivl, kHandshakeMs);
-    // A frame longer than any record could be is refused before ZeroMQ allocates it.
-    const uint64_t frame_cap =
-        std::min<uint64_t>(o.max_payload + kPreambleSize + kTrailerSize, uint64_t(INT64_MAX));
+    // A frame longer than a chunk, or than a record sent whole may be, is refused before
+    // ZeroMQ allocates it (a peer declaring a 2^60-byte frame is cut off).
+    const uint64_t frame_cap = std::min<uint64_t>(o.max_payload + kPreambleSize + kTrailerSize,
+                                                  std::max<uint64_t>(kChunkAbove, kChunkSize));
     sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(frame_cap));
     if (pull && o.curve_server) set_curve_server(sock, *o.curve_server);
     if (!pull && o.curve_client) set_curve_client(sock, *o.curve_client);
@@ -671,9 +707,18 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
     }
 
     const Deadline d(o.timeout);
+    const auto stall = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(o.stall > 0 ? o.stall : 1e9));
     ReceiveStats st;
+    ChunkReassembler chunks(outlet, o.max_payload, o.warn);
+    auto arrived = [&](const Preamble& pre, const std::string& peer, const std::string& where,
+                       bool chunked) {
+        if (on_record) on_record(Arrival{pre, peer, st.received, where, chunked});
+        ++st.received;
+    };
     std::vector<zmq::message_t> frames;
     std::vector<ByteView> views;
+    auto last_expiry = Clock::now();
     while (o.count == 0 || st.received < o.count) {
         if (zap && o.warn)
             for (auto& r : zap->take_rejections()) o.warn(r);
@@ -688,6 +733,10 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
         if (d.expired()) {
             st.timed_out = true;
             break;
+        }
+        if (chunks.partial() > 0 && Clock::now() - last_expiry > milliseconds(500)) {
+            last_expiry = Clock::now();
+            chunks.expire(last_expiry, stall);
         }
         frames.clear();
         zmq::message_t first;
@@ -705,20 +754,48 @@ ReceiveStats receive_records(const ReceiveOptions& o, const RecordHandler& on_re
             frames.push_back(std::move(part));
         }
         std::string peer = peer_of(frames.front());
-        RecordAssembler check(o.max_payload, "message from " + (peer.empty() ? ep.text : peer));
+        const std::string from = peer.empty() ? ep.text : peer;
         views.clear();
+        for (auto& f : frames) views.emplace_back(f.data<uint8_t>(), f.size());
+        if (is_chunk_header(views.front())) {
+            ChunkHeader h;
+            try {
+                h = decode_chunk_header(views.front(), "chunk from " + from);
+            } catch (const DataError& e) {
+                ++st.chunks_refused;
+                if (o.warn) o.warn(std::string(e.what()) + "; dropped");
+                continue;
+            }
+            // The connection the chunk came on: chunks of different senders never mix.
+            const int conn = zmq_msg_get(frames.front().handle(), ZMQ_SRCFD);
+            const uint64_t dropped = chunks.dropped(), refused = chunks.refused();
+            auto done = chunks.add(conn, from, h, std::span<const ByteView>(views).subspan(1),
+                                   Clock::now());
+            st.dropped += chunks.dropped() - dropped;
+            st.chunks_refused += chunks.refused() - refused;
+            if (done) arrived(done->preamble, peer, done->where, true);
+            continue;
+        }
+        RecordAssembler check(o.max_payload, "message from " + from);
         Preamble pre;
         try {
-            for (auto& f : frames) views.emplace_back(f.data<uint8_t>(), f.size());
             pre = check.whole(views);
         } catch (const DataError& e) {
             ++st.dropped;
             if (o.warn) o.warn(std::string(e.what()) + "; dropped");
             continue;
         }
-        on_record(Arrival{views, pre, peer, st.received});
-        ++st.received;
+        auto out = outlet.begin(pre, peer);
+        for (auto v : views) out->write(v);
+        const std::string where = out->commit();
+        arrived(pre, peer, where, false);
         frames.clear(); // give the memory back before waiting for the next record
+    }
+    // Records still partial will not complete: nothing of them stays behind.
+    {
+        const uint64_t dropped = chunks.dropped();
+        chunks.clear();
+        st.dropped += chunks.dropped() - dropped;
     }
     if (o.on_idle) o.on_idle();
     if (st.timed_out && st.received < o.quorum) {
@@ -773,8 +850,9 @@ PublishStats publish_records(Input& in, const PublishOptions& o) {
                               "nodes join with: n3-send --sub tcp://THIS-HOST:PORT --count 1");
     st.subscribers = static_cast<uint64_t>(subscribers);
     if (o.verbose) o.verbose(std::to_string(subscribers) + " subscribers joined");
+    const uint64_t ids = first_record_id();
     while (src.next_record()) {
-        send_record(src, {&l}, d, st.records, false);
+        send_record(src, {&l}, d, st.records, false, ids + st.records);
         st.bytes += src.record_size();
         ++st.records;
     }

@@ -54,6 +54,8 @@ public:
     void write(ByteView record) override { write_record({&record, 1}); }
     void flush();
     size_t pending() const { return pending_.size(); }
+    int fd() const { return fd_; }
+    const std::string& name() const { return name_; }
 
 private:
     int fd_;

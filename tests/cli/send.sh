@@ -185,23 +185,53 @@ assert_match 'warning: message from 127.0.0.1: not an n3 record.*dropped' "$T/rx
 assert_match 'more bytes than its record declares.*dropped' "$T/rx.err" "a message of 5 records dropped"
 assert_match 'record too large \([0-9]+ bytes, limit 31457280\).*dropped' "$T/rx.err" "--max-size refused"
 
-# --- a sender killed in the middle of a large record --------------------------------------------
+# --- a sender killed in the middle of a large (chunked) record -----------------------------------
+# kill_midway PORT: a sender that dies after 15 MB of the 24 MiB record (15 of its 1 MiB chunks)
+kill_midway() {
+    rm -f "$T/slow"
+    mkfifo "$T/slow"
+    (head -c 15000000 "$T/big.n3"; exec sleep 20) >"$T/slow" &
+    local writer=$!
+    PIDS+=($writer)
+    n3-send --timeout 30 "tcp://127.0.0.1:$1" <"$T/slow" 2>/dev/null &
+    local slow=$!
+    PIDS+=($slow)
+    sleep 1
+    kill -9 "$slow" "$writer"
+    sleep 0.3
+}
+# Into a spool: nothing of it appears, not even a temporary file once the receiver is done.
+P=$(free_port)
+mkdir "$T/spool1"
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30 --spool "$T/spool1" -v
+wait_listen "$P"
+kill_midway "$P"
+assert_eq "$(ls "$T/spool1" | grep -c '\.n3$')" 0 "nothing of the killed sender's record is in the spool"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
+rc rx; assert_eq "$RC" 0 "the receiver then took an honest record"
+assert_eq "$(ls -A "$T/spool1" | wc -l)" 1 "one file in the spool, no temporary file left"
+same "$T"/spool1/*.n3 "$T/r5.n3" "exactly that record"
+assert_match 'record [0-9a-f]{16} from 127.0.0.1: the receiver stopped after [0-9]+ of [0-9]+ bytes; record dropped' "$T/rx.err" "the broken record is reported"
+# To stdout: a chunked record is held until checked, so nothing of it comes out either.
 P=$(free_port)
 bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30
-mkfifo "$T/slow"
-(head -c 15000000 "$T/big.n3"; exec sleep 20) >"$T/slow" &
-writer=$!
-PIDS+=($writer)
-n3-send --timeout 30 "tcp://127.0.0.1:$P" <"$T/slow" 2>/dev/null &
-slow=$!
-PIDS+=($slow)
-sleep 1
-kill -9 "$slow" "$writer"
-sleep 0.3
+wait_listen "$P"
+kill_midway "$P"
 assert_eq "$(stat -c %s "$T/rx.out")" 0 "nothing of the killed sender's record came out"
 expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
 rc rx; assert_eq "$RC" 0 "the receiver then took an honest record"
 same "$T/rx.out" "$T/r5.n3" "exactly that record"
+# With --stream the record went straight to stdout: the receiver stops with exit 3 and what
+# stdout holds is a truncated record that n3's readers refuse.
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 4 --stream
+wait_listen "$P"
+kill_midway "$P"
+rc rx; assert_eq "$RC" 3 "--stream: a record cut short on stdout ends the run (exit 3)"
+assert_match 'error: record .* stdout holds its first [0-9]+ bytes, a truncated record' "$T/rx.err" "and says what stdout holds"
+expect 1 'truncated record' -- n3-inspect "$T/rx.out"
+expect 2 'excludes' -- n3-send --recv ipc://$T/q --count 1 --stream --spool "$T/spool1"
+expect 2 'are for --recv and --sub' -- n3-send --stream ipc://$T/q "$T/r1.n3"
 
 # --- spool files stay whole when the receiver is killed -----------------------------------------
 mkdir "$T/spool2"
@@ -246,13 +276,17 @@ bg rx n3-send --recv "ipc://$T/py" --count 3 --timeout 30
 rc rx; assert_eq "$RC" 0 "n3-send takes records from pyzmq"
 cat "$T/r1.n3" "$T/r2.n3" "$T/big.n3" >"$T/want"
 same "$T/rx.out" "$T/want" "pyzmq records intact whatever the framing"
-bg py "$PY" "$PEER" pull "ipc://$T/pyrx" 2 "$T/pyrx" 30
+# A pyzmq receiver written from the man page's WIRE FORMAT reassembles the large record's
+# chunks and takes the small one whole (tests/python/chunk_pull.py).
+bg py "$PY" "$N3_SRC/tests/python/chunk_pull.py" "ipc://$T/pyrx" 2 "$T/pyrx" 30
 wait_file "$T/pyrx"
 cat "$T/big.n3" "$T/r3.n3" >"$T/want"
 expect 0 '' -- n3-send --timeout 30 "ipc://$T/pyrx" "$T/want"
 rc py; assert_eq "$RC" 0 "pyzmq takes records from n3-send"
-same "$T/pyrx.1" "$T/big.n3" "pyzmq: frames concatenate to the big record"
-same "$T/pyrx.2" "$T/r3.n3" "pyzmq: and the small one"
+same "$T/pyrx.1" "$T/big.n3" "pyzmq: chunks reassemble to the big record"
+same "$T/pyrx.2" "$T/r3.n3" "pyzmq: and the small one arrives whole"
+assert_match "^chunked $(stat -c %s "$T/big.n3") 25$" "$T/py.out" "pyzmq: the big record came in 1 MiB chunks"
+assert_match "^whole $(stat -c %s "$T/r3.n3")$" "$T/py.out" "pyzmq: the small one as one message"
 
 # --- scatter and broadcast ---------------------------------------------------------------------
 bg a n3-send --recv "ipc://$T/sa" --count 3 --timeout 30
@@ -293,6 +327,84 @@ expect 0 '' -- n3-send --sub "ipc://$T/cpub" --count 1 --timeout 30 --curve-key 
 rc pub; assert_eq "$RC" 0 "CURVE publisher exits 0 (a stranger does not stop it)"
 assert_match 'rejected CURVE client' "$T/pub.err" "the publisher names the stranger"
 same "$T/out" "$T/r4.n3" "CURVE subscriber got the record"
+
+# --- chunked records: many senders at once, scatter, broadcast, CURVE, from a pipe --------------
+for i in 1 2 3 4; do mkrec "$T/c$i.n3" $((1300000 + 77 * i)) $((20 + i)); done # ~5 MiB: chunked
+cat "$T/c1.n3" "$T/r1.n3" "$T/c2.n3" >"$T/mixc.n3"
+# Four senders at once (their chunks interleave), into a spool and to stdout.
+mkdir "$T/spool3"
+bg rx n3-send --recv "ipc://$T/many" --count 12 --timeout 30 --spool "$T/spool3"
+bg rx2 n3-send --recv "ipc://$T/many2" --count 12 --timeout 30
+wait_file "$T/many"
+wait_file "$T/many2"
+for i in 1 2 3 4; do bg tx$i n3-send --timeout 30 "ipc://$T/many" "$T/mixc.n3"; done
+for i in 1 2 3 4; do bg ty$i n3-send --timeout 30 "ipc://$T/many2" "$T/mixc.n3"; done
+rc rx rx2 tx1 tx2 tx3 tx4 ty1 ty2 ty3 ty4
+assert_eq "$RC" 0000000000 "four interleaved senders, two receivers: all exit 0"
+for f in c1 c2 r1; do
+    n=0
+    for g in "$T"/spool3/*.n3; do cmp -s "$g" "$T/$f.n3" && n=$((n + 1)); done
+    assert_eq "$n" 4 "spool: four whole copies of $f"
+done
+_case="stdout: twelve whole records, back to back"
+"$PY" - "$T/rx2.out" "$T/c1.n3" "$T/c2.n3" "$T/r1.n3" <<'PYEOF' && _pass || _fail "stdout records differ"
+import sys
+data = open(sys.argv[1], 'rb').read()
+want = sorted(open(p, 'rb').read() for p in sys.argv[2:]) * 4
+got, at = [], 0
+while at < len(data):
+    n = 32 + int.from_bytes(data[at + 16:at + 24], 'little') + 8
+    got.append(data[at:at + n])
+    at += n
+sys.exit(0 if sorted(got) == sorted(want) else 1)
+PYEOF
+# scatter and broadcast of chunked records, read from a pipe
+bg a n3-send --recv "ipc://$T/ca" --count 2 --timeout 30
+bg b n3-send --recv "ipc://$T/cb" --count 1 --timeout 30
+cat "$T/mixc.n3" | n3-send --scatter --timeout 30 "ipc://$T/ca" "ipc://$T/cb"
+rc a b; assert_eq "$RC" 00 "scatter of chunked records from a pipe"
+cat "$T/c1.n3" "$T/c2.n3" >"$T/want"
+same "$T/a.out" "$T/want" "scatter: records 1 and 3 to the first"
+same "$T/b.out" "$T/r1.n3" "scatter: record 2 to the second"
+bg a n3-send --recv "ipc://$T/ca" --count 3 --timeout 30
+bg b n3-send --recv "ipc://$T/cb" --count 3 --timeout 30
+expect 0 '' -- n3-send --broadcast --timeout 30 "ipc://$T/ca" "ipc://$T/cb" "$T/mixc.n3"
+rc a b; assert_eq "$RC" 00 "broadcast of chunked records"
+same "$T/a.out" "$T/mixc.n3" "broadcast: all to the first"
+same "$T/b.out" "$T/mixc.n3" "broadcast: all to the second"
+# CURVE with the allow list: chunks of an allowed client arrive, a stranger's do not
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30 --curve-key "$T/srv.key" --curve-allow "$T/allow"
+wait_listen "$P"
+expect 2 'refused our CURVE key' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/c3.n3" \
+    --curve-key "$T/stranger.key" --curve-server "$T/srv.pub"
+expect 0 '' -- n3-send --timeout 30 "tcp://127.0.0.1:$P" "$T/c4.n3" --curve-key "$T/cli.key" --curve-server "$T/srv.pub"
+rc rx; assert_eq "$RC" 0 "CURVE receiver takes a chunked record"
+same "$T/rx.out" "$T/c4.n3" "CURVE: the allowed client's chunked record, whole"
+# a corrupt chunked record never completes: its last chunk is never sent
+cp "$T/c1.n3" "$T/badc.n3"
+printf '\x00' | dd of="$T/badc.n3" bs=1 seek=3000000 conv=notrunc 2>/dev/null
+cat "$T/badc.n3" "$T/c2.n3" >"$T/badc2.n3"
+bg rx n3-send --recv "ipc://$T/cbad" --count 1 --timeout 30
+wait_file "$T/cbad"
+expect 1 'checksum mismatch' -- n3-send --timeout 10 "ipc://$T/cbad" "$T/badc2.n3"
+expect 0 '' -- n3-send --timeout 10 "ipc://$T/cbad" "$T/c2.n3"
+rc rx; assert_eq "$RC" 0 "stdout: the corrupt record is dropped and the next one taken"
+same "$T/rx.out" "$T/c2.n3" "stdout: only the honest record"
+bg rx n3-send --recv "ipc://$T/cbad3" --count 1 --timeout 30 --stream
+wait_file "$T/cbad3"
+expect 1 'checksum mismatch' -- n3-send --timeout 10 "ipc://$T/cbad3" "$T/badc2.n3"
+expect 0 '' -- n3-send --timeout 10 "ipc://$T/cbad3" "$T/c2.n3"
+rc rx; assert_eq "$RC" 3 "--stream: a corrupt record cut short on stdout ends the receiver's run"
+expect 1 'truncated record' -- n3-inspect "$T/rx.out"
+mkdir "$T/spool4"
+bg rx n3-send --recv "ipc://$T/cbad2" --count 1 --timeout 30 --spool "$T/spool4"
+wait_file "$T/cbad2"
+expect 1 'checksum mismatch' -- n3-send --timeout 10 "ipc://$T/cbad2" "$T/badc2.n3"
+expect 0 '' -- n3-send --timeout 10 "ipc://$T/cbad2" "$T/c2.n3"
+rc rx; assert_eq "$RC" 0 "into a spool the corrupt record is dropped and the next one taken"
+assert_eq "$(ls -A "$T/spool4" | wc -l)" 1 "one file in the spool"
+same "$T"/spool4/*.n3 "$T/c2.n3" "the spool holds the honest record"
 
 # --- a relay: --count 0 until the timeout, piped into a sender -----------------------------------
 bg hub n3-send --recv "ipc://$T/hub" --count 3 --timeout 30
