@@ -262,6 +262,10 @@ Graph Round::graph() const {
 }
 
 uint32_t Round::index_of(const crypto::Fingerprint& fp) const {
+    if (positions.size() == n()) {
+        auto it = positions.find(fp);
+        return it == positions.end() ? 0 : it->second;
+    }
     for (uint32_t i = 0; i < n(); ++i)
         if (crypto::equal(members[i].fingerprint(), fp)) return i + 1;
     return 0;

@@ -49,6 +49,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace n3::secagg {
@@ -61,6 +62,9 @@ struct Round {
     double clip = 1.0;               // per-coordinate bound of p_u x_u
     uint64_t max_samples = 1u << 20; // p_u = samples / max_samples (clipped to 1)
     uint32_t neighbours = 0;         // SecAgg+: k neighbours per member; 0: every member (complete)
+    // Fingerprint -> index, so that checking N records costs N look-ups, not N^2 hashes of
+    // public records (load_round fills it; a Round built by hand is scanned).
+    std::unordered_map<crypto::Fingerprint, uint32_t, crypto::FingerprintHash> positions{};
 
     uint32_t n() const { return static_cast<uint32_t>(members.size()); }
     bool sparse() const { return neighbours > 0; }

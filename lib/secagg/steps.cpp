@@ -38,7 +38,9 @@ void save_state(const MemberState& st, const std::string& path, bool create, boo
 Round load_round(const RoundSpec& spec) {
     Round r;
     r.authority = crypto::AuthorityPublic::load(spec.authority);
-    r.members = crypto::Roster::load(spec.roster).members;
+    crypto::Roster roster = crypto::Roster::load(spec.roster);
+    r.members = std::move(roster.members);
+    for (auto& [fp, pos] : roster.index) r.positions.emplace(fp, static_cast<uint32_t>(pos + 1));
     r.round = spec.round;
     r.threshold = spec.threshold;
     r.clip = spec.clip;
