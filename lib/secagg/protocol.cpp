@@ -437,6 +437,13 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
     return make_record(sb);
 }
 
+uint32_t advert_member(const Record& rec, const Round& r, const std::string& where) {
+    if (rec.type() != RecordType::masked)
+        throw DataError(where + ": not a secure-aggregation advert");
+    TensorSet set = TensorSet::parse(rec.payload(), where);
+    return check_header(set, r, "advert", where).index;
+}
+
 Advert read_advert(const Record& rec, const Round& r, const std::string& where) {
     crypto::init();
     if (rec.type() != RecordType::masked)

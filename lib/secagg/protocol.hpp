@@ -117,6 +117,10 @@ struct Advert {
 Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& state);
 // Reads and verifies an advert (signature, membership, round, sizes, points).
 Advert read_advert(const Record& rec, const Round& r, const std::string& where);
+// The member an advert names, from its header alone (kind, round and fingerprint checked, no
+// signature): a member of a SecAgg+ round verifies only its neighbours' adverts in full, so
+// that its cost does not grow with the roster. DataError as read_advert's header checks.
+uint32_t advert_member(const Record& rec, const Round& r, const std::string& where);
 
 // Step 2. Verifies the adverts, keeps this member's shares, and masks `update` (an update or
 // model record of F32 tensors with `samples` metadata). With SecAgg+ only the neighbours'
