@@ -38,7 +38,7 @@ DEB_LIBS    = libsodium-dev libzstd-dev libzmq3-dev cppzmq-dev libyaml-cpp-dev c
               zlib1g-dev libssl-dev
 DEB_DATA    = dataset-fashion-mnist bible-kjv
 DEB_TESTS   = python3 python3-numpy python3-torch python3-zmq iproute2 clang libclang-rt-14-dev \
-              groff-base man-db zstd bc clang-format
+              groff-base man-db zstd bc clang-format time slurm-wlm munge
 DEB_BENCH   = age par2 socat hyperfine gnuplot-nox
 DEB_ALL     = $(DEB_BUILD) $(DEB_LIBS) $(DEB_DATA) $(DEB_TESTS) $(DEB_BENCH)
 # The cross toolchain and emulator; the arm64 libraries are unpacked by tests/arm64/sysroot.sh.

@@ -25,6 +25,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace n3::crypto {
@@ -209,9 +210,15 @@ void check_member(const PublicRecord& rec, const AuthorityPublic& authority, uin
 // another federation or a degenerate key.
 Hash32 kem_agree(const MemberKey& me, const PublicRecord& peer, ByteView context);
 
-// A roster: members' public records, one per line, '#' comments.
+// A roster: members' public records, one per line, '#' comments. find() is a hash look-up
+// (an opener checks every record's sender against a roster of thousands): parse() indexes the
+// fingerprints; a roster built by hand, whose index does not cover `members`, is scanned.
+struct FingerprintHash {
+    size_t operator()(const Fingerprint& fp) const noexcept; // fingerprints are hashes already
+};
 struct Roster {
     std::vector<PublicRecord> members;
+    std::unordered_map<Fingerprint, size_t, FingerprintHash> index{}; // fingerprint -> position
     static Roster parse(std::string_view text, const std::string& where);
     static Roster load(const std::string& path);
     const PublicRecord* find(const Fingerprint& fp) const;
@@ -231,8 +238,10 @@ Hash32 log_genesis(const AuthorityPublic& authority);
 Hash32 log_chain(const Hash32& prev, uint64_t index, uint64_t time, const PublicRecord& rec);
 Digest log_entry_message(const AuthorityPublic& authority, const Hash32& head);
 
-// Verifies the log so far (as audit_log does; a log of another authority or an unsigned one
-// is refused with DataError), then appends `rec` under an exclusive lock (flock), fsynced.
+// Verifies the log so far (as audit_log does, except that of the signatures only the last
+// entry's is checked: the chain binds every entry into it, and enrolling N members then costs
+// N verifications, not N^2 / 2; a log of another authority or an unsigned one is refused with
+// DataError), then appends `rec` under an exclusive lock (flock), fsynced.
 LogEntry log_append(const std::string& path, const AuthoritySecret& authority,
                     const PublicRecord& rec, uint64_t now);
 

@@ -262,6 +262,10 @@ Graph Round::graph() const {
 }
 
 uint32_t Round::index_of(const crypto::Fingerprint& fp) const {
+    if (positions.size() == n()) {
+        auto it = positions.find(fp);
+        return it == positions.end() ? 0 : it->second;
+    }
     for (uint32_t i = 0; i < n(); ++i)
         if (crypto::equal(members[i].fingerprint(), fp)) return i + 1;
     return 0;
@@ -431,6 +435,13 @@ Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& st)
     auto sig = crypto::schnorr_sign(me.y_sig, me.Y_sig, digest);
     sb.add_owned("signature", DType::U8, {64}, Bytes(sig.begin(), sig.end()));
     return make_record(sb);
+}
+
+uint32_t advert_member(const Record& rec, const Round& r, const std::string& where) {
+    if (rec.type() != RecordType::masked)
+        throw DataError(where + ": not a secure-aggregation advert");
+    TensorSet set = TensorSet::parse(rec.payload(), where);
+    return check_header(set, r, "advert", where).index;
 }
 
 Advert read_advert(const Record& rec, const Round& r, const std::string& where) {

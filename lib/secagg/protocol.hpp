@@ -49,6 +49,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace n3::secagg {
@@ -61,6 +62,9 @@ struct Round {
     double clip = 1.0;               // per-coordinate bound of p_u x_u
     uint64_t max_samples = 1u << 20; // p_u = samples / max_samples (clipped to 1)
     uint32_t neighbours = 0;         // SecAgg+: k neighbours per member; 0: every member (complete)
+    // Fingerprint -> index, so that checking N records costs N look-ups, not N^2 hashes of
+    // public records (load_round fills it; a Round built by hand is scanned).
+    std::unordered_map<crypto::Fingerprint, uint32_t, crypto::FingerprintHash> positions{};
 
     uint32_t n() const { return static_cast<uint32_t>(members.size()); }
     bool sparse() const { return neighbours > 0; }
@@ -113,6 +117,10 @@ struct Advert {
 Record make_advert(const crypto::MemberKey& me, const Round& r, MemberState& state);
 // Reads and verifies an advert (signature, membership, round, sizes, points).
 Advert read_advert(const Record& rec, const Round& r, const std::string& where);
+// The member an advert names, from its header alone (kind, round and fingerprint checked, no
+// signature): a member of a SecAgg+ round verifies only its neighbours' adverts in full, so
+// that its cost does not grow with the roster. DataError as read_advert's header checks.
+uint32_t advert_member(const Record& rec, const Round& r, const std::string& where);
 
 // Step 2. Verifies the adverts, keeps this member's shares, and masks `update` (an update or
 // model record of F32 tensors with `samples` metadata). With SecAgg+ only the neighbours'

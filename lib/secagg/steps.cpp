@@ -38,7 +38,9 @@ void save_state(const MemberState& st, const std::string& path, bool create, boo
 Round load_round(const RoundSpec& spec) {
     Round r;
     r.authority = crypto::AuthorityPublic::load(spec.authority);
-    r.members = crypto::Roster::load(spec.roster).members;
+    crypto::Roster roster = crypto::Roster::load(spec.roster);
+    r.members = std::move(roster.members);
+    for (auto& [fp, pos] : roster.index) r.positions.emplace(fp, static_cast<uint32_t>(pos + 1));
     r.round = spec.round;
     r.threshold = spec.threshold;
     r.clip = spec.clip;
@@ -60,12 +62,18 @@ std::string weak_threshold_text(const Round& r) {
            std::to_string(r.holders() / 2);
 }
 
-std::vector<Advert> read_adverts(const std::string& path, const Round& r) {
+std::vector<Advert> read_adverts(const std::string& path, const Round& r, uint32_t holder) {
     Input in(path);
     RecordReader reader(in);
     std::vector<Advert> out;
+    const bool filter = holder != 0 && holder <= r.n() && r.sparse();
+    const Graph g = filter ? r.graph() : Graph::complete(1);
     while (auto rec = reader.next()) {
         std::string where = in.name() + ": record " + std::to_string(rec->index + 1);
+        if (filter) {
+            const uint32_t v = advert_member(*rec, r, where);
+            if (v != holder && !g.adjacent(v, holder)) continue;
+        }
         out.push_back(read_advert(*rec, r, where));
     }
     if (out.empty()) throw DataError(in.name() + ": no adverts (empty input)");
@@ -124,7 +132,7 @@ void advertise(const crypto::MemberKey& me, const Round& r, const std::string& s
 void mask(const crypto::MemberKey& me, const Round& r, const std::string& state_path,
           const std::string& adverts_path, const std::string& update_path, Sink& out) {
     MemberState st = MemberState::load(state_path);
-    auto adverts = read_adverts(adverts_path, r);
+    auto adverts = read_adverts(adverts_path, r, st.index);
     Input in(update_path);
     RecordReader reader(in);
     auto update = reader.next();

@@ -27,7 +27,10 @@ Round load_round(const RoundSpec& spec);
 std::string weak_threshold_text(const Round& r);
 
 // Reads every advert in a stream of records (file or "-"); refuses anything else.
-std::vector<Advert> read_adverts(const std::string& path, const Round& r);
+// With `holder` (a member's index in a SecAgg+ round), only the adverts of the members whose
+// shares it holds are verified and returned: the others' are not used, and checking them all
+// would make each member's cost grow with the roster. 0: every advert.
+std::vector<Advert> read_adverts(const std::string& path, const Round& r, uint32_t holder = 0);
 
 // Where a member's adverts are recorded, so that it advertises once per round whatever
 // --state path it is given: $N3_STATE_DIR/secagg, else $XDG_STATE_HOME/n3/secagg, else

@@ -352,6 +352,26 @@ TEST_CASE("issuance log: a dropped line with the chain recomputed does not verif
     log.write(signed_by_other);
     CHECK_THROWS_WITH(audit_log(log.path, fed.pub()),
                       Catch::Contains("signature of entry 1 does not verify"));
+    // Appending checks the last signature only, which the chain ties to every entry before it.
+    MemberSecret dave = MemberSecret::create("dave", 0, 0);
+    Partial pd = issue(fed.authority, dave.request, "req");
+    log.write(forged);
+    CHECK_THROWS_WITH(log_append(log.path, fed.authority, pd.record, 200),
+                      Catch::Contains("signature of entry 2 does not verify"));
+    log.write(signed_by_other);
+    CHECK_THROWS_WITH(log_append(log.path, fed.authority, pd.record, 200),
+                      Catch::Contains("signature of entry 2 does not verify"));
+    // Bob's head edited: the chain breaks there, before any signature is looked at.
+    auto edited = lines;
+    auto f = split(edited[edited.size() - 2]);
+    REQUIRE(f.size() == 8);
+    f[6][0] = f[6][0] == '0' ? '1' : '0';
+    edited[edited.size() - 2].clear();
+    for (auto& w : f)
+        edited[edited.size() - 2] += (edited[edited.size() - 2].empty() ? "" : " ") + w;
+    log.write(edited);
+    CHECK_THROWS_WITH(log_append(log.path, fed.authority, pd.record, 200),
+                      Catch::Contains("chain does not match"));
 }
 
 TEST_CASE("issuance log: the head a member kept detects a prefix the authority rewrote") {
@@ -438,4 +458,31 @@ TEST_CASE("expiry parsing") {
     CHECK(parse_expiry("@1700000000", 0) == 1700000000);
     CHECK(parse_expiry("2030-01-01", 0) == 1893456000);
     CHECK_THROWS_AS(parse_expiry("soon", 0), UsageError);
+}
+
+TEST_CASE("roster: a parsed roster finds every member by fingerprint, a hand-built one too") {
+    Federation fed;
+    std::string text = "# three members\n";
+    std::vector<PublicRecord> recs;
+    for (auto id : {"alice", "bob", "carol"}) {
+        MemberSecret s = MemberSecret::create(id, 0, 0);
+        recs.push_back(issue(fed.authority, s.request, "req").record);
+        text += recs.back().text() + "\n";
+    }
+    MemberSecret stranger = MemberSecret::create("mallory", 0, 0);
+    PublicRecord other = issue(fed.authority, stranger.request, "req").record;
+    Roster r = Roster::parse(text, "roster");
+    REQUIRE(r.members.size() == 3);
+    CHECK(r.index.size() == 3);
+    for (auto& rec : recs) {
+        const PublicRecord* found = r.find(rec.fingerprint());
+        REQUIRE(found);
+        CHECK(found->id == rec.id);
+    }
+    CHECK(r.find(other.fingerprint()) == nullptr);
+    Roster by_hand{{recs[2]}};
+    CHECK(by_hand.find(recs[2].fingerprint()));
+    CHECK(by_hand.find(recs[0].fingerprint()) == nullptr);
+    r.members.push_back(other); // the index no longer covers members: find() scans
+    CHECK(r.find(other.fingerprint()));
 }

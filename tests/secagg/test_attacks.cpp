@@ -350,3 +350,31 @@ TEST_CASE("attack: masked inputs that declare U8 tensors are refused, not summed
     // The same round with the inputs as they were sums.
     REQUIRE_NOTHROW(secure_sum(f.round, adverts, {m[0].input, m[1].input}, reveals));
 }
+
+TEST_CASE("SecAgg+: a member verifies only its neighbours' adverts, of every member's") {
+    Federation f(12, 0, 9, 4);
+    std::vector<MemberState> states(12);
+    Bytes all;
+    for (uint32_t i = 0; i < 12; ++i) {
+        Record adv = make_advert(f.keys[i], f.round, states[i]);
+        Bytes b = encode_record(RecordType::masked, adv.payload());
+        all.insert(all.end(), b.begin(), b.end());
+    }
+    char tmpl[] = "/tmp/n3-adverts-XXXXXX";
+    int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, all.data(), all.size()) == static_cast<ssize_t>(all.size()));
+    ::close(fd);
+    const std::string path = tmpl;
+    CHECK(read_adverts(path, f.round).size() == 12); // the aggregator's sum reads them all
+    const Graph g = f.round.graph();
+    for (uint32_t u : {1u, 7u, 12u}) {
+        std::vector<Advert> mine = read_adverts(path, f.round, u);
+        CHECK(mine.size() == 5); // itself and its 4 neighbours
+        for (auto& a : mine) CHECK((a.index == u || g.adjacent(a.index, u)));
+    }
+    Round complete = f.round;
+    complete.neighbours = 0;
+    CHECK_THROWS(read_adverts(path, complete, 1)); // adverts of a SecAgg+ round, refused whole
+    ::unlink(tmpl);
+}
