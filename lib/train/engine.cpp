@@ -59,21 +59,30 @@ std::vector<NamedTensor> from_params(const Params& p, const Params* minus = null
 }
 
 // Keys and values of every transformer block for the positions seen so far (generation).
+// The tensors are allocated for the whole context once and filled in place, so a new token
+// costs no copy of the positions before it.
 struct KvCache {
-    std::vector<Tensor> k, v; // per block, [B, H, length, Dh]
+    std::vector<Tensor> k, v; // per block, [B, H, context, Dh], valid up to length
     int64_t length = 0;
 };
 
-// Rotary position embedding (Su et al. 2021, the rotate-half form of GPT-NeoX and LLaMA) of
-// x = [B, H, T, Dh] at positions pos0 .. pos0 + T - 1.
-Tensor rotary(const Tensor& x, int64_t pos0) {
-    const int64_t T = x.size(2), half = x.size(3) / 2;
-    Tensor inv =
-        torch::pow(10000.0, torch::arange(0, half, torch::kFloat32) * (-2.0 / double(2 * half)));
+// Rotary position embedding (Su et al. 2021, the rotate-half form of GPT-NeoX and LLaMA):
+// the angles of positions pos0 .. pos0 + T - 1 for heads of width dh, computed once per forward
+// pass and shared by its blocks.
+struct Rotation {
+    Tensor cos, sin; // [T, dh / 2]
+};
+Rotation rotation(int64_t pos0, int64_t T, int64_t dh) {
+    const int64_t half = dh / 2;
+    Tensor inv = torch::pow(10000.0, torch::arange(0, half, torch::kFloat32) * (-2.0 / double(dh)));
     Tensor angle = torch::outer(torch::arange(pos0, pos0 + T, torch::kFloat32), inv);
-    Tensor cos = angle.cos(), sin = angle.sin();
+    return {angle.cos(), angle.sin()};
+}
+// x = [B, H, T, dh] rotated by r.
+Tensor rotate(const Tensor& x, const Rotation& r) {
+    const int64_t half = x.size(3) / 2;
     Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);
-    return torch::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
+    return torch::cat({x1 * r.cos - x2 * r.sin, x1 * r.sin + x2 * r.cos}, -1);
 }
 
 // The spec's layers applied to x. With a cache, x holds the positions after cache->length
@@ -82,7 +91,11 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
                KvCache* cache = nullptr) {
     const auto& layers = spec.layers;
     const int64_t pos0 = cache ? cache->length : 0;
-    size_t block = 0;
+    const int64_t T0 = x.dim() > 1 ? x.size(1) : 0;
+    size_t block = 0, last_block = 0;
+    std::map<int64_t, Rotation> rotations; // by head width
+    for (size_t i = 0; i < layers.size(); ++i)
+        if (layers[i].type == LayerType::transformer) last_block = i;
     for (size_t i = 0; i < layers.size(); ++i) {
         const Layer& l = layers[i];
         const std::string& n = l.name;
@@ -95,6 +108,10 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
             ++i;
             continue;
         }
+        // Generation needs the last position's logits only: the layers after the last block
+        // (final norm, head) skip the prompt's other positions.
+        if (cache && i > last_block && last_block > 0 && x.size(1) > 1)
+            x = x.slice(1, x.size(1) - 1);
         auto bias = [&](const std::string& name) { return l.bias ? p[name + ".bias"] : Tensor(); };
         switch (l.type) {
         case LayerType::linear:
@@ -129,19 +146,20 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
             auto parts = qkv.view({B, T, 3, H, Dh}).permute({2, 0, 3, 1, 4}).unbind(0);
             Tensor q = parts[0], k = parts[1], v = parts[2];
             if (l.rotary) {
-                q = rotary(q, pos0);
-                k = rotary(k, pos0);
+                auto r = rotations.find(Dh);
+                if (r == rotations.end()) r = rotations.emplace(Dh, rotation(pos0, T, Dh)).first;
+                q = rotate(q, r->second);
+                k = rotate(k, r->second);
             }
             if (cache) {
                 if (cache->k.size() <= block) {
-                    cache->k.push_back(k);
-                    cache->v.push_back(v);
-                } else {
-                    cache->k[block] = torch::cat({cache->k[block], k}, 2);
-                    cache->v[block] = torch::cat({cache->v[block], v}, 2);
+                    cache->k.push_back(torch::empty({B, H, spec.context, Dh}, k.options()));
+                    cache->v.push_back(torch::empty({B, H, spec.context, Dh}, v.options()));
                 }
-                k = cache->k[block];
-                v = cache->v[block];
+                cache->k[block].slice(2, pos0, pos0 + T).copy_(k);
+                cache->v[block].slice(2, pos0, pos0 + T).copy_(v);
+                k = cache->k[block].slice(2, 0, pos0 + T);
+                v = cache->v[block].slice(2, 0, pos0 + T);
             }
             ++block;
             Tensor att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));
@@ -162,7 +180,7 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
         }
         }
     }
-    if (cache) cache->length = pos0 + x.size(1);
+    if (cache) cache->length = pos0 + T0;
     return x;
 }
 
@@ -728,7 +746,7 @@ GenerateResult Generator::run(const std::string& prompt, const GenerateOptions& 
     auto prefill = [&](size_t keep) {
         cache = KvCache();
         Tensor x = window(keep);
-        logits = forward(spec, params, x, false, &cache).select(1, x.size(1) - 1).squeeze(0);
+        logits = forward(spec, params, x, false, &cache).select(1, -1).squeeze(0);
     };
     if (o.cache) prefill(size_t(C));
     r.prompt_seconds = seconds_since(t0);
@@ -748,7 +766,7 @@ GenerateResult Generator::run(const std::string& prompt, const GenerateOptions& 
                 prefill(size_t(C / 2));
             } else {
                 Tensor x = torch::tensor({next}, torch::kInt64).unsqueeze(0);
-                logits = forward(spec, params, x, false, &cache).select(1, 0).squeeze(0);
+                logits = forward(spec, params, x, false, &cache).select(1, -1).squeeze(0);
             }
         }
     }
