@@ -35,7 +35,7 @@ WITH_TORCH  ?= ON
 DEB_BUILD   = build-essential cmake ninja-build pkg-config git
 DEB_LIBS    = libsodium-dev libzstd-dev libzmq3-dev cppzmq-dev libyaml-cpp-dev catch2 \
               libcli11-dev libisal-dev nlohmann-json3-dev libtorch-dev libopenblas0-pthread \
-              zlib1g-dev libssl-dev
+              zlib1g-dev libssl-dev libsentencepiece-dev
 DEB_DATA    = dataset-fashion-mnist bible-kjv
 DEB_TESTS   = python3 python3-numpy python3-torch python3-zmq iproute2 clang libclang-rt-14-dev \
               groff-base man-db zstd bc clang-format time slurm-wlm munge

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <unistd.h>
 
 using namespace n3;
 using namespace n3::train;
@@ -18,10 +19,11 @@ int main(int argc, char** argv) {
               "accuracy for language models. With --generate, writes sampled text to stdout.");
     auto& app = tool.app();
     std::string model_path, data_path, format, split = "test", spec_path, prompt;
-    bool json = false, generate = false;
+    bool json = false, generate = false, no_cache = false, interactive = false;
     int threads = 0;
     int64_t limit = 0, tokens = 200;
-    double temperature = 0.8;
+    double temperature = 0.8, top_p = 1;
+    int64_t top_k = 0;
     uint64_t seed = 0;
     app.add_option("MODEL", model_path, "Model record ('-' is stdin)")->required();
     app.add_option("--data", data_path, "Evaluation data: IDX folder, CSV file or text file")
@@ -35,19 +37,31 @@ int main(int argc, char** argv) {
     app.add_option("--threads", threads, "libtorch threads (default: every core)");
     auto* o_gen = app.add_option("--generate", prompt, "Sample text after PROMPT (language models)")
                       ->type_name("PROMPT");
-    auto* o_tok = app.add_option("--tokens", tokens, "Characters to generate (default 200)");
+    auto* o_int = app.add_flag("--interactive", interactive,
+                               "Read prompts from stdin, one a line, and answer each");
+    auto* o_tok = app.add_option("--tokens", tokens, "Tokens to generate (default 200)");
     auto* o_temp = app.add_option("--temperature", temperature,
                                   "Sampling temperature, 0 = greedy (default 0.8)");
+    auto* o_topk =
+        app.add_option("--top-k", top_k, "Sample among the K most likely tokens (0: all)");
+    auto* o_topp = app.add_option("--top-p", top_p,
+                                  "Sample among the most likely tokens that reach mass P (1: all)");
+    auto* o_nc = app.add_flag("--no-cache", no_cache,
+                              "Rerun the whole window for every token (no KV cache)");
     app.add_option("--seed", seed, "Sampling seed (default 0)");
-    o_tok->needs(o_gen);
-    o_temp->needs(o_gen);
+    o_gen->excludes(o_int);
 
     return tool.run(argc, argv, [&]() -> int {
-        generate = o_gen->count() > 0;
+        generate = o_gen->count() > 0 || interactive;
+        for (auto* o : {o_tok, o_temp, o_topk, o_topp, o_nc})
+            if (o->count() && !generate)
+                throw UsageError(o->get_name() + " is for sampling", "add --generate PROMPT");
         if (threads < 0) throw UsageError("--threads must not be negative");
         if (limit < 0) throw UsageError("--limit must not be negative");
         if (generate && !data_path.empty())
             throw UsageError("--generate samples text; it takes no --data");
+        if (interactive && model_path == "-")
+            throw UsageError("--interactive reads prompts from stdin; give the model as a file");
         if (!generate && data_path.empty())
             throw UsageError("--data is required", "or --generate PROMPT for a language model");
         std::optional<Model> from_spec;
@@ -55,10 +69,61 @@ int main(int argc, char** argv) {
         Model m = load_model_record(model_path, from_spec);
         configure_threads(threads);
         if (generate) {
-            std::string text = generate_text(m, prompt, tokens, temperature, seed);
-            std::string all = prompt + text;
-            std::fwrite(all.data(), 1, all.size(), stdout);
-            if (all.empty() || all.back() != '\n') std::fputc('\n', stdout);
+            Generator gen(m);
+            GenerateOptions o;
+            o.tokens = tokens;
+            o.temperature = temperature;
+            o.top_k = top_k;
+            o.top_p = top_p;
+            o.seed = seed;
+            o.cache = !no_cache;
+            bool at_line_start = true;
+            o.on_text = [&](const std::string& piece) { // streamed, flushed per token
+                std::fwrite(piece.data(), 1, piece.size(), stdout);
+                std::fflush(stdout);
+                at_line_start = piece.back() == '\n';
+            };
+            auto answer = [&](const std::string& p) {
+                std::fwrite(p.data(), 1, p.size(), stdout);
+                at_line_start = p.empty() || p.back() == '\n';
+                GenerateResult r = gen.run(p, o);
+                if (!at_line_start || (p.empty() && r.text.empty())) std::fputc('\n', stdout);
+                std::fflush(stdout);
+                char line[200];
+                std::snprintf(line, sizeof line,
+                              "prompt %lld tokens in %.3f s, generated %lld tokens in %.3f s "
+                              "(%.1f tokens/s)",
+                              static_cast<long long>(r.prompt_tokens), r.prompt_seconds,
+                              static_cast<long long>(r.generated), r.seconds,
+                              r.seconds > 0 ? double(r.generated) / r.seconds : 0.0);
+                tool.verbose(line);
+                if (json) {
+                    nlohmann::ordered_json j;
+                    j["prompt_tokens"] = r.prompt_tokens;
+                    j["prompt_seconds"] = r.prompt_seconds;
+                    j["prompt_tokens_per_s"] =
+                        r.prompt_seconds > 0 ? double(r.prompt_tokens) / r.prompt_seconds : 0.0;
+                    j["tokens"] = r.generated;
+                    j["seconds"] = r.seconds;
+                    j["tokens_per_s"] = r.seconds > 0 ? double(r.generated) / r.seconds : 0.0;
+                    j["cache"] = o.cache;
+                    std::cerr << j.dump() << std::endl;
+                }
+            };
+            if (!interactive) {
+                answer(prompt);
+                return 0;
+            }
+            bool tty = isatty(0);
+            std::string line;
+            for (;;) {
+                if (tty) std::fputs("> ", stderr);
+                if (!std::getline(std::cin, line)) break;
+                if (line.empty()) continue;
+                answer(line);
+                ++o.seed; // a new draw for every prompt, reproducible from --seed
+            }
+            if (tty) std::fputc('\n', stderr);
             return 0;
         }
         Dataset d =
@@ -77,6 +142,7 @@ int main(int argc, char** argv) {
             j["loss"] = r.loss;
             j["accuracy"] = r.accuracy;
             if (r.lm) j["bits_per_char"] = r.bits_per_char;
+            if (r.lm) j["perplexity"] = r.perplexity;
             if (!r.lm && tool.verbosity() > 0) {
                 auto per = nlohmann::ordered_json::array();
                 for (size_t c = 0; c < r.class_total.size(); ++c)
@@ -92,11 +158,13 @@ int main(int argc, char** argv) {
             return 0;
         }
         char line[200];
+        const bool sp = m.spec.tokenizer == TokenizerKind::sentencepiece;
         if (r.lm)
             std::snprintf(line, sizeof line,
-                          "bits/char %.4f  next-char accuracy %.4f  loss %.4f  characters %llu\n",
-                          r.bits_per_char, r.accuracy, r.loss,
-                          static_cast<unsigned long long>(r.samples));
+                          "bits/char %.4f  next-%s accuracy %.4f  loss %.4f  perplexity %.2f  "
+                          "%s %llu\n",
+                          r.bits_per_char, sp ? "token" : "char", r.accuracy, r.loss, r.perplexity,
+                          sp ? "tokens" : "characters", static_cast<unsigned long long>(r.samples));
         else
             std::snprintf(line, sizeof line, "accuracy %.4f  loss %.4f  samples %llu\n", r.accuracy,
                           r.loss, static_cast<unsigned long long>(r.samples));

@@ -6,6 +6,7 @@
 #include "train/model.hpp"
 #include "train/partition.hpp"
 #include "train/scaffold.hpp"
+#include "train/tokenizer.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -78,6 +79,18 @@ int main(int argc, char** argv) {
     app.add_option("-o,--output", out_path, "Output file ('-' is stdout, the default)");
     app.add_flag("--json", json, "Print a one-line JSON summary on stderr");
     app.add_flag("-f,--force", force, "Write binary output to a terminal");
+    int64_t tokenizer_vocab = 0;
+    std::string tokenizer_type = "unigram", tokenizer_model;
+    auto* o_tok = app.add_option("--tokenizer", tokenizer_vocab,
+                                 "Train a SentencePiece tokenizer of VOCAB pieces on --data and "
+                                 "write it to -o (no model is trained)")
+                      ->type_name("VOCAB");
+    app.add_option("--tokenizer-type", tokenizer_type, "With --tokenizer: unigram (default) or bpe")
+        ->needs(o_tok);
+    app.add_option("--tokenizer-model", tokenizer_model,
+                   "The SentencePiece tokenizer a fresh model of a 'tokenizer: sentencepiece' "
+                   "spec carries")
+        ->type_name("FILE");
     std::string receipt_path;
     app.add_option("--receipt-key", receipt_path,
                    "Put this one-time receipt public key (n3-keys receipt) into the update")
@@ -95,7 +108,20 @@ int main(int argc, char** argv) {
         if (threads < 0) throw UsageError("--threads must not be negative");
         PartitionSpec pspec = PartitionSpec::parse(partition_text);
         check_device(device);
-        if (!list_partition) {
+        const bool make_tokenizer = o_tok->count() > 0;
+        if (make_tokenizer) {
+            if (data_path.empty()) throw UsageError("--tokenizer needs --data TEXT to train on");
+            if (init_only || !init_path.empty() || !model_path.empty() || list_partition)
+                throw UsageError("--tokenizer trains only a tokenizer",
+                                 "then build the model: --init-only --model SPEC "
+                                 "--tokenizer-model FILE");
+            if (out_path.empty() || out_path == "-")
+                throw UsageError("--tokenizer writes a file: give -o FILE");
+        }
+        if (!tokenizer_model.empty() && (!init_path.empty() || make_tokenizer))
+            throw UsageError("--tokenizer-model is for a fresh model (--model SPEC)",
+                             "a model record carries its tokenizer");
+        if (!list_partition && !make_tokenizer) {
             if (model_path.empty() && init_path.empty())
                 throw UsageError("give --model SPEC.yaml or --init MODEL.n3");
             if (init_only && !init_path.empty())
@@ -134,6 +160,18 @@ int main(int argc, char** argv) {
                 throw DataError(data_path + ": client " + std::to_string(client) +
                                 " has no samples in this partition");
         }
+        if (make_tokenizer) {
+            if (!data->is_text())
+                throw UsageError("--tokenizer trains on text; " + data_path + " is not text",
+                                 "use a text file (--format text)");
+            std::string proto =
+                train_tokenizer(data->gather(indices).text, tokenizer_vocab, tokenizer_type);
+            tool.check_not_same({data_path}, out_path);
+            auto out = tool.open_output(out_path, force, false);
+            out->write(ByteView(reinterpret_cast<const uint8_t*>(proto.data()), proto.size()));
+            out->commit();
+            return 0;
+        }
         if (list_partition) {
             std::string text;
             for (size_t i : indices) text += std::to_string(i) + "\n";
@@ -144,8 +182,14 @@ int main(int argc, char** argv) {
         std::string blas = configure_threads(threads);
         tool.verbose("blas: " + blas + " (1 thread), libtorch threads: " +
                      (threads ? std::to_string(threads) : "all cores"));
-        Model init = init_path.empty() ? init_model(from_spec->spec, from_spec->spec_text, seed)
-                                       : load_model_record(init_path, from_spec);
+        std::string tokenizer_bytes;
+        if (!tokenizer_model.empty()) {
+            auto b = read_maybe_gzip(tokenizer_model);
+            tokenizer_bytes.assign(b.begin(), b.end());
+        }
+        Model init = init_path.empty()
+                         ? init_model(from_spec->spec, from_spec->spec_text, seed, tokenizer_bytes)
+                         : load_model_record(init_path, from_spec);
         std::optional<std::string> receipt_key;
         if (!receipt_path.empty()) {
             if (init_only) throw UsageError("--receipt-key marks an update, not --init-only");

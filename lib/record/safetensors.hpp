@@ -120,6 +120,7 @@ inline constexpr const char* samples = "samples";     // training samples behind
 inline constexpr const char* base = "base";           // hash of the model an update starts from
 inline constexpr const char* spec = "spec";           // model spec (YAML) a model was built from
 inline constexpr const char* spec_hash = "spec_hash"; // hash of that spec
+inline constexpr const char* tokenizer = "tokenizer"; // SentencePiece model of an LM (hex)
 inline constexpr const char* loss = "loss";           // final training loss
 inline constexpr const char* codec = "codec";         // n3-encode's stages, in order applied
 // FedNova (n3-train writes them, n3-merge --rule fednova reads them)

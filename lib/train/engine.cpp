@@ -4,7 +4,9 @@
 // The network is not a torch::nn module tree: parameters are plain tensors named as the spec
 // says, and forward() applies the spec's layers with ATen functions, so tensor names, order and
 // initialisation are ours and stable across libtorch versions.
+#include "record/hex.hpp"
 #include "train/model.hpp"
+#include "train/tokenizer.hpp"
 
 #include "privacy/accountant.hpp"
 #include "privacy/noise.hpp"
@@ -56,8 +58,44 @@ std::vector<NamedTensor> from_params(const Params& p, const Params* minus = null
     return out;
 }
 
-Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
+// Keys and values of every transformer block for the positions seen so far (generation).
+// The tensors are allocated for the whole context once and filled in place, so a new token
+// costs no copy of the positions before it.
+struct KvCache {
+    std::vector<Tensor> k, v; // per block, [B, H, context, Dh], valid up to length
+    int64_t length = 0;
+};
+
+// Rotary position embedding (Su et al. 2021, the rotate-half form of GPT-NeoX and LLaMA):
+// the angles of positions pos0 .. pos0 + T - 1 for heads of width dh, computed once per forward
+// pass and shared by its blocks.
+struct Rotation {
+    Tensor cos, sin; // [T, dh / 2]
+};
+Rotation rotation(int64_t pos0, int64_t T, int64_t dh) {
+    const int64_t half = dh / 2;
+    Tensor inv = torch::pow(10000.0, torch::arange(0, half, torch::kFloat32) * (-2.0 / double(dh)));
+    Tensor angle = torch::outer(torch::arange(pos0, pos0 + T, torch::kFloat32), inv);
+    return {angle.cos(), angle.sin()};
+}
+// x = [B, H, T, dh] rotated by r.
+Tensor rotate(const Tensor& x, const Rotation& r) {
+    const int64_t half = x.size(3) / 2;
+    Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);
+    return torch::cat({x1 * r.cos - x2 * r.sin, x1 * r.sin + x2 * r.cos}, -1);
+}
+
+// The spec's layers applied to x. With a cache, x holds the positions after cache->length
+// (their keys and values are appended); without, x is a whole sequence from position 0.
+Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
+               KvCache* cache = nullptr) {
     const auto& layers = spec.layers;
+    const int64_t pos0 = cache ? cache->length : 0;
+    const int64_t T0 = x.dim() > 1 ? x.size(1) : 0;
+    size_t block = 0, last_block = 0;
+    std::map<int64_t, Rotation> rotations; // by head width
+    for (size_t i = 0; i < layers.size(); ++i)
+        if (layers[i].type == LayerType::transformer) last_block = i;
     for (size_t i = 0; i < layers.size(); ++i) {
         const Layer& l = layers[i];
         const std::string& n = l.name;
@@ -70,9 +108,16 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
             ++i;
             continue;
         }
+        // Generation needs the last position's logits only: the layers after the last block
+        // (final norm, head) skip the prompt's other positions.
+        if (cache && i > last_block && last_block > 0 && x.size(1) > 1)
+            x = x.slice(1, x.size(1) - 1);
         auto bias = [&](const std::string& name) { return l.bias ? p[name + ".bias"] : Tensor(); };
         switch (l.type) {
-        case LayerType::linear: x = torch::linear(x, p[n + ".weight"], bias(n)); break;
+        case LayerType::linear:
+            // A tied head reads the embedding's table: one tensor, trained by both uses.
+            x = torch::linear(x, p[(l.tied.empty() ? n : l.tied) + ".weight"], bias(n));
+            break;
         case LayerType::conv2d:
             x = torch::conv2d(x, p[n + ".weight"], bias(n), l.stride, l.padding);
             break;
@@ -93,18 +138,38 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
             x = torch::layer_norm(x, {l.dim}, p[n + ".weight"], p[n + ".bias"]);
             break;
         case LayerType::embedding: x = torch::embedding(p[n + ".weight"], x); break;
-        case LayerType::position: x = x + p[n + ".weight"].slice(0, 0, x.size(1)); break;
+        case LayerType::position: x = x + p[n + ".weight"].slice(0, pos0, pos0 + x.size(1)); break;
         case LayerType::transformer: {
             const int64_t B = x.size(0), T = x.size(1), D = l.dim, H = l.heads, Dh = D / H;
             Tensor h = torch::layer_norm(x, {D}, p[n + ".ln1.weight"], p[n + ".ln1.bias"]);
             Tensor qkv = torch::linear(h, p[n + ".attn.qkv.weight"], p[n + ".attn.qkv.bias"]);
             auto parts = qkv.view({B, T, 3, H, Dh}).permute({2, 0, 3, 1, 4}).unbind(0);
-            Tensor att =
-                torch::matmul(parts[0], parts[1].transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));
-            Tensor mask = torch::ones({T, T}, torch::kBool).triu(1);
-            att = torch::softmax(att.masked_fill(mask, -INFINITY), -1);
+            Tensor q = parts[0], k = parts[1], v = parts[2];
+            if (l.rotary) {
+                auto r = rotations.find(Dh);
+                if (r == rotations.end()) r = rotations.emplace(Dh, rotation(pos0, T, Dh)).first;
+                q = rotate(q, r->second);
+                k = rotate(k, r->second);
+            }
+            if (cache) {
+                if (cache->k.size() <= block) {
+                    cache->k.push_back(torch::empty({B, H, spec.context, Dh}, k.options()));
+                    cache->v.push_back(torch::empty({B, H, spec.context, Dh}, v.options()));
+                }
+                cache->k[block].slice(2, pos0, pos0 + T).copy_(k);
+                cache->v[block].slice(2, pos0, pos0 + T).copy_(v);
+                k = cache->k[block].slice(2, 0, pos0 + T);
+                v = cache->v[block].slice(2, 0, pos0 + T);
+            }
+            ++block;
+            Tensor att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));
+            if (T > 1) { // one new position attends to every cached one: no mask
+                Tensor mask = torch::ones({T, pos0 + T}, torch::kBool).triu(1 + pos0);
+                att = att.masked_fill(mask, -INFINITY);
+            }
+            att = torch::softmax(att, -1);
             att = torch::dropout(att, l.p, train);
-            Tensor y = torch::matmul(att, parts[2]).transpose(1, 2).reshape({B, T, D});
+            Tensor y = torch::matmul(att, v).transpose(1, 2).reshape({B, T, D});
             y = torch::linear(y, p[n + ".attn.proj.weight"], p[n + ".attn.proj.bias"]);
             x = x + torch::dropout(y, l.p, train);
             h = torch::layer_norm(x, {D}, p[n + ".ln2.weight"], p[n + ".ln2.bias"]);
@@ -115,6 +180,7 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train) {
         }
         }
     }
+    if (cache) cache->length = pos0 + T0;
     return x;
 }
 
@@ -149,10 +215,16 @@ Tensor labels_tensor(const ModelSpec& spec, const Examples& data) {
                             torch::kInt64);
 }
 
-Tensor text_tensor(const ModelSpec& spec, const Examples& data) {
+// The text as token ids: its bytes, or its SentencePiece pieces with the model's tokenizer.
+Tensor text_tensor(const Model& m, const Examples& data) {
+    const ModelSpec& spec = m.spec;
     if (spec.task != Task::lm || !data.features.empty())
         throw UsageError("the model is a language model, but the data is not text",
                          "use a text file (--format text)");
+    if (spec.tokenizer == TokenizerKind::sentencepiece) {
+        std::vector<int32_t> ids = model_tokenizer(m).encode(data.text);
+        return torch::from_blob(ids.data(), {int64_t(ids.size())}, torch::kInt32).to(torch::kInt64);
+    }
     Tensor t = torch::from_blob(const_cast<char*>(data.text.data()), {int64_t(data.text.size())},
                                 torch::kUInt8)
                    .to(torch::kInt64);
@@ -232,7 +304,8 @@ void check_device(const std::string& device) {
     throw UsageError("--device must be cpu or cuda, not '" + device + "'");
 }
 
-Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t seed) {
+Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t seed,
+                 const std::string& tokenizer) {
     torch::NoGradGuard no_grad;
     torch::manual_seed(seed);
     std::vector<NamedTensor> named;
@@ -277,6 +350,15 @@ Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t s
     meta[meta::spec] = spec_text;
     meta[meta::spec_hash] = spec.hash();
     meta[meta::round] = "0";
+    m.tokenizer = tokenizer;
+    if (!tokenizer.empty()) {
+        check_tokenizer(spec, Tokenizer::load(tokenizer, "--tokenizer-model"), "--tokenizer-model");
+        meta[meta::tokenizer] =
+            to_hex({reinterpret_cast<const uint8_t*>(tokenizer.data()), tokenizer.size()});
+    } else if (spec.tokenizer == TokenizerKind::sentencepiece) {
+        throw UsageError("the spec says tokenizer: sentencepiece; give its --tokenizer-model FILE",
+                         "train one with n3-train --tokenizer VOCAB --data TEXT -o tok.model");
+    }
     m.payload = make_payload(named, meta);
     m.hash = model_hash(m.payload);
     return m;
@@ -322,10 +404,10 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     Tensor X, Y, text;
     int64_t n = 0, per_epoch = 0;
     if (lm) {
-        text = text_tensor(spec, data);
+        text = text_tensor(init, data);
         if (text.numel() < spec.context + 2)
             throw DataError("the text has " + std::to_string(text.numel()) +
-                            " bytes, too few for the model's context " +
+                            " tokens, too few for the model's context " +
                             std::to_string(spec.context));
         n = (text.numel() - 1) / spec.context; // sequences per epoch
     } else {
@@ -450,6 +532,9 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     if (opts.emit_model) {
         r.type = RecordType::model;
         meta[meta::spec] = init.spec_text;
+        if (!init.tokenizer.empty())
+            meta[meta::tokenizer] = to_hex(
+                {reinterpret_cast<const uint8_t*>(init.tokenizer.data()), init.tokenizer.size()});
         r.payload = make_payload(from_params(params), meta);
     } else {
         r.type = RecordType::update;
@@ -490,7 +575,7 @@ EvalResult evaluate_model(const Model& m, const Examples& data) {
     uint64_t correct = 0;
     if (spec.task == Task::lm) {
         r.lm = true;
-        Tensor text = text_tensor(spec, data);
+        Tensor text = text_tensor(m, data);
         const int64_t T = spec.context, len = text.numel();
         if (len < 2) throw DataError("the text is too short to evaluate");
         // Non-overlapping windows; the last one is shorter. Each predicts its next characters.
@@ -525,7 +610,12 @@ EvalResult evaluate_model(const Model& m, const Examples& data) {
             }
         }
         r.loss = loss_sum / double(r.samples);
-        r.bits_per_char = r.loss / std::log(2.0);
+        r.perplexity = std::exp(r.loss);
+        // Per character of the text, so byte-level and tokenized models compare: the tokens
+        // predicted cover every byte but those of the first token.
+        r.characters =
+            spec.tokenizer == TokenizerKind::sentencepiece ? uint64_t(data.text.size()) : r.samples;
+        r.bits_per_char = loss_sum / double(std::max<uint64_t>(1, r.characters)) / std::log(2.0);
     } else {
         Tensor X = features_tensor(spec, data);
         Tensor Y = labels_tensor(spec, data);
@@ -555,42 +645,143 @@ EvalResult evaluate_model(const Model& m, const Examples& data) {
     return r;
 }
 
+struct Generator::Impl {
+    Model model;
+    Params params;
+    std::optional<Tokenizer> tokenizer;
+};
+
+Generator::Generator(const Model& m) : impl_(std::make_unique<Impl>()) {
+    if (m.spec.task != Task::lm)
+        throw UsageError("--generate needs a language model; this model classifies");
+    impl_->model = m;
+    impl_->params = to_params(model_tensors(m));
+    if (m.spec.tokenizer == TokenizerKind::sentencepiece) impl_->tokenizer = model_tokenizer(m);
+}
+
+Generator::~Generator() = default;
+
+namespace {
+
+// One token from the last position's logits: greedy at temperature 0, else top-k, then top-p
+// (the smallest set of most likely tokens whose probability reaches p), then a draw.
+int64_t sample_token(const Tensor& logits, const GenerateOptions& o) {
+    if (o.temperature == 0) return logits.argmax().item<int64_t>();
+    Tensor l = logits.to(torch::kFloat64) / o.temperature;
+    if (o.top_k > 0 && o.top_k < l.size(0)) {
+        Tensor kth = std::get<0>(l.topk(o.top_k)).select(0, o.top_k - 1);
+        l = l.masked_fill(l < kth, -INFINITY);
+    }
+    if (o.top_p < 1) {
+        auto [sorted, order] = l.sort(0, true);
+        Tensor probs = torch::softmax(sorted, 0);
+        Tensor before = probs.cumsum(0) - probs; // mass of the tokens ranked above each
+        sorted = sorted.masked_fill(before > o.top_p, -INFINITY);
+        l = torch::full_like(l, -INFINITY).scatter(0, order, sorted);
+    }
+    return torch::multinomial(torch::softmax(l, 0), 1).item<int64_t>();
+}
+
+} // namespace
+
+GenerateResult Generator::run(const std::string& prompt, const GenerateOptions& o) {
+    const ModelSpec& spec = impl_->model.spec;
+    if (o.tokens < 0) throw UsageError("--tokens must not be negative");
+    if (!(o.temperature >= 0) || !std::isfinite(o.temperature))
+        throw UsageError("--temperature must be zero or positive");
+    if (o.top_k < 0) throw UsageError("--top-k must not be negative");
+    if (!(o.top_p > 0 && o.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(o.seed);
+    const Tokenizer* tok = impl_->tokenizer ? &*impl_->tokenizer : nullptr;
+    std::vector<int64_t> ids;
+    if (tok) {
+        for (int32_t id : tok->encode(prompt)) ids.push_back(id);
+        if (ids.empty()) ids.push_back(tok->encode("\n").at(0)); // the line end's piece
+    } else {
+        for (unsigned char c : prompt) {
+            if (int64_t(c) >= spec.vocab)
+                throw UsageError("--generate: the prompt holds a byte outside the model's vocab");
+            ids.push_back(c);
+        }
+        if (ids.empty()) ids.push_back('\n');
+    }
+    GenerateResult r;
+    r.prompt_tokens = int64_t(ids.size());
+    const size_t prompt_len = ids.size();
+    // Decoding the whole sequence each time keeps SentencePiece's spacing right; text is
+    // emitted once it is stable (no half-decoded UTF-8 at its end).
+    auto decode = [&](size_t n) {
+        std::vector<int32_t> v(ids.begin(), ids.begin() + long(n));
+        return tok->decode(v);
+    };
+    std::string printed = tok ? decode(prompt_len) : std::string();
+    auto emit = [&](bool final) {
+        if (!tok) {
+            std::string c(1, char(ids.back()));
+            r.text += c;
+            if (o.on_text) o.on_text(c);
+            return;
+        }
+        std::string all = decode(ids.size());
+        static const std::string replacement = "\xEF\xBF\xBD";
+        bool partial = all.size() >= 3 && all.compare(all.size() - 3, 3, replacement) == 0;
+        if ((partial && !final) || all.compare(0, printed.size(), printed) != 0) return;
+        std::string add = all.substr(printed.size());
+        printed = all;
+        r.text += add;
+        if (o.on_text && !add.empty()) o.on_text(add);
+    };
+    const Params& params = impl_->params;
+    const int64_t C = spec.context;
+    KvCache cache;
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor logits;
+    auto window = [&](size_t keep) {
+        size_t from = ids.size() > keep ? ids.size() - keep : 0;
+        return torch::tensor(std::vector<int64_t>(ids.begin() + long(from), ids.end()),
+                             torch::kInt64)
+            .unsqueeze(0);
+    };
+    auto prefill = [&](size_t keep) {
+        cache = KvCache();
+        Tensor x = window(keep);
+        logits = forward(spec, params, x, false, &cache).select(1, -1).squeeze(0);
+    };
+    if (o.cache) prefill(size_t(C));
+    r.prompt_seconds = seconds_since(t0);
+    auto t1 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < o.tokens; ++i) {
+        if (!o.cache) {
+            Tensor x = window(size_t(C));
+            logits = forward(spec, params, x, false).select(1, x.size(1) - 1).squeeze(0);
+        }
+        int64_t next = sample_token(logits, o);
+        ids.push_back(next);
+        ++r.generated;
+        emit(i + 1 == o.tokens);
+        if (o.cache && i + 1 < o.tokens) {
+            if (cache.length >= C) {
+                // The context is full: start again from its last half (positions restart).
+                prefill(size_t(C / 2));
+            } else {
+                Tensor x = torch::tensor({next}, torch::kInt64).unsqueeze(0);
+                logits = forward(spec, params, x, false, &cache).select(1, -1).squeeze(0);
+            }
+        }
+    }
+    r.seconds = seconds_since(t1);
+    r.ids.assign(ids.begin() + long(prompt_len), ids.end());
+    return r;
+}
+
 std::string generate_text(const Model& m, const std::string& prompt, int64_t tokens,
                           double temperature, uint64_t seed) {
-    const ModelSpec& spec = m.spec;
-    if (spec.task != Task::lm)
-        throw UsageError("--generate needs a language model; this model classifies");
-    if (tokens < 0) throw UsageError("--tokens must not be negative");
-    if (!(temperature >= 0) || !std::isfinite(temperature))
-        throw UsageError("--temperature must be zero or positive");
-    torch::NoGradGuard no_grad;
-    torch::manual_seed(seed);
-    Params params = to_params(model_tensors(m));
-    std::vector<int64_t> ids;
-    for (unsigned char c : prompt) {
-        if (int64_t(c) >= spec.vocab)
-            throw UsageError("--generate: the prompt holds a byte outside the model's vocab");
-        ids.push_back(c);
-    }
-    if (ids.empty()) ids.push_back('\n');
-    std::string out;
-    for (int64_t i = 0; i < tokens; ++i) {
-        size_t from = ids.size() > size_t(spec.context) ? ids.size() - size_t(spec.context) : 0;
-        Tensor x =
-            torch::tensor(std::vector<int64_t>(ids.begin() + long(from), ids.end()), torch::kInt64)
-                .unsqueeze(0);
-        Tensor logits = forward(spec, params, x, false).select(1, x.size(1) - 1).squeeze(0);
-        int64_t next = 0;
-        if (temperature == 0) {
-            next = logits.argmax().item<int64_t>();
-        } else {
-            Tensor probs = torch::softmax(logits.to(torch::kFloat64) / temperature, -1);
-            next = torch::multinomial(probs, 1).item<int64_t>();
-        }
-        ids.push_back(next);
-        out.push_back(char(next));
-    }
-    return out;
+    GenerateOptions o;
+    o.tokens = tokens;
+    o.temperature = temperature;
+    o.seed = seed;
+    return Generator(m).run(prompt, o).text;
 }
 
 } // namespace n3::train

@@ -2,6 +2,7 @@
 #include "train/model.hpp"
 
 #include "record/error.hpp"
+#include "record/hex.hpp"
 #include "record/number.hpp"
 #include "record/safetensors.hpp"
 
@@ -41,6 +42,12 @@ Model load_model_record(const std::string& path, const std::optional<Model>& spe
         if (!v) throw DataError(in.name() + ": metadata round '" + *r + "' is not a number");
         m.round = *v;
     }
+    if (auto tk = set.meta(meta::tokenizer)) {
+        auto bytes = from_hex(*tk);
+        if (!bytes || bytes->empty())
+            throw DataError(in.name() + ": metadata tokenizer is not hex digits");
+        m.tokenizer.assign(bytes->begin(), bytes->end());
+    }
     auto text = set.meta(meta::spec);
     if (text) {
         try {
@@ -63,6 +70,10 @@ Model load_model_record(const std::string& path, const std::optional<Model>& spe
     if (auto h = set.meta(meta::spec_hash); h && *h != m.spec.hash())
         throw DataError(in.name() + ": spec_hash " + h->substr(0, 16) +
                         "... does not match the spec (" + m.spec.hash().substr(0, 16) + "...)");
+    if (m.spec.tokenizer == TokenizerKind::sentencepiece && m.tokenizer.empty())
+        throw DataError(in.name() + ": the spec says tokenizer: sentencepiece but the record "
+                                    "carries no tokenizer",
+                        "build the model with n3-train --init-only --tokenizer-model FILE");
     model_tensors(m); // validates names and shapes
     return m;
 }

@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,7 @@ struct Model {
     Bytes payload;         // safetensors bytes of the model record
     std::string hash;      // model_hash(payload)
     uint64_t round = 0;
+    std::string tokenizer; // the SentencePiece model's bytes (metadata `tokenizer`), or empty
 };
 
 // A parameter's values, in spec order.
@@ -58,8 +60,11 @@ Bytes make_payload(const std::vector<NamedTensor>& tensors, const Metadata& meta
 // A Model from a spec only (no weights yet): for load_model_record's `spec` argument.
 Model spec_only(const std::string& yaml, const std::string& where);
 
-// Freshly initialised weights (PyTorch's default initialisers, seeded), round 0.
-Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t seed);
+// Freshly initialised weights (PyTorch's default initialisers, seeded), round 0. A
+// `tokenizer: sentencepiece` spec needs the tokenizer's bytes (tokenizer.hpp), which the record
+// then carries; UsageError without them, DataError when their vocabulary is not the spec's.
+Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t seed,
+                 const std::string& tokenizer = {});
 
 struct TrainOptions {
     int epochs = 1;
@@ -102,17 +107,53 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
 
 struct EvalResult {
     bool lm = false;
-    uint64_t samples = 0; // classify: examples; lm: predicted characters
-    double loss = 0;      // mean cross-entropy (nats)
-    double accuracy = 0;  // classify: top-1; lm: next-character
-    double bits_per_char = 0;
+    uint64_t samples = 0;     // classify: examples; lm: predicted tokens (bytes or pieces)
+    uint64_t characters = 0;  // lm: bytes of text the tokens cover
+    double loss = 0;          // mean cross-entropy (nats)
+    double accuracy = 0;      // classify: top-1; lm: next-character
+    double bits_per_char = 0; // lm: the tokens' loss in bits over the text's bytes
+    double perplexity = 0;    // lm: exp(loss), per token
     std::vector<uint64_t> class_total, class_correct; // classify, per class
     double seconds = 0;
 };
 
 EvalResult evaluate_model(const Model& m, const Examples& data);
 
-// Samples `tokens` bytes after `prompt` (temperature 0 = greedy). Returns the continuation.
+struct GenerateOptions {
+    int64_t tokens = 200;
+    double temperature = 0.8; // 0: greedy
+    int64_t top_k = 0;        // 0: every token
+    double top_p = 1;         // nucleus sampling; 1: off
+    uint64_t seed = 0;
+    // With the cache, the prompt runs once and every new token attends to the cached keys and
+    // values of the positions before it; without, each token reruns the whole window. Both give
+    // the same tokens while the sequence fits the context; past it, the cached run starts again
+    // from the last half of the context, the uncached one slides its window by one.
+    bool cache = true;
+    std::function<void(const std::string&)> on_text; // text as it becomes final (streaming)
+};
+
+struct GenerateResult {
+    std::string text;         // the continuation (decoded)
+    std::vector<int64_t> ids; // its tokens
+    int64_t prompt_tokens = 0, generated = 0;
+    double prompt_seconds = 0, seconds = 0; // the prompt's pass (cache only); the tokens after
+};
+
+// A language model ready to sample from (its tensors and tokenizer loaded once, so that
+// n3-eval --interactive answers many prompts). UsageError for a classifier or bad options.
+class Generator {
+public:
+    explicit Generator(const Model& m);
+    ~Generator();
+    GenerateResult run(const std::string& prompt, const GenerateOptions& opts);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Samples `tokens` tokens after `prompt` (temperature 0 = greedy). Returns the continuation.
 std::string generate_text(const Model& m, const std::string& prompt, int64_t tokens,
                           double temperature, uint64_t seed);
 

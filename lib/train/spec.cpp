@@ -37,7 +37,7 @@ constexpr TypeName kTypes[] = {
 // The keys each layer type accepts besides `type` and `name`.
 const std::map<LayerType, std::set<std::string>>& allowed_keys() {
     static const std::map<LayerType, std::set<std::string>> m = {
-        {LayerType::linear, {"in", "out", "bias"}},
+        {LayerType::linear, {"in", "out", "bias", "tied"}},
         {LayerType::conv2d, {"in", "out", "kernel", "stride", "padding", "bias"}},
         {LayerType::maxpool2d, {"kernel", "stride"}},
         {LayerType::avgpool2d, {"kernel", "stride"}},
@@ -49,10 +49,12 @@ const std::map<LayerType, std::set<std::string>>& allowed_keys() {
         {LayerType::layernorm, {"dim"}},
         {LayerType::embedding, {"vocab", "dim"}},
         {LayerType::position, {"context", "dim"}},
-        {LayerType::transformer, {"dim", "heads", "hidden", "dropout"}},
+        {LayerType::transformer, {"dim", "heads", "hidden", "dropout", "rotary"}},
     };
     return m;
 }
+
+constexpr int64_t kMaxVocab = int64_t(1) << 20;
 
 class Parser {
 public:
@@ -108,15 +110,15 @@ public:
             fail(e.mark.line + 1, "not valid YAML: " + e.msg);
         }
         if (!root.IsMap()) fail(root, "a model spec is a mapping with 'task' and 'layers'");
-        static const std::set<std::string> top = {"name",  "task",    "input", "classes",
-                                                  "vocab", "context", "layers"};
+        static const std::set<std::string> top = {"name",  "task",    "input",     "classes",
+                                                  "vocab", "context", "tokenizer", "layers"};
         for (auto it = root.begin(); it != root.end(); ++it) {
             if (!it->first.IsScalar()) fail(it->first, "keys must be plain words");
             std::string k = it->first.Scalar();
             if (!top.count(k))
                 fail(it->first, "unknown key '" + k +
                                     "' (expected name, task, input, classes, vocab, context, "
-                                    "layers)");
+                                    "tokenizer, layers)");
         }
         ModelSpec s;
         if (root["name"]) s.name = root["name"].as<std::string>("");
@@ -143,12 +145,23 @@ public:
             }
             if (!root["classes"]) fail(root, "a classify spec needs 'classes'");
             s.classes = integer(root["classes"], "classes", 2, 1 << 20);
-            for (auto k : {"vocab", "context"})
+            for (auto k : {"vocab", "context", "tokenizer"})
                 if (root[k]) fail(root[k], std::string(k) + " is for lm specs");
         } else {
             if (!root["context"]) fail(root, "an lm spec needs 'context' (the sequence length)");
             s.context = integer(root["context"], "context", 1, 1 << 16);
-            s.vocab = root["vocab"] ? integer(root["vocab"], "vocab", 2, 256) : 256;
+            if (auto tk = root["tokenizer"]) {
+                if (!tk.IsScalar() || (tk.Scalar() != "bytes" && tk.Scalar() != "sentencepiece"))
+                    fail(tk, "tokenizer must be bytes or sentencepiece");
+                if (tk.Scalar() == "sentencepiece") s.tokenizer = TokenizerKind::sentencepiece;
+            }
+            if (s.tokenizer == TokenizerKind::sentencepiece) {
+                if (!root["vocab"])
+                    fail(root, "a sentencepiece spec needs 'vocab' (the tokenizer's pieces)");
+                s.vocab = integer(root["vocab"], "vocab", 2, kMaxVocab);
+            } else {
+                s.vocab = root["vocab"] ? integer(root["vocab"], "vocab", 2, 256) : 256;
+            }
             for (auto k : {"input", "classes"})
                 if (root[k]) fail(root[k], std::string(k) + " is for classify specs");
         }
@@ -239,8 +252,19 @@ public:
         constexpr int64_t big = int64_t(1) << 24;
         switch (l.type) {
         case LayerType::linear:
-            l.in = need("in", 1, big);
-            l.out = need("out", 1, big);
+            if (params["tied"]) {
+                // in and out come from the embedding named (checked in infer_shapes).
+                const auto& tn = params["tied"];
+                if (!tn.IsScalar() || tn.Scalar().empty())
+                    fail(tn, what + " tied must name an embedding layer");
+                l.tied = tn.Scalar();
+                l.in = opt("in", 0, 1, big);
+                l.out = opt("out", 0, 1, big);
+                l.bias = false;
+            } else {
+                l.in = need("in", 1, big);
+                l.out = need("out", 1, big);
+            }
             if (params["bias"]) l.bias = boolean(params["bias"], what + " bias");
             break;
         case LayerType::conv2d:
@@ -261,7 +285,7 @@ public:
             break;
         case LayerType::layernorm: l.dim = need("dim", 1, big); break;
         case LayerType::embedding:
-            l.vocab = need("vocab", 2, 256);
+            l.vocab = need("vocab", 2, kMaxVocab);
             l.dim = need("dim", 1, 1 << 16);
             break;
         case LayerType::position:
@@ -273,9 +297,13 @@ public:
             l.heads = need("heads", 1, 256);
             l.hidden = opt("hidden", 4 * l.dim, 1, big);
             l.p = params["dropout"] ? number(params["dropout"], what + " dropout", 0, 0.99) : 0;
+            if (params["rotary"]) l.rotary = boolean(params["rotary"], what + " rotary");
             if (l.dim % l.heads != 0)
                 fail(params["heads"], what + ": dim " + std::to_string(l.dim) +
                                           " is not divisible by heads " + std::to_string(l.heads));
+            if (l.rotary && (l.dim / l.heads) % 2 != 0)
+                fail(params["rotary"], what + ": rotary positions need an even head width, not " +
+                                           std::to_string(l.dim / l.heads));
             break;
         default: break;
         }
@@ -284,7 +312,7 @@ public:
 
     // Walks the layers with the shape of one sample (classify) or of one position (lm: the
     // last dimension only; tokens until the embedding) and refuses what does not fit.
-    void infer_shapes(const ModelSpec& s) const {
+    void infer_shapes(ModelSpec& s) const {
         auto text = [](const std::vector<int64_t>& v) {
             std::string t = "[";
             for (size_t i = 0; i < v.size(); ++i) t += (i ? ", " : "") + std::to_string(v[i]);
@@ -292,8 +320,22 @@ public:
         };
         std::vector<int64_t> shape = s.input;
         bool tokens = s.task == Task::lm; // lm input is token ids until an embedding
-        for (const auto& l : s.layers) {
+        for (auto& l : s.layers) {
             const std::string what = std::string(layer_type_name(l.type)) + " '" + l.name + "'";
+            if (!l.tied.empty()) {
+                auto e = std::find_if(s.layers.begin(), s.layers.end(), [&](const Layer& o) {
+                    return o.name == l.tied && o.type == LayerType::embedding;
+                });
+                if (e == s.layers.end() || &*e >= &l)
+                    fail(l.line, what + ": tied names '" + l.tied +
+                                     "', which is not an embedding layer before it");
+                if ((l.in && l.in != e->dim) || (l.out && l.out != e->vocab))
+                    fail(l.line, what + ": a layer tied to '" + l.tied + "' has in " +
+                                     std::to_string(e->dim) + " and out " +
+                                     std::to_string(e->vocab));
+                l.in = e->dim;
+                l.out = e->vocab;
+            }
             if (tokens && l.type != LayerType::embedding)
                 fail(l.line, what + ": an lm spec starts with an embedding layer");
             if (s.task == Task::classify &&
@@ -416,12 +458,17 @@ std::string ModelSpec::canonical() const {
         o << "\nclasses " << classes << "\n";
     } else {
         o << "vocab " << vocab << "\ncontext " << context << "\n";
+        // Only when set, so that the hashes of specs written before these keys stay the same.
+        if (tokenizer == TokenizerKind::sentencepiece) o << "tokenizer sentencepiece\n";
     }
     for (const auto& l : layers) {
         o << layer_type_name(l.type) << " " << l.name << " in=" << l.in << " out=" << l.out
           << " kernel=" << l.kernel << " stride=" << l.stride << " padding=" << l.padding
           << " bias=" << l.bias << " p=" << l.p << " dim=" << l.dim << " vocab=" << l.vocab
-          << " context=" << l.context << " heads=" << l.heads << " hidden=" << l.hidden << "\n";
+          << " context=" << l.context << " heads=" << l.heads << " hidden=" << l.hidden;
+        if (l.rotary) o << " rotary=1";
+        if (!l.tied.empty()) o << " tied=" << l.tied;
+        o << "\n";
     }
     return o.str();
 }
@@ -437,7 +484,7 @@ std::vector<ModelSpec::TensorShape> ModelSpec::tensors() const {
         const std::string& n = l.name;
         switch (l.type) {
         case LayerType::linear:
-            t.push_back({n + ".weight", {l.out, l.in}});
+            if (l.tied.empty()) t.push_back({n + ".weight", {l.out, l.in}});
             if (l.bias) t.push_back({n + ".bias", {l.out}});
             break;
         case LayerType::conv2d:

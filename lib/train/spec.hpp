@@ -4,7 +4,8 @@
 //   spec.hash();   // BLAKE2b-256 hex of the canonical form (formatting and comments ignored)
 //
 // A spec names a task (classify: inputs of a fixed shape to `classes` logits; lm: a sequence
-// of byte tokens to next-byte logits over `vocab`), the input shape or context length, and an
+// of tokens to next-token logits over `vocab`: bytes, or the pieces of a SentencePiece
+// tokenizer with `tokenizer: sentencepiece`), the input shape or context length, and an
 // ordered list of layers. Each layer gets a stable name (its `name`, or <type><index>), and its
 // tensors are called <name>.<tensor> (conv1.weight, block0.attn.qkv.bias, ...), so names in a
 // record match the spec. Shapes are inferred while parsing: a layer that does not fit the one
@@ -22,6 +23,7 @@
 namespace n3::train {
 
 enum class Task { classify, lm };
+enum class TokenizerKind { bytes, sentencepiece };
 
 enum class LayerType {
     linear,
@@ -55,6 +57,8 @@ struct Layer {
     int64_t context = 0; // position rows
     int64_t heads = 0;   // transformer attention heads
     int64_t hidden = 0;  // transformer MLP width
+    bool rotary = false; // transformer: rotary position embedding of queries and keys
+    std::string tied;    // linear: the embedding layer whose table is the weight (no tensor)
 };
 
 struct ModelSpec {
@@ -62,8 +66,9 @@ struct ModelSpec {
     Task task = Task::classify;
     std::vector<int64_t> input; // classify: per-sample shape, e.g. {1, 28, 28} or {784}
     int64_t classes = 0;        // classify
-    int64_t vocab = 0;          // lm: tokens are bytes, so at most 256
-    int64_t context = 0;        // lm: sequence length the model is trained on
+    TokenizerKind tokenizer = TokenizerKind::bytes; // lm
+    int64_t vocab = 0;   // lm: bytes: at most 256; sentencepiece: the tokenizer's pieces
+    int64_t context = 0; // lm: sequence length the model is trained on
     std::vector<Layer> layers;
 
     // Canonical text: every field, defaults filled in, no comments (what the hash covers).

@@ -93,3 +93,53 @@ TEST_CASE("spec errors name the line and what is wrong") {
                Catch::Contains("s.yaml:1: the model has 10000100000 parameters, more than"));
     CHECK(error_of(head + "  - flatten\n  - {type: linear, in: 784, out: 10}\n").empty());
 }
+
+TEST_CASE("language model keys: tokenizer, rotary positions, a tied head") {
+    ModelSpec gpt = parse_spec(example("gpt.yaml"), "gpt.yaml");
+    CHECK(gpt.tokenizer == TokenizerKind::sentencepiece);
+    CHECK(gpt.vocab == 8192);
+    CHECK(gpt.context == 256);
+    CHECK(gpt.layers[1].rotary);
+    const Layer& head = gpt.layers.back();
+    CHECK(head.tied == "tok");
+    CHECK(head.in == 384);
+    CHECK(head.out == 8192);
+    CHECK_FALSE(head.bias);
+    for (auto& t : gpt.tensors()) CHECK(t.name.rfind("head.", 0) != 0); // the head has none
+    CHECK(gpt.parameter_count() > 10'000'000);
+    CHECK(gpt.parameter_count() < 20'000'000);
+    // Specs without the new keys keep the canonical form (and hash) they had before them.
+    std::string c = parse_spec(example("charlm.yaml"), "charlm.yaml").canonical();
+    CHECK(c.find("tokenizer") == std::string::npos);
+    CHECK(c.find("rotary") == std::string::npos);
+    CHECK(c.find("tied") == std::string::npos);
+    CHECK(gpt.canonical().find("tokenizer sentencepiece\n") != std::string::npos);
+    std::string without = example("gpt.yaml");
+    without.replace(without.find("rotary: true"), 12, "rotary: false");
+    CHECK(parse_spec(without, "g").hash() != gpt.hash());
+}
+
+TEST_CASE("language model key errors") {
+    const std::string head = "task: lm\ncontext: 8\n";
+    CHECK_THAT(error_of(head + "tokenizer: words\nlayers: [relu]\n"),
+               Catch::Contains("tokenizer must be bytes or sentencepiece"));
+    CHECK_THAT(error_of(head + "tokenizer: sentencepiece\nlayers: [relu]\n"),
+               Catch::Contains("needs 'vocab'"));
+    CHECK_THAT(error_of(head + "vocab: 1000\nlayers: [relu]\n"),
+               Catch::Contains("outside 2..256")); // bytes: at most 256
+    CHECK_THAT(error_of("task: classify\ninput: 4\nclasses: 2\ntokenizer: sentencepiece\n"
+                        "layers: [relu]\n"),
+               Catch::Contains("tokenizer is for lm specs"));
+    const std::string lm = head + "tokenizer: sentencepiece\nvocab: 500\nlayers:\n"
+                                  "  - {type: embedding, name: tok, vocab: 500, dim: 8}\n";
+    CHECK_THAT(error_of(lm + "  - {type: linear, name: head, tied: nothing}\n"),
+               Catch::Contains("tied names 'nothing', which is not an embedding layer before it"));
+    CHECK_THAT(error_of(lm + "  - {type: linear, name: head, tied: tok, out: 7}\n"),
+               Catch::Contains("has in 8 and out 500"));
+    CHECK_THAT(error_of(lm + "  - {type: transformer, dim: 8, heads: 8, rotary: true}\n"
+                             "  - {type: linear, name: head, tied: tok}\n"),
+               Catch::Contains("rotary positions need an even head width, not 1"));
+    CHECK(error_of(lm + "  - {type: transformer, dim: 8, heads: 2, rotary: true}\n"
+                        "  - {type: linear, name: head, tied: tok}\n")
+              .empty());
+}
