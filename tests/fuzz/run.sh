@@ -71,6 +71,8 @@ if [ $merge = 1 ]; then
             tail -20 "$B/$name.merge.log"
             exit 1
         }
+        # A fixed finding's input (regress-*) stays under its name whatever the merge kept.
+        cp "$SRC/tests/fuzz/corpus/$name"/regress-* "$new/" 2>/dev/null
         rm -rf "$SRC/tests/fuzz/corpus/$name"
         mkdir -p "$SRC/tests/fuzz/corpus/$name"
         cp "$new"/* "$SRC/tests/fuzz/corpus/$name/" 2>/dev/null
