@@ -5,7 +5,11 @@
 #   make build     configure and build everything into build/
 #   make test      deps + build + the whole test suite (ctest) + a short fuzz run when clang is present
 #   make bench     run the benchmarks under bench/ (ratios against peers and physical limits)
-#   make fuzz      build the libFuzzer targets with clang and run each for FUZZ_SECONDS
+#   make fuzz      build the libFuzzer targets with clang and run each for FUZZ_SECONDS from its
+#                  corpus (tests/fuzz/corpus/), printing executions, coverage and crashes
+#   make fuzz-long the same for FUZZ_SECONDS (600 here) per target; make fuzz-merge re-minimises
+#                  the corpus with what the runs found
+#   make test-sanitize  the whole ctest suite built with ASan+UBSan in build-sanitize/
 #   make man       check that every man page renders without warnings
 #   make format    apply .clang-format to every C++ file; format-check fails on any difference
 #   make install   install binaries, man pages and completions (PREFIX, DESTDIR)
@@ -48,8 +52,8 @@ ARM64_SYSROOT ?= $(CURDIR)/$(BUILD)-arm64-sysroot
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test ctest bench fuzz fuzz-smoke man format format-check install uninstall clean demo \
-	deps-arm64 cross-arm64 test-arm64 footprint chaos soak byzantine
+.PHONY: all deps build test ctest bench fuzz fuzz-build fuzz-long fuzz-merge test-sanitize fuzz-smoke man format \
+	format-check install uninstall clean demo deps-arm64 cross-arm64 test-arm64 footprint chaos soak byzantine
 
 DEMO_OUT ?= demo-out
 
@@ -136,19 +140,34 @@ fuzz-smoke:
 	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS); \
 	else echo "make: clang++ not found, fuzz smoke run skipped"; fi
 
-fuzz:
+# The libFuzzer build (clang, ASan+UBSan, no libtorch) and its targets.
+fuzz-build:
 	cmake -S . -B $(BUILD)-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DN3_FUZZ=ON -DN3_WITH_TORCH=OFF
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DN3_FUZZ=ON -DN3_WITH_TORCH=OFF $(CMAKE_FLAGS)
 	cmake --build $(BUILD)-fuzz -j $(JOBS) --target n3_fuzz_all
-	@set -e; for f in $(BUILD)-fuzz/tests/fuzz/fuzz_*; do \
-	  [ -x "$$f" ] || continue; name=$$(basename $$f); \
-	  mkdir -p $(BUILD)-fuzz/corpus/$$name; \
-	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
-	  seeds=""; for d in tests/golden tests/fuzz/seeds/$$name; do [ -d $$d ] && seeds="$$seeds $$d"; done; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)-fuzz/corpus/$$name \
-	     $$seeds 2>$(BUILD)-fuzz/$$name.log \
-	     || { tail -40 $(BUILD)-fuzz/$$name.log; exit 1; }; \
-	done
+
+# Every target for FUZZ_SECONDS from its corpus (tests/fuzz/corpus/NAME), then the table
+# (tests/fuzz/run.sh); FUZZ_RUNS=N stops each target at N executions instead.
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(BUILD)-fuzz
+
+# The long campaign, one target at a time: FUZZ_SECONDS per target, 600 unless given.
+fuzz-long: fuzz-build
+	FUZZ_SECONDS=$(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),600) \
+	  bash tests/fuzz/run.sh $(BUILD)-fuzz
+
+# Re-minimises the checked-in corpus with what the last runs found (libFuzzer -merge=1).
+fuzz-merge: fuzz-build
+	bash tests/fuzz/run.sh --merge $(BUILD)-fuzz
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer, in its own build dir.
+# ASAN_OPTIONS and UBSAN_OPTIONS come from tests/sanitize.env (why each one: see that file).
+test-sanitize:
+	cmake -S . -B $(BUILD)-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DN3_WERROR=ON \
+	  -DN3_SANITIZE=ON -DN3_WITH_TORCH=$(WITH_TORCH) $(CMAKE_FLAGS)
+	cmake --build $(BUILD)-sanitize -j $(JOBS)
+	set -a && . tests/sanitize.env && set +a && \
+	  ctest --test-dir $(BUILD)-sanitize --output-on-failure -j $(JOBS)
 
 man:
 	@set -e; for m in man/*.[157]; do \
@@ -171,4 +190,4 @@ demo: deps
 	N3_BIN=$(CURDIR)/$(BUILD)/tools bash examples/quickstart.sh $(DEMO_OUT)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-fuzz $(ARM64_BUILD)
+	rm -rf $(BUILD) $(BUILD)-fuzz $(BUILD)-sanitize $(ARM64_BUILD)

@@ -136,9 +136,11 @@ int main(int argc, char** argv) {
             encoder.read(in);
         }
         if (encoder.stats().records == 0) throw DataError("no records (empty input)");
-        // The residual moves on only once what was sent is out whole.
-        if (out) out->commit();
+        // The residual moves on only once what was sent is on disk whole, and an output file
+        // appears only once the residual moved: a full disk leaves both as they were.
+        if (out) out->sync();
         encoder.finish();
+        if (out) out->commit();
         auto& s = encoder.stats();
         if (o.pack)
             tool.verbose("pack " + codec::chain_text(o.packing, !residual.empty()) + ": " +

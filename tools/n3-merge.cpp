@@ -374,7 +374,10 @@ int main(int argc, char** argv) {
                 rs.push_back(std::move(r));
             }
         }
+        // The model and the server state appear together or not at all (a full disk).
         res.write(*out);
+        out->sync();
+        if (scores_out) scores_out->sync();
         res.save_state();
         out->commit();
         if (scores_out) scores_out->commit();

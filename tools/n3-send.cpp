@@ -45,8 +45,8 @@ int main(int argc, char** argv) {
     auto& app = tool.app();
     std::vector<std::string> args;
     bool scatter = false, broadcast = false, force = false, stream = false;
-    std::string recv_ep, pub_ep, sub_ep, spool_dir, max_size_text, reserve_text, curve_key,
-        curve_server, curve_allow;
+    std::string recv_ep, pub_ep, sub_ep, spool_dir, out_path, max_size_text, reserve_text,
+        curve_key, curve_server, curve_allow;
     uint64_t count = 0, quorum = 0, subscribers = 1;
     double timeout = 0;
     int hwm = 0;
@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
     app.add_option("--timeout", timeout, "Give up after S seconds (0: never)")->type_name("S");
     auto* o_spool = app.add_option("--spool", spool_dir, "Write each record to its own file in DIR")
                         ->type_name("DIR");
+    auto* o_out = app.add_option("-o,--output", out_path,
+                                 "Receiving: write the records to FILE, which appears whole once "
+                                 "the round is received")
+                      ->type_name("FILE")
+                      ->excludes(o_spool);
     auto* o_max =
         app.add_option("--max-size", max_size_text, "Refuse records larger than SIZE (8G)")
             ->type_name("SIZE");
@@ -124,10 +129,11 @@ int main(int argc, char** argv) {
         if (!std::isfinite(timeout) || timeout < 0)
             throw UsageError("--timeout must be 0 or more seconds");
         if (!receiving && (o_count->count() || o_quorum->count() || o_spool->count() ||
-                           o_max->count() || o_reserve->count() || o_stream->count()))
+                           o_out->count() || o_max->count() || o_reserve->count() ||
+                           o_stream->count()))
             throw UsageError(
-                "--count, --quorum, --spool, --stream, --max-size and --reserve are for --recv "
-                "and --sub",
+                "--count, --quorum, --spool, -o, --stream, --max-size and --reserve are for "
+                "--recv and --sub",
                 "receive with: n3-send --recv tcp://*:7000 --count N");
         if (o_quorum->count()) {
             if (timeout == 0)
@@ -167,9 +173,10 @@ int main(int argc, char** argv) {
 
         if (receiving) {
             if (!args.empty())
-                throw UsageError("unexpected argument '" + args.front() + "' with --" +
-                                     (recv_ep.empty() ? "sub" : "recv"),
-                                 "a receiver writes to stdout or --spool DIR and reads no input");
+                throw UsageError(
+                    "unexpected argument '" + args.front() + "' with --" +
+                        (recv_ep.empty() ? "sub" : "recv"),
+                    "a receiver writes to stdout, -o FILE or --spool DIR and reads no input");
             net::ReceiveOptions ro;
             ro.endpoint = recv_ep.empty() ? sub_ep : recv_ep;
             ro.pattern = recv_ep.empty() ? net::Pattern::sub : net::Pattern::pull;
@@ -192,14 +199,20 @@ int main(int argc, char** argv) {
             ro.warn = notify_warn;
             ro.verbose = notify_verbose;
             std::optional<net::Spool> spool;
+            // -o FILE: the round's records in one file that appears only when the receiver
+            // ends well (a timeout with the quorum met counts); a failure leaves no file.
+            std::unique_ptr<Output> file;
             if (!spool_dir.empty())
                 spool.emplace(spool_dir);
-            else if (!force && is_terminal(1))
+            else if (!out_path.empty() && out_path != "-")
+                file = tool.open_output(out_path, force, false);
+            else if (!force && out_path.empty() && is_terminal(1))
                 throw UsageError("refusing to write binary records to a terminal",
                                  "redirect the output, use --spool DIR, or force it with -f");
             // Small records that arrive back to back leave in one write; nothing waits
             // in the buffer while the receiver waits for the network.
-            BatchedFdSink out(1);
+            // -o FILE takes them as stdout would, into the file's temporary name.
+            BatchedFdSink out(file ? file->fd() : 1, file ? out_path : "stdout");
             // A subscriber has one sender, whose failure fails the run anyway: it streams.
             net::StdoutOutlet to_stdout(out, stream || !sub_ep.empty());
             ro.on_idle = [&] { out.flush(); };
@@ -217,6 +230,10 @@ int main(int argc, char** argv) {
                           " s with " + std::to_string(st.received) + " of " +
                           std::to_string(count) + " records; quorum " + std::to_string(quorum) +
                           " met");
+            if (file) {
+                out.flush();
+                file->commit();
+            }
             return 0;
         }
 

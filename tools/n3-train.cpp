@@ -248,9 +248,11 @@ int main(int argc, char** argv) {
             };
         TrainResult r = train_model(init, examples, opts);
         write_record(*out, r.type, r.payload);
-        out->commit();
-        // c_i moves only once the update is written: a run that fails before leaves it as it was.
+        // c_i moves only once the update is on disk, and the update appears only once c_i
+        // moved: a run that fails (a full disk) leaves both as they were.
+        out->sync();
         if (!scaffold_path.empty()) write_member_state(scaffold_path, r.scaffold_ci, init);
+        out->commit();
         if (json) {
             nlohmann::ordered_json j;
             j["samples"] = r.samples;

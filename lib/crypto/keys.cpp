@@ -926,8 +926,15 @@ LogEntry log_append(const std::string& path, const AuthoritySecret& authority,
     out += std::to_string(e.index) + " " + std::to_string(now) + " " + to_hex(rec.fingerprint()) +
            " " + std::to_string(rec.epoch) + " " + rec.id + " " + rec.text() + " " + to_hex(head) +
            " " + to_hex(e.sig) + "\n";
-    write_all(f.fd, out, path);
-    if (::fsync(f.fd) != 0) throw_errno("cannot sync " + path);
+    // A write the disk cannot hold leaves no partial line: the log is cut back to the entries
+    // it had, which still audit.
+    try {
+        write_all(f.fd, out, path);
+        if (::fsync(f.fd) != 0) throw_errno("cannot sync " + path);
+    } catch (const Error&) {
+        if (::ftruncate(f.fd, static_cast<off_t>(text.size())) == 0) (void)::fsync(f.fd);
+        throw;
+    }
     int fd = f.fd;
     f.fd = -1;
     if (::close(fd) != 0) throw_errno(path);

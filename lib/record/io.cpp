@@ -260,6 +260,12 @@ void Output::write(ByteView bytes) {
     }
 }
 
+void Output::sync() {
+    if (committed_) return;
+    flush();
+    if (path_ != "-" && !special_ && ::fsync(fd_) != 0) throw_errno("cannot sync " + name_);
+}
+
 void Output::commit() {
     if (committed_) return;
     flush();

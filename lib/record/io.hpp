@@ -137,6 +137,11 @@ public:
     }
     // Flushes, fsyncs and renames into place (files); flushes stdout. Idempotent.
     void commit();
+    // Flushes and fsyncs without renaming: after sync() the bytes are on disk, so a commit()
+    // that follows fails only if the rename does. A tool that writes two files that must
+    // appear together (an output and a state file) syncs the first, commits the second, then
+    // commits the first: a full disk then leaves neither.
+    void sync();
     const std::string& name() const { return name_; }
     bool is_stdout() const { return path_ == "-"; }
     uint64_t bytes_written() const { return written_; }

@@ -200,7 +200,8 @@ Dataset load_csv(const std::string& path, Split split) {
                             std::to_string(row.size()) + " fields, the first row has " +
                             std::to_string(width));
         float label = row.back();
-        if (label < 0 || label != float(int64_t(label)) || label > 1e6f)
+        // The range first: converting NaN, infinity or 1e30 to an integer is undefined.
+        if (!(label >= 0 && label <= 1e6f) || label != float(int64_t(label)))
             throw DataError(path + ":" + std::to_string(line) + ": label '" +
                             std::to_string(label) + "' is not a non-negative integer");
         if (keep_line(sample_line++, split)) {

@@ -72,6 +72,8 @@ expect 2 "reserve takes a size" -- n3-send --recv ipc://$T/q --count 1 --reserve
 expect 2 "reserve 2G is more than 1G" -- n3-send --recv ipc://$T/q --count 1 --reserve 2G
 expect 2 "are for --recv and --sub" -- n3-send --reserve 64M ipc://$T/q "$T/r1.n3"
 expect 2 "spool directory .*/nodir" -- n3-send --recv ipc://$T/q --count 1 --spool "$T/nodir"
+expect 2 "excludes" -- n3-send --recv ipc://$T/q --count 1 --spool "$T" -o "$T/x.n3"
+expect 2 "are for --recv and --sub" -- n3-send -o "$T/x.n3" ipc://$T/q "$T/r1.n3"
 expect 2 "cannot open .*/missing.n3" -- n3-send ipc://$T/q "$T/missing.n3"
 : >"$T/empty.n3"
 expect 1 "no records \(empty input\)" -- n3-send --timeout 1 ipc://$T/q "$T/empty.n3"
@@ -137,6 +139,22 @@ want=$(for i in 1 2 3 4; do sha256sum <"$T/r$i.n3"; done | sort)
 got=$(for f in "$T"/spool/*.n3; do sha256sum <"$f"; done | sort)
 assert_eq "$got" "$want" "each sender's record is one spool file, byte for byte"
 assert_no_file "$T/spool/.tmp"
+
+# --- -o FILE: the round in one file, whole or not at all --------------------------------------
+bg rx n3-send --recv "ipc://$T/o.sock" --count 2 --timeout 30 -o "$T/round.n3"
+bg tx1 n3-send --timeout 30 "ipc://$T/o.sock" "$T/r1.n3"
+rc tx1
+bg tx2 n3-send --timeout 30 "ipc://$T/o.sock" "$T/r2.n3"
+rc rx; assert_eq "$RC" 0 "receiver with -o exits 0"
+rc tx2
+assert_eq "$(cat "$T/r1.n3" "$T/r2.n3" | sha256sum)" "$(sha256sum <"$T/round.n3")" \
+    "-o holds the records in arrival order, byte for byte"
+assert_eq "$(wc -c <"$T/rx.out")" 0 "-o writes nothing to stdout"
+bg rx n3-send --recv "ipc://$T/o2.sock" --count 2 --timeout 1 -o "$T/short.n3"
+bg tx1 n3-send --timeout 30 "ipc://$T/o2.sock" "$T/r1.n3"
+rc rx; assert_eq "$RC" 3 "-o below the count at the timeout exits 3"
+rc tx1
+assert_no_file "$T/short.n3"
 
 # --- quorum met and missed ---------------------------------------------------------------------
 bg tx1 n3-send --timeout 10 "ipc://$T/quorum" "$T/r1.n3"

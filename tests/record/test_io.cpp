@@ -72,6 +72,27 @@ TEST_CASE("an uncommitted output leaves nothing behind", "[io]") {
     REQUIRE(read_text_file(p) == "first");
 }
 
+TEST_CASE("sync writes the bytes but only commit makes them visible", "[io]") {
+    TempDir d;
+    std::string p = (d.path / "out.n3").string();
+    {
+        Output o(p);
+        o.write(text("synced, never committed"));
+        o.sync();
+        REQUIRE_FALSE(fs::exists(p));
+        REQUIRE(d.entries() == 1);
+        REQUIRE(fs::file_size(d.path / fs::directory_iterator(d.path)->path().filename()) == 23);
+    }
+    REQUIRE(d.entries() == 0); // a failure after sync() still removes the temporary file
+    {
+        Output o(p);
+        o.write(text("both"));
+        o.sync();
+        o.commit();
+    }
+    REQUIRE(read_text_file(p) == "both");
+}
+
 TEST_CASE("secret files are 0600 and never overwritten without force", "[io]") {
     TempDir d;
     std::string p = (d.path / "me.key").string();

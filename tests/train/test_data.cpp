@@ -134,6 +134,12 @@ TEST_CASE("CSV rows are features then label, with an optional header") {
     std::ofstream(p) << "1,2,0.5\n";
     CHECK_THAT(error_of<DataError>([&] { load_dataset(p.string(), Format::csv, Split::all); }),
                Catch::Contains("is not a non-negative integer"));
+    // Labels no integer can hold (found by fuzz_train_data: the conversion was undefined).
+    for (const char* label : {"nan", "inf", "-inf", "1e30", "-1e30", "2e6"}) {
+        std::ofstream(p) << "1,2," << label << "\n";
+        CHECK_THAT(error_of<DataError>([&] { load_dataset(p.string(), Format::csv, Split::all); }),
+                   Catch::Contains("is not a non-negative integer"));
+    }
 }
 
 TEST_CASE("text lines carry their book for natural partitions") {
