@@ -49,6 +49,8 @@ DEB_ALL     = $(DEB_BUILD) $(DEB_LIBS) $(DEB_DATA) $(DEB_TESTS) $(DEB_BENCH)
 DEB_ARM64   = crossbuild-essential-arm64 qemu-user-static
 ARM64_BUILD   ?= $(BUILD)-arm64
 ARM64_SYSROOT ?= $(CURDIR)/$(BUILD)-arm64-sysroot
+# n3-train and n3-eval for arm64, against Debian's arm64 libtorch (the edge profile above has none).
+ARM64_TORCH_BUILD ?= $(BUILD)-arm64-torch
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -73,22 +75,29 @@ endef
 
 deps-arm64: deps
 	$(call apt_install,$(DEB_ARM64))
-	$(SUDO) bash tests/arm64/sysroot.sh $(ARM64_SYSROOT)
+	$(SUDO) bash tests/arm64/sysroot.sh --torch $(ARM64_SYSROOT)
 
 $(ARM64_BUILD)/build.ninja:
 	cmake -S . -B $(ARM64_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON -DN3_WITH_TORCH=OFF \
 	  -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/tests/arm64/toolchain.cmake -DN3_ARM64_SYSROOT=$(ARM64_SYSROOT)
 
+$(ARM64_TORCH_BUILD)/build.ninja:
+	cmake -S . -B $(ARM64_TORCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DN3_WERROR=ON -DN3_WITH_TORCH=ON \
+	  -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/tests/arm64/toolchain.cmake -DN3_ARM64_SYSROOT=$(ARM64_SYSROOT)
+
 cross-arm64: deps-arm64
-	$(MAKE) $(ARM64_BUILD)/build.ninja
+	$(MAKE) $(ARM64_BUILD)/build.ninja $(ARM64_TORCH_BUILD)/build.ninja
 	cmake --build $(ARM64_BUILD) -j $(JOBS)
+	cmake --build $(ARM64_TORCH_BUILD) -j $(JOBS) --target n3-train n3-eval n3-sentencepiece
 
 # The unit and CLI tests of the arm64 build under qemu-user (tools run through the wrappers
-# in $(ARM64_BUILD)/tools-emulated), then records crossing architectures (x86-64 build in $(BUILD)).
+# in $(ARM64_BUILD)/tools-emulated), then records crossing architectures (x86-64 build in $(BUILD)),
+# with an update trained by the arm64 n3-train.
 test-arm64: cross-arm64
 	$(MAKE) build
 	ctest --test-dir $(ARM64_BUILD) --output-on-failure -j $(JOBS)
 	N3_TOOLS=$(CURDIR)/$(BUILD)/tools N3_ARM64_TOOLS=$(CURDIR)/$(ARM64_BUILD)/tools-emulated \
+	  N3_ARM64_TRAIN_TOOLS=$(CURDIR)/$(ARM64_TORCH_BUILD)/tools-emulated \
 	  N3_SRC=$(CURDIR) bash tests/arm64/cross-round.sh
 
 deps:
@@ -190,4 +199,4 @@ demo: deps
 	N3_BIN=$(CURDIR)/$(BUILD)/tools bash examples/quickstart.sh $(DEMO_OUT)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-fuzz $(BUILD)-sanitize $(ARM64_BUILD)
+	rm -rf $(BUILD) $(BUILD)-fuzz $(BUILD)-sanitize $(ARM64_BUILD) $(ARM64_TORCH_BUILD)

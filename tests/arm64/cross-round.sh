@@ -3,12 +3,16 @@
 # byte for byte as the formats promise: a model made on x86-64, updates packed (int8 + zstd,
 # Reed-Solomon shards) and sealed by the arm64 tools, opened and merged on x86-64, and the same
 # steps the other way round. N3_TOOLS is the x86-64 build's tools folder, N3_ARM64_TOOLS the
-# arm64 build's emulated wrappers (make test-arm64 sets both).
+# arm64 build's emulated wrappers (make test-arm64 sets both). When N3_ARM64_TRAIN_TOOLS (or
+# N3_ARM64_TOOLS) has n3-train and n3-eval (libtorch from Debian's arm64 packages), an update is also trained on arm64 from a model made
+# on x86-64, merged on x86-64, and both architectures evaluate the same model alike.
 source "$(dirname "$0")/../cli/lib.sh"
 : "${N3_ARM64_TOOLS:?set N3_ARM64_TOOLS to the tools-emulated folder of an arm64 build}"
 cd "$T"
 x86() { "$N3_TOOLS/$1" "${@:2}"; }
 arm() { "$N3_ARM64_TOOLS/$1" "${@:2}"; }
+: "${N3_ARM64_TRAIN_TOOLS:=$N3_ARM64_TOOLS}"
+armt() { "$N3_ARM64_TRAIN_TOOLS/$1" "${@:2}"; }
 [ -x "$N3_ARM64_TOOLS/n3-seal" ] || skip "no arm64 build in $N3_ARM64_TOOLS"
 "$N3_ARM64_TOOLS/n3-seal" --version >/dev/null 2>&1 || skip "the arm64 tools do not run here (qemu-user?)"
 
@@ -91,4 +95,34 @@ for rule in median trimmed-mean:0.34; do
     arm n3-merge --rule $rule --base model.n3 updates.n3 -o g.arm.n3
     assert_eq "$(cmp -s g.x86.n3 g.arm.n3 && echo same)" same "$rule: the same merged model on both"
 done
+# Training across architectures: the model made by the x86-64 n3-train, one local epoch on
+# arm64 (under qemu: two epochs over a small slice of Fashion-MNIST), the update merged on x86-64.
+data=$(dpkg -L dataset-fashion-mnist 2>/dev/null | grep 'train-images' | head -1 | xargs -r dirname)
+if [ ! -x "$N3_ARM64_TRAIN_TOOLS/n3-train" ]; then
+    echo "cross-round.sh: no arm64 n3-train (built without libtorch): training across architectures not checked"
+elif [ ! -x "$N3_TOOLS/n3-train" ]; then
+    echo "cross-round.sh: no x86-64 n3-train: training across architectures not checked"
+elif [ -z "$data" ]; then
+    echo "cross-round.sh: dataset-fashion-mnist not installed: training across architectures not checked"
+else
+    x86 n3-train --model "$N3_SRC/examples/models/mlp.yaml" --init-only --seed 3 -o mlp.n3
+    expect 0 '' -- armt n3-train --init mlp.n3 --data "$data" --partition iid --clients 8 --client 2 \
+        --limit 512 --epochs 2 --batch 32 --lr 0.1 --seed 5 -o arm-update.n3
+    mlp_hash=$(x86 n3-inspect --json mlp.n3 | "$N3_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["hash"])')
+    assert_eq "$(x86 n3-inspect --json arm-update.n3 | "$N3_PYTHON" -c \
+        'import json,sys; m=json.load(sys.stdin); print(m["type"], m["metadata"]["base"])')" \
+        "update $mlp_hash" "the arm64 update names the x86-64 model as its base"
+    expect 0 '' -- x86 n3-merge --rule fedavg --base mlp.n3 arm-update.n3 -o mlp-1.n3
+    x86 n3-eval mlp-1.n3 --data "$data" --split test --limit 500 --json >eval.x86.json
+    armt n3-eval mlp-1.n3 --data "$data" --split test --limit 500 --json >eval.arm.json
+    _case="arm64 and x86-64 evaluate the merged model alike"
+    if "$N3_PYTHON" - eval.x86.json eval.arm.json <<'PY'; then _pass; else _fail "accuracy or loss differ"; fi
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+print(f"cross-round.sh: merged model, x86-64 accuracy {a['accuracy']:.4f} loss {a['loss']:.5f}; "
+      f"arm64 accuracy {b['accuracy']:.4f} loss {b['loss']:.5f}")
+assert a['accuracy'] > 0.3, "the arm64 training taught the model nothing"
+assert abs(a['accuracy'] - b['accuracy']) <= 0.004 and abs(a['loss'] - b['loss']) < 1e-3
+PY
+fi
 finish

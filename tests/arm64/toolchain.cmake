@@ -34,7 +34,9 @@ string(APPEND CMAKE_C_FLAGS_INIT " -isystem ${N3_ARM64_SYSROOT}/usr/include/aarc
 string(APPEND CMAKE_CXX_FLAGS_INIT " -isystem ${N3_ARM64_SYSROOT}/usr/include/aarch64-linux-gnu")
 
 # The sysroot's shared libraries need each other at link time.
-set(_n3_libdirs "${N3_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu" "${N3_ARM64_SYSROOT}/lib/aarch64-linux-gnu")
+# (A few of libtorch's, gloo and HDF4 among them, live in usr/lib rather than the multiarch folder.)
+set(_n3_libdirs "${N3_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu" "${N3_ARM64_SYSROOT}/lib/aarch64-linux-gnu"
+  "${N3_ARM64_SYSROOT}/usr/lib")
 foreach(d ${_n3_libdirs})
   string(APPEND CMAKE_EXE_LINKER_FLAGS_INIT " -Wl,-rpath-link,${d}")
   string(APPEND CMAKE_SHARED_LINKER_FLAGS_INIT " -Wl,-rpath-link,${d}")
@@ -42,4 +44,4 @@ endforeach()
 
 # Binaries and tests run under qemu-user: ctest and the CLI tests start them through it.
 set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64-static -L /usr/aarch64-linux-gnu
-  -E "LD_LIBRARY_PATH=${N3_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu:${N3_ARM64_SYSROOT}/lib/aarch64-linux-gnu")
+  -E "LD_LIBRARY_PATH=${N3_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu:${N3_ARM64_SYSROOT}/lib/aarch64-linux-gnu:${N3_ARM64_SYSROOT}/usr/lib")
