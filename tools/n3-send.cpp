@@ -128,9 +128,9 @@ int main(int argc, char** argv) {
         if (app.count("--hwm") && hwm < 1) throw UsageError("--hwm must be at least 1");
         if (!std::isfinite(timeout) || timeout < 0)
             throw UsageError("--timeout must be 0 or more seconds");
-        if (!receiving && (o_count->count() || o_quorum->count() || o_spool->count() ||
-                           o_out->count() || o_max->count() || o_reserve->count() ||
-                           o_stream->count()))
+        if (!receiving &&
+            (o_count->count() || o_quorum->count() || o_spool->count() || o_out->count() ||
+             o_max->count() || o_reserve->count() || o_stream->count()))
             throw UsageError(
                 "--count, --quorum, --spool, -o, --stream, --max-size and --reserve are for "
                 "--recv and --sub",
