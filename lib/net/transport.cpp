@@ -688,10 +688,11 @@ ReceiveStats receive_records(const ReceiveOptions& o, RecordOutlet& outlet,
     sock.set(zmq::sockopt::rcvhwm, o.hwm);
     sock.set(zmq::sockopt::linger, 0);
     sock.set(zmq::sockopt::handshake_ivl, kHandshakeMs);
-    // A frame longer than a chunk, or than a record sent whole may be, is refused before
-    // ZeroMQ allocates it (a peer declaring a 2^60-byte frame is cut off).
-    const uint64_t frame_cap = std::min<uint64_t>(o.max_payload + kPreambleSize + kTrailerSize,
-                                                  std::max<uint64_t>(kChunkAbove, kChunkSize));
+    // A frame longer than any record could be is refused before ZeroMQ allocates it (a peer
+    // declaring a 2^60-byte frame is cut off); a plain ZeroMQ peer may still send a large
+    // record whole, as one frame, up to --max-size.
+    const uint64_t frame_cap =
+        std::min<uint64_t>(o.max_payload + kPreambleSize + kTrailerSize, uint64_t(INT64_MAX));
     sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(frame_cap));
     if (pull && o.curve_server) set_curve_server(sock, *o.curve_server);
     if (!pull && o.curve_client) set_curve_client(sock, *o.curve_client);
