@@ -215,13 +215,19 @@ settle subhuge 3 "--sub, a 2^60-byte frame header"
 assert_eq "$(stat -c %s "$T/subhuge.out")" 0 "--sub, a 2^60-byte frame header: nothing written"
 wait "$pubhuge"
 assert_match '^pubhuge: [1-9]' "$T/pubhuge.log" "the subscriber connected to the hostile publisher"
-P=$(free_port)
-timeout 30 "$PY" "$HOSTILE" pubflood "$P" 6 "$T/mid.n3" >"$T/pubflood.log" 2>&1 &
-PIDS+=($!)
-pubflood=$!
-wait_listen "$P"
-receiver subflood "$SHORT" --sub "tcp://127.0.0.1:$P" --count 1 --hwm 4 --max-size 16M
-settle subflood 0 "--sub, garbage at full speed"
-_case="--sub, garbage at full speed: exactly the publisher's one record"; same_out "$T/subflood.out" "$T/mid.n3"
-wait "$pubflood"
+if [ "${N3_EMULATED:-0}" = 1 ]; then
+    # Under qemu-user the subscriber is many times slower than the native publisher, and a PUB
+    # socket drops what a full subscriber queue cannot take: the real record rarely gets through.
+    echo "send-hostile.sh: --sub against a full-speed garbage publisher not checked under emulation"
+else
+    P=$(free_port)
+    timeout 30 "$PY" "$HOSTILE" pubflood "$P" 6 "$T/mid.n3" >"$T/pubflood.log" 2>&1 &
+    PIDS+=($!)
+    pubflood=$!
+    wait_listen "$P"
+    receiver subflood "$SHORT" --sub "tcp://127.0.0.1:$P" --count 1 --hwm 4 --max-size 16M
+    settle subflood 0 "--sub, garbage at full speed"
+    _case="--sub, garbage at full speed: exactly the publisher's one record"; same_out "$T/subflood.out" "$T/mid.n3"
+    wait "$pubflood"
+fi
 finish
