@@ -15,6 +15,27 @@ DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 
 die() { echo "$NAME: error: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
+# fed_option FLAG VALUE: the flags star.sh, simulate.sh and slurm/federation.sh share (members,
+# rounds, each member's training and packing, the hub's quorum and timeout); sets the variable
+# and succeeds, or fails for any other flag.
+fed_option() {
+    case $1 in
+        --members) need "$@"; MEMBERS=$2 ;;
+        --rounds) need "$@"; ROUNDS=$2 ;;
+        --limit) need "$@"; LIMIT=$2 ;;
+        --partition) need "$@"; PARTITION=$2 ;;
+        --model) need "$@"; MODEL=$2 ;;
+        --epochs) need "$@"; EPOCHS=$2 ;;
+        --batch) need "$@"; BATCH=$2 ;;
+        --lr) need "$@"; LR=$2 ;;
+        --momentum) need "$@"; MOMENTUM=$2 ;;
+        --pack) need "$@"; PACK=$2 ;;
+        --eval-limit) need "$@"; EVAL_LIMIT=$2 ;;
+        --quorum) need "$@"; QUORUM=$2 ;;
+        --timeout) need "$@"; TIMEOUT=$2 ;;
+        *) return 1 ;;
+    esac
+}
 isnum() { [[ $2 =~ ^[0-9]+$ ]] || die "$1 must be a whole number, not '$2'"; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0; }
 require() {

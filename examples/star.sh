@@ -47,21 +47,8 @@ TRAIN_SEED= RULE=fedavg PROX_MU= DP_NOISE= CLIP_NORM=
 . "$here/common.sh"
 while [ $# -gt 0 ]; do
     case $1 in
-        --members) need "$@"; MEMBERS=$2; shift 2 ;;
-        --rounds) need "$@"; ROUNDS=$2; shift 2 ;;
-        --partition) need "$@"; PARTITION=$2; shift 2 ;;
-        --model) need "$@"; MODEL=$2; shift 2 ;;
-        --epochs) need "$@"; EPOCHS=$2; shift 2 ;;
-        --batch) need "$@"; BATCH=$2; shift 2 ;;
-        --lr) need "$@"; LR=$2; shift 2 ;;
-        --momentum) need "$@"; MOMENTUM=$2; shift 2 ;;
         --weight-decay) need "$@"; WD=$2; shift 2 ;;
-        --pack) need "$@"; PACK=$2; shift 2 ;;
-        --limit) need "$@"; LIMIT=$2; shift 2 ;;
-        --eval-limit) need "$@"; EVAL_LIMIT=$2; shift 2 ;;
         --dead) need "$@"; DEAD=$2; shift 2 ;;
-        --quorum) need "$@"; QUORUM=$2; shift 2 ;;
-        --timeout) need "$@"; TIMEOUT=$2; shift 2 ;;
         --seed) need "$@"; SEED=$2; shift 2 ;;
         --train-seed) need "$@"; TRAIN_SEED=$2; shift 2 ;;
         --rule) need "$@"; RULE=$2; shift 2 ;;
@@ -71,7 +58,7 @@ while [ $# -gt 0 ]; do
         --port) need "$@"; PORT=$2; shift 2 ;;
         --name) need "$@"; NAME=$2.sh; shift 2 ;;
         -h|--help) usage ;;
-        -*) die "unknown option $1 (see --help)" ;;
+        -*) fed_option "$@" || die "unknown option $1 (see --help)"; shift 2 ;;
         *) OUT=$1; shift ;;
     esac
 done

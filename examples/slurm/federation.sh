@@ -43,25 +43,12 @@ OUT= NAME=federation.sh
 . "$here/common.sh"
 while [ $# -gt 0 ]; do
     case $1 in
-        --members) need "$@"; MEMBERS=$2; shift 2 ;;
-        --rounds) need "$@"; ROUNDS=$2; shift 2 ;;
-        --limit) need "$@"; LIMIT=$2; shift 2 ;;
-        --partition) need "$@"; PARTITION=$2; shift 2 ;;
-        --model) need "$@"; MODEL=$2; shift 2 ;;
-        --epochs) need "$@"; EPOCHS=$2; shift 2 ;;
-        --batch) need "$@"; BATCH=$2; shift 2 ;;
-        --lr) need "$@"; LR=$2; shift 2 ;;
-        --momentum) need "$@"; MOMENTUM=$2; shift 2 ;;
-        --pack) need "$@"; PACK=$2; shift 2 ;;
-        --eval-limit) need "$@"; EVAL_LIMIT=$2; shift 2 ;;
-        --quorum) need "$@"; QUORUM=$2; shift 2 ;;
         --transport) need "$@"; TRANSPORT=$2; shift 2 ;;
         --port) need "$@"; PORT=$2; shift 2 ;;
-        --timeout) need "$@"; TIMEOUT=$2; shift 2 ;;
         --sbatch) need "$@"; SBATCH=$2; shift 2 ;;
         --wait) WAIT=1; shift ;;
         -h|--help) usage ;;
-        -*) die "unknown option $1 (see --help)" ;;
+        -*) fed_option "$@" || die "unknown option $1 (see --help)"; shift 2 ;;
         *) [ -z "$OUT" ] || die "one DIR only ('$OUT', then '$1')"; OUT=$1; shift ;;
     esac
 done
