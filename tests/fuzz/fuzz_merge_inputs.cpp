@@ -10,12 +10,16 @@
 #include <unistd.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static const std::string path = [] {
-        std::string t = "/tmp/n3-fuzz-merge.XXXXXX";
-        int fd = ::mkstemp(t.data());
-        if (fd >= 0) ::close(fd);
-        return t;
-    }();
+    // One input file per process, removed when the fuzzer exits.
+    static const struct TempFile {
+        std::string path = "/tmp/n3-fuzz-merge.XXXXXX";
+        TempFile() {
+            int fd = ::mkstemp(path.data());
+            if (fd >= 0) ::close(fd);
+        }
+        ~TempFile() { ::unlink(path.c_str()); }
+    } temp;
+    const std::string& path = temp.path;
     if (size < 1) return 0;
     if (FILE* f = std::fopen(path.c_str(), "wb")) {
         std::fwrite(data + 1, 1, size - 1, f);
