@@ -430,37 +430,12 @@ void ChunkOpener::decrypt(Batch& b, size_t i) {
     }
     b.ok[i] = suite::open_chunk(suite_, key_, idx, idx + 1 == nchunks_, ct, clen,
                                 b.pt.data() + i * kChunkSize);
-}
-
-// Chunks [i, i + n) of b, on either thread: decrypted, then their leaves (sixteen at once
-// where the suite can) and the checksums of their content.
-void ChunkOpener::decrypt_group(Batch& b, size_t i0, size_t n) {
-    bool all_full = n == kGroupChunks;
-    for (size_t i = i0; i < i0 + n; ++i) {
-        decrypt(b, i);
-        auto [lo, hi] = lay_.content_in_chunk(b.base + i);
-        all_full = all_full && b.ok[i] && hi - lo == kChunkSize;
-    }
-    if (all_full && suite::leaves16(suite_, b.base + i0, b.pt.data() + i0 * kChunkSize, kChunkSize,
-                                    kChunkSize, &b.leaves[i0])) {
-        for (size_t i = i0; i < i0 + n; ++i) {
-            b.has_leaf[i] = 1;
-            b.out_crc[i] = crc64(0, {b.pt.data() + i * kChunkSize, kChunkSize});
-        }
-        return;
-    }
-    for (size_t i = i0; i < i0 + n; ++i)
-        b.has_leaf[i] =
-            b.ok[i] && transcript::leaf(suite_, lay_, b.base + i, b.pt.data() + i * kChunkSize,
-                                        b.leaves[i], &b.out_crc[i]);
+    b.has_leaf[i] = b.ok[i] && transcript::leaf(suite_, lay_, idx, b.pt.data() + i * kChunkSize,
+                                                b.leaves[i], &b.out_crc[i]);
 }
 
 void ChunkOpener::post(Batch& b, size_t from) {
-    const size_t groups = (b.nchunks - from + kGroupChunks - 1) / kGroupChunks;
-    pool_.post(groups, [this, &b, from](size_t g) {
-        const size_t i0 = from + g * kGroupChunks;
-        decrypt_group(b, i0, std::min(kGroupChunks, b.nchunks - i0));
-    });
+    pool_.post(b.nchunks - from, [this, &b, from](size_t k) { decrypt(b, k + from); });
 }
 
 // Chunk 0 holds the inner header, opened alone: nothing is released before signature 1, and

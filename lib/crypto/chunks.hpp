@@ -143,10 +143,9 @@ struct Batch {
     std::vector<char> ok = std::vector<char>(kBatchChunks);
 };
 
-constexpr size_t kRingBatches = 4; // sealing: batches in flight, 16 MiB of plaintext
-// Chunks a thread takes at once, sealing and opening: their leaves are hashed together
-// (suite::leaves16).
-constexpr size_t kGroupChunks = 16;
+constexpr size_t kRingBatches = 4;  // sealing: batches in flight, 16 MiB of plaintext
+constexpr size_t kGroupChunks = 16; // sealing: chunks a thread claims at once (their leaves
+                                    // hashed together: suite::leaves16)
 constexpr size_t kGroupsPerBatch = kBatchChunks / kGroupChunks;
 
 // Seals one record's stream into `w` (whose clear header is written) in two steps: the chunks
@@ -226,7 +225,6 @@ private:
     DataError chunk_fail(uint64_t idx) const;
     void read_batch(Batch& b, uint64_t base);
     void decrypt(Batch& b, size_t i);
-    void decrypt_group(Batch& b, size_t i0, size_t n);
     void post(Batch& b, size_t from);
     void write_batch(Batch& b, RecordWriter& w, transcript::ContentHash& content_hash,
                      Signature& s2);
