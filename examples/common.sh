@@ -58,7 +58,16 @@ workdir() {
     pids=()
     trap cleanup EXIT
 }
-cleanup() { local p; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+# A background job is often a subshell running a pipeline: killing the subshell alone would leave
+# the pipeline's processes running (a hub's n3-send --recv until its --timeout), so the whole
+# tree goes, each process's children read before it is killed.
+killtree() {
+    local p=$1 c kids
+    kids=$(cat /proc/"$p"/task/*/children 2>/dev/null) || true
+    kill "$p" 2>/dev/null || true
+    for c in $kids; do killtree "$c"; done
+}
+cleanup() { local p; for p in "${pids[@]}"; do killtree "$p"; done; rm -rf "$W"; }
 keys() { n3-keys "$@" 2> "$W/keys.err" || { cat "$W/keys.err" >&2; return 1; }; }
 authority() { keys authority -o "$W/fed.ask"; keys public "$W/fed.ask" > "$W/fed.pub"; }
 enroll() { # NAME: the member makes its secrets, the authority issues, the member completes

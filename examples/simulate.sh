@@ -7,7 +7,7 @@
 # An authority enrols every member once (n3-keys, one key each, one roster). Each round a
 # seeded random subset of max(1, round(F x N)) members is drawn; each sampled member is its own
 # chain of processes, n3-train then n3-encode | n3-seal | n3-send to the hub, and at most --jobs
-# chains run at once (xargs -P), so members that are not sampled, or not yet started, cost
+# chains run at once (the first to fail ends the run, hub and all), so members that are not sampled, or not yet started, cost
 # nothing. The hub receives (n3-send --recv --count K), opens (n3-seal --open against the
 # roster), unpacks (n3-encode -d) and merges (n3-merge, FedAvg) into the next global model,
 # which every member reads as a file (one machine: a shared folder; the model is not
@@ -137,9 +137,26 @@ member() { # I
     rm -f "$W/r/m$i.update" "$W/r/m$i.sent" "$W/r/m$i.err"
     echo "$i $t0 $t1 $t2 $bytes" >> "$W/r/times"
 }
-export -f member
-export DATA PARTITION MEMBERS SEED EPOCHS BATCH LR MOMENTUM WD TIMEOUT member_ep
-export LIMIT_FLAGS="${limit[*]}" PACK_FLAGS="${pack_flags[*]}"
+LIMIT_FLAGS="${limit[*]}" PACK_FLAGS="${pack_flags[*]}"
+
+# The round's sample, at most --jobs members at once. The first member that fails ends the
+# round: no further member starts, and the caller's die stops the hub and the members still
+# running (cleanup) at once instead of leaving them to wait out their --timeout.
+members() {
+    local i p hub_rc=
+    local -A live=()
+    reap() {
+        if wait -n -p p; then unset "live[$p]"; return 0; fi
+        [ "$p" = "$hub" ] && die "round $r: the hub failed before its members had sent"
+        die "round $r: a member failed"
+    }
+    while read -r i; do
+        while [ "${#live[@]}" -ge "$JOBS" ]; do reap; done
+        member "$i" &
+        live[$!]=1 pids+=("$!")
+    done < "$W/r/sample"
+    while [ "${#live[@]}" -gt 0 ]; do reap; done
+}
 
 # The hub's four processes, each under GNU time when there is one (peak RSS, CPU seconds).
 timed() { # NAME CMD...: runs CMD, its resources in $W/r/NAME.time
@@ -165,7 +182,7 @@ for r in $(seq 1 "$ROUNDS"); do
         | timed merge n3-merge --rule fedavg --base "$prev" --json -o "$W/global-$r.n3" 2> "$W/r/merge.json" ) &
     hub=$!
     pids=("$hub")
-    xargs -P "$JOBS" -I{} bash -c 'member {}' < "$W/r/sample" || die "round $r: a member failed"
+    members
     wait "$hub" || { cat "$W/r/merge.json" >&2; die "round $r: the hub failed (fewer than $QUORUM updates arrived by the timeout?)"; }
     pids=()
     merged=$(grep -o '"name"' "$W/r/merge.json" | wc -l)

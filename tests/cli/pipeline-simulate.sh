@@ -32,6 +32,18 @@ if sim --members 12 --fraction 0.1 --rounds 1 --jobs 2 --limit 100 --eval-limit 
         > "$T/log" 2>&1; then _pass; else _fail "exit $?: $(tail -n 5 "$T/log")"; fi
 assert_eq "$(awk -F'\t' 'NR == 2 { print $4 }' "$T/c/rounds.tsv")" 1 "round(0.1 x 12) = 1 member"
 
+_case="a member that fails ends the round at once: exit 2, no hub or member left running"
+port=$((20000 + RANDOM % 20000))
+sim --members 6 --fraction 1 --rounds 1 --jobs 2 --limit 50 --partition bogus --timeout 280 \
+    --transport tcp --port "$port" "$T/d" > "$T/log" 2>&1
+rc=$?
+if [ "$rc" = 2 ] && grep -q 'simulate.sh: error: round 1: a member failed' "$T/log"; then _pass
+else _fail "exit $rc (124: it waited for the hub's --timeout): $(tail -n 3 "$T/log")"; fi
+_case="nothing of that round still runs"
+sleep 0.5
+left=$(grep -l "127[.]0[.]0[.]1:$port" /proc/[0-9]*/cmdline 2>/dev/null || true) # the bracket keeps grep from finding itself
+[ -z "$left" ] && _pass || _fail "still running: $(for f in $left; do tr '\0' ' ' < "$f"; echo; done)"
+
 expect 2 'simulate.sh: error: --fraction must be more than 0' -- sim --fraction 0 "$T/x"
 expect 2 'simulate.sh: error: --fraction must be a number in \(0, 1\]' -- sim --fraction 1.5 "$T/x"
 expect 2 'simulate.sh: error: --quorum must be between 1 and the 3 members sampled' -- sim --members 12 --fraction 0.25 --quorum 4 "$T/x"
