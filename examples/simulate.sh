@@ -7,11 +7,12 @@
 # An authority enrols every member once (n3-keys, one key each, one roster). Each round a
 # seeded random subset of max(1, round(F x N)) members is drawn; each sampled member is its own
 # chain of processes, n3-train then n3-encode | n3-seal | n3-send to the hub, and at most --jobs
-# chains run at once (the first to fail ends the run, hub and all), so members that are not sampled, or not yet started, cost
-# nothing. The hub receives (n3-send --recv --count K), opens (n3-seal --open against the
-# roster), unpacks (n3-encode -d) and merges (n3-merge, FedAvg) into the next global model,
-# which every member reads as a file (one machine: a shared folder; the model is not
-# broadcast, since a publisher would need every sampled member connected at once).
+# chains run at once (the first to fail ends the run, hub and all), so members that are not
+# sampled, or not yet started, cost nothing. The hub receives (n3-send --recv --count K),
+# opens (n3-seal --open against the roster), unpacks (n3-encode -d) and merges (n3-merge,
+# FedAvg) into the next global model, which every member reads as a file (one machine: a
+# shared folder; the model is not broadcast, since a publisher would need every sampled
+# member connected at once).
 # One line per round; OUTDIR/rounds.tsv holds, per round: round, accuracy, loss, sampled,
 # merged, bytes_on_wire, seconds (the whole round), train_seconds (all members' n3-train, wall
 # clock), member_seconds (all members' encode | seal | send, wall clock), hub_cpu_seconds
