@@ -147,7 +147,7 @@ void Merger::check_payloads(const std::vector<Item*>& by_pos) {
             it->layout = layout_of(*it->set);
             // Reading a header maps the pages around it too (the kernel's fault-around, 64 KiB):
             // 1,000 inputs would hold 64 MiB that no pass needs yet.
-            release_pages(it->rec->record.payload());
+            release_around(*it->rec);
         } catch (const DataError& e) {
             if (!it->rec->verified && !verify(*it->rec)) {
                 reject(*it, "corrupted record (checksum mismatch)");

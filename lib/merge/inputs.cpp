@@ -91,10 +91,11 @@ void load_mapped(Input& in, Loaded& out, bool skip_bad) {
             ByteView payload = all.subspan(off + kPreambleSize, p.payload_len);
             LoadedRecord lr;
             lr.key = read_le64(payload.data() + payload.size());
+            lr.record = Record(p.type, payload, map);
+            lr.mapped = all;
             // The preamble's and trailer's pages, and those faulted in around them (64 KiB
             // each): without this, 1,000 records of a stream would hold 64 MiB for nothing.
-            release_pages(all.subspan(off, p.record_size()));
-            lr.record = Record(p.type, payload, map);
+            release_around(lr);
             lr.record.index = index;
             lr.record.offset = off;
             lr.verified = false;
@@ -200,8 +201,9 @@ void load_spooled(Input& in, Loaded& out, const LoadOptions& opts) {
         LoadedRecord lr;
         ByteView payload = all.subspan(p.offset, p.len);
         lr.key = read_le64(payload.data() + payload.size());
-        release_pages(payload); // the trailer's page and those faulted in around it
         lr.record = Record(p.type, payload, mapping);
+        lr.mapped = all;
+        release_around(lr); // the trailer's page and those faulted in around it
         lr.record.index = p.index;
         lr.record.offset = p.stream_offset;
         lr.verified = false;
@@ -246,6 +248,36 @@ void release_pages(ByteView bytes) {
     if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
+void release_around(const LoadedRecord& r) {
+    if (r.mapped.empty()) return;
+    constexpr uint64_t kAround = 64 * 1024; // the kernel's fault_around_bytes, by default
+    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    // Offsets from the page the mapped bytes start in (a stdin mapped past its start does not
+    // start on a page; the bytes before it are the same file's mapping).
+    const uint8_t* lo = r.mapped.data() - reinterpret_cast<uintptr_t>(r.mapped.data()) % page;
+    ByteView payload = r.record.payload();
+    uint64_t b = static_cast<uint64_t>(payload.data() - lo);
+    uint64_t e = b + payload.size() + kTrailerSize;
+    uint64_t size = static_cast<uint64_t>(r.mapped.data() + r.mapped.size() - lo);
+    // The pages holding the safetensors header stay: its metadata is read in place again and
+    // again (every read of a dropped page would fault 64 KiB back in).
+    uint64_t head = payload.size() >= 8
+                        ? std::min<uint64_t>(read_le64(payload.data()), payload.size() - 8) + 8
+                        : 0;
+    uint64_t keep_b = b / page * page, keep_e = (b + head + page - 1) / page * page;
+    // Whole pages only, but the mapping's own first and last pages count as whole: nothing
+    // else shares them.
+    uint64_t wb = b > kAround ? (b - kAround + page - 1) / page * page : 0;
+    uint64_t we =
+        size - e > kAround ? (e + kAround) / page * page : (size + page - 1) / page * page;
+    auto drop = [&](uint64_t from, uint64_t to) {
+        if (to > from) ::madvise(const_cast<uint8_t*>(lo) + from, to - from, MADV_DONTNEED);
+    };
+    if (head == 0) return drop(wb, we);
+    drop(wb, keep_b);
+    drop(keep_e, we);
+}
+
 LoadResult load_records(const std::vector<std::string>& paths, const LoadOptions& opts) {
     std::vector<Loaded> loaded(paths.size());
     unsigned threads = std::min<unsigned>(opts.threads ? opts.threads : default_threads(),
@@ -282,7 +314,7 @@ uint64_t crc_prefix(const LoadedRecord& r, uint64_t data_offset) {
 
 bool verify(const LoadedRecord& r) {
     uint64_t crc = crc_prefix(r, r.record.payload().size());
-    release_pages(r.record.payload());
+    release_around(r);
     return crc == r.key;
 }
 

@@ -51,6 +51,9 @@ struct LoadedRecord {
     // pread() into cache-sized buffers, which costs less than faulting the mapping in and out.
     std::shared_ptr<const FileRef> file;
     uint64_t file_offset = 0;
+    // The whole mapping the payload lies in (empty for records held in memory): the bounds
+    // within which release_around() may drop pages.
+    ByteView mapped;
 };
 
 struct LoadOptions {
@@ -81,6 +84,12 @@ uint64_t crc_prefix(const LoadedRecord& r, uint64_t data_offset);
 
 // Drops the whole pages inside `bytes` from this process's resident set (mapped files only).
 void release_pages(ByteView bytes);
+// Drops the pages of the record's mapping that reading its preamble, header or trailer can have
+// brought in, but those holding its safetensors header (read in place again by every metadata
+// look-up): its own pages, partial ones included, and the kernel's fault-around (up to 64 KiB
+// either side, into the neighbouring records of a stream). Dropping only the whole pages inside
+// the payload left 1,000 records of one stream about 18 KiB each resident; this leaves one page.
+void release_around(const LoadedRecord& r);
 
 unsigned default_threads();
 

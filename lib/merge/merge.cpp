@@ -65,7 +65,7 @@ void Merger::load() {
             try {
                 base_rec_ = load_single(*req_.base, "--base", lo);
                 base_hash_ = model_hash(base_rec_->record.payload());
-                release_pages(base_rec_->record.payload());
+                release_around(*base_rec_);
             } catch (...) {
                 base_error = std::current_exception();
             }
