@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     app.add_option("--model", spec_path, "Model spec, for a record that carries none")
         ->type_name("SPEC.yaml");
     app.add_option("--adapter", adapter_path,
-                   "Evaluate or sample MODEL with this LoRA adapter of it (n3-train --lora)")
+                   "Evaluate or sample MODEL with this LoRA adapter of it")
         ->type_name("ADAPTER.n3");
     app.add_flag("--json", json, "Print the result as one line of JSON");
     app.add_option("--threads", threads, "libtorch threads (default: every core)");
