@@ -14,7 +14,8 @@
 // are identical run to run.
 //
 // This header does not include libtorch; only engine.cpp does (the one heavy TU of lib/train).
-// Errors: DataError (exit 1) for a record that is not a model, a spec/record mismatch, labels out
+// Errors: DataError (exit 1) for a record that is not a model (a LoRA adapter is refused with a
+// hint: lora.hpp), a spec/record mismatch, labels out
 // of range, data that does not fit the model, a NaN or infinite loss (no result is returned);
 // UsageError/EnvError (exit 2) for bad options and an unavailable device.
 #pragma once
