@@ -1,6 +1,7 @@
 // n3-eval: evaluate a model record on a data set, or sample text from an LM (man/n3-eval.1).
 #include "common/tool.hpp"
 #include "train/data.hpp"
+#include "train/lora.hpp"
 #include "train/model.hpp"
 
 #include <cstdio>
@@ -18,7 +19,7 @@ int main(int argc, char** argv) {
               "Prints accuracy and loss for classifiers, bits per character and next-character\n"
               "accuracy for language models. With --generate, writes sampled text to stdout.");
     auto& app = tool.app();
-    std::string model_path, data_path, format, split = "test", spec_path, prompt;
+    std::string model_path, data_path, format, split = "test", spec_path, prompt, adapter_path;
     bool json = false, generate = false, no_cache = false, interactive = false;
     int threads = 0;
     int64_t limit = 0, tokens = 200;
@@ -33,6 +34,9 @@ int main(int argc, char** argv) {
     app.add_option("--limit", limit, "Evaluate only the first N samples (text: lines)");
     app.add_option("--model", spec_path, "Model spec, for a record that carries none")
         ->type_name("SPEC.yaml");
+    app.add_option("--adapter", adapter_path,
+                   "Evaluate or sample MODEL with this LoRA adapter of it")
+        ->type_name("ADAPTER.n3");
     app.add_flag("--json", json, "Print the result as one line of JSON");
     app.add_option("--threads", threads, "libtorch threads (default: every core)");
     auto* o_gen = app.add_option("--generate", prompt, "Sample text after PROMPT (language models)")
@@ -64,12 +68,19 @@ int main(int argc, char** argv) {
             throw UsageError("--interactive reads prompts from stdin; give the model as a file");
         if (!generate && data_path.empty())
             throw UsageError("--data is required", "or --generate PROMPT for a language model");
+        if (!adapter_path.empty() && adapter_path == "-" && model_path == "-")
+            throw UsageError("only one of MODEL and --adapter may read stdin ('-')");
+        if (interactive && adapter_path == "-")
+            throw UsageError("--interactive reads prompts from stdin; give the adapter as a file");
         std::optional<Model> from_spec;
         if (!spec_path.empty()) from_spec = spec_only(read_text_file(spec_path), spec_path);
         Model m = load_model_record(model_path, from_spec);
+        std::optional<Adapter> adapter;
+        if (!adapter_path.empty()) adapter = load_adapter(adapter_path, m, model_path);
+        const Adapter* ap = adapter ? &*adapter : nullptr;
         configure_threads(threads);
         if (generate) {
-            Generator gen(m);
+            Generator gen(m, ap);
             GenerateOptions o;
             o.tokens = tokens;
             o.temperature = temperature;
@@ -133,11 +144,12 @@ int main(int argc, char** argv) {
         std::iota(idx.begin(), idx.end(), size_t(0));
         if (limit > 0 && idx.size() > size_t(limit)) idx.resize(size_t(limit));
         Examples ex = d.gather(idx);
-        EvalResult r = evaluate_model(m, ex);
+        EvalResult r = evaluate_model(m, ex, ap);
         if (json) {
             nlohmann::ordered_json j;
             j["model"] = m.hash;
             j["round"] = m.round;
+            if (adapter) j["adapter"] = adapter->hash, j["adapter_round"] = adapter->round;
             j["samples"] = r.samples;
             j["loss"] = r.loss;
             j["accuracy"] = r.accuracy;

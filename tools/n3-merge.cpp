@@ -2,6 +2,7 @@
 #include "common/tool.hpp"
 #include "crypto/keys.hpp"
 #include "ledger/ledger.hpp"
+#include "merge/lora.hpp"
 #include "merge/merge.hpp"
 #include "record/error.hpp"
 #include "record/format.hpp"
@@ -241,9 +242,57 @@ int main(int argc, char** argv) {
         ->type_name("LEDGER");
     app.add_option("--key", key_path, "The merger's member key, which signs the receipts")
         ->type_name("FILE");
+    std::string adapter;
+    app.add_option("--adapter", adapter,
+                   "Apply this LoRA adapter to --base: write the model with W + (alpha/r) B A "
+                   "(no INPUT)")
+        ->type_name("ADAPTER.n3");
     o_self_w->needs(o_self);
 
     return tool.run(argc, argv, [&] {
+        if (!adapter.empty()) {
+            if (base.empty())
+                throw UsageError("--adapter applies an adapter to its model: give --base MODEL");
+            if (!req.inputs.empty())
+                throw UsageError("--adapter takes no INPUT: it applies one adapter to --base",
+                                 "merge adapter updates first: n3-merge --base ADAPTER.n3 "
+                                 "UPDATE...");
+            for (const char* name : {"--rule",          "--state",         "--weights",
+                                     "--self",          "--self-weight",   "--clip-norm",
+                                     "--max-norm",      "--server-lr",     "--beta1",
+                                     "--beta2",         "--tau",           "--min-inputs",
+                                     "--dp-noise",      "--dp-delta",      "--dp-rate",
+                                     "--dp-budget",     "--clip-quantile", "--clip-count-noise",
+                                     "--clip-lr",       "--population",    "--skip-bad",
+                                     "--scores",        "--min-score",     "--holdout",
+                                     "--holdout-limit", "--receipts",      "--key"})
+                if (app.get_option(name)->count())
+                    throw UsageError(std::string(name) + " is for merges, not --adapter");
+            if (base == "-" && adapter == "-")
+                throw UsageError("only one of --base and --adapter may read stdin ('-')");
+            bool to_stdout = out_path.empty() || out_path == "-";
+            std::vector<std::string> ins;
+            for (auto* p : {&base, &adapter})
+                if (*p != "-") ins.push_back(*p);
+            tool.check_not_same(ins, to_stdout ? "-" : out_path);
+            auto out = tool.open_output(to_stdout ? "-" : out_path, force, out_path == "-");
+            merge::AppliedAdapter a = merge::apply_adapter(base, adapter);
+            write_record(*out, RecordType::model, a.payload);
+            out->commit();
+            tool.verbose("applied adapter " + a.adapter_hash.substr(0, 16) + "… to " +
+                         std::to_string(a.weights) + " weights of model " +
+                         a.base_hash.substr(0, 16) + "…");
+            if (json) {
+                nlohmann::ordered_json j;
+                j["output"] = "model";
+                j["base"] = a.base_hash;
+                j["adapter"] = a.adapter_hash;
+                j["weights"] = a.weights;
+                j["model"] = model_hash(a.payload);
+                std::cerr << j.dump() << "\n";
+            }
+            return 0;
+        }
         if (rule == "secure-sum")
             throw UsageError("secure aggregation has its own tool",
                              "n3-secagg sum --roster FILE --authority PUB "

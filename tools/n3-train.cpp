@@ -3,6 +3,7 @@
 #include "crypto/keys.hpp"
 #include "record/format.hpp"
 #include "train/data.hpp"
+#include "train/lora.hpp"
 #include "train/model.hpp"
 #include "train/partition.hpp"
 #include "train/scaffold.hpp"
@@ -91,6 +92,19 @@ int main(int argc, char** argv) {
                    "The SentencePiece tokenizer a fresh model of a 'tokenizer: sentencepiece' "
                    "spec carries")
         ->type_name("FILE");
+    std::string lora_text, lora_targets = "attn,mlp", adapter_path;
+    auto* o_lora = app.add_option("--lora", lora_text,
+                                  "LoRA: freeze the model and train a fresh adapter of rank RANK, "
+                                  "scaled by ALPHA/RANK (ALPHA defaults to RANK)")
+                       ->type_name("RANK[:ALPHA]");
+    auto* o_targets =
+        app.add_option("--lora-targets", lora_targets,
+                       "LoRA: the weights adapted: attn, mlp or attn,mlp (the default)")
+            ->type_name("LIST");
+    app.add_option("--adapter", adapter_path,
+                   "LoRA: train this adapter of the --init model (the update's base is the "
+                   "adapter)")
+        ->type_name("ADAPTER.n3");
     std::string receipt_path;
     app.add_option("--receipt-key", receipt_path,
                    "Put this one-time receipt public key (n3-keys receipt) into the update")
@@ -121,11 +135,43 @@ int main(int argc, char** argv) {
         if (!tokenizer_model.empty() && (!init_path.empty() || make_tokenizer))
             throw UsageError("--tokenizer-model is for a fresh model (--model SPEC)",
                              "a model record carries its tokenizer");
+        // LoRA: flags checked before any work; the adapter itself once the model is read.
+        const bool lora = o_lora->count() || !adapter_path.empty();
+        LoraConfig lora_config;
+        if (o_lora->count()) lora_config = parse_lora(lora_text, lora_targets);
+        if (o_targets->count() && !lora)
+            throw UsageError("--lora-targets needs --lora RANK (or --adapter FILE)");
+        if (o_targets->count() && !o_lora->count())
+            lora_config.targets = canonical_targets(lora_targets);
+        if (lora) {
+            if (init_path.empty())
+                throw UsageError("--lora and --adapter adapt a model record: give --init MODEL.n3",
+                                 "write one with n3-train --init-only --model SPEC.yaml");
+            if (make_tokenizer || list_partition || !scaffold_path.empty() || scaffold_init ||
+                dp_clip > 0)
+                throw UsageError(std::string(make_tokenizer   ? "--tokenizer"
+                                             : list_partition ? "--list-partition"
+                                             : scaffold_init  ? "--scaffold-init"
+                                             : dp_clip > 0    ? "--dp-clip"
+                                                              : "--scaffold") +
+                                 " and LoRA (--lora, --adapter) do not combine");
+            if (init_only && !adapter_path.empty())
+                throw UsageError("--init-only --lora RANK writes a fresh adapter; it takes no "
+                                 "--adapter");
+            if (adapter_path == "-" && init_path == "-")
+                throw UsageError("only one of --init and --adapter may read stdin ('-')");
+            if (adapter_path != "-" && !adapter_path.empty())
+                tool.check_not_same({adapter_path}, out_path);
+            if (!adapter_path.empty() && !init_path.empty() && adapter_path == init_path)
+                throw UsageError("--adapter and --init name the same file",
+                                 "--init is the model, --adapter its adapter");
+        }
         if (!list_partition && !make_tokenizer) {
             if (model_path.empty() && init_path.empty())
                 throw UsageError("give --model SPEC.yaml or --init MODEL.n3");
-            if (init_only && !init_path.empty())
-                throw UsageError("--init-only writes a fresh model; it takes --model, not --init");
+            if (init_only && !init_path.empty() && !lora)
+                throw UsageError("--init-only writes a fresh model; it takes --model, not --init",
+                                 "or --lora RANK for a fresh adapter of the --init model");
             if (!init_only && data_path.empty())
                 throw UsageError("--data is required", "or --init-only to write a fresh model");
         }
@@ -197,8 +243,29 @@ int main(int argc, char** argv) {
                 crypto::decode_receipt_public(read_text_file(receipt_path), receipt_path);
             receipt_key = crypto::receipt_public_text(Y);
         }
+        std::optional<Adapter> adapter;
+        if (!adapter_path.empty()) {
+            adapter = load_adapter(adapter_path, init, "--init " + init_path);
+            const LoraMeta& lm = adapter->meta;
+            if ((o_lora->count() &&
+                 (lora_config.rank != lm.rank || lora_config.alpha != lm.alpha)) ||
+                (o_targets->count() && lora_config.targets != lm.targets))
+                throw DataError("--adapter " + adapter_path + " is an adapter of " + lm.describe() +
+                                    ", not of --lora " +
+                                    (o_lora->count() ? lora_text : lm.describe()) +
+                                    " --lora-targets " + lora_config.targets,
+                                "drop --lora and --lora-targets to train the adapter as it is");
+        } else if (o_lora->count()) {
+            lora_weights(init.spec, lora_config.targets); // UsageError without transformer blocks
+            adapter = init_adapter(init, lora_config, seed);
+        }
         bool explicit_stdout = out_path == "-";
         auto out = tool.open_output(out_path.empty() ? "-" : out_path, force, explicit_stdout);
+        if (init_only && adapter) {
+            write_record(*out, RecordType::model, adapter->payload);
+            out->commit();
+            return 0;
+        }
         if (scaffold_init) init = with_zero_control(init);
         std::vector<NamedTensor> server_c;
         std::optional<std::vector<NamedTensor>> member_c;
@@ -238,6 +305,7 @@ int main(int argc, char** argv) {
             if (member_c) opts.scaffold_ci = &*member_c;
         }
         if (receipt_key) opts.metadata[meta::receipt_key] = *receipt_key;
+        if (adapter) opts.adapter = &*adapter;
         bool progress = tool.stderr_is_terminal() && !tool.quiet();
         if (progress)
             opts.progress = [&](int epoch, int64_t step, int64_t total, double loss) {
@@ -263,6 +331,11 @@ int main(int argc, char** argv) {
             j["loss"] = r.loss;
             if (dp_noise > 0) j["dp_sgd_epsilon"] = r.dp_epsilon;
             j["emit"] = emit;
+            j["trainable_parameters"] = r.trainable;
+            if (adapter) {
+                j["adapter"] = adapter->hash;
+                j["frozen_with_grad"] = r.frozen_with_grad;
+            }
             std::cerr << j.dump() << std::endl;
         }
         return 0;

@@ -1,6 +1,7 @@
 # fish completion for n3-merge
 complete -c n3-merge -s r -l rule -x -a 'fedavg fedavgm fedadam fedyogi fedadagrad median trimmed-mean: krum: multi-krum: mix fednova scaffold' -d 'Aggregation rule'
 complete -c n3-merge -s b -l base -r -F -d 'Apply the aggregate to this model'
+complete -c n3-merge -l adapter -r -F -d 'Apply this LoRA adapter to --base'
 complete -c n3-merge -l state -r -F -d 'Server state file'
 complete -c n3-merge -s w -l weights -x -a 'samples uniform' -d 'Input weights'
 complete -c n3-merge -l self -r -F -d "mix: this node's own model"

@@ -116,6 +116,7 @@ void Merger::check_inputs() {
     check_payloads(by_pos);
     check_models_or_updates(by_pos);
     check_duplicates();
+    check_adapters(by_pos);
     check_layouts(by_pos);
     check_samples(by_pos);
     check_base_models(by_pos);

@@ -26,11 +26,12 @@
 //
 // Failures: DataError (exit 1) naming the offending input for every bad input (wrong record
 // type, models mixed with updates, NaN/Inf, tensor names/shapes/dtypes that differ, another base
-// model or model spec, duplicated input, missing sample count, a norm above max_norm) unless
-// skip_bad, which drops the input and returns a warning; DataError for a zero total weight;
-// IncompleteError (exit 3) for fewer than min_inputs usable inputs or too few for the rule
-// (Krum needs n >= 2f+3); UsageError for options that do not fit; EnvError for files that
-// cannot be read or written. Bad state files (another rule, another model) are DataErrors.
+// model or model spec, an update of another LoRA adapter (lora.hpp), duplicated input, missing
+// sample count, a norm above max_norm) unless skip_bad, which drops the input and returns a
+// warning; DataError for a zero total weight; IncompleteError (exit 3) for fewer than min_inputs
+// usable inputs or too few for the rule (Krum needs n >= 2f+3); UsageError for options that do not
+// fit; EnvError for files that cannot be read or written. Bad state files (another rule, another
+// model) are DataErrors.
 #pragma once
 
 #include "merge/inputs.hpp"

@@ -6,6 +6,7 @@
 //   aggregate.cpp  the passes: norms, Krum scores, weights, averages, the server optimiser step
 //   state.cpp      the server state file of the stateful rules
 //   fednova.cpp    FedNova's normalised weights;  scaffold.cpp  SCAFFOLD's control variates
+//   lora.cpp       adapter updates merge only with updates of the same LoRA adapter
 //   dp.cpp         DP-FedAvg: the noise's size, the accountant, the budget, the metadata
 //
 // A pass that finds an input bad throws NonFinite; run() rejects that input (a DataError, or a
@@ -48,6 +49,7 @@ struct Item {
     double weight = 0; // normalised
     bool selected = true;
     std::optional<Scores> scores; // scores.cpp
+    std::optional<LoraMeta> lora; // lora.cpp: the input's lora_* metadata
 };
 
 // One thread's buffers for a pass, sized by the pass that uses them.
@@ -114,6 +116,7 @@ private:
     void check_samples(const std::vector<Item*>& by_pos);
     void check_base_models(const std::vector<Item*>& by_pos);
     void check_specs(const std::vector<Item*>& by_pos);
+    void check_adapters(const std::vector<Item*>& by_pos); // lora.cpp
     void reject(Item& it, const std::string& msg, const std::string& hint = {});
 
     // aggregate.cpp

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -175,6 +177,47 @@ uint64_t require_count(const TensorSet& set, const std::string& key, const std::
     auto v = set.meta_uint(key);
     if (!v) throw DataError(where + ": missing or bad '" + key + "'");
     return *v;
+}
+
+std::string LoraMeta::describe() const {
+    return "rank " + std::to_string(rank) + ", alpha " + alpha_text(alpha) + ", " + targets;
+}
+
+std::string LoraMeta::alpha_text(double alpha) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.15g", alpha);
+    if (std::strtod(b, nullptr) != alpha) std::snprintf(b, sizeof b, "%.17g", alpha);
+    return b;
+}
+
+std::optional<LoraMeta> lora_meta(const TensorSet& set, const std::string& where) {
+    const char* keys[] = {meta::lora_base, meta::lora_rank, meta::lora_alpha, meta::lora_targets};
+    size_t present = 0;
+    for (const char* k : keys) present += set.meta(k).has_value();
+    if (present == 0) return std::nullopt;
+    for (const char* k : keys)
+        if (!set.meta(k))
+            throw DataError(where + ": LoRA metadata without '" + std::string(k) + "'");
+    LoraMeta m;
+    m.base = *set.meta(meta::lora_base);
+    auto hex = from_hex(m.base);
+    if (m.base.size() != 64 || !hex)
+        throw DataError(where + ": lora_base '" + m.base.substr(0, 70) + "' is not a model hash");
+    auto rank = parse_uint(*set.meta(meta::lora_rank));
+    if (!rank || *rank == 0)
+        throw DataError(where + ": lora_rank '" + *set.meta(meta::lora_rank) +
+                        "' is not a positive integer");
+    m.rank = *rank;
+    const std::string alpha = *set.meta(meta::lora_alpha);
+    char* end = nullptr;
+    m.alpha = std::strtod(alpha.c_str(), &end);
+    if (alpha.empty() || end != alpha.c_str() + alpha.size() || !std::isfinite(m.alpha) ||
+        !(m.alpha > 0))
+        throw DataError(where + ": lora_alpha '" + alpha + "' is not a positive number");
+    m.targets = *set.meta(meta::lora_targets);
+    if (m.targets != "attn,mlp" && m.targets != "attn" && m.targets != "mlp")
+        throw DataError(where + ": lora_targets '" + m.targets + "' is not attn,mlp, attn or mlp");
+    return m;
 }
 
 const TensorInfo* TensorSet::find(std::string_view name) const {

@@ -136,7 +136,33 @@ inline constexpr const char* dp_clip_norm = "dp_clip_norm"; // the next round's 
 // of an update the member's control-variate delta (man/n3-record.5).
 inline constexpr const char* control_prefix = "scaffold/";
 inline constexpr const char* receipt_key = "receipt_key"; // N3-RECEIPT-...: who may claim it
+// LoRA: an adapter record (a model record) holds only tensors "lora/WEIGHT.A" ([rank, in]) and
+// "lora/WEIGHT.B" ([out, rank]) for the targeted weights WEIGHT of the model whose hash is
+// lora_base; the adapted weight is WEIGHT + (lora_alpha / lora_rank) B A. Updates trained from
+// an adapter carry the same four keys (man/n3-record.5).
+inline constexpr const char* lora_prefix = "lora/";
+inline constexpr const char* lora_base = "lora_base";       // hash of the adapted model
+inline constexpr const char* lora_rank = "lora_rank";       // r, a positive integer
+inline constexpr const char* lora_alpha = "lora_alpha";     // alpha, a positive number
+inline constexpr const char* lora_targets = "lora_targets"; // "attn,mlp", "attn" or "mlp"
 } // namespace meta
+
+// A LoRA adapter's or adapter update's metadata (meta::lora_*).
+struct LoraMeta {
+    std::string base;    // lora_base
+    uint64_t rank = 0;   // lora_rank
+    double alpha = 0;    // lora_alpha
+    std::string targets; // lora_targets, as written
+    double scale() const { return alpha / double(rank); }
+    // "rank 8, alpha 16, attn,mlp": for messages
+    std::string describe() const;
+    // The metadata text of alpha: the shortest that reads back as the same double.
+    static std::string alpha_text(double alpha);
+};
+// nullopt when the payload carries no lora_* key; DataError "WHERE: ..." when it carries some
+// but not all, or a value is malformed (base not 64 hex digits, rank not a positive integer,
+// alpha not a positive finite number, targets not a list of attn and mlp).
+std::optional<LoraMeta> lora_meta(const TensorSet& set, const std::string& where);
 
 // The count under `key` (meta::round, meta::samples); throws DataError "WHERE: missing or bad
 // 'KEY'" when it is absent or not a decimal number of at most 2^64 - 1.

@@ -5,6 +5,7 @@
 // says, and forward() applies the spec's layers with ATen functions, so tensor names, order and
 // initialisation are ours and stable across libtorch versions.
 #include "record/hex.hpp"
+#include "train/lora.hpp"
 #include "train/model.hpp"
 #include "train/tokenizer.hpp"
 
@@ -58,6 +59,25 @@ std::vector<NamedTensor> from_params(const Params& p, const Params* minus = null
     return out;
 }
 
+// A LoRA adapter at run time: the A and B of every adapted weight, by the weight's name, and
+// the scale alpha / r. The tensors are the adapter's own (trained in place by train_model).
+struct LoraPath {
+    double scale = 0;
+    std::map<std::string, std::pair<Tensor, Tensor>> ab;
+};
+LoraPath lora_path(const Params& adapter, double scale) {
+    LoraPath lp;
+    lp.scale = scale;
+    const std::string prefix = meta::lora_prefix;
+    for (size_t i = 0; i + 1 < adapter.names.size(); i += 2) {
+        // lora/W.A, lora/W.B (adapter_shapes' order)
+        const std::string& a = adapter.names[i];
+        lp.ab[a.substr(prefix.size(), a.size() - prefix.size() - 2)] = {adapter.tensors[i],
+                                                                        adapter.tensors[i + 1]};
+    }
+    return lp;
+}
+
 // Keys and values of every transformer block for the positions seen so far (generation).
 // The tensors are allocated for the whole context once and filled in place, so a new token
 // costs no copy of the positions before it.
@@ -87,8 +107,10 @@ Tensor rotate(const Tensor& x, const Rotation& r) {
 
 // The spec's layers applied to x. With a cache, x holds the positions after cache->length
 // (their keys and values are appended); without, x is a whole sequence from position 0.
+// With an adapter, every adapted weight's product gains the low-rank path x A^T B^T (alpha / r),
+// so that W + (alpha / r) B A is never formed and only A and B need gradients.
 Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
-               KvCache* cache = nullptr) {
+               KvCache* cache = nullptr, const LoraPath* lora = nullptr) {
     const auto& layers = spec.layers;
     const int64_t pos0 = cache ? cache->length : 0;
     const int64_t T0 = x.dim() > 1 ? x.size(1) : 0;
@@ -140,9 +162,18 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
         case LayerType::embedding: x = torch::embedding(p[n + ".weight"], x); break;
         case LayerType::position: x = x + p[n + ".weight"].slice(0, pos0, pos0 + x.size(1)); break;
         case LayerType::transformer: {
+            auto linear = [&](const Tensor& in, const std::string& w) {
+                Tensor y = torch::linear(in, p[w + ".weight"], p[w + ".bias"]);
+                if (lora)
+                    if (auto ab = lora->ab.find(w + ".weight"); ab != lora->ab.end())
+                        y = y +
+                            torch::linear(torch::linear(in, ab->second.first), ab->second.second) *
+                                lora->scale;
+                return y;
+            };
             const int64_t B = x.size(0), T = x.size(1), D = l.dim, H = l.heads, Dh = D / H;
             Tensor h = torch::layer_norm(x, {D}, p[n + ".ln1.weight"], p[n + ".ln1.bias"]);
-            Tensor qkv = torch::linear(h, p[n + ".attn.qkv.weight"], p[n + ".attn.qkv.bias"]);
+            Tensor qkv = linear(h, n + ".attn.qkv");
             auto parts = qkv.view({B, T, 3, H, Dh}).permute({2, 0, 3, 1, 4}).unbind(0);
             Tensor q = parts[0], k = parts[1], v = parts[2];
             if (l.rotary) {
@@ -170,11 +201,10 @@ Tensor forward(const ModelSpec& spec, const Params& p, Tensor x, bool train,
             att = torch::softmax(att, -1);
             att = torch::dropout(att, l.p, train);
             Tensor y = torch::matmul(att, v).transpose(1, 2).reshape({B, T, D});
-            y = torch::linear(y, p[n + ".attn.proj.weight"], p[n + ".attn.proj.bias"]);
+            y = linear(y, n + ".attn.proj");
             x = x + torch::dropout(y, l.p, train);
             h = torch::layer_norm(x, {D}, p[n + ".ln2.weight"], p[n + ".ln2.bias"]);
-            h = torch::gelu(torch::linear(h, p[n + ".mlp.fc1.weight"], p[n + ".mlp.fc1.bias"]));
-            h = torch::linear(h, p[n + ".mlp.fc2.weight"], p[n + ".mlp.fc2.bias"]);
+            h = linear(torch::gelu(linear(h, n + ".mlp.fc1")), n + ".mlp.fc2");
             x = x + torch::dropout(h, l.p, train);
             break;
         }
@@ -364,6 +394,28 @@ Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t s
     return m;
 }
 
+Adapter init_adapter(const Model& base, const LoraConfig& c, uint64_t seed) {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(seed);
+    LoraMeta lm;
+    lm.base = base.hash;
+    lm.rank = c.rank;
+    lm.alpha = c.alpha;
+    lm.targets = c.targets;
+    std::vector<NamedTensor> named;
+    for (auto& s : adapter_shapes(base.spec, lm)) {
+        Tensor t = torch::zeros(s.shape, torch::kFloat32);
+        if (s.name.ends_with(".A")) {
+            // PEFT's kaiming_uniform_(a = sqrt(5)) over fan_in = in: U(+-1/sqrt(in)).
+            double b = 1.0 / std::sqrt(double(s.shape[1]));
+            t.uniform_(-b, b);
+        }
+        named.push_back({s.name, s.shape,
+                         std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel())});
+    }
+    return make_adapter(lm, base, std::move(named), 0);
+}
+
 TrainResult train_model(const Model& init, const Examples& data, const TrainOptions& opts) {
     const ModelSpec& spec = init.spec;
     if (opts.batch < 1) throw UsageError("--batch must be at least 1");
@@ -384,10 +436,18 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     if (scaffold && opts.emit_model)
         throw UsageError("--scaffold emits updates (with the control-variate delta)",
                          "drop --emit model");
+    const Adapter* adapter = opts.adapter;
+    if (adapter && (scaffold || dp))
+        throw UsageError(std::string(scaffold ? "--scaffold" : "--dp-clip") +
+                         " and LoRA (--adapter, --lora) do not combine");
     auto t0 = std::chrono::steady_clock::now();
     torch::manual_seed(opts.seed);
 
-    Params init_params = to_params(model_tensors(init));
+    // With an adapter, the trainable tensors are its A and B; the model's weights are constants
+    // of the forward pass (no gradient, not in the optimizer).
+    Params init_params = adapter ? to_params(adapter->tensors) : to_params(model_tensors(init));
+    Params frozen;
+    if (adapter) frozen = to_params(model_tensors(init));
     // SCAFFOLD's correction c - c_i, applied after every optimizer step as NIID-Bench does.
     std::vector<Tensor> correction;
     if (scaffold) {
@@ -399,6 +459,12 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     }
     Params params = init_params;
     for (auto& t : params.tensors) t = t.clone().set_requires_grad(true);
+    LoraPath lora;
+    if (adapter) lora = lora_path(params, adapter->meta.scale());
+    auto net = [&](const Tensor& x) {
+        return adapter ? forward(spec, frozen, x, true, nullptr, &lora)
+                       : forward(spec, params, x, true);
+    };
 
     const bool lm = spec.task == Task::lm;
     Tensor X, Y, text;
@@ -429,9 +495,13 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
         opt = std::make_unique<torch::optim::Adam>(
             params.tensors, torch::optim::AdamOptions(opts.lr).weight_decay(opts.weight_decay));
 
+    TrainResult r;
+    // What the optimizer steps: with an adapter, its tensors and nothing of the model's.
+    for (auto& group : opt->param_groups())
+        for (auto& t : group.params()) r.trainable += uint64_t(t.numel());
+    for (auto& t : frozen.tensors) r.frozen_with_grad += t.requires_grad();
     Tensor offsets_base;
     if (lm) offsets_base = torch::arange(spec.context + 1, torch::kInt64).unsqueeze(0);
-    TrainResult r;
     int64_t step = 0;
     double window_loss = 0;
     int64_t window_steps = 0;
@@ -447,7 +517,7 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
                 Tensor starts =
                     torch::randint(text.numel() - spec.context - 1, {rows, 1}, torch::kInt64);
                 Tensor seq = text.index({starts + offsets_base});
-                Tensor logits = forward(spec, params, seq.slice(1, 0, spec.context), true);
+                Tensor logits = net(seq.slice(1, 0, spec.context));
                 loss = torch::cross_entropy_loss(logits.reshape({-1, spec.vocab}),
                                                  seq.slice(1, 1).reshape({-1}));
             } else if (dp) {
@@ -457,7 +527,7 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
             } else {
                 Tensor idx = perm.slice(0, b * opts.batch, std::min(n, (b + 1) * opts.batch));
                 rows = idx.size(0);
-                Tensor logits = forward(spec, params, X.index_select(0, idx), true);
+                Tensor logits = net(X.index_select(0, idx));
                 loss = torch::cross_entropy_loss(logits, Y.index_select(0, idx));
             }
             if (opts.prox_mu > 0) {
@@ -504,7 +574,7 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     char loss_text[32];
     std::snprintf(loss_text, sizeof loss_text, "%.6g", r.loss);
     meta[meta::loss] = loss_text;
-    meta[meta::round] = std::to_string(init.round);
+    meta[meta::round] = std::to_string(adapter ? adapter->round : init.round);
     meta[meta::samples] = std::to_string(r.samples);
     meta[meta::spec_hash] = spec.hash();
     meta[meta::local_steps] = std::to_string(step);
@@ -528,8 +598,17 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
         std::snprintf(e, sizeof e, "%.6g", opts.dp_delta);
         meta["dp_sgd_delta"] = e;
     }
+    if (adapter)
+        for (auto& [k, v] : adapter_metadata(adapter->meta, init, adapter->round)) meta[k] = v;
     for (auto& [k, v] : opts.metadata) meta[k] = v;
-    if (opts.emit_model) {
+    if (adapter && opts.emit_model) {
+        r.type = RecordType::model; // the trained adapter: lora tensors and metadata only
+        r.payload = make_payload(from_params(params), meta);
+    } else if (adapter) {
+        r.type = RecordType::update;
+        meta[meta::base] = adapter->hash;
+        r.payload = make_payload(from_params(params, &init_params), meta);
+    } else if (opts.emit_model) {
         r.type = RecordType::model;
         meta[meta::spec] = init.spec_text;
         if (!init.tokenizer.empty())
@@ -565,11 +644,18 @@ TrainResult train_model(const Model& init, const Examples& data, const TrainOpti
     return r;
 }
 
-EvalResult evaluate_model(const Model& m, const Examples& data) {
+EvalResult evaluate_model(const Model& m, const Examples& data, const Adapter* adapter) {
     torch::NoGradGuard no_grad;
     auto t0 = std::chrono::steady_clock::now();
     const ModelSpec& spec = m.spec;
     Params params = to_params(model_tensors(m));
+    Params adapter_params;
+    LoraPath lora;
+    if (adapter) {
+        adapter_params = to_params(adapter->tensors);
+        lora = lora_path(adapter_params, adapter->meta.scale());
+    }
+    const LoraPath* lp = adapter ? &lora : nullptr;
     EvalResult r;
     double loss_sum = 0;
     uint64_t correct = 0;
@@ -594,7 +680,8 @@ EvalResult evaluate_model(const Model& m, const Examples& data) {
                 rows.push_back(text.slice(0, s, s + T + 1));
             }
             auto score = [&](const Tensor& seq) {
-                Tensor logits = forward(spec, params, seq.slice(1, 0, seq.size(1) - 1), false);
+                Tensor logits =
+                    forward(spec, params, seq.slice(1, 0, seq.size(1) - 1), false, nullptr, lp);
                 Tensor target = seq.slice(1, 1).reshape({-1});
                 logits = logits.reshape({-1, spec.vocab});
                 loss_sum += torch::cross_entropy_loss(logits, target, {}, at::Reduction::Sum)
@@ -626,7 +713,7 @@ EvalResult evaluate_model(const Model& m, const Examples& data) {
         for (int64_t s = 0; s < n; s += batch) {
             Tensor x = X.slice(0, s, std::min(n, s + batch));
             Tensor y = Y.slice(0, s, std::min(n, s + batch));
-            Tensor logits = forward(spec, params, x, false);
+            Tensor logits = forward(spec, params, x, false, nullptr, lp);
             loss_sum += torch::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
             Tensor hit = logits.argmax(1).eq(y);
             auto ya = y.accessor<int64_t, 1>();
@@ -647,15 +734,22 @@ EvalResult evaluate_model(const Model& m, const Examples& data) {
 
 struct Generator::Impl {
     Model model;
-    Params params;
+    Params params, adapter;
+    LoraPath lora;
+    const LoraPath* lp = nullptr;
     std::optional<Tokenizer> tokenizer;
 };
 
-Generator::Generator(const Model& m) : impl_(std::make_unique<Impl>()) {
+Generator::Generator(const Model& m, const Adapter* adapter) : impl_(std::make_unique<Impl>()) {
     if (m.spec.task != Task::lm)
         throw UsageError("--generate needs a language model; this model classifies");
     impl_->model = m;
     impl_->params = to_params(model_tensors(m));
+    if (adapter) {
+        impl_->adapter = to_params(adapter->tensors);
+        impl_->lora = lora_path(impl_->adapter, adapter->meta.scale());
+        impl_->lp = &impl_->lora;
+    }
     if (m.spec.tokenizer == TokenizerKind::sentencepiece) impl_->tokenizer = model_tokenizer(m);
 }
 
@@ -733,6 +827,7 @@ GenerateResult Generator::run(const std::string& prompt, const GenerateOptions& 
         if (o.on_text && !add.empty()) o.on_text(add);
     };
     const Params& params = impl_->params;
+    const LoraPath* lp = impl_->lp;
     const int64_t C = spec.context;
     KvCache cache;
     auto t0 = std::chrono::steady_clock::now();
@@ -746,7 +841,7 @@ GenerateResult Generator::run(const std::string& prompt, const GenerateOptions& 
     auto prefill = [&](size_t keep) {
         cache = KvCache();
         Tensor x = window(keep);
-        logits = forward(spec, params, x, false, &cache).select(1, -1).squeeze(0);
+        logits = forward(spec, params, x, false, &cache, lp).select(1, -1).squeeze(0);
     };
     if (o.cache) prefill(size_t(C));
     r.prompt_seconds = seconds_since(t0);
@@ -754,7 +849,8 @@ GenerateResult Generator::run(const std::string& prompt, const GenerateOptions& 
     for (int64_t i = 0; i < o.tokens; ++i) {
         if (!o.cache) {
             Tensor x = window(size_t(C));
-            logits = forward(spec, params, x, false).select(1, x.size(1) - 1).squeeze(0);
+            logits =
+                forward(spec, params, x, false, nullptr, lp).select(1, x.size(1) - 1).squeeze(0);
         }
         int64_t next = sample_token(logits, o);
         ids.push_back(next);
@@ -766,7 +862,7 @@ GenerateResult Generator::run(const std::string& prompt, const GenerateOptions& 
                 prefill(size_t(C / 2));
             } else {
                 Tensor x = torch::tensor({next}, torch::kInt64).unsqueeze(0);
-                logits = forward(spec, params, x, false, &cache).select(1, -1).squeeze(0);
+                logits = forward(spec, params, x, false, &cache, lp).select(1, -1).squeeze(0);
             }
         }
     }

@@ -36,6 +36,9 @@ Model load_model_record(const std::string& path, const std::optional<Model>& spe
     if (reader.next())
         throw DataError(in.name() + ": holds more than one record, expected one model");
     TensorSet set = TensorSet::parse(m.payload, in.name());
+    if (set.meta(meta::lora_base))
+        throw DataError(in.name() + " is a LoRA adapter, not a model",
+                        "give the model it adapts, and this file as --adapter");
     m.hash = model_hash(m.payload);
     if (auto r = set.meta(meta::round)) {
         auto v = parse_uint(*r);

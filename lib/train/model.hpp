@@ -14,7 +14,8 @@
 // are identical run to run.
 //
 // This header does not include libtorch; only engine.cpp does (the one heavy TU of lib/train).
-// Errors: DataError (exit 1) for a record that is not a model, a spec/record mismatch, labels out
+// Errors: DataError (exit 1) for a record that is not a model (a LoRA adapter is refused with a
+// hint: lora.hpp), a spec/record mismatch, labels out
 // of range, data that does not fit the model, a NaN or infinite loss (no result is returned);
 // UsageError/EnvError (exit 2) for bad options and an unavailable device.
 #pragma once
@@ -66,6 +67,8 @@ Model spec_only(const std::string& yaml, const std::string& where);
 Model init_model(const ModelSpec& spec, const std::string& spec_text, uint64_t seed,
                  const std::string& tokenizer = {});
 
+struct Adapter; // lora.hpp
+
 struct TrainOptions {
     int epochs = 1;
     int64_t steps = 0; // when > 0, stop after this many steps (epochs is then a maximum too)
@@ -86,6 +89,10 @@ struct TrainOptions {
     // DP-SGD (Abadi et al. 2016): each example's gradient clipped to L2 norm dp_clip, Gaussian
     // noise of std dp_noise * dp_clip (from the CSPRNG) added to the batch's sum; 0: off.
     double dp_clip = 0, dp_noise = 0, dp_delta = 1e-5;
+    // LoRA (lora.hpp): the model's weights stay frozen and only the adapter's tensors train;
+    // the update then holds the adapter's deltas (base = the adapter's hash, its lora_* keys),
+    // emit_model the trained adapter.
+    const Adapter* adapter = nullptr;
     Metadata metadata; // extra keys for the result (n3-train --receipt-key: receipt_key)
     // Called after every step (epoch from 1, step from 1, steps planned, running mean loss).
     std::function<void(int, int64_t, int64_t, double)> progress;
@@ -101,6 +108,8 @@ struct TrainResult {
     double loss = 0; // mean training loss over the last epoch (or the last steps)
     std::vector<NamedTensor> scaffold_ci; // SCAFFOLD: the member's new control variate
     double dp_epsilon = 0;                // DP-SGD: this update's epsilon at dp_delta
+    uint64_t trainable = 0;               // elements the optimizer stepped
+    uint64_t frozen_with_grad = 0;        // LoRA: model tensors that required a gradient (0)
 };
 
 TrainResult train_model(const Model& init, const Examples& data, const TrainOptions& opts);
@@ -117,7 +126,8 @@ struct EvalResult {
     double seconds = 0;
 };
 
-EvalResult evaluate_model(const Model& m, const Examples& data);
+// With an adapter (lora.hpp, checked against m), the model's weights plus the adapter's.
+EvalResult evaluate_model(const Model& m, const Examples& data, const Adapter* adapter = nullptr);
 
 struct GenerateOptions {
     int64_t tokens = 200;
@@ -144,7 +154,7 @@ struct GenerateResult {
 // n3-eval --interactive answers many prompts). UsageError for a classifier or bad options.
 class Generator {
 public:
-    explicit Generator(const Model& m);
+    explicit Generator(const Model& m, const Adapter* adapter = nullptr);
     ~Generator();
     GenerateResult run(const std::string& prompt, const GenerateOptions& opts);
 
