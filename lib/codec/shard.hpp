@@ -20,6 +20,7 @@
 
 #include "record/format.hpp"
 #include "record/io.hpp"
+#include "record/spill.hpp"
 
 #include <array>
 #include <cstdint>
@@ -52,6 +53,8 @@ struct ShardHeader {
 };
 
 ShardHeader parse_shard(ByteView payload, const std::string& where);
+// The same for a shard payload read through a source (its data checked in 1 MiB pieces).
+ShardHeader parse_shard(const ByteSource& payload, const std::string& where);
 Bytes encode_shard_header(const ShardHeader& h);
 
 // Where write_shards puts each shard record.
@@ -69,13 +72,13 @@ public:
 GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink,
                      std::optional<uint64_t> record_crc = std::nullopt, unsigned threads = 1);
 
-// The same, for a record being read from a pipe: reader.begin() has returned `pre`, and the
-// payload is read from `reader` as the data shards go out, so only one shard and the parity
-// are held. The record's checksum is verified (reader.end()) before its last shard is written;
-// a mismatch throws DataError, and the shards already written carry the damage, which the
-// rebuilt record's own checksum reveals.
-GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSpec spec,
-                              ShardSink& sink);
+// The same for a record stored whole at `base` in a file (preamble, payload, trailer): the
+// shards' data, their CRCs and the parity are formed stripe by stripe through pread, the
+// parity kept in a temporary file, and each shard is then copied out; memory stays at K + M
+// stripes (at most 32 MiB), whatever the record's size. verify: the record's stored checksum
+// is checked in the first pass (DataError before any shard is written). `name` for messages.
+GroupId write_shards_file(int fd, uint64_t base, const Preamble& pre, ShardSpec spec,
+                          ShardSink& sink, bool verify, const std::string& name);
 
 class ShardAssembler {
 public:
