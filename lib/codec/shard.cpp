@@ -414,6 +414,7 @@ struct ShardAssembler::Group {
     std::vector<bool> have;
     std::vector<uint64_t> crc; // data CRC of each shard that is in (checked by parse_shard)
     unsigned count = 0;
+    std::unique_ptr<TempFile> file; // add_spilled: shard i's data at i * S
 };
 
 ShardAssembler::ShardAssembler() = default;
@@ -498,6 +499,110 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
     Record r(pre.type, rec.subspan(kPreambleSize, pre.payload_len),
              std::shared_ptr<const void>(buf));
     return r;
+}
+
+std::optional<ShardAssembler::Rebuilt> ShardAssembler::add_spilled(const ShardHeader& h,
+                                                                   const ByteSource& payload,
+                                                                   const std::string& where) {
+    Key key{h.group, h.k, h.m, h.record_len};
+    claims_[h.group].insert(key);
+    if (done_.count(key)) return std::nullopt;
+    auto& slot = open_[key];
+    if (!slot) {
+        slot = std::make_unique<Group>();
+        slot->claim = h;
+        slot->have.assign(h.k + h.m, false);
+        slot->crc.assign(h.k + h.m, 0);
+        slot->file = std::make_unique<TempFile>("shard group " + group_hex(h.group));
+    }
+    Group& g = *slot;
+    if (g.have[h.index]) return std::nullopt;
+    uint64_t S = h.shard_len;
+    TempFile& f = *g.file;
+    {
+        std::vector<uint8_t> piece(static_cast<size_t>(std::min<uint64_t>(S, kStripe)));
+        for (uint64_t off = 0; off < S; off += piece.size()) {
+            size_t len = static_cast<size_t>(std::min<uint64_t>(piece.size(), S - off));
+            std::span<uint8_t> p(piece.data(), len);
+            payload.read_at(kShardHeaderSize + off, p);
+            f.write_at(h.index * S + off, p);
+        }
+    }
+    g.have[h.index] = true;
+    g.crc[h.index] = h.data_crc;
+    if (++g.count < h.k) return std::nullopt;
+
+    unsigned k = h.k, m = h.m;
+    std::vector<unsigned> present, missing;
+    for (unsigned i = 0; i < k + m && present.size() < k; ++i)
+        if (g.have[i]) present.push_back(i);
+    for (unsigned i = 0; i < k; ++i)
+        if (!g.have[i]) missing.push_back(i);
+    std::string name = "group " + group_hex(h.group);
+    if (!missing.empty()) {
+        auto a = cauchy(k, m);
+        std::vector<uint8_t> b(k * k), inv(k * k);
+        for (unsigned r = 0; r < k; ++r)
+            std::memcpy(b.data() + r * k, a.data() + present[r] * k, k);
+        if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0)
+            throw DataError(where + ": " + name + ": shard matrix is singular");
+        auto nmiss = static_cast<unsigned>(missing.size());
+        std::vector<uint8_t> rows(nmiss * k), tables(k * nmiss * 32);
+        for (unsigned r = 0; r < nmiss; ++r)
+            std::memcpy(rows.data() + r * k, inv.data() + missing[r] * k, k);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
+        uint64_t stripe =
+            std::clamp<uint64_t>((uint64_t(32) << 20) / (k + nmiss), kEncodeStripe, kStripe);
+        stripe = std::min(stripe, S);
+        std::vector<uint8_t> in(static_cast<size_t>(k * stripe)), out(nmiss * stripe);
+        std::vector<uint8_t*> src(k), dst(nmiss);
+        for (unsigned r = 0; r < k; ++r) src[r] = in.data() + r * stripe;
+        for (unsigned r = 0; r < nmiss; ++r) dst[r] = out.data() + r * stripe;
+        for (uint64_t off = 0; off < S; off += stripe) {
+            uint64_t len = std::min(stripe, S - off);
+            for (unsigned r = 0; r < k; ++r)
+                f.read_at(present[r] * S + off, std::span<uint8_t>(src[r], len));
+            ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(nmiss),
+                           tables.data(), src.data(), dst.data());
+            for (unsigned r = 0; r < nmiss; ++r)
+                f.write_at(missing[r] * S + off, ByteView(dst[r], len));
+        }
+    }
+    std::unique_ptr<TempFile> file = std::move(g.file);
+    std::vector<bool> have = g.have;
+    std::vector<uint64_t> crcs = g.crc;
+    open_.erase(key);
+    done_.insert(key);
+
+    // The record's checksum, from the shards' CRCs: only rebuilt shards and the one holding
+    // the trailer are read again.
+    FdSource rec(file->fd(), 0, h.record_len, name);
+    uint8_t pre_bytes[kPreambleSize];
+    rec.read_at(0, pre_bytes);
+    Preamble pre = decode_preamble(pre_bytes, where + ": " + name + ": rebuilt record");
+    uint64_t body = h.record_len - kTrailerSize, whole = 0;
+    std::vector<uint8_t> piece(kStripe);
+    for (unsigned i = 0; i < k && i * S < body; ++i) {
+        uint64_t part = std::min<uint64_t>(S, body - i * S);
+        uint64_t c = 0;
+        if (part < S || !have[i]) {
+            for (uint64_t off = 0; off < part; off += piece.size()) {
+                size_t len = static_cast<size_t>(std::min<uint64_t>(piece.size(), part - off));
+                rec.read_at(i * S + off, std::span<uint8_t>(piece.data(), len));
+                c = crc64(c, ByteView(piece.data(), len));
+            }
+        } else {
+            c = crcs[i];
+        }
+        whole = crc64_combine(whole, c, part);
+    }
+    uint8_t t[kTrailerSize];
+    rec.read_at(body, t);
+    if (pre.record_size() != h.record_len || whole != get_le(t, 8))
+        throw DataError(name + ": the rebuilt record fails its checksum",
+                        "shards of different records share this group id");
+    ++rebuilt_;
+    return Rebuilt{pre.type, pre.payload_len, std::move(file)};
 }
 
 std::vector<std::string> ShardAssembler::incomplete() const {

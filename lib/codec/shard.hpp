@@ -13,6 +13,9 @@
 //       use *rec;                      // the group's record, checked against its own CRC
 //   for (auto& msg : a.incomplete()) report msg;
 //
+// n3-encode -d uses add_spilled(), which keeps each incomplete group in a temporary file
+// instead of memory.
+//
 // parse_shard throws DataError for any malformed field or a data CRC mismatch; callers count
 // such a shard as missing. add() throws DataError when a rebuilt record fails its checksum
 // (shards of different records under one group id). write_shards throws what its sink throws.
@@ -91,6 +94,17 @@ public:
     // when this shard is its K-th distinct one; nullopt otherwise (also for a duplicate or a
     // shard of a group already rebuilt).
     std::optional<Record> add(const ShardHeader& h, ByteView payload, const std::string& where);
+
+    // The same without holding the group: each shard's data goes to the group's temporary
+    // file, the missing data shards are rebuilt there stripe by stripe (K + M stripes in
+    // memory), and the record is returned in that file. Do not mix with add() on one group.
+    struct Rebuilt {
+        RecordType type = RecordType::model;
+        uint64_t payload_len = 0;
+        std::unique_ptr<TempFile> file; // the record from byte 0 (payload at kPreambleSize)
+    };
+    std::optional<Rebuilt> add_spilled(const ShardHeader& h, const ByteSource& payload,
+                                       const std::string& where);
     // A message for every group that did not get K valid shards.
     std::vector<std::string> incomplete() const;
     uint64_t groups_rebuilt() const { return rebuilt_; }

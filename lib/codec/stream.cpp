@@ -415,19 +415,18 @@ void StreamDecoder::handle(RecordType type, const ByteSource& payload, const std
 void StreamDecoder::add_shard(const ShardHeader& h, const ByteSource& payload,
                               const std::string& where, int depth) {
     ++stats_.shards;
-    Bytes bytes(static_cast<size_t>(payload.size()));
-    payload.read_at(0, bytes);
-    std::optional<Record> whole;
+    std::optional<ShardAssembler::Rebuilt> whole;
     try {
-        whole = shards_.add(h, bytes, where);
+        whole = shards_.add_spilled(h, payload, where);
     } catch (const DataError& e) {
         errors_.push_back(e.what());
         return;
     }
     if (whole) {
         ++stats_.groups;
-        handle(whole->type(), ViewSource(whole->payload()), "group " + group_hex(h.group),
-               depth + 1);
+        std::string name = "group " + group_hex(h.group);
+        handle(whole->type, FdSource(whole->file->fd(), kPreambleSize, whole->payload_len, name),
+               name, depth + 1);
     }
 }
 

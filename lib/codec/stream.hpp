@@ -17,8 +17,8 @@
 // sharded) only once its trailer checksum matched; a record to shard is sharded from the input
 // file through pread, or from a temporary copy when it comes through a pipe. -d checks each
 // record's checksum before decoding it (from the file, or from a temporary copy of a piped
-// one) and unpacks into a temporary file, so a record that fails writes nothing. Shard groups
-// are rebuilt by ShardAssembler, in memory (about one record per incomplete group).
+// one) and unpacks into a temporary file, so a record that fails writes nothing; each
+// incomplete shard group waits in a temporary file (ShardAssembler::add_spilled).
 //
 // The decoder never stops at a bad record whose length it can trust: a corrupted shard counts
 // as missing (warnings()), a corrupted plain or packed record is skipped and reported
