@@ -249,7 +249,7 @@ public:
     }
 
 private:
-    static constexpr uint64_t kInMemory = uint64_t(8) << 20;
+    static constexpr uint64_t kInMemory = uint64_t(2) << 20;
     Bytes mem_;
     std::optional<TempFile> file_;
 };

@@ -20,7 +20,7 @@
 // Streaming (n3-encode): pack_stream() reads the payload in order from a PayloadReader and
 // appends the packed payload to a PackedOut (a temporary file), patching each zstd segment's
 // length once it is known; unpack_stream() reads a packed payload from any ByteSource and
-// writes the record. Both work in windows of kWindow elements (8 MiB of float32; at least one
+// writes the record. Both work in windows of kWindow elements (4 MiB of float32; at least one
 // quantization block), so memory does not grow with the record, except: top-k keeps each
 // tensor in a temporary file (it needs three passes), and error feedback holds the residual,
 // which is as large as the model. pack() and unpack() are the same code over memory.
@@ -83,7 +83,7 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
 void unpack(ByteView packed, Sink& out, const std::string& where);
 
 // Elements per window of a streamed tensor.
-constexpr size_t kWindow = size_t(1) << 21;
+constexpr size_t kWindow = size_t(1) << 20;
 
 // The payload being packed, in order.
 class PayloadReader {
