@@ -74,7 +74,9 @@ int main(int argc, char** argv) {
 
         if (decode) {
             auto out = tool.open_output(out_path, force, explicit_stdout);
-            codec::StreamDecoder dec(*out);
+            // An output file appears only if every record decoded: it may take them as they
+            // are decoded. Stdout gets only records that decoded whole.
+            codec::StreamDecoder dec(*out, !out->atomic());
             for (auto& path : inputs) {
                 Input in(path);
                 dec.read(in);

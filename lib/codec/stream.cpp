@@ -266,7 +266,7 @@ void StreamEncoder::finish() {
 
 // StreamDecoder -------------------------------------------------------------------------------
 
-StreamDecoder::StreamDecoder(Sink& out) : out_(out) {}
+StreamDecoder::StreamDecoder(Sink& out, bool hold) : out_(out), hold_(hold) {}
 
 void StreamDecoder::corrupted(RecordType type, const std::string& message) {
     if (type == RecordType::shard) {
@@ -389,15 +389,14 @@ void StreamDecoder::handle(RecordType type, const ByteSource& payload, const std
     }
     case RecordType::packed: {
         // Unpacked into a temporary file: a record that fails halfway writes nothing.
-        TempFile& held = temp(held_, "n3-encode -d");
-        held.clear();
+        if (hold_) temp(held_, "n3-encode -d").clear();
         try {
-            unpack_stream(payload, held, where);
+            unpack_stream(payload, hold_ ? static_cast<Sink&>(*held_) : out_, where);
         } catch (const DataError& e) {
             errors_.push_back(e.what());
             return;
         }
-        held.copy_to(out_, 0, held.size());
+        if (hold_) held_->copy_to(out_, 0, held_->size());
         ++stats_.unpacked;
         ++stats_.written;
         return;

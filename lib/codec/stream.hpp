@@ -17,7 +17,8 @@
 // sharded) only once its trailer checksum matched; a record to shard is sharded from the input
 // file through pread, or from a temporary copy when it comes through a pipe. -d checks each
 // record's checksum before decoding it (from the file, or from a temporary copy of a piped
-// one) and unpacks into a temporary file, so a record that fails writes nothing; each
+// one) and unpacks into a temporary file (unless the output is itself one that an error
+// discards), so a record that fails writes nothing; each
 // incomplete shard group waits in a temporary file (ShardAssembler::add_spilled).
 //
 // The decoder never stops at a bad record whose length it can trust: a corrupted shard counts
@@ -83,7 +84,10 @@ struct DecodeStats {
 
 class StreamDecoder {
 public:
-    explicit StreamDecoder(Sink& out);
+    // hold: unpack each packed record into a temporary file first, so that one that fails
+    // halfway writes nothing; false for an output that is discarded whole after any error
+    // (an Output file that is not committed), which then takes the record as it is decoded.
+    explicit StreamDecoder(Sink& out, bool hold = true);
     void read(Input& in);
     void finish();
     const std::vector<std::string>& errors() const { return errors_; }
@@ -98,6 +102,7 @@ private:
     void corrupted(RecordType type, const std::string& message);
     TempFile& temp(std::unique_ptr<TempFile>& t, const char* what);
     Sink& out_;
+    bool hold_ = true;
     std::unique_ptr<TempFile> spool_, held_;
     ShardAssembler shards_;
     std::vector<std::string> errors_, warnings_;
