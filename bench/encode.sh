@@ -3,8 +3,11 @@
 #   Reed-Solomon 10+4 through n3 vs raw ISA-L in the same process (n3-bench-rs), and the whole
 #   n3-encode --shards 10+4 vs par2 create -b10 -r40 (10 blocks + 4 recovery blocks);
 #   lossless --zstd (byte-plane shuffle + zstd) vs zstd -3: size and time;
-#   bytes after int8+zstd and after top-k 1% + int8 + zstd as a fraction of fp32.
-# Run: N3_BIN=build/tools bash bench/encode.sh   (N3_BENCH_MIB=256 sets the size)
+#   bytes after int8+zstd and after top-k 1% + int8 + zstd as a fraction of fp32;
+#   the peak RSS of every mode and of -d of its output, from a file and from a pipe, as a
+#   fraction of the record (n3-encode streams: it should not grow with the record).
+# Run: N3_BIN=build/tools bash bench/encode.sh   (N3_BENCH_MIB=256 sets the size;
+#   N3_BENCH_MIB=4096 runs only the memory part, on a 4 GiB update, if the disk has room)
 set -euo pipefail
 : "${N3_BIN:?set N3_BIN to the built tools folder, e.g. build/tools}"
 N3_BIN=$(cd "$N3_BIN" && pwd)
@@ -30,10 +33,47 @@ ratio() { echo "scale=3; $1 / $2" | bc -l; }
 size() { stat -c %s "$1"; }
 
 echo "n3-encode bench: ${MIB} MiB float32 update, N(0, 0.01); $(nproc) cores"
+# The record, its outputs and the tools' temporary files (TMPDIR is the work folder here).
+need=$((MIB * 4 + 1024))
+free=$(($(df -Pm "$W" | awk 'NR == 2 { print $4 }')))
+if [ "$free" -lt "$need" ]; then
+    echo "skipped: ${MIB} MiB needs about $need MiB free in ${TMPDIR:-/tmp}, $free MiB there" >&2
+    exit 1
+fi
+export TMPDIR="$W"
+MEMORY_ONLY=0
+[ "$MIB" -ge 2048 ] && MEMORY_ONLY=1
 $PY "$HERE/encode/make_update.py" "$W/u.safetensors" "$MIB"
 "$N3_BIN/n3-inspect" --from-safetensors "$W/u.safetensors" --kind update -o "$W/u.n3"
 rm -f "$W/u.safetensors"
 FP32=$(size "$W/u.n3")
+
+# memory: peak RSS of each mode and of -d of its output, from a file and from a pipe
+rss() { # peak RSS in KiB of a shell command, the largest of its processes (getrusage)
+    $PY -c 'import resource, subprocess, sys
+subprocess.run(["sh", "-c", sys.argv[1]], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$1"
+}
+memory() {
+    echo "--- memory: peak RSS against the ${MIB} MiB record (n3-encode streams; goal < 256 MiB)"
+    local mode f p d dp
+    for mode in "--quantize int8" "--zstd" "--quantize int8 --zstd" "--topk 0.01" "--shards 10+4"; do
+        f=$(rss "'$N3_BIN/n3-encode' $mode -o '$W/m.n3' '$W/u.n3'")
+        p=$(rss "cat '$W/u.n3' | '$N3_BIN/n3-encode' $mode -o '$W/m2.n3'")
+        rm -f "$W/m2.n3"
+        d=$(rss "'$N3_BIN/n3-encode' -d -o '$W/m.dec.n3' '$W/m.n3'")
+        rm -f "$W/m.dec.n3"
+        dp=$(rss "cat '$W/m.n3' | '$N3_BIN/n3-encode' -d -o '$W/m.dec.n3'")
+        rm -f "$W/m.n3" "$W/m.dec.n3"
+        printf 'memory %-24s file %5d MiB, pipe %5d MiB; -d file %5d MiB, pipe %5d MiB: peak %.4f of the record\n' \
+            "$mode:" $((f / 1024)) $((p / 1024)) $((d / 1024)) $((dp / 1024)) \
+            "$(echo "m = $f; if ($p > m) m = $p; if ($d > m) m = $d; if ($dp > m) m = $dp; m * 1024 / $FP32" | bc -l)"
+    done
+}
+if [ "$MEMORY_ONLY" = 1 ]; then
+    memory
+    exit 0
+fi
 
 echo "--- Reed-Solomon"
 if [ -x "$RS_BENCH" ]; then
@@ -87,3 +127,5 @@ T_Q=$(best "'$N3_BIN/n3-encode' --quantize int8 --zstd '$W/u.n3' > '$W/q.n3'")
 T_K=$(best "'$N3_BIN/n3-encode' --topk 0.01 --quantize int8 --zstd '$W/u.n3' > '$W/k.n3'")
 echo "int8+zstd: $(size "$W/q.n3") bytes = $(ratio "$(size "$W/q.n3")" "$FP32") of fp32 ($T_Q s, $(ratio "$FP32" "$(echo "$T_Q * 1000000" | bc -l)") MB/s)"
 echo "top-k 1% + int8 + zstd: $(size "$W/k.n3") bytes = $(ratio "$(size "$W/k.n3")" "$FP32") of fp32 ($T_K s)"
+
+memory

@@ -52,9 +52,8 @@ int main(int argc, char** argv) {
                       ->type_name("FILE");
     auto* o_z = app.add_flag("--zstd{1}", level,
                              "Lossless: byte-plane shuffle then zstd (level 1, or --zstd=LEVEL)");
-    auto* o_thr = app.add_option(
-        "--threads", threads,
-        "Threads for zstd (default: all cores) and Reed-Solomon (default: 1) on large records");
+    auto* o_thr = app.add_option("--threads", threads,
+                                 "Threads for zstd on large segments (default: all cores)");
     auto* o_sh =
         app.add_option("--shards", shards, "Reed-Solomon: K data + M parity shards, e.g. 10+4")
             ->type_name("K+M");
@@ -75,7 +74,9 @@ int main(int argc, char** argv) {
 
         if (decode) {
             auto out = tool.open_output(out_path, force, explicit_stdout);
-            codec::StreamDecoder dec(*out);
+            // An output file appears only if every record decoded: it may take them as they
+            // are decoded. Stdout gets only records that decoded whole.
+            codec::StreamDecoder dec(*out, !out->atomic());
             for (auto& path : inputs) {
                 Input in(path);
                 dec.read(in);

@@ -18,4 +18,6 @@ h += b" " * (-(len(h) + 8) % 64)
 with open(out, "wb") as f:
     f.write(struct.pack("<Q", len(h)) + h)
     for s in sizes:
-        f.write(rng.normal(0, 0.01, s).astype(np.float32).tobytes())
+        # in pieces, so a 4 GiB update needs no 4 GiB of float64 (the draws are the same)
+        for a in range(0, s, 1 << 24):
+            f.write(rng.normal(0, 0.01, min(1 << 24, s - a)).astype(np.float32).tobytes())

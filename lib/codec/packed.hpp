@@ -17,16 +17,26 @@
 // round's update before packing, so the sum of everything sent plus the residual equals the
 // sum of the updates.
 //
+// Streaming (n3-encode): pack_stream() reads the payload in order from a PayloadReader and
+// appends the packed payload to a PackedOut (a temporary file), patching each zstd segment's
+// length once it is known; unpack_stream() reads a packed payload from any ByteSource and
+// writes the record. Both work in windows of kWindow elements (4 MiB of float32; at least one
+// quantization block), so memory does not grow with the record, except: top-k keeps each
+// tensor in a temporary file (it needs three passes), and error feedback holds the residual,
+// which is as large as the model. pack() and unpack() are the same code over memory.
+//
 // Failures throw DataError naming `where` and the tensor: NaN or Inf under a lossy stage, a
 // residual that does not match, and in unpack every malformed or inconsistent field.
 #pragma once
 
 #include "record/format.hpp"
 #include "record/io.hpp"
+#include "record/spill.hpp"
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,6 +81,34 @@ Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* fe
 
 // Writes the plain record that a packed payload stands for (nothing is written on error).
 void unpack(ByteView packed, Sink& out, const std::string& where);
+
+// Elements per window of a streamed tensor.
+constexpr size_t kWindow = size_t(1) << 20;
+
+// The payload being packed, in order.
+class PayloadReader {
+public:
+    virtual ~PayloadReader() = default;
+    // Fills out exactly; throws DataError when the payload ends first.
+    virtual void read(std::span<uint8_t> out) = 0;
+};
+
+// Where a packed payload goes while its length is unknown.
+class PackedOut {
+public:
+    virtual ~PackedOut() = default;
+    virtual void append(ByteView bytes) = 0;
+    virtual void patch(uint64_t offset, ByteView bytes) = 0; // offset < size()
+    virtual uint64_t size() const = 0;
+};
+
+// pack() over a payload of payload_len bytes that `in` delivers; the same bytes as pack().
+void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const PackOptions& o,
+                 Residual* feedback, const std::string& where, PackedOut& out);
+
+// unpack() of the packed payload `packed`; writes the record to out as it is decoded, so a
+// caller that must not show a partial record passes a TempFile and copies it on success.
+void unpack_stream(const ByteSource& packed, Sink& out, const std::string& where);
 
 struct PackedInfo {
     RecordType type = RecordType::update; // of the original record

@@ -138,9 +138,15 @@ Bytes encode_shard_header(const ShardHeader& h) {
     return b;
 }
 
-ShardHeader parse_shard(ByteView p, const std::string& where) {
-    if (p.size() < kShardHeaderSize)
-        throw DataError(where + ": truncated shard (" + std::to_string(p.size()) + " bytes)");
+ShardHeader parse_shard(ByteView payload, const std::string& where) {
+    return parse_shard(ViewSource(payload), where);
+}
+
+ShardHeader parse_shard(const ByteSource& src, const std::string& where) {
+    if (src.size() < kShardHeaderSize)
+        throw DataError(where + ": truncated shard (" + std::to_string(src.size()) + " bytes)");
+    std::array<uint8_t, kShardHeaderSize> p;
+    src.read_at(0, p);
     if (std::memcmp(p.data(), kShardMagic, 4) != 0)
         throw DataError(where + ": not a shard payload (bad magic)");
     if (p[4] != kShardVersion)
@@ -171,10 +177,22 @@ ShardHeader parse_shard(ByteView p, const std::string& where) {
         throw DataError(where + ": " + g +
                         " has a shard length that does not match K and the "
                         "record length");
-    if (p.size() - kShardHeaderSize != h.shard_len)
-        throw DataError(where + ": " + g + " holds " + std::to_string(p.size() - kShardHeaderSize) +
-                        " bytes, not " + std::to_string(h.shard_len));
-    if (crc64(0, p.subspan(kShardHeaderSize)) != h.data_crc)
+    if (src.size() - kShardHeaderSize != h.shard_len)
+        throw DataError(where + ": " + g + " holds " +
+                        std::to_string(src.size() - kShardHeaderSize) + " bytes, not " +
+                        std::to_string(h.shard_len));
+    uint64_t crc = 0;
+    std::vector<uint8_t> piece(static_cast<size_t>(std::min<uint64_t>(h.shard_len, kStripe)));
+    for (uint64_t off = 0; off < h.shard_len; off += piece.size()) {
+        size_t len = static_cast<size_t>(std::min<uint64_t>(piece.size(), h.shard_len - off));
+        if (const uint8_t* direct = src.view(kShardHeaderSize + off, len)) {
+            crc = crc64(crc, ByteView(direct, len));
+            continue;
+        }
+        src.read_at(kShardHeaderSize + off, std::span<uint8_t>(piece.data(), len));
+        crc = crc64(crc, ByteView(piece.data(), len));
+    }
+    if (crc != h.data_crc)
         throw DataError(where + ": " + g + " is corrupted (data checksum mismatch)");
     return h;
 }
@@ -303,87 +321,86 @@ GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSin
     return group;
 }
 
-GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSpec spec,
-                              ShardSink& sink) {
+GroupId write_shards_file(int fd, uint64_t base, const Preamble& pre, ShardSpec spec,
+                          ShardSink& sink, bool verify, const std::string& name) {
     unsigned k = spec.k, m = spec.m;
     uint64_t L = pre.record_size(), S = (L + k - 1) / k, body = L - kTrailerSize;
     GroupId group = random_group();
-    uint8_t head[kPreambleSize], tail[kTrailerSize];
-    encode_preamble(pre, head);
-    uint64_t rec_crc = crc64(0, ByteView(head, kPreambleSize));
-    bool payload_done = false;
-
+    FdSource rec(fd, base, L, name);
+    // Shard i's bytes [off, off + len): the record's, then zeros past its end.
+    auto read_shard = [&](unsigned i, uint64_t off, std::span<uint8_t> out) {
+        uint64_t at = i * S + off;
+        size_t in = at >= L ? 0 : static_cast<size_t>(std::min<uint64_t>(out.size(), L - at));
+        if (in) rec.read_at(at, out.first(in));
+        if (in < out.size()) std::memset(out.data() + in, 0, out.size() - in);
+    };
+    uint64_t stripe = std::clamp<uint64_t>((uint64_t(32) << 20) / (k + m), kEncodeStripe, kStripe);
+    stripe = std::max<uint64_t>(1, std::min(stripe, S));
     std::vector<uint8_t> tables(static_cast<size_t>(k) * m * 32);
     if (m > 0) {
         auto a = cauchy(k, m);
         ec_init_tables(static_cast<int>(k), static_cast<int>(m), a.data() + k * k, tables.data());
     }
-    PageBuffer buf(static_cast<size_t>(S)),
-        parity(static_cast<size_t>(m * S)); // parity starts zero
-    std::vector<uint64_t> crc(k + m, 0);
+    std::vector<uint8_t> data(static_cast<size_t>(k * stripe)),
+        par(static_cast<size_t>(m * stripe));
+    std::vector<uint8_t*> src(k), dst(m);
+    for (unsigned i = 0; i < k; ++i) src[i] = data.data() + i * stripe;
+    for (unsigned j = 0; j < m; ++j) dst[j] = par.data() + j * stripe;
+    std::optional<TempFile> parity;
+    if (m > 0) parity.emplace("the parity shards of " + name);
+    std::vector<uint64_t> crc(k + m, 0), before(k, 0), before_len(k, 0);
+    for (uint64_t off = 0; off < S; off += stripe) {
+        uint64_t len = std::min<uint64_t>(stripe, S - off);
+        for (unsigned i = 0; i < k; ++i) {
+            uint8_t* d = src[i];
+            read_shard(i, off, std::span<uint8_t>(d, static_cast<size_t>(len)));
+            uint64_t at = i * S + off;
+            uint64_t in = at >= body ? 0 : std::min(len, body - at);
+            if (in) before[i] = crc64(before[i], ByteView(d, static_cast<size_t>(in)));
+            before_len[i] += in;
+            crc[i] = crc64(crc[i], ByteView(d, static_cast<size_t>(len)));
+        }
+        if (m == 0) continue;
+        ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(m),
+                       tables.data(), src.data(), dst.data());
+        for (unsigned j = 0; j < m; ++j) {
+            ByteView p(dst[j], static_cast<size_t>(len));
+            crc[k + j] = crc64(crc[k + j], p);
+            parity->write_at(j * S + off, p);
+        }
+    }
+    if (verify) {
+        uint64_t whole = 0;
+        for (unsigned i = 0; i < k; ++i) whole = crc64_combine(whole, before[i], before_len[i]);
+        uint8_t t[kTrailerSize];
+        rec.read_at(body, t);
+        if (whole != get_le(t, 8)) throw DataError("corrupted record (checksum mismatch)");
+    }
+
     uint8_t spre[kPreambleSize];
     encode_preamble(Preamble{kFormatVersion, RecordType::shard, kShardHeaderSize + S}, spre);
-    auto emit = [&](unsigned i, const uint8_t* data) {
+    std::vector<uint8_t> piece(static_cast<size_t>(std::min<uint64_t>(S, kStripe)));
+    for (unsigned i = 0; i < k + m; ++i) {
         ShardHeader h{group, i, k, m, L, S, crc[i]};
-        Bytes hb = encode_shard_header(h);
-        uint64_t rc = crc64_combine(crc64(crc64(0, ByteView(spre, kPreambleSize)), hb), crc[i], S);
+        Bytes head = encode_shard_header(h);
+        uint64_t rc = crc64(crc64(0, ByteView(spre, kPreambleSize)), head);
+        rc = crc64_combine(rc, crc[i], S);
         uint8_t trailer[kTrailerSize];
         put_le(trailer, rc, 8);
         Sink& out = sink.open(h);
         out.write(ByteView(spre, kPreambleSize));
-        out.write(hb);
-        out.write(ByteView(data, S));
+        out.write(head);
+        for (uint64_t off = 0; off < S; off += piece.size()) {
+            size_t len = static_cast<size_t>(std::min<uint64_t>(piece.size(), S - off));
+            std::span<uint8_t> p(piece.data(), len);
+            if (i < k)
+                read_shard(i, off, p);
+            else
+                parity->read_at((i - k) * S + off, p);
+            out.write(p);
+        }
         out.write(ByteView(trailer, kTrailerSize));
         sink.close(h);
-    };
-    for (unsigned i = 0; i < k; ++i) {
-        // Shard i is the record's bytes [i*S, (i+1)*S): preamble, payload, trailer, zeros.
-        uint64_t pos = i * S, end = pos + S, at = 0;
-        while (pos < end) {
-            uint8_t* dst = buf.data() + at;
-            uint64_t n;
-            if (pos < kPreambleSize) {
-                n = std::min<uint64_t>(end, kPreambleSize) - pos;
-                std::memcpy(dst, head + pos, n);
-            } else if (pos < body) {
-                n = reader.read_payload(
-                    std::span<uint8_t>(dst, std::min<uint64_t>(end, body) - pos));
-                if (n == 0) throw DataError(reader.where() + ": truncated record");
-                rec_crc = crc64(rec_crc, ByteView(dst, n));
-            } else {
-                if (!payload_done) {
-                    reader.end(); // verifies the stored checksum, which equals rec_crc
-                    put_le(tail, rec_crc, 8);
-                    payload_done = true;
-                }
-                if (pos < L) {
-                    n = std::min(end, L) - pos;
-                    std::memcpy(dst, tail + (pos - body), n);
-                } else {
-                    n = end - pos;
-                    std::memset(dst, 0, n);
-                }
-            }
-            pos += n;
-            at += n;
-        }
-        crc[i] = crc64(0, buf.view());
-        if (m > 0) {
-            std::vector<uint8_t*> dst(m);
-            for (uint64_t off = 0; off < S; off += kStripe) {
-                int len = static_cast<int>(std::min<uint64_t>(kStripe, S - off));
-                for (unsigned j = 0; j < m; ++j) dst[j] = parity.data() + j * S + off;
-                ec_encode_data_update(len, static_cast<int>(k), static_cast<int>(m),
-                                      static_cast<int>(i), tables.data(), buf.data() + off,
-                                      dst.data());
-            }
-        }
-        emit(i, buf.data());
-    }
-    if (!payload_done) reader.end();
-    for (unsigned j = 0; j < m; ++j) {
-        crc[k + j] = crc64(0, ByteView(parity.data() + j * S, S));
-        emit(k + j, parity.data() + j * S);
     }
     return group;
 }
@@ -397,6 +414,7 @@ struct ShardAssembler::Group {
     std::vector<bool> have;
     std::vector<uint64_t> crc; // data CRC of each shard that is in (checked by parse_shard)
     unsigned count = 0;
+    std::unique_ptr<TempFile> file; // add_spilled: shard i's data at i * S
 };
 
 ShardAssembler::ShardAssembler() = default;
@@ -481,6 +499,110 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
     Record r(pre.type, rec.subspan(kPreambleSize, pre.payload_len),
              std::shared_ptr<const void>(buf));
     return r;
+}
+
+std::optional<ShardAssembler::Rebuilt> ShardAssembler::add_spilled(const ShardHeader& h,
+                                                                   const ByteSource& payload,
+                                                                   const std::string& where) {
+    Key key{h.group, h.k, h.m, h.record_len};
+    claims_[h.group].insert(key);
+    if (done_.count(key)) return std::nullopt;
+    auto& slot = open_[key];
+    if (!slot) {
+        slot = std::make_unique<Group>();
+        slot->claim = h;
+        slot->have.assign(h.k + h.m, false);
+        slot->crc.assign(h.k + h.m, 0);
+        slot->file = std::make_unique<TempFile>("shard group " + group_hex(h.group));
+    }
+    Group& g = *slot;
+    if (g.have[h.index]) return std::nullopt;
+    uint64_t S = h.shard_len;
+    TempFile& f = *g.file;
+    {
+        std::vector<uint8_t> piece(static_cast<size_t>(std::min<uint64_t>(S, kStripe)));
+        for (uint64_t off = 0; off < S; off += piece.size()) {
+            size_t len = static_cast<size_t>(std::min<uint64_t>(piece.size(), S - off));
+            std::span<uint8_t> p(piece.data(), len);
+            payload.read_at(kShardHeaderSize + off, p);
+            f.write_at(h.index * S + off, p);
+        }
+    }
+    g.have[h.index] = true;
+    g.crc[h.index] = h.data_crc;
+    if (++g.count < h.k) return std::nullopt;
+
+    unsigned k = h.k, m = h.m;
+    std::vector<unsigned> present, missing;
+    for (unsigned i = 0; i < k + m && present.size() < k; ++i)
+        if (g.have[i]) present.push_back(i);
+    for (unsigned i = 0; i < k; ++i)
+        if (!g.have[i]) missing.push_back(i);
+    std::string name = "group " + group_hex(h.group);
+    if (!missing.empty()) {
+        auto a = cauchy(k, m);
+        std::vector<uint8_t> b(k * k), inv(k * k);
+        for (unsigned r = 0; r < k; ++r)
+            std::memcpy(b.data() + r * k, a.data() + present[r] * k, k);
+        if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0)
+            throw DataError(where + ": " + name + ": shard matrix is singular");
+        auto nmiss = static_cast<unsigned>(missing.size());
+        std::vector<uint8_t> rows(nmiss * k), tables(k * nmiss * 32);
+        for (unsigned r = 0; r < nmiss; ++r)
+            std::memcpy(rows.data() + r * k, inv.data() + missing[r] * k, k);
+        ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
+        uint64_t stripe =
+            std::clamp<uint64_t>((uint64_t(32) << 20) / (k + nmiss), kEncodeStripe, kStripe);
+        stripe = std::min(stripe, S);
+        std::vector<uint8_t> in(static_cast<size_t>(k * stripe)), out(nmiss * stripe);
+        std::vector<uint8_t*> src(k), dst(nmiss);
+        for (unsigned r = 0; r < k; ++r) src[r] = in.data() + r * stripe;
+        for (unsigned r = 0; r < nmiss; ++r) dst[r] = out.data() + r * stripe;
+        for (uint64_t off = 0; off < S; off += stripe) {
+            uint64_t len = std::min(stripe, S - off);
+            for (unsigned r = 0; r < k; ++r)
+                f.read_at(present[r] * S + off, std::span<uint8_t>(src[r], len));
+            ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(nmiss),
+                           tables.data(), src.data(), dst.data());
+            for (unsigned r = 0; r < nmiss; ++r)
+                f.write_at(missing[r] * S + off, ByteView(dst[r], len));
+        }
+    }
+    std::unique_ptr<TempFile> file = std::move(g.file);
+    std::vector<bool> have = g.have;
+    std::vector<uint64_t> crcs = g.crc;
+    open_.erase(key);
+    done_.insert(key);
+
+    // The record's checksum, from the shards' CRCs: only rebuilt shards and the one holding
+    // the trailer are read again.
+    FdSource rec(file->fd(), 0, h.record_len, name);
+    uint8_t pre_bytes[kPreambleSize];
+    rec.read_at(0, pre_bytes);
+    Preamble pre = decode_preamble(pre_bytes, where + ": " + name + ": rebuilt record");
+    uint64_t body = h.record_len - kTrailerSize, whole = 0;
+    std::vector<uint8_t> piece(kStripe);
+    for (unsigned i = 0; i < k && i * S < body; ++i) {
+        uint64_t part = std::min<uint64_t>(S, body - i * S);
+        uint64_t c = 0;
+        if (part < S || !have[i]) {
+            for (uint64_t off = 0; off < part; off += piece.size()) {
+                size_t len = static_cast<size_t>(std::min<uint64_t>(piece.size(), part - off));
+                rec.read_at(i * S + off, std::span<uint8_t>(piece.data(), len));
+                c = crc64(c, ByteView(piece.data(), len));
+            }
+        } else {
+            c = crcs[i];
+        }
+        whole = crc64_combine(whole, c, part);
+    }
+    uint8_t t[kTrailerSize];
+    rec.read_at(body, t);
+    if (pre.record_size() != h.record_len || whole != get_le(t, 8))
+        throw DataError(name + ": the rebuilt record fails its checksum",
+                        "shards of different records share this group id");
+    ++rebuilt_;
+    return Rebuilt{pre.type, pre.payload_len, std::move(file)};
 }
 
 std::vector<std::string> ShardAssembler::incomplete() const {

@@ -13,6 +13,9 @@
 //       use *rec;                      // the group's record, checked against its own CRC
 //   for (auto& msg : a.incomplete()) report msg;
 //
+// n3-encode -d uses add_spilled(), which keeps each incomplete group in a temporary file
+// instead of memory.
+//
 // parse_shard throws DataError for any malformed field or a data CRC mismatch; callers count
 // such a shard as missing. add() throws DataError when a rebuilt record fails its checksum
 // (shards of different records under one group id). write_shards throws what its sink throws.
@@ -20,6 +23,7 @@
 
 #include "record/format.hpp"
 #include "record/io.hpp"
+#include "record/spill.hpp"
 
 #include <array>
 #include <cstdint>
@@ -52,6 +56,8 @@ struct ShardHeader {
 };
 
 ShardHeader parse_shard(ByteView payload, const std::string& where);
+// The same for a shard payload read through a source (its data checked in 1 MiB pieces).
+ShardHeader parse_shard(const ByteSource& payload, const std::string& where);
 Bytes encode_shard_header(const ShardHeader& h);
 
 // Where write_shards puts each shard record.
@@ -69,13 +75,13 @@ public:
 GroupId write_shards(RecordType type, ByteView payload, ShardSpec spec, ShardSink& sink,
                      std::optional<uint64_t> record_crc = std::nullopt, unsigned threads = 1);
 
-// The same, for a record being read from a pipe: reader.begin() has returned `pre`, and the
-// payload is read from `reader` as the data shards go out, so only one shard and the parity
-// are held. The record's checksum is verified (reader.end()) before its last shard is written;
-// a mismatch throws DataError, and the shards already written carry the damage, which the
-// rebuilt record's own checksum reveals.
-GroupId write_shards_streamed(RecordReader& reader, const Preamble& pre, ShardSpec spec,
-                              ShardSink& sink);
+// The same for a record stored whole at `base` in a file (preamble, payload, trailer): the
+// shards' data, their CRCs and the parity are formed stripe by stripe through pread, the
+// parity kept in a temporary file, and each shard is then copied out; memory stays at K + M
+// stripes (at most 32 MiB), whatever the record's size. verify: the record's stored checksum
+// is checked in the first pass (DataError before any shard is written). `name` for messages.
+GroupId write_shards_file(int fd, uint64_t base, const Preamble& pre, ShardSpec spec,
+                          ShardSink& sink, bool verify, const std::string& name);
 
 class ShardAssembler {
 public:
@@ -88,6 +94,17 @@ public:
     // when this shard is its K-th distinct one; nullopt otherwise (also for a duplicate or a
     // shard of a group already rebuilt).
     std::optional<Record> add(const ShardHeader& h, ByteView payload, const std::string& where);
+
+    // The same without holding the group: each shard's data goes to the group's temporary
+    // file, the missing data shards are rebuilt there stripe by stripe (K + M stripes in
+    // memory), and the record is returned in that file. Do not mix with add() on one group.
+    struct Rebuilt {
+        RecordType type = RecordType::model;
+        uint64_t payload_len = 0;
+        std::unique_ptr<TempFile> file; // the record from byte 0 (payload at kPreambleSize)
+    };
+    std::optional<Rebuilt> add_spilled(const ShardHeader& h, const ByteSource& payload,
+                                       const std::string& where);
     // A message for every group that did not get K valid shards.
     std::vector<std::string> incomplete() const;
     uint64_t groups_rebuilt() const { return rebuilt_; }

@@ -1,6 +1,7 @@
 #include "codec/stream.hpp"
 
 #include "codec/buffer.hpp"
+#include "record/bytes.hpp"
 #include "record/error.hpp"
 
 #include <chrono>
@@ -67,48 +68,55 @@ private:
     std::vector<std::string> paths_;
 };
 
-// Walks the records of a memory-mapped file without copying or checksumming them.
-struct RawRecord {
-    Preamble pre;
-    ByteView body; // preamble + payload: the bytes the stored checksum covers
-    uint64_t stored_crc = 0;
-    std::string where;
-    ByteView payload() const { return body.subspan(kPreambleSize); }
-    bool crc_ok() const { return crc64(0, body) == stored_crc; }
-};
-
-class MappedRecords {
+// A record's payload as pack_stream reads it, from the reader (checksummed as it goes).
+class ReaderPayload final : public PayloadReader {
 public:
-    explicit MappedRecords(Input& in) : name_(in.name()), map_(in.map()) {}
-    const std::shared_ptr<Mapping>& mapping() const { return map_; }
-    // The next record, nullopt at the end; throws DataError when the framing is broken.
-    std::optional<RawRecord> next() {
-        ByteView all = map_->bytes();
-        if (off_ >= all.size()) return std::nullopt;
-        RawRecord r;
-        r.where =
-            name_ + ": record " + std::to_string(index_ + 1) + " at byte " + std::to_string(off_);
-        uint64_t left = all.size() - off_;
-        if (left < kPreambleSize)
-            throw DataError(r.where + ": truncated record header (" + std::to_string(left) +
-                            " of " + std::to_string(kPreambleSize) + " bytes)");
-        r.pre = decode_preamble(all.data() + off_, r.where);
-        if (left < r.pre.record_size())
-            throw DataError(r.where + ": truncated record (" + std::to_string(left) + " of " +
-                            std::to_string(r.pre.record_size()) + " bytes)");
-        r.body = all.subspan(off_, kPreambleSize + r.pre.payload_len);
-        for (int i = 7; i >= 0; --i)
-            r.stored_crc = (r.stored_crc << 8) | all[off_ + r.body.size() + i];
-        off_ += r.pre.record_size();
-        ++index_;
-        return r;
+    explicit ReaderPayload(RecordReader& r) : r_(r) {}
+    void read(std::span<uint8_t> out) override {
+        for (size_t got = 0; got < out.size();) {
+            size_t n = r_.read_payload(out.subspan(got));
+            if (n == 0) throw DataError(r_.where() + ": truncated record");
+            got += n;
+        }
     }
 
 private:
-    std::string name_;
-    std::shared_ptr<Mapping> map_;
-    uint64_t off_ = 0, index_ = 0;
+    RecordReader& r_;
 };
+
+// A packed payload going into a temporary file after `base` bytes of room for the preamble.
+class TempOut final : public PackedOut {
+public:
+    TempOut(TempFile& f, uint64_t base) : f_(f), base_(base) {}
+    void append(ByteView b) override { f_.write(b); }
+    void patch(uint64_t off, ByteView b) override { f_.write_at(base_ + off, b); }
+    uint64_t size() const override { return f_.size() - base_; }
+
+private:
+    TempFile& f_;
+    uint64_t base_;
+};
+
+class WriterSink final : public Sink {
+public:
+    explicit WriterSink(RecordWriter& w) : w_(w) {}
+    void write(ByteView b) override { w_.write(b); }
+
+private:
+    RecordWriter& w_;
+};
+
+// The CRC-64 of bytes [0, len) of a source, read in 1 MiB pieces.
+uint64_t crc_of(const ByteSource& src, uint64_t len) {
+    uint64_t crc = 0;
+    Bytes piece(static_cast<size_t>(std::min<uint64_t>(len, uint64_t(1) << 20)));
+    for (uint64_t off = 0; off < len; off += piece.size()) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(piece.size(), len - off));
+        src.read_at(off, std::span<uint8_t>(piece.data(), n));
+        crc = crc64(crc, ByteView(piece.data(), n));
+    }
+    return crc;
+}
 
 } // namespace
 
@@ -135,107 +143,121 @@ StreamEncoder::StreamEncoder(EncodeOptions o, Sink& out) : o_(std::move(o)), out
 
 StreamEncoder::~StreamEncoder() = default;
 
+TempFile& StreamEncoder::spool() {
+    if (!spool_) spool_ = std::make_unique<TempFile>("n3-encode");
+    return *spool_;
+}
+
 void StreamEncoder::read(Input& in) {
-    if (in.is_regular()) {
-        // Records stay in the mapping; a record only sharded has its checksum verified in the
-        // sharding pass itself.
-        MappedRecords recs(in);
-        while (auto r = recs.next()) {
-            bool verify_later = !o_.pack && o_.shards;
-            if (!verify_later && !r->crc_ok())
-                throw DataError(r->where + ": corrupted record (checksum mismatch)");
-            Record rec(r->pre.type, r->payload(), recs.mapping());
-            encode(rec, r->where,
-                   verify_later ? std::optional<uint64_t>(r->stored_crc) : std::nullopt);
-        }
-        return;
-    }
-    RecordReader reader(in);
-    if (!o_.pack && o_.shards) {
-        // Sharding a pipe: data shards leave as their bytes arrive (one shard held, not the
-        // whole record).
-        for (;;) {
-            auto pre = reader.begin();
-            if (!pre) return;
-            ++stats_.records;
-            stats_.bytes_in += pre->record_size();
-            auto t0 = std::chrono::steady_clock::now();
-            if (!o_.shard_dir.empty()) {
-                DirShardSink dir(o_.shard_dir);
-                write_shards_streamed(reader, *pre, *o_.shards, dir);
-                dir.commit(files_);
-            } else {
-                CountingSink counted(out_);
-                StreamShardSink sink(counted);
-                write_shards_streamed(reader, *pre, *o_.shards, sink);
-                stats_.bytes_out += counted.n;
-            }
-            stats_.shard_seconds += seconds_since(t0);
-            stats_.shards += o_.shards->k + o_.shards->m;
-        }
-    }
-    while (auto rec = reader.next()) {
-        std::string where = in.name() + ": record " + std::to_string(rec->index + 1);
-        encode(*rec, where, std::nullopt);
+    // Read, not mapped: the pages of a mapped record would count against the process.
+    RecordReader reader(in, kDefaultMaxPayload, false);
+    for (;;) {
+        auto pre = reader.begin();
+        if (!pre) return;
+        std::string where =
+            in.is_regular() ? reader.where()
+                            : in.name() + ": record " + std::to_string(reader.records_read() + 1);
+        encode(reader, in, *pre, where);
     }
 }
 
-void StreamEncoder::encode(const Record& rec, const std::string& where,
-                           std::optional<uint64_t> unverified_crc) {
+void StreamEncoder::encode(RecordReader& reader, Input& in, const Preamble& pre,
+                           const std::string& where) {
     ++stats_.records;
-    stats_.bytes_in += rec.encoded_size();
+    stats_.bytes_in += pre.record_size();
     if (residual_ && stats_.records > 1)
         throw DataError(where + ": --residual holds the state of one update; this stream has "
                                 "more than one record",
                         "run n3-encode once per update");
-    Bytes packed;
-    RecordType type = rec.type();
-    ByteView payload = rec.payload();
-    if (o_.pack) {
-        if (type == RecordType::sealed)
-            throw DataError(where + ": a sealed record cannot be packed (it is ciphertext)",
-                            "pack before sealing: n3-encode ... | n3-seal ...");
-        if (type == RecordType::shard || type == RecordType::packed)
-            throw DataError(where + ": this " + std::string(type_name(type)) +
-                                " record is encoded already",
-                            "decode it first: n3-encode -d");
-        auto t0 = std::chrono::steady_clock::now();
-        packed = pack(type, payload, o_.packing, residual_ ? &*residual_ : nullptr, where);
-        stats_.pack_seconds += seconds_since(t0);
-        type = RecordType::packed;
-        payload = packed;
-    }
     CountingSink counted(out_);
-    if (o_.shards) {
+    TempFile& tmp = spool();
+    tmp.clear();
+    if (o_.pack) {
+        RecordType type = pre.type;
         auto t0 = std::chrono::steady_clock::now();
-        if (!o_.shard_dir.empty()) {
-            DirShardSink dir(o_.shard_dir);
-            try {
-                write_shards(type, payload, *o_.shards, dir, unverified_crc, threads());
-            } catch (const DataError& e) {
-                throw DataError(where + ": " + e.what());
-            }
-            dir.commit(files_);
-        } else {
-            StreamShardSink s(counted);
-            try {
-                write_shards(type, payload, *o_.shards, s, unverified_crc, threads());
-            } catch (const DataError& e) {
-                throw DataError(where + ": " + e.what());
-            }
+        try {
+            if (type == RecordType::sealed)
+                throw DataError(where + ": a sealed record cannot be packed (it is ciphertext)",
+                                "pack before sealing: n3-encode ... | n3-seal ...");
+            if (type == RecordType::shard || type == RecordType::packed)
+                throw DataError(where + ": this " + std::string(type_name(type)) +
+                                    " record is encoded already",
+                                "decode it first: n3-encode -d");
+            uint8_t room[kPreambleSize] = {};
+            tmp.write(ByteView(room, kPreambleSize));
+            TempOut packed(tmp, kPreambleSize);
+            ReaderPayload payload(reader);
+            pack_stream(type, pre.payload_len, payload, o_.packing,
+                        residual_ ? &*residual_ : nullptr, where, packed);
+            reader.end(); // nothing leaves before the input's checksum matched
+        } catch (const DataError&) {
+            // A truncated or corrupted input is reported as such, whatever it made the packer
+            // trip over first.
+            reader.end();
+            throw;
         }
-        stats_.shard_seconds += seconds_since(t0);
-        stats_.shards += o_.shards->k + o_.shards->m;
+        stats_.pack_seconds += seconds_since(t0);
+        uint64_t len = tmp.size() - kPreambleSize;
+        Preamble packed{kFormatVersion, RecordType::packed, len};
+        if (o_.shards) {
+            // The packed record, framed in the temporary file, is sharded from there.
+            uint8_t head[kPreambleSize];
+            encode_preamble(packed, head);
+            tmp.write_at(0, ByteView(head, kPreambleSize));
+            FdSource rec(tmp.fd(), 0, kPreambleSize + len, "the packed record");
+            uint8_t trailer[kTrailerSize];
+            put_le(trailer, crc_of(rec, kPreambleSize + len), 8);
+            tmp.write(ByteView(trailer, kTrailerSize));
+            shard(tmp.fd(), 0, packed, false, "the packed record", where, counted);
+        } else {
+            RecordWriter w(counted, RecordType::packed, len);
+            WriterSink ws(w);
+            tmp.copy_to(ws, kPreambleSize, len);
+            w.end();
+        }
+    } else if (in.is_regular()) {
+        // Sharded from the file itself, its checksum checked in the same pass.
+        uint64_t at = reader.record_start_in_file();
+        shard(in.fd(), at, pre, true, in.name(), where, counted);
+        reader.skip_rest();
     } else {
-        write_record(counted, type, payload);
+        // A piped record is kept in the temporary file until its checksum matched.
+        uint8_t head[kPreambleSize];
+        encode_preamble(pre, head);
+        tmp.write(ByteView(head, kPreambleSize));
+        uint64_t crc = crc64(0, ByteView(head, kPreambleSize));
+        Bytes piece(static_cast<size_t>(std::min<uint64_t>(pre.payload_len, uint64_t(1) << 20)));
+        while (size_t n = reader.read_payload(piece)) {
+            ByteView got(piece.data(), n);
+            crc = crc64(crc, got);
+            tmp.write(got);
+        }
+        reader.end();
+        uint8_t trailer[kTrailerSize];
+        put_le(trailer, crc, 8);
+        tmp.write(ByteView(trailer, kTrailerSize));
+        shard(tmp.fd(), 0, pre, false, "a temporary copy of " + in.name(), where, counted);
     }
     stats_.bytes_out += counted.n;
 }
 
-// Reed-Solomon threads: one unless asked for more; a second thread measured no faster on this
-// 2-core machine (bench/encode.sh: 3.47 against 3.77 GB/s), the pass being memory-bound.
-unsigned StreamEncoder::threads() const {
-    return o_.packing.threads ? o_.packing.threads : 1;
+void StreamEncoder::shard(int fd, uint64_t base, const Preamble& pre, bool verify,
+                          const std::string& name, const std::string& where, Sink& out) {
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        if (!o_.shard_dir.empty()) {
+            DirShardSink dir(o_.shard_dir);
+            write_shards_file(fd, base, pre, *o_.shards, dir, verify, name);
+            dir.commit(files_);
+        } else {
+            StreamShardSink s(out);
+            write_shards_file(fd, base, pre, *o_.shards, s, verify, name);
+        }
+    } catch (const DataError& e) {
+        throw DataError(where + ": " + e.what());
+    }
+    stats_.shard_seconds += seconds_since(t0);
+    stats_.shards += o_.shards->k + o_.shards->m;
 }
 
 void StreamEncoder::finish() {
@@ -244,7 +266,7 @@ void StreamEncoder::finish() {
 
 // StreamDecoder -------------------------------------------------------------------------------
 
-StreamDecoder::StreamDecoder(Sink& out) : out_(out) {}
+StreamDecoder::StreamDecoder(Sink& out, bool hold) : out_(out), hold_(hold) {}
 
 void StreamDecoder::corrupted(RecordType type, const std::string& message) {
     if (type == RecordType::shard) {
@@ -255,60 +277,26 @@ void StreamDecoder::corrupted(RecordType type, const std::string& message) {
     }
 }
 
+TempFile& StreamDecoder::temp(std::unique_ptr<TempFile>& t, const char* what) {
+    if (!t) t = std::make_unique<TempFile>(what);
+    return *t;
+}
+
 void StreamDecoder::read(Input& in) {
+    RecordReader reader(in, kDefaultMaxPayload, false);
     uint64_t index = 0;
-    if (in.is_regular()) {
-        MappedRecords recs(in);
-        for (;;) {
-            std::optional<RawRecord> r;
-            try {
-                r = recs.next();
-            } catch (const DataError& e) {
-                errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
-                                  " cannot be read");
-                return;
-            }
-            if (!r) return;
-            ++stats_.records;
-            if (r->pre.type == RecordType::shard) {
-                // One pass: parse_shard checks the data's CRC, and the record's checksum must
-                // be that CRC joined to the framing's.
-                ShardHeader h;
-                try {
-                    h = parse_shard(r->payload(), r->where);
-                } catch (const DataError& e) {
-                    corrupted(RecordType::shard, e.what());
-                    continue;
-                }
-                uint64_t head = crc64(0, r->body.first(kPreambleSize + kShardHeaderSize));
-                if (crc64_combine(head, h.data_crc, h.shard_len) != r->stored_crc) {
-                    corrupted(RecordType::shard,
-                              r->where + ": corrupted shard record (checksum mismatch)");
-                    continue;
-                }
-                add_shard(h, Record(r->pre.type, r->payload(), recs.mapping()), r->where, 0);
-                continue;
-            }
-            if (!r->crc_ok()) {
-                corrupted(r->pre.type, r->where + ": corrupted " +
-                                           std::string(type_name(r->pre.type)) +
-                                           " record (checksum mismatch)");
-                continue;
-            }
-            handle(Record(r->pre.type, r->payload(), recs.mapping()), r->where, 0);
-        }
-    }
-    RecordReader reader(in);
     for (;;) {
         std::string where = in.name() + ": record " + std::to_string(index + 1) + " at byte " +
                             std::to_string(reader.offset());
         std::optional<Preamble> pre;
-        std::optional<Record> rec;
+        uint64_t at = 0;
         try {
             pre = reader.begin();
             if (!pre) return;
-            rec =
-                reader.read_rest(); // memory for the bytes that arrive, not for the declared length
+            if (in.is_regular()) {
+                at = reader.record_start_in_file();
+                reader.skip_rest();
+            }
         } catch (const DataError& e) {
             errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
                               " cannot be read");
@@ -316,61 +304,128 @@ void StreamDecoder::read(Input& in) {
         }
         ++index;
         ++stats_.records;
+        if (in.is_regular()) {
+            take_file(in, at, *pre, where);
+            continue;
+        }
+        // From a pipe: kept in a temporary file until the trailer's checksum matched.
+        TempFile& tmp = temp(spool_, "n3-encode -d");
+        tmp.clear();
+        try {
+            Bytes piece(
+                static_cast<size_t>(std::min<uint64_t>(pre->payload_len, uint64_t(1) << 20)));
+            while (size_t n = reader.read_payload(piece)) tmp.write(ByteView(piece.data(), n));
+        } catch (const DataError& e) {
+            errors_.push_back(std::string(e.what()) + "; the rest of " + in.name() +
+                              " cannot be read");
+            return;
+        }
         try {
             reader.end();
         } catch (const DataError& e) {
             corrupted(pre->type, e.what());
             continue;
         }
-        handle(*rec, where, 0);
+        handle(pre->type,
+               FdSource(tmp.fd(), 0, pre->payload_len, "a temporary copy of " + in.name()), where,
+               0);
     }
 }
 
-void StreamDecoder::handle(const Record& rec, const std::string& where, int depth) {
+// A record of a regular file, at byte `at`: checked through pread, then handled in place.
+void StreamDecoder::take_file(Input& in, uint64_t at, const Preamble& pre,
+                              const std::string& where) {
+    FdSource rec(in.fd(), at, pre.record_size(), in.name());
+    FdSource payload(in.fd(), at + kPreambleSize, pre.payload_len, in.name());
+    uint8_t t[kTrailerSize];
+    rec.read_at(kPreambleSize + pre.payload_len, t);
+    uint64_t stored = get_le(t, 8);
+    if (pre.type == RecordType::shard) {
+        // One pass: parse_shard checks the data's CRC, and the record's checksum must be that
+        // CRC joined to the framing's.
+        ShardHeader h;
+        try {
+            h = parse_shard(payload, where);
+        } catch (const DataError& e) {
+            corrupted(RecordType::shard, e.what());
+            return;
+        }
+        uint8_t head[kPreambleSize + kShardHeaderSize];
+        rec.read_at(0, head);
+        if (crc64_combine(crc64(0, ByteView(head, sizeof head)), h.data_crc, h.shard_len) !=
+            stored) {
+            corrupted(RecordType::shard, where + ": corrupted shard record (checksum mismatch)");
+            return;
+        }
+        add_shard(h, payload, where, 0);
+        return;
+    }
+    if (crc_of(rec, kPreambleSize + pre.payload_len) != stored) {
+        corrupted(pre.type, where + ": corrupted " + std::string(type_name(pre.type)) +
+                                " record (checksum mismatch)");
+        return;
+    }
+    handle(pre.type, payload, where, 0);
+}
+
+void StreamDecoder::handle(RecordType type, const ByteSource& payload, const std::string& where,
+                           int depth) {
     if (depth > 4) {
         errors_.push_back(where + ": records nested more than 4 deep; record skipped");
         return;
     }
-    switch (rec.type()) {
+    switch (type) {
     case RecordType::shard: {
         ShardHeader h;
         try {
-            h = parse_shard(rec.payload(), where);
+            h = parse_shard(payload, where);
         } catch (const DataError& e) {
             ++stats_.shards;
             corrupted(RecordType::shard, e.what());
             return;
         }
-        add_shard(h, rec, where, depth);
+        add_shard(h, payload, where, depth);
         return;
     }
-    case RecordType::packed:
+    case RecordType::packed: {
+        // Unpacked into a temporary file: a record that fails halfway writes nothing.
+        if (hold_) temp(held_, "n3-encode -d").clear();
         try {
-            CountingSink counted(out_);
-            unpack(rec.payload(), counted, where);
-            ++stats_.unpacked;
-            ++stats_.written;
+            unpack_stream(payload, hold_ ? static_cast<Sink&>(*held_) : out_, where);
         } catch (const DataError& e) {
             errors_.push_back(e.what());
+            return;
         }
+        if (hold_) held_->copy_to(out_, 0, held_->size());
+        ++stats_.unpacked;
+        ++stats_.written;
         return;
-    default: write_record(out_, rec); ++stats_.written;
+    }
+    default: {
+        RecordWriter w(out_, type, payload.size());
+        WriterSink ws(w);
+        copy_source(payload, 0, payload.size(), ws);
+        w.end();
+        ++stats_.written;
+    }
     }
 }
 
-void StreamDecoder::add_shard(const ShardHeader& h, const Record& rec, const std::string& where,
-                              int depth) {
+void StreamDecoder::add_shard(const ShardHeader& h, const ByteSource& payload,
+                              const std::string& where, int depth) {
     ++stats_.shards;
-    std::optional<Record> whole;
+    std::optional<ShardAssembler::Rebuilt> whole;
     try {
-        whole = shards_.add(h, rec.payload(), where);
+        whole = shards_.add_spilled(h, payload, where);
     } catch (const DataError& e) {
         errors_.push_back(e.what());
         return;
     }
     if (whole) {
         ++stats_.groups;
-        handle(*whole, "group " + group_hex(h.group), depth + 1);
+        std::string name = "group " + group_hex(h.group);
+        handle(whole->type, FdSource(whole->file->fd(), kPreambleSize, whole->payload_len, name),
+               name, depth + 1);
     }
 }
 

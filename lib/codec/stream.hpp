@@ -12,6 +12,15 @@
 //   d.finish();
 //   for (auto& e : d.errors()) print e;      // exit 1 if any
 //
+// Memory (n3-encode(1), MEMORY): records are read, never mapped, and never held whole. A
+// record to pack is packed as its bytes arrive into a temporary file, and written out (or
+// sharded) only once its trailer checksum matched; a record to shard is sharded from the input
+// file through pread, or from a temporary copy when it comes through a pipe. -d checks each
+// record's checksum before decoding it (from the file, or from a temporary copy of a piped
+// one) and unpacks into a temporary file (unless the output is itself one that an error
+// discards), so a record that fails writes nothing; each
+// incomplete shard group waits in a temporary file (ShardAssembler::add_spilled).
+//
 // The decoder never stops at a bad record whose length it can trust: a corrupted shard counts
 // as missing (warnings()), a corrupted plain or packed record is skipped and reported
 // (errors()), and other records and groups are still decoded. A damaged record header or a
@@ -23,6 +32,7 @@
 #include "codec/packed.hpp"
 #include "codec/shard.hpp"
 #include "record/format.hpp"
+#include "record/spill.hpp"
 
 #include <memory>
 #include <optional>
@@ -56,10 +66,12 @@ public:
     const std::vector<std::string>& shard_files() const { return files_; }
 
 private:
-    unsigned threads() const;
-    void encode(const Record& rec, const std::string& where,
-                std::optional<uint64_t> unverified_crc);
+    void encode(RecordReader& reader, Input& in, const Preamble& pre, const std::string& where);
+    void shard(int fd, uint64_t base, const Preamble& pre, bool verify, const std::string& name,
+               const std::string& where, Sink& out);
+    TempFile& spool();
     EncodeOptions o_;
+    std::unique_ptr<TempFile> spool_;
     Sink& out_;
     std::optional<Residual> residual_;
     EncodeStats stats_;
@@ -72,7 +84,10 @@ struct DecodeStats {
 
 class StreamDecoder {
 public:
-    explicit StreamDecoder(Sink& out);
+    // hold: unpack each packed record into a temporary file first, so that one that fails
+    // halfway writes nothing; false for an output that is discarded whole after any error
+    // (an Output file that is not committed), which then takes the record as it is decoded.
+    explicit StreamDecoder(Sink& out, bool hold = true);
     void read(Input& in);
     void finish();
     const std::vector<std::string>& errors() const { return errors_; }
@@ -80,10 +95,15 @@ public:
     const DecodeStats& stats() const { return stats_; }
 
 private:
-    void handle(const Record& rec, const std::string& where, int depth);
-    void add_shard(const ShardHeader& h, const Record& rec, const std::string& where, int depth);
+    void take_file(Input& in, uint64_t at, const Preamble& pre, const std::string& where);
+    void handle(RecordType type, const ByteSource& payload, const std::string& where, int depth);
+    void add_shard(const ShardHeader& h, const ByteSource& payload, const std::string& where,
+                   int depth);
     void corrupted(RecordType type, const std::string& message);
+    TempFile& temp(std::unique_ptr<TempFile>& t, const char* what);
     Sink& out_;
+    bool hold_ = true;
+    std::unique_ptr<TempFile> spool_, held_;
     ShardAssembler shards_;
     std::vector<std::string> errors_, warnings_;
     DecodeStats stats_;

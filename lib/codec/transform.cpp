@@ -70,7 +70,7 @@ N3_HOT void round_block_stochastic(const float* x, size_t n, float inv, float qm
 }
 
 void quantize_blocks(std::span<const float> x, uint32_t block, Rounding r, float qmax, int8_t* q,
-                     std::span<float> scales) {
+                     std::span<float> scales, size_t first) {
     size_t n = x.size();
     for (size_t b0 = 0, bi = 0; b0 < n; b0 += block, ++bi) {
         size_t len = std::min<size_t>(block, n - b0);
@@ -81,7 +81,7 @@ void quantize_blocks(std::span<const float> x, uint32_t block, Rounding r, float
         float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
         if (r.stochastic)
             round_block_stochastic(xs, len, inv, qmax, q + b0, r.seed,
-                                   static_cast<uint32_t>(b0 * 0x9e3779b9U));
+                                   static_cast<uint32_t>((first + b0) * 0x9e3779b9U));
         else
             round_block(xs, len, inv, qmax, q + b0);
     }
@@ -118,8 +118,8 @@ size_t block_count(size_t n, uint32_t block) {
 }
 
 void quantize_int8(std::span<const float> x, uint32_t block, Rounding r, std::span<int8_t> q,
-                   std::span<float> scales) {
-    quantize_blocks(x, block, r, 127.0f, q.data(), scales);
+                   std::span<float> scales, size_t first) {
+    quantize_blocks(x, block, r, 127.0f, q.data(), scales, first);
 }
 
 void dequantize_int8(std::span<const int8_t> q, std::span<const float> scales, uint32_t block,
@@ -130,9 +130,9 @@ void dequantize_int8(std::span<const int8_t> q, std::span<const float> scales, u
 }
 
 void quantize_int4(std::span<const float> x, uint32_t block, Rounding r, std::span<uint8_t> packed,
-                   std::span<float> scales) {
+                   std::span<float> scales, size_t first) {
     Scratch<int8_t> q(x.size() + 1);
-    quantize_blocks(x, block, r, 7.0f, q.data(), scales);
+    quantize_blocks(x, block, r, 7.0f, q.data(), scales, first);
     pack_nibbles(q.data(), packed.size(), packed.data());
 }
 

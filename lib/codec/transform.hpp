@@ -31,14 +31,15 @@ struct Rounding {
     uint32_t seed = 0;
 };
 
-// x.size() == q.size(); scales.size() == block_count(x.size(), block).
+// x.size() == q.size(); scales.size() == block_count(x.size(), block). `first`: the index of
+// x[0] in its tensor, when x is one window of it (a multiple of block), for stochastic draws.
 void quantize_int8(std::span<const float> x, uint32_t block, Rounding r, std::span<int8_t> q,
-                   std::span<float> scales);
+                   std::span<float> scales, size_t first = 0);
 void dequantize_int8(std::span<const int8_t> q, std::span<const float> scales, uint32_t block,
                      std::span<float> out);
 // packed.size() == (x.size() + 1) / 2.
 void quantize_int4(std::span<const float> x, uint32_t block, Rounding r, std::span<uint8_t> packed,
-                   std::span<float> scales);
+                   std::span<float> scales, size_t first = 0);
 void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales, uint32_t block,
                      std::span<float> out);
 

@@ -219,9 +219,13 @@ Record decode_record(ByteView bytes, const std::string& where) {
 
 // RecordReader --------------------------------------------------------------------------------
 
-RecordReader::RecordReader(Input& in, uint64_t max_payload) : in_(in), max_payload_(max_payload) {
-    if (in.is_regular()) {
+RecordReader::RecordReader(Input& in, uint64_t max_payload, bool map)
+    : in_(in), max_payload_(max_payload) {
+    if (in.is_regular() && map) {
         map_ = in.map();
+    } else if (in.is_regular()) {
+        off_t pos = ::lseek(in.fd(), 0, SEEK_CUR);
+        file_base_ = pos > 0 ? static_cast<uint64_t>(pos) : 0;
     } else {
         // A larger pipe buffer means fewer context switches between writer and reader.
         ::fcntl(in.fd(), F_SETPIPE_SZ, 1 << 20);
@@ -256,9 +260,11 @@ std::optional<Preamble> RecordReader::begin() {
         throw DataError(where() + ": truncated record header (" + std::to_string(n) + " of " +
                         std::to_string(kPreambleSize) + " bytes)");
     cur_ = decode_preamble(pre, where(), max_payload_);
-    if (map_ && map_->bytes().size() - rec_start_ < cur_.record_size())
-        throw DataError(where() + ": truncated record (" +
-                        std::to_string(map_->bytes().size() - rec_start_) + " of " +
+    uint64_t have = map_               ? map_->bytes().size() - rec_start_
+                    : in_.is_regular() ? in_.file_size() - file_base_ - rec_start_
+                                       : cur_.record_size();
+    if (have < cur_.record_size())
+        throw DataError(where() + ": truncated record (" + std::to_string(have) + " of " +
                         std::to_string(cur_.record_size()) + " bytes)");
     crc_ = crc64(0, ByteView(pre, kPreambleSize));
     remaining_ = cur_.payload_len;
@@ -300,6 +306,17 @@ bool RecordReader::copy_taken(const uint8_t* p, std::span<uint8_t> out) const {
         got += static_cast<size_t>(r);
     }
     return true;
+}
+
+void RecordReader::skip_rest() {
+    if (map_ || !in_.is_regular() || !in_record_)
+        throw std::logic_error("RecordReader::skip_rest() outside a record of an unmapped file");
+    offset_ += remaining_ + kTrailerSize;
+    if (::lseek(in_.fd(), static_cast<off_t>(file_base_ + offset_), SEEK_SET) < 0)
+        throw_errno("cannot seek in " + in_.name());
+    remaining_ = 0;
+    in_record_ = false;
+    ++index_;
 }
 
 void RecordReader::end(uint64_t taken_crc) {

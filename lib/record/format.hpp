@@ -8,8 +8,10 @@
 // A stream is records back to back, so `cat a b | tool` works and no other framing is needed.
 //
 // Reading: RecordReader over an Input memory-maps regular files (records are views into the
-// mapping) and streams pipes (a piped payload's memory grows with the bytes that arrive, never
-// to the length a preamble merely declares). next() gives whole records;
+// mapping; with map = false a regular file is read like a pipe, so the pages of a large record
+// never count against the process, and skip_rest() moves past a record the caller checks itself
+// through pread) and streams pipes (a piped payload's memory grows with the bytes that arrive,
+// never to the length a preamble merely declares). next() gives whole records;
 // begin()/read_payload()/end() give a record's payload in chunks so a tool never has to hold a
 // huge record (end() verifies the checksum: do not release output derived from the payload
 // before it returns).
@@ -99,7 +101,7 @@ Record decode_record(ByteView bytes, const std::string& where = "record");
 
 class RecordReader {
 public:
-    explicit RecordReader(Input& in, uint64_t max_payload = kDefaultMaxPayload);
+    explicit RecordReader(Input& in, uint64_t max_payload = kDefaultMaxPayload, bool map = true);
     // The next whole record, or nullopt at a clean end of input.
     std::optional<Record> next();
 
@@ -126,6 +128,12 @@ public:
     // not the length it declares). end() still has to verify the checksum.
     Record read_rest();
 
+    // Unmapped regular file only, after begin(): moves past the rest of the record (payload and
+    // trailer) without reading or checking it, and counts it as read.
+    void skip_rest();
+    // Unmapped regular file: where the current record starts in the file (for pread).
+    uint64_t record_start_in_file() const { return file_base_ + rec_start_; }
+
     uint64_t records_read() const { return index_; }
     uint64_t offset() const { return offset_; }
     const std::string& name() const { return in_.name(); }
@@ -137,8 +145,9 @@ private:
     Input& in_;
     uint64_t max_payload_;
     std::shared_ptr<Mapping> map_;
-    uint64_t offset_ = 0; // byte offset of the next unread byte
-    uint64_t index_ = 0;  // records completed
+    uint64_t offset_ = 0;    // byte offset of the next unread byte
+    uint64_t file_base_ = 0; // unmapped regular file: the file offset reading started at
+    uint64_t index_ = 0;     // records completed
     uint64_t rec_start_ = 0;
     bool in_record_ = false;
     Preamble cur_{};

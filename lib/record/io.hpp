@@ -144,6 +144,9 @@ public:
     void sync();
     const std::string& name() const { return name_; }
     bool is_stdout() const { return path_ == "-"; }
+    // True when nothing written is visible before commit() (a temporary file renamed into
+    // place): not stdout, a device or FIFO, or a file appended to.
+    bool atomic() const { return !is_stdout() && !special_ && !opts_.append; }
     uint64_t bytes_written() const { return written_; }
     int fd() const { return fd_; }
 

@@ -295,6 +295,14 @@ void SafetensorsBuilder::write(Sink& out) const {
     for (auto& e : entries_) out.write(e.data);
 }
 
+Bytes SafetensorsBuilder::head() const {
+    std::string h = header();
+    Bytes b(8 + h.size());
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(uint64_t(h.size()) >> (8 * i));
+    std::memcpy(b.data() + 8, h.data(), h.size());
+    return b;
+}
+
 Bytes SafetensorsBuilder::bytes() const {
     VectorSink s;
     s.data.reserve(size());

@@ -79,6 +79,9 @@ public:
     void add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape, Bytes data);
 
     uint64_t size() const; // bytes write() produces
+    // The payload's bytes before the tensor data (length and JSON header), for a writer that
+    // sends the data itself; the data follows in the order added.
+    Bytes head() const;
     void write(Sink& out) const;
     Bytes bytes() const;
 

@@ -77,6 +77,15 @@ for f in "$D"/sd/*; do
 done
 if [ -z "$bad" ]; then _pass; else _fail "partial shards:$bad"; fi
 no_temp "--shard-dir"
+# The temporary file a record is packed or spooled into ($TMPDIR) cannot grow: the same.
+for mode in "--quantize int8" "--shards 4+2"; do
+    # shellcheck disable=SC2086
+    full -- env TMPDIR="$D" n3-encode $mode -o "$T/tmpdir-full.n3" u.n3
+    assert_no_file "$T/tmpdir-full.n3"
+done
+n3-encode --zstd -o "$T/z.enc" u.n3
+full -- sh -c 'cat "$3" | TMPDIR="$1" n3-encode -d -o "$2" -' sh "$D" "$T/z.dec" "$T/z.enc"
+assert_no_file "$T/z.dec"
 unfill
 rm -rf "$D/sd"
 expect 0 '' -- n3-encode --topk 0.05 --residual "$D/res.n3" -o r1.n3 u.n3

@@ -250,3 +250,55 @@ TEST_CASE("a large record coded on two threads gives the same shards as on one")
     REQUIRE(out);
     REQUIRE(encode_record(out->type(), out->payload()) == rec);
 }
+
+TEST_CASE("shards written from a file and rebuilt through temporary files match the in-memory "
+          "ones") {
+    Bytes payload = test::make_update(13, 61, 17);
+    Bytes original = encode_record(RecordType::update, payload);
+    TempFile file("test");
+    file.write(Bytes(100, 0x55)); // the record need not start the file
+    file.write(original);
+    Preamble pre{kFormatVersion, RecordType::update, payload.size()};
+    for (auto [k, m] : {std::pair{4u, 2u}, {1u, 1u}, {7u, 0u}, {3u, 5u}}) {
+        test::CollectShards from_file, in_memory;
+        write_shards_file(file.fd(), 100, pre, {k, m}, from_file, true, "test");
+        write_shards(RecordType::update, payload, {k, m}, in_memory);
+        REQUIRE(from_file.records.size() == k + m);
+        for (unsigned i = 0; i < k + m; ++i) {
+            // Equal but for the random group id (bytes 8..24 of the shard payload).
+            Bytes a = from_file.records[i].data, b = in_memory.records[i].data;
+            Record ra = decode_record(a), rb = decode_record(b);
+            REQUIRE(ra.payload().size() == rb.payload().size());
+            REQUIRE(std::equal(ra.payload().begin() + 24, ra.payload().end(),
+                               rb.payload().begin() + 24));
+        }
+        // The last K of them (the parity first, so the first data shards are rebuilt).
+        ShardAssembler a;
+        std::optional<ShardAssembler::Rebuilt> got;
+        for (unsigned i = k + m; i-- > 0 && !got;) {
+            Record r = decode_record(from_file.records[i].data);
+            ShardHeader h = parse_shard(ViewSource(r.payload()), "test");
+            got = a.add_spilled(h, ViewSource(r.payload()), "test");
+        }
+        REQUIRE(got);
+        REQUIRE(got->type == RecordType::update);
+        Bytes back(original.size());
+        got->file->read_at(0, back);
+        REQUIRE(back == original);
+    }
+}
+
+TEST_CASE("a corrupted record in a file writes no shard") {
+    Bytes payload = test::make_update(2, 40, 10);
+    Bytes original = encode_record(RecordType::update, payload);
+    original[kPreambleSize + 300] ^= 1;
+    TempFile file("test");
+    file.write(original);
+    test::CollectShards sink;
+    REQUIRE_THROWS_WITH(
+        write_shards_file(file.fd(), 0,
+                          Preamble{kFormatVersion, RecordType::update, payload.size()}, {4, 2},
+                          sink, true, "test"),
+        Catch::Contains("checksum mismatch"));
+    REQUIRE(sink.records.empty());
+}

@@ -1,6 +1,7 @@
-// Atomic output, secret files, input checks, signal cleanup.
+// Atomic output, secret files, input checks, signal cleanup, temporary files.
 #include "record/error.hpp"
 #include "record/io.hpp"
+#include "record/spill.hpp"
 
 #include <catch2/catch.hpp>
 #include <csignal>
@@ -271,4 +272,37 @@ TEST_CASE("BatchedFdSink names its output when a write fails") {
     CHECK_THROWS_WITH(out.flush(), Catch::Contains("cannot write stdout"));
     CHECK_THROWS_AS(out.write(filled(BatchedFdSink::kSmallRecord, 1)), EnvError);
     ::close(fd);
+}
+
+TEST_CASE("a temporary file keeps, patches and reads back bytes") {
+    TempFile t("test");
+    Bytes a(3 << 20), b(1000);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(i * 7);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i);
+    t.write(b);
+    t.write(a); // larger than the buffer: one write
+    t.write(b);
+    REQUIRE(t.size() == a.size() + 2 * b.size());
+    t.write_at(10, ByteView(a.data(), 5));
+    Bytes back(t.size());
+    t.read_at(0, back);
+    Bytes want = b;
+    want.insert(want.end(), a.begin(), a.end());
+    want.insert(want.end(), b.begin(), b.end());
+    std::copy(a.begin(), a.begin() + 5, want.begin() + 10);
+    REQUIRE(back == want);
+    VectorSink out;
+    t.copy_to(out, 1000, a.size());
+    REQUIRE(out.data == a);
+    FdSource src(t.fd(), 1000, a.size(), "test");
+    Bytes piece(100);
+    src.read_at(a.size() - 100, piece);
+    REQUIRE(std::equal(piece.begin(), piece.end(), a.end() - 100));
+    REQUIRE_THROWS_AS(FdSource(t.fd(), t.size() - 10, 100, "test").read_at(0, piece), EnvError);
+    t.clear();
+    REQUIRE(t.size() == 0);
+    t.write(b);
+    Bytes again(b.size());
+    t.read_at(0, again);
+    REQUIRE(again == b);
 }
