@@ -1,11 +1,12 @@
 // Fuzzes the record reader (memory-mapped and streaming paths) and the safetensors parser:
-// any input must either parse or throw n3::Error, never crash, hang or read out of bounds.
+// any input must either parse or throw n3::Error, never crash, hang or read out of bounds. The
+// mapped file is a file in memory (memfile.hpp).
+#include "memfile.hpp"
 #include "record/error.hpp"
 #include "record/format.hpp"
 #include "record/safetensors.hpp"
 
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -29,12 +30,8 @@ void read_all(const std::string& path) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A regular file: the reader maps it.
-    if (FILE* tmp = std::tmpfile()) {
-        std::fwrite(data, 1, size, tmp);
-        std::fflush(tmp);
-        read_all("/proc/self/fd/" + std::to_string(fileno(tmp)));
-        std::fclose(tmp);
-    }
+    static n3::fuzz::MemFile file("n3-fuzz-record");
+    if (file.set(data, size)) read_all(file.path());
     // A pipe: the reader streams it.
     int fds[2];
     if (pipe(fds) == 0) {
