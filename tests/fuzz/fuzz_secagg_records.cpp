@@ -28,6 +28,10 @@ struct Fixture {
         }
         complete.authority = auth.public_key();
         for (auto& k : keys) complete.members.push_back(k.record);
+        // The roster's index, as load_round builds it from a roster file: a member is found by
+        // one look-up instead of hashing every public record of the roster.
+        for (uint32_t i = 0; i < complete.n(); ++i)
+            complete.positions.emplace(complete.members[i].fingerprint(), i + 1);
         complete.round = 1;
         sparse = complete;
         sparse.neighbours = 2;
