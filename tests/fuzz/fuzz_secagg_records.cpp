@@ -115,9 +115,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
     }
     default: {
-        // A damaged input among genuine ones.
-        std::vector<Record> inputs = f.inputs;
-        inputs[1] = Record(RecordType::masked, splice(f.inputs[1].payload(), rest, n));
+        // A damaged input among genuine ones (member 2's, first: the sum takes inputs in any
+        // order, and one that fails is then refused before the others are checked).
+        std::vector<Record> inputs{
+            Record(RecordType::masked, splice(f.inputs[1].payload(), rest, n))};
+        for (size_t i = 0; i < f.inputs.size(); ++i)
+            if (i != 1) inputs.push_back(f.inputs[i]);
         refused([&] { secure_sum(f.sparse, f.adverts, inputs, {}, 1); });
         break;
     }
