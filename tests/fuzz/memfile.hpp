@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -14,7 +16,18 @@ namespace n3::fuzz {
 class MemFile {
 public:
     explicit MemFile(const char* name) : fd_(::memfd_create(name, MFD_CLOEXEC)) {
-        if (fd_ >= 0) path_ = "/proc/self/fd/" + std::to_string(fd_);
+        if (fd_ < 0) {
+            // No memfd (an old kernel, a seccomp filter): an unlinked temporary file serves.
+            std::string t = "/tmp/n3-fuzz.XXXXXX";
+            fd_ = ::mkstemp(t.data());
+            if (fd_ >= 0) ::unlink(t.c_str());
+        }
+        if (fd_ < 0) {
+            // A target that cannot make its file would pass every input untested.
+            std::perror("fuzz: cannot make an input file");
+            std::abort();
+        }
+        path_ = "/proc/self/fd/" + std::to_string(fd_);
     }
     ~MemFile() {
         if (fd_ >= 0) ::close(fd_);
@@ -22,10 +35,10 @@ public:
     MemFile(const MemFile&) = delete;
     MemFile& operator=(const MemFile&) = delete;
 
-    // Makes `data` the file's whole content; false when the file could not be made or written
-    // (the caller then skips the input, as it would a temporary file it could not create).
+    // Makes `data` the file's whole content; false when it could not be written (the caller
+    // then skips the input, as it would a temporary file it could not write).
     bool set(const void* data, size_t size) {
-        if (fd_ < 0 || ::ftruncate(fd_, 0) != 0) return false;
+        if (::ftruncate(fd_, 0) != 0) return false;
         const auto* p = static_cast<const uint8_t*>(data);
         for (size_t off = 0; off < size;) {
             ssize_t w = ::pwrite(fd_, p + off, size - off, static_cast<off_t>(off));
