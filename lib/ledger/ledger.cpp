@@ -81,7 +81,9 @@ Parsed parse(const std::string& text, const PublicRecord& merger, const Authorit
     if (!equal(merger.authority, authority.id))
         throw DataError(where + ": merger '" + merger.id + "' is not a member of federation " +
                         to_hex(authority.id));
-    const Point Y = merger.Y_sig(authority.P);
+    // The merger's signing key, derived at the first signature: a file refused before its first
+    // entry (not a ledger, another merger's) costs no point arithmetic.
+    std::optional<Point> Y;
     Parsed out;
     Ledger& l = out.ledger;
     l.heads.push_back(genesis(authority, merger));
@@ -141,7 +143,8 @@ Parsed parse(const std::string& text, const PublicRecord& merger, const Authorit
             throw DataError(at +
                             ": chain does not match (the ledger was edited, reordered or cut)");
         Signature sig{};
-        if (!from_hex(f[13], sig) || !schnorr_verify(Y, entry_message(merger, e.head), sig))
+        if (!Y) Y = merger.Y_sig(authority.P);
+        if (!from_hex(f[13], sig) || !schnorr_verify(*Y, entry_message(merger, e.head), sig))
             throw DataError(at + ": signature of entry " + std::to_string(index) +
                                 " does not verify against merger '" + merger.id + "'",
                             "the ledger was written or changed by someone without its key");

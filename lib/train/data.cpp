@@ -35,18 +35,23 @@ std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
     gzFile f = gzopen(path.c_str(), "rb");
     if (!f) throw_errno(path);
     gzbuffer(f, 1 << 17);
+    // Read straight into `out`, in pieces that grow with it (64 KiB, then its size, at most
+    // 64 MiB): a small file (a CSV, a tokenizer model) costs no 1 MiB buffer, a large one no copy.
     std::vector<uint8_t> out;
-    std::vector<uint8_t> buf(1 << 20);
+    size_t piece = size_t(1) << 16;
     for (;;) {
-        int n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()));
+        const size_t have = out.size();
+        out.resize(have + piece);
+        int n = gzread(f, out.data() + have, static_cast<unsigned>(piece));
         if (n < 0) {
             int err = 0;
             std::string msg = gzerror(f, &err);
             gzclose(f);
             throw DataError(path + ": corrupt gzip data (" + msg + ")");
         }
+        out.resize(have + static_cast<size_t>(n));
         if (n == 0) break;
-        out.insert(out.end(), buf.begin(), buf.begin() + n);
+        piece = std::clamp(out.size(), piece, size_t(1) << 26);
     }
     int err = 0;
     const char* msg = gzerror(f, &err);

@@ -53,6 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case KeyKind::curve_secret: CurveKey::parse(text, "fuzz"); break;
         case KeyKind::curve_public: break;
         case KeyKind::encrypted_key: decrypt_body(kt.body); break;
+        case KeyKind::receipt_secret: ReceiptKey::decode(kt.body, "fuzz"); break;
+        case KeyKind::receipt_public: decode_receipt_public(text, "fuzz"); break;
         }
     } catch (const n3::Error&) {
     }
@@ -72,6 +74,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     try {
         Partial::decode(raw, "fuzz");
+    } catch (const n3::Error&) {
+    }
+    try {
+        ReceiptKey::decode(raw, "fuzz");
     } catch (const n3::Error&) {
     }
     try {

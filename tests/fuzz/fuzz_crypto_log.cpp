@@ -3,8 +3,10 @@
 // against the fixed authority or throw n3::Error; never crash or read out of bounds. A genuine
 // three-entry log of that authority, made once per run, is spliced with the input (and its
 // header line is put before the input), so mutations reach past the header to the entries'
-// chain and signatures.
+// chain and signatures. The log is made once in a temporary file; the inputs are audited from a
+// file in memory (memfile.hpp), which audit_log reads as it reads any path.
 #include "crypto/keys.hpp"
+#include "memfile.hpp"
 #include "record/error.hpp"
 
 #include <cstdint>
@@ -23,6 +25,7 @@ struct Fixture {
     std::string path = "/tmp/n3-fuzz-log." + std::to_string(::getpid());
     std::string genuine, header;
     Partial partial;
+    fuzz::MemFile file{"n3-fuzz-log"};
     Fixture() {
         std::remove(path.c_str());
         for (int i = 0; i < 3; ++i) {
@@ -37,8 +40,8 @@ struct Fixture {
         header = genuine.substr(0, genuine.find('\n') + 1);
         MemberSecret s = MemberSecret::create("p", 0, 0);
         partial = issue(authority, s.request, "fuzz");
+        std::remove(path.c_str());
     }
-    ~Fixture() { std::remove(path.c_str()); }
 };
 Fixture& fx() {
     static Fixture f;
@@ -46,14 +49,9 @@ Fixture& fx() {
 }
 void audit(const std::string& text) {
     Fixture& f = fx();
-    if (FILE* out = std::fopen(f.path.c_str(), "wb")) {
-        std::fwrite(text.data(), 1, text.size(), out);
-        std::fclose(out);
-    } else {
-        return;
-    }
+    if (!f.file.set(text.data(), text.size())) return;
     try {
-        LogReport r = audit_log(f.path, f.authority.public_key());
+        LogReport r = audit_log(f.file.path(), f.authority.public_key());
         LogExpectation want;
         want.count = 2;
         want.at = 1;

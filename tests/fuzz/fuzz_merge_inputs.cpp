@@ -1,34 +1,21 @@
 // Fuzzes n3-merge's input handling: its own scan of mapped record files, the checks on
 // metadata, layouts and values, and the rules over whatever survives --skip-bad. Any input
-// must merge or throw n3::Error, never crash, hang or read out of bounds.
+// must merge or throw n3::Error, never crash, hang or read out of bounds. The input file is a
+// file in memory (memfile.hpp) that n3-merge maps as it maps any regular file.
+#include "memfile.hpp"
 #include "merge/merge.hpp"
 #include "record/error.hpp"
 
 #include <cstdint>
-#include <cstdio>
 #include <string>
-#include <unistd.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    // One input file per process, removed when the fuzzer exits.
-    static const struct TempFile {
-        std::string path = "/tmp/n3-fuzz-merge.XXXXXX";
-        TempFile() {
-            int fd = ::mkstemp(path.data());
-            if (fd >= 0) ::close(fd);
-        }
-        ~TempFile() { ::unlink(path.c_str()); }
-    } temp;
-    const std::string& path = temp.path;
-    if (size < 1) return 0;
-    if (FILE* f = std::fopen(path.c_str(), "wb")) {
-        std::fwrite(data + 1, 1, size - 1, f);
-        std::fclose(f);
-    }
+    static n3::fuzz::MemFile file("n3-fuzz-merge");
+    if (size < 1 || !file.set(data + 1, size - 1)) return 0;
     static const char* rules[] = {"fedavg", "median",         "trimmed-mean:0.2",
                                   "krum:0", "multi-krum:0,2", "mix"};
     n3::merge::Request req;
-    req.inputs = {path};
+    req.inputs = {file.path()};
     req.options.rule = n3::merge::Rule::parse(rules[data[0] % 6]);
     req.options.skip_bad = data[0] & 0x80;
     req.options.weights =

@@ -1,11 +1,13 @@
 // Fuzzes the record reader (memory-mapped and streaming paths) and the safetensors parser:
-// any input must either parse or throw n3::Error, never crash, hang or read out of bounds.
+// any input must either parse or throw n3::Error, never crash, hang or read out of bounds. The
+// mapped file is a file in memory (memfile.hpp).
+#include "memfile.hpp"
 #include "record/error.hpp"
 #include "record/format.hpp"
 #include "record/safetensors.hpp"
 
 #include <cstdint>
-#include <cstdio>
+#include <fcntl.h>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -29,16 +31,13 @@ void read_all(const std::string& path) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A regular file: the reader maps it.
-    if (FILE* tmp = std::tmpfile()) {
-        std::fwrite(data, 1, size, tmp);
-        std::fflush(tmp);
-        read_all("/proc/self/fd/" + std::to_string(fileno(tmp)));
-        std::fclose(tmp);
-    }
-    // A pipe: the reader streams it.
+    static n3::fuzz::MemFile file("n3-fuzz-record");
+    if (file.set(data, size)) read_all(file.path());
+    // A pipe: the reader streams it. An input that fits in the pipe's buffer is written before
+    // the reader starts; a larger one by a thread as the reader goes.
     int fds[2];
     if (pipe(fds) == 0) {
-        std::thread writer([&] {
+        auto write_all = [&] {
             size_t off = 0;
             while (off < size) {
                 ssize_t w = write(fds[1], data + off, size - off);
@@ -46,10 +45,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 off += static_cast<size_t>(w);
             }
             close(fds[1]);
-        });
+        };
+        const int room = fcntl(fds[1], F_GETPIPE_SZ);
+        std::thread writer;
+        if (room > 0 && size <= static_cast<size_t>(room))
+            write_all();
+        else
+            writer = std::thread(write_all);
         read_all("/proc/self/fd/" + std::to_string(fds[0]));
         close(fds[0]);
-        writer.join();
+        if (writer.joinable()) writer.join();
     }
     // The payload parser on its own, without framing.
     try {

@@ -16,10 +16,16 @@ using namespace n3;
 using namespace n3::train;
 
 namespace {
-// The folder outlives every static destructor (the exit handler removes it).
+// The folder outlives every static destructor (the exit handler removes it). It is made in
+// memory (tmpfs, /dev/shm) where there is one: an IDX folder is a folder, so the files cannot be
+// memfd files, and on a disk every input's files cost a write-back.
 const std::string& dir() {
     static const std::string* d = [] {
-        std::string t = "/tmp/n3-fuzz-data.XXXXXX";
+        std::error_code ec;
+        std::string t =
+            std::filesystem::is_directory("/dev/shm", ec) && ::access("/dev/shm", W_OK) == 0
+                ? "/dev/shm/n3-fuzz-data.XXXXXX"
+                : "/tmp/n3-fuzz-data.XXXXXX";
         auto* p = new std::string(::mkdtemp(t.data()) ? t : "/tmp");
         std::atexit([] {
             if (dir() != "/tmp") std::filesystem::remove_all(dir());

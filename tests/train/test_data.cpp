@@ -111,6 +111,22 @@ TEST_CASE("bad IDX input is refused with the file named") {
     CHECK_THAT(error_of<DataError>(load), Catch::Contains("train-images-idx3-ubyte.gz"));
 }
 
+TEST_CASE("read_maybe_gzip returns a file's bytes whole, plain or gzipped, small or large") {
+    TempDir t;
+    // Empty, one byte, around the first 64 KiB piece and several growing pieces past it.
+    for (size_t n :
+         {size_t(0), size_t(1), size_t(65535), size_t(65536), size_t(65537), size_t(3) << 20}) {
+        std::vector<uint8_t> b(n);
+        for (size_t i = 0; i < n; ++i) b[i] = uint8_t(i * 131 + i / 65536);
+        for (bool gzip : {false, true}) {
+            auto p = t.path / (std::to_string(n) + (gzip ? ".gz" : ""));
+            write(p, b, gzip);
+            INFO(p.string());
+            CHECK(read_maybe_gzip(p.string()) == b);
+        }
+    }
+}
+
 TEST_CASE("CSV rows are features then label, with an optional header") {
     TempDir t;
     auto p = t.path / "d.csv";
