@@ -124,6 +124,39 @@ std::string group_hex(const GroupId& g) {
     return to_hex(ByteView(g.data(), g.size()));
 }
 
+namespace {
+
+// What rebuilding a group takes once K shards are in: the first K present shards, the data
+// shards missing, and ISA-L's decode tables for them (none when no data shard is missing).
+struct Rebuild {
+    std::vector<unsigned> present, missing;
+    std::vector<uint8_t> tables;
+};
+
+Rebuild plan_rebuild(const std::vector<bool>& have, unsigned k, unsigned m,
+                     const std::string& where) {
+    Rebuild r;
+    for (unsigned i = 0; i < k + m && r.present.size() < k; ++i)
+        if (have[i]) r.present.push_back(i);
+    for (unsigned i = 0; i < k; ++i)
+        if (!have[i]) r.missing.push_back(i);
+    if (r.missing.empty()) return r;
+    auto a = cauchy(k, m);
+    std::vector<uint8_t> b(k * k), inv(k * k);
+    for (unsigned i = 0; i < k; ++i) std::memcpy(b.data() + i * k, a.data() + r.present[i] * k, k);
+    if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0)
+        throw DataError(where + ": shard matrix is singular");
+    auto nmiss = static_cast<unsigned>(r.missing.size());
+    std::vector<uint8_t> rows(nmiss * k);
+    r.tables.resize(k * nmiss * 32);
+    for (unsigned i = 0; i < nmiss; ++i)
+        std::memcpy(rows.data() + i * k, inv.data() + r.missing[i] * k, k);
+    ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), r.tables.data());
+    return r;
+}
+
+} // namespace
+
 Bytes encode_shard_header(const ShardHeader& h) {
     Bytes b(kShardHeaderSize, 0);
     std::memcpy(b.data(), kShardMagic, 4);
@@ -449,25 +482,14 @@ std::optional<Record> ShardAssembler::add(const ShardHeader& h, ByteView payload
     if (++g.count < h.k) return std::nullopt;
 
     // K shards are in: rebuild the missing data shards from the first K present ones.
-    unsigned k = h.k, m = h.m;
-    std::vector<unsigned> present, missing;
-    for (unsigned i = 0; i < k + m && present.size() < k; ++i)
-        if (g.have[i]) present.push_back(i);
-    for (unsigned i = 0; i < k; ++i)
-        if (!g.have[i]) missing.push_back(i);
+    unsigned k = h.k;
     std::string name = "group " + group_hex(h.group);
+    Rebuild plan = plan_rebuild(g.have, k, h.m, where + ": " + name);
+    const auto& present = plan.present;
+    const auto& missing = plan.missing;
     if (!missing.empty()) {
-        auto a = cauchy(k, m);
-        std::vector<uint8_t> b(k * k), inv(k * k);
-        for (unsigned r = 0; r < k; ++r)
-            std::memcpy(b.data() + r * k, a.data() + present[r] * k, k);
-        if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0)
-            throw DataError(where + ": " + name + ": shard matrix is singular");
         auto nmiss = static_cast<unsigned>(missing.size());
-        std::vector<uint8_t> rows(nmiss * k), tables(k * nmiss * 32);
-        for (unsigned r = 0; r < nmiss; ++r)
-            std::memcpy(rows.data() + r * k, inv.data() + missing[r] * k, k);
-        ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
+        auto& tables = plan.tables;
         std::vector<uint8_t*> src(k), dst(nmiss);
         for (unsigned r = 0; r < k; ++r)
             src[r] =
@@ -532,25 +554,14 @@ std::optional<ShardAssembler::Rebuilt> ShardAssembler::add_spilled(const ShardHe
     g.crc[h.index] = h.data_crc;
     if (++g.count < h.k) return std::nullopt;
 
-    unsigned k = h.k, m = h.m;
-    std::vector<unsigned> present, missing;
-    for (unsigned i = 0; i < k + m && present.size() < k; ++i)
-        if (g.have[i]) present.push_back(i);
-    for (unsigned i = 0; i < k; ++i)
-        if (!g.have[i]) missing.push_back(i);
+    unsigned k = h.k;
     std::string name = "group " + group_hex(h.group);
+    Rebuild plan = plan_rebuild(g.have, k, h.m, where + ": " + name);
+    const auto& present = plan.present;
+    const auto& missing = plan.missing;
     if (!missing.empty()) {
-        auto a = cauchy(k, m);
-        std::vector<uint8_t> b(k * k), inv(k * k);
-        for (unsigned r = 0; r < k; ++r)
-            std::memcpy(b.data() + r * k, a.data() + present[r] * k, k);
-        if (gf_invert_matrix(b.data(), inv.data(), static_cast<int>(k)) != 0)
-            throw DataError(where + ": " + name + ": shard matrix is singular");
         auto nmiss = static_cast<unsigned>(missing.size());
-        std::vector<uint8_t> rows(nmiss * k), tables(k * nmiss * 32);
-        for (unsigned r = 0; r < nmiss; ++r)
-            std::memcpy(rows.data() + r * k, inv.data() + missing[r] * k, k);
-        ec_init_tables(static_cast<int>(k), static_cast<int>(nmiss), rows.data(), tables.data());
+        auto& tables = plan.tables;
         uint64_t stripe =
             std::clamp<uint64_t>((uint64_t(32) << 20) / (k + nmiss), kEncodeStripe, kStripe);
         stripe = std::min(stripe, S);
