@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <vector>
 
@@ -95,6 +96,44 @@ public:
 private:
     StdoutOutlet& o_;
     uint64_t written_ = 0;
+    bool ended_ = false;
+};
+
+// A record written in place, to a regular file it can be cut back from (start >= 0: the
+// file's size when it began) or to /dev/null (start < 0: nothing to take back).
+class StdoutOutlet::Direct final : public RecordOut {
+public:
+    Direct(StdoutOutlet& o, int64_t start) : o_(o), start_(start) {
+        if (start_ >= 0) cut_back_on_signal(o_.sink_.fd(), start_);
+    }
+    ~Direct() override {
+        if (ended_ || start_ < 0) return;
+        // An exception unwound past us: leave the file as it was before this record.
+        try {
+            o_.cut_back(start_);
+        } catch (...) {
+        }
+        o_.streaming_ = false;
+    }
+    void write(ByteView bytes) override { o_.sink_.write(bytes); }
+    std::string commit() override {
+        ended_ = true;
+        if (start_ >= 0) {
+            cut_back_on_signal(-1, 0);
+            o_.streaming_ended();
+        }
+        return "";
+    }
+    void abort(const std::string&) override {
+        ended_ = true;
+        if (start_ < 0) return;
+        o_.cut_back(start_);
+        o_.streaming_ended();
+    }
+
+private:
+    StdoutOutlet& o_;
+    int64_t start_;
     bool ended_ = false;
 };
 
@@ -184,6 +223,11 @@ StdoutOutlet::StdoutOutlet(BatchedFdSink& sink, bool stream, std::string temp_di
         const char* t = std::getenv("TMPDIR");
         temp_dir_ = t && *t ? t : "/tmp";
     }
+    struct stat st {};
+    if (::fstat(sink_.fd(), &st) == 0) {
+        regular_ = S_ISREG(st.st_mode);
+        discard_ = S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3); // /dev/null
+    }
 }
 
 StdoutOutlet::~StdoutOutlet() {
@@ -205,12 +249,46 @@ int StdoutOutlet::temp_file() {
 }
 
 std::unique_ptr<RecordOut> StdoutOutlet::begin(const Preamble& p, const std::string&) {
-    // A record that arrived whole is already checked; a chunked one streams only if asked.
-    if (!streaming_ && (stream_ || p.record_size() <= kChunkAbove)) {
-        streaming_ = true;
-        return std::make_unique<Streaming>(*this);
+    if (discard_) return std::make_unique<Direct>(*this, -1);
+    if (!streaming_) {
+        // A record that arrived whole is already checked: it goes out at once.
+        if (p.record_size() <= kChunkAbove) {
+            streaming_ = true;
+            return std::make_unique<Streaming>(*this);
+        }
+        // Stdout a regular file that ends where we write: a chunked record goes in place,
+        // and is cut back if it breaks off.
+        if (const int64_t at = end_of_file(); at >= 0) {
+            streaming_ = true;
+            return std::make_unique<Direct>(*this, at);
+        }
+        // A pipe: a chunked record streams only if asked.
+        if (stream_) {
+            streaming_ = true;
+            return std::make_unique<Streaming>(*this);
+        }
     }
     return std::make_unique<Held>(*this);
+}
+
+int64_t StdoutOutlet::end_of_file() {
+    if (!regular_) return -1;
+    sink_.flush();
+    struct stat st {};
+    if (::fstat(sink_.fd(), &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+    const int flags = ::fcntl(sink_.fd(), F_GETFL);
+    if (flags >= 0 && (flags & O_APPEND)) return st.st_size;
+    const off_t at = ::lseek(sink_.fd(), 0, SEEK_CUR);
+    // Written at the file's end only: cutting back must not take bytes that are not ours.
+    return at == st.st_size ? static_cast<int64_t>(at) : -1;
+}
+
+void StdoutOutlet::cut_back(int64_t at) {
+    cut_back_on_signal(-1, 0);
+    sink_.flush();
+    if (::ftruncate(sink_.fd(), static_cast<off_t>(at)) != 0 ||
+        ::lseek(sink_.fd(), static_cast<off_t>(at), SEEK_SET) < 0)
+        throw_errno("cannot cut " + sink_.name() + " back to its last whole record");
 }
 
 void StdoutOutlet::queue(ByteView bytes) {

@@ -16,14 +16,20 @@
 // records, even when the receiver is killed with SIGKILL (which can leave a hidden .*.tmp.*
 // file behind). A record that does not complete leaves nothing. Names sort in arrival order.
 //
-// Stdout cannot take bytes back. A record that arrived as one message (at most kChunkAbove
-// bytes) was checked before begin() and is written at once. A chunked record is held until
-// its last chunk arrived and its checksum matched, in memory up to kChunkAbove bytes and
-// beyond that in an unnamed temporary file (O_TMPFILE in $TMPDIR, else /tmp), then copied out
-// whole (sendfile: no copy for /dev/null, page references for a pipe). So a sender that dies
-// mid-record leaves nothing on stdout, and records appear whole in the order they completed.
+// Stdout. A record that arrived as one message (at most kChunkAbove bytes) was checked
+// before begin() and is written at once. A chunked record:
+// - stdout a regular file written at its end (> or >>, and -o's hidden temporary file): goes
+//   in place as it arrives; when it breaks off, or SIGINT/SIGTERM/SIGHUP stops the receiver
+//   (cut_back_on_signal), the file is truncated back to where the record began. Records
+//   completed meanwhile wait, whole, in the queue file below.
+// - stdout /dev/null: goes straight through.
+// - a pipe, which cannot take bytes back: held until its last chunk arrived and its checksum
+//   matched, in an unnamed temporary file (O_TMPFILE in $TMPDIR, else /tmp), then copied out
+//   whole (sendfile: page references for a pipe).
+// So a sender that dies mid-record leaves nothing on stdout, and records appear whole in the
+// order they completed.
 //
-// With `stream`, one chunked record at a time goes straight to stdout as it arrives (no
+// With `stream` and a pipe, one chunked record at a time goes straight to stdout as it arrives (no
 // temporary file); records completed meanwhile wait, whole, in one queue file copied out
 // after it. When the streaming record breaks off (its sender died, a chunk was refused, its
 // checksum failed), stdout holds a truncated or corrupt record that every n3 reader refuses
@@ -69,7 +75,11 @@ public:
 private:
     class Streaming;
     class Held;
+    class Direct;
     int temp_file();
+    // Where a record written in place would start, or -1 when stdout cannot be cut back.
+    int64_t end_of_file();
+    void cut_back(int64_t at);
     void streaming_ended();
     void queue(ByteView bytes);
     void copy_out(int fd, uint64_t size);
@@ -77,6 +87,8 @@ private:
     std::string temp_dir_;
     bool stream_;
     bool streaming_ = false;
+    bool regular_ = false; // stdout is a regular file
+    bool discard_ = false; // stdout is /dev/null
     int queue_fd_ = -1;
     uint64_t queue_size_ = 0;
 };

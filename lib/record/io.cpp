@@ -21,6 +21,8 @@ namespace {
 constexpr int kSlots = 64;
 char g_temp_paths[kSlots][PATH_MAX];
 std::atomic<bool> g_temp_used[kSlots];
+std::atomic<int> g_cut_fd{-1};
+std::atomic<int64_t> g_cut_size{0};
 
 int claim_slot(const std::string& path) {
     if (path.size() >= PATH_MAX) return -1;
@@ -39,6 +41,8 @@ void release_slot(int slot) {
 }
 
 extern "C" void cleanup_and_reraise(int sig) {
+    if (int fd = g_cut_fd.load(); fd >= 0)
+        (void)::ftruncate(fd, static_cast<off_t>(g_cut_size.load()));
     for (int i = 0; i < kSlots; ++i)
         if (g_temp_used[i].load()) ::unlink(g_temp_paths[i]);
     ::signal(sig, SIG_DFL);
@@ -99,6 +103,12 @@ void BatchedFdSink::write_record(std::span<const ByteView> pieces) {
 void BatchedFdSink::flush() {
     if (!pending_.empty()) write_all(fd_, pending_.data(), pending_.size(), name_);
     pending_.clear();
+}
+
+void cut_back_on_signal(int fd, int64_t size) {
+    g_cut_fd.store(-1);
+    g_cut_size.store(size);
+    g_cut_fd.store(fd);
 }
 
 void install_signal_cleanup() {

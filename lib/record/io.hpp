@@ -166,6 +166,11 @@ private:
 // and exit with 128+signal. Tools call it once at start.
 void install_signal_cleanup();
 
+// While set, those handlers first cut `fd` back to `size` bytes (ftruncate, which is
+// async-signal-safe): for an output written in place whose last record is not whole yet
+// (n3-send --recv with stdout a regular file). One at a time; clear with fd -1.
+void cut_back_on_signal(int fd, int64_t size);
+
 // True when the two paths name the same existing file (same device and inode).
 bool same_file(const std::string& a, const std::string& b);
 

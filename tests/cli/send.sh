@@ -31,6 +31,15 @@ bare() {
     PIDS+=($!)
     eval "PID_$name=$!"
 }
+# bgp NAME cmd...: like bg, with the command's stdout a pipe (into cat) rather than a file;
+# its exit status is the command's
+bgp() {
+    local name=$1
+    shift
+    timeout 60 bash -c '"$@" | cat; exit "${PIPESTATUS[0]}"' bgp "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
+    PIDS+=($!)
+    eval "PID_$name=$!"
+}
 # rc NAME...: waits for each and sets RC to their exit codes, concatenated
 rc() {
     RC=""
@@ -230,22 +239,81 @@ rc rx; assert_eq "$RC" 0 "the receiver then took an honest record"
 assert_eq "$(ls -A "$T/spool1" | wc -l)" 1 "one file in the spool, no temporary file left"
 same "$T"/spool1/*.n3 "$T/r5.n3" "exactly that record"
 assert_match 'record [0-9a-f]{16} from 127.0.0.1: the receiver stopped after [0-9]+ of [0-9]+ bytes; record dropped' "$T/rx.err" "the broken record is reported"
-# To stdout: a chunked record is held until checked, so nothing of it comes out either.
+# To a pipe: a chunked record is held until checked, so nothing of it comes out either.
+P=$(free_port)
+bgp rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30
+wait_listen "$P"
+kill_midway "$P"
+assert_eq "$(stat -c %s "$T/rx.out")" 0 "pipe: nothing of the killed sender's record came out"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
+rc rx; assert_eq "$RC" 0 "pipe: the receiver then took an honest record"
+same "$T/rx.out" "$T/r5.n3" "pipe: exactly that record"
+# To a regular file: the record goes in place and the file is cut back when it breaks off
+# (here when the receiver stops: the record is dropped then).
 P=$(free_port)
 bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30
 wait_listen "$P"
 kill_midway "$P"
-assert_eq "$(stat -c %s "$T/rx.out")" 0 "nothing of the killed sender's record came out"
 expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
-rc rx; assert_eq "$RC" 0 "the receiver then took an honest record"
-same "$T/rx.out" "$T/r5.n3" "exactly that record"
-# With --stream the record went straight to stdout: the receiver stops with exit 3 and what
-# stdout holds is a truncated record that n3's readers refuse.
+rc rx; assert_eq "$RC" 0 "file: the receiver then took an honest record"
+same "$T/rx.out" "$T/r5.n3" "file: exactly that record"
+assert_match 'record [0-9a-f]{16} from 127.0.0.1: .*record dropped' "$T/rx.err" "file: the broken record is reported"
+# Appending (>>): what the file held before stays, the broken record is cut off after it.
 P=$(free_port)
-bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 4 --stream
+cp "$T/r1.n3" "$T/app.out"
+timeout 60 n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30 >>"$T/app.out" 2>"$T/app.err" </dev/null &
+PIDS+=($!)
+PID_app=$!
 wait_listen "$P"
 kill_midway "$P"
-rc rx; assert_eq "$RC" 3 "--stream: a record cut short on stdout ends the run (exit 3)"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
+rc app; assert_eq "$RC" 0 ">>: the receiver took the honest record"
+cat "$T/r1.n3" "$T/r5.n3" >"$T/want15"
+same "$T/app.out" "$T/want15" ">>: the earlier content, then only the whole record"
+# -o: the same, and the file appears only at the end.
+P=$(free_port)
+bg rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30 -o "$T/rxo.n3"
+wait_listen "$P"
+kill_midway "$P"
+assert_eq "$([ -e "$T/rxo.n3" ] && echo yes || echo no)" no "-o: no file yet"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
+rc rx; assert_eq "$RC" 0 "-o: the receiver then took an honest record"
+same "$T/rxo.n3" "$T/r5.n3" "-o: exactly that record"
+# /dev/null takes anything: the run goes on as with a file.
+P=$(free_port)
+timeout 60 n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30 >/dev/null 2>"$T/null.err" </dev/null &
+PIDS+=($!)
+PID_null=$!
+wait_listen "$P"
+kill_midway "$P"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
+rc null; assert_eq "$RC" 0 "/dev/null: a broken record, then an honest one"
+# A receiver stopped by SIGTERM in the middle of a record: the file ends with the last whole one.
+P=$(free_port)
+bare rx n3-send --recv "tcp://127.0.0.1:$P" --count 0 --timeout 30
+wait_listen "$P"
+expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r2.n3"
+rm -f "$T/slow"
+mkfifo "$T/slow"
+(head -c 15000000 "$T/big.n3"; exec sleep 20) >"$T/slow" &
+PIDS+=($!)
+W=$!
+n3-send --timeout 30 "tcp://127.0.0.1:$P" <"$T/slow" 2>/dev/null &
+PIDS+=($!)
+S=$!
+for _ in $(seq 50); do [ "$(stat -c %s "$T/rx.out")" -gt 1000000 ] && break; sleep 0.1; done
+assert_eq "$([ "$(stat -c %s "$T/rx.out")" -gt 1000000 ] && echo writing || echo no)" writing "SIGTERM: the large record was being written in place"
+kill -TERM "$PID_rx"
+rc rx; assert_eq "$RC" 143 "SIGTERM ends the receiver with 143"
+kill -9 "$S" "$W" 2>/dev/null
+same "$T/rx.out" "$T/r2.n3" "SIGTERM: the file was cut back to the whole record before it"
+# With --stream into a pipe the record went straight out: the receiver stops with exit 3 and
+# what came out is a truncated record that n3's readers refuse.
+P=$(free_port)
+bgp rx n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 4 --stream
+wait_listen "$P"
+kill_midway "$P"
+rc rx; assert_eq "$RC" 3 "--stream: a record cut short on a pipe ends the run (exit 3)"
 assert_match 'error: record .* stdout holds its first [0-9]+ bytes, a truncated record' "$T/rx.err" "and says what stdout holds"
 expect 1 'truncated record' -- n3-inspect "$T/rx.out"
 expect 2 'excludes' -- n3-send --recv ipc://$T/q --count 1 --stream --spool "$T/spool1"
@@ -409,11 +477,11 @@ expect 1 'checksum mismatch' -- n3-send --timeout 10 "ipc://$T/cbad" "$T/badc2.n
 expect 0 '' -- n3-send --timeout 10 "ipc://$T/cbad" "$T/c2.n3"
 rc rx; assert_eq "$RC" 0 "stdout: the corrupt record is dropped and the next one taken"
 same "$T/rx.out" "$T/c2.n3" "stdout: only the honest record"
-bg rx n3-send --recv "ipc://$T/cbad3" --count 1 --timeout 30 --stream
+bgp rx n3-send --recv "ipc://$T/cbad3" --count 1 --timeout 30 --stream
 wait_file "$T/cbad3"
 expect 1 'checksum mismatch' -- n3-send --timeout 10 "ipc://$T/cbad3" "$T/badc2.n3"
 expect 0 '' -- n3-send --timeout 10 "ipc://$T/cbad3" "$T/c2.n3"
-rc rx; assert_eq "$RC" 3 "--stream: a corrupt record cut short on stdout ends the receiver's run"
+rc rx; assert_eq "$RC" 3 "--stream: a corrupt record cut short on a pipe ends the receiver's run"
 expect 1 'truncated record' -- n3-inspect "$T/rx.out"
 mkdir "$T/spool4"
 bg rx n3-send --recv "ipc://$T/cbad2" --count 1 --timeout 30 --spool "$T/spool4"

@@ -4,10 +4,13 @@
 #include "record/format.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <dirent.h>
 #include <fcntl.h>
+#include <mutex>
 #include <random>
+#include <thread>
 #include <unistd.h>
 
 using namespace n3;
@@ -37,6 +40,64 @@ std::vector<Chunk> chunks_of(const Bytes& rec, uint64_t id, size_t size) {
                              rec.begin() + static_cast<std::ptrdiff_t>(at + n))});
     }
     return out;
+}
+
+// A pipe as stdout, drained by a thread: a pipe cannot take bytes back, so StdoutOutlet
+// holds or streams chunked records on it (a regular file it writes in place).
+class PipeOut {
+public:
+    PipeOut() {
+        int p[2];
+        REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+        r_ = p[0];
+        w_ = p[1];
+        t_ = std::thread([this] {
+            uint8_t buf[65536];
+            ssize_t n;
+            while ((n = ::read(r_, buf, sizeof buf)) > 0) {
+                std::lock_guard<std::mutex> l(m_);
+                got_.insert(got_.end(), buf, buf + n);
+            }
+        });
+    }
+    ~PipeOut() { close(); }
+    int fd() const { return w_; }
+    // What came out once at least n bytes did (10 s at most).
+    Bytes wait_for(size_t n) {
+        for (int i = 0; i < 1000; ++i) {
+            {
+                std::lock_guard<std::mutex> l(m_);
+                if (got_.size() >= n) return got_;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        std::lock_guard<std::mutex> l(m_);
+        return got_;
+    }
+    // Everything, once the write end is closed.
+    Bytes all() {
+        close();
+        return got_;
+    }
+
+private:
+    void close() {
+        if (w_ >= 0) ::close(w_);
+        w_ = -1;
+        if (t_.joinable()) t_.join();
+        if (r_ >= 0) ::close(r_);
+        r_ = -1;
+    }
+    int r_ = -1, w_ = -1;
+    std::thread t_;
+    std::mutex m_;
+    Bytes got_;
+};
+
+Bytes file_contents(int fd) {
+    Bytes b(static_cast<size_t>(::lseek(fd, 0, SEEK_END)));
+    REQUIRE(::pread(fd, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size()));
+    return b;
 }
 
 // Records in memory; counts what was begun, committed and aborted.
@@ -313,11 +374,8 @@ TEST_CASE("a sender killed mid-record leaves nothing in the spool") {
 }
 
 TEST_CASE("stdout: a chunked record leaves only whole and checked, nothing if it breaks off") {
-    char tmpl[] = "/tmp/n3-chunk-stdout.XXXXXX";
-    int fd = mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    ::unlink(tmpl);
-    BatchedFdSink sink(fd, "test");
+    PipeOut pipe;
+    BatchedFdSink sink(pipe.fd(), "test");
     StdoutOutlet out(sink);
     ChunkReassembler re(out, kDefaultMaxPayload, {});
     Bytes a = record_of(6u << 20, 50), b = record_of(5u << 20, 51);
@@ -330,26 +388,61 @@ TEST_CASE("stdout: a chunked record leaves only whole and checked, nothing if it
     feed(1, ca[1]);
     for (auto& k : cb) feed(2, k);
     sink.flush();
-    CHECK(::lseek(fd, 0, SEEK_END) == static_cast<off_t>(b.size()));
+    CHECK(pipe.wait_for(b.size()).size() == b.size());
     CHECK(re.clear() == 1); // a breaks off: no exception, nothing of it written
     sink.flush();
-    Bytes got(static_cast<size_t>(::lseek(fd, 0, SEEK_END)));
-    REQUIRE(::pread(fd, got.data(), got.size(), 0) == static_cast<ssize_t>(got.size()));
-    CHECK(got == b);
+    CHECK(pipe.all() == b);
+}
+
+TEST_CASE("stdout a regular file: a chunked record goes in place, cut back if it breaks off") {
+    char tmpl[] = "/tmp/n3-chunk-file.XXXXXX";
+    int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    Bytes a = record_of(6u << 20, 60), b = record_of(5u << 20, 61), c = record_of(100, 62);
+    auto ca = chunks_of(a, 1, 1 << 20), cb = chunks_of(b, 2, 1 << 20);
+    bool append = GENERATE(false, true);
+    if (append) {
+        // >>: earlier content stays, and the file's offset does not say where writes go
+        REQUIRE(::write(fd, c.data(), c.size()) == static_cast<ssize_t>(c.size()));
+        ::close(fd);
+        fd = ::open(tmpl, O_RDWR | O_APPEND);
+        REQUIRE(fd >= 0);
+        REQUIRE(::lseek(fd, 0, SEEK_SET) == 0);
+    }
+    ::unlink(tmpl);
+    Bytes before = append ? c : Bytes{};
+    {
+        BatchedFdSink sink(fd, "test");
+        StdoutOutlet out(sink);
+        ChunkReassembler re(out, kDefaultMaxPayload, {});
+        auto feed = [&](int conn, const Chunk& k) {
+            ByteView v(k.data);
+            return re.add(conn, "p", k.h, {&v, 1}, Clock::now());
+        };
+        feed(1, ca[0]);
+        feed(1, ca[1]);
+        sink.flush();
+        // in place as it arrives: no temporary file in between
+        CHECK(file_contents(fd).size() == before.size() + (2u << 20));
+        for (auto& k : cb) feed(2, k); // completes meanwhile: waits
+        CHECK(out.queued() == b.size());
+        CHECK(re.clear() == 1); // a breaks off: no exception, cut back, then b
+        sink.flush();
+        Bytes want = before;
+        want.insert(want.end(), b.begin(), b.end());
+        CHECK(file_contents(fd) == want);
+        // and the next record goes in place after it
+        for (auto& k : chunks_of(a, 3, 1 << 20)) feed(1, k);
+        sink.flush();
+        want.insert(want.end(), a.begin(), a.end());
+        CHECK(file_contents(fd) == want);
+    }
     ::close(fd);
 }
 
 TEST_CASE("stdout with stream: one record streams, the others wait, a broken stream ends the run") {
-    char tmpl[] = "/tmp/n3-chunk-stdout.XXXXXX";
-    int fd = mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    ::unlink(tmpl);
-    auto contents = [&] {
-        Bytes b(static_cast<size_t>(::lseek(fd, 0, SEEK_END)));
-        REQUIRE(::pread(fd, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size()));
-        return b;
-    };
-    BatchedFdSink sink(fd, "test");
+    PipeOut pipe;
+    BatchedFdSink sink(pipe.fd(), "test");
     StdoutOutlet out(sink, true);
     ChunkReassembler re(out, kDefaultMaxPayload, {});
     Bytes a = record_of(6u << 20, 40), b = record_of(5u << 20, 41), c = record_of(100, 42);
@@ -370,7 +463,7 @@ TEST_CASE("stdout with stream: one record streams, the others wait, a broken str
         Bytes want = a;
         want.insert(want.end(), b.begin(), b.end());
         want.insert(want.end(), c.begin(), c.end());
-        CHECK(contents() == want);
+        CHECK(pipe.wait_for(want.size()) == want);
         CHECK(out.queued() == 0);
     }
     SECTION("the streaming record breaking off throws IncompleteError") {
@@ -379,14 +472,17 @@ TEST_CASE("stdout with stream: one record streams, the others wait, a broken str
         CHECK_THROWS_AS(re.clear(), IncompleteError);
         // What stdout holds is refused by a record reader.
         sink.flush();
-        Bytes got = contents();
+        Bytes got = pipe.wait_for(2u << 20);
         CHECK(got.size() == 2u << 20);
-        VectorSink unused;
+        char tmpl[] = "/tmp/n3-chunk-stdout.XXXXXX";
+        int fd = mkstemp(tmpl);
+        REQUIRE(fd >= 0);
+        ::close(fd);
         CHECK_THROWS_WITH(
             [&] {
-                std::string path = std::string(tmpl) + ".read";
+                std::string path = tmpl;
                 {
-                    Output o(path);
+                    Output o(path, OutputOptions{.force = true});
                     o.write(got);
                     o.commit();
                 }
@@ -397,6 +493,6 @@ TEST_CASE("stdout with stream: one record streams, the others wait, a broken str
                 }
             }(),
             Catch::Contains("truncated"));
+        ::unlink(tmpl);
     }
-    ::close(fd);
 }
