@@ -464,38 +464,164 @@ std::string chain_text(const PackOptions& o, bool feedback) {
 
 // Residual ----------------------------------------------------------------------------------
 
+struct Residual::Impl {
+    int fd = -1; // the residual file the current state was loaded from
+    std::string name;
+    std::unique_ptr<TempFile> cur, next; // the states packing wrote
+    ~Impl() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+Residual::Residual() : impl_(std::make_unique<Impl>()) {}
+Residual::~Residual() = default;
+Residual::Residual(Residual&&) noexcept = default;
+Residual& Residual::operator=(Residual&&) noexcept = default;
+
+namespace {
+
+// Fills out from the current record's payload; false if the payload ends first.
+bool read_exact(RecordReader& reader, std::span<uint8_t> out) {
+    while (!out.empty()) {
+        size_t n = reader.read_payload(out);
+        if (n == 0) return false;
+        out = out.subspan(n);
+    }
+    return true;
+}
+
+} // namespace
+
 Residual Residual::load(const std::string& path) {
     Residual r;
     if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return r;
     Input in(path);
-    RecordReader reader(in);
-    auto rec = reader.next();
-    if (!rec) throw DataError(path + ": empty residual file");
-    if (rec->type() != RecordType::update)
-        throw DataError(path + ": not a residual file (a " + std::string(type_name(rec->type())) +
+    RecordReader reader(in, kDefaultMaxPayload, false);
+    auto pre = reader.begin();
+    if (!pre) throw DataError(path + ": empty residual file");
+    if (pre->type != RecordType::update)
+        throw DataError(path + ": not a residual file (a " + std::string(type_name(pre->type)) +
                         " record)");
-    TensorSet set = TensorSet::parse(rec->payload(), path);
+    uint64_t base = reader.record_start_in_file() + kPreambleSize;
+    // The safetensors header, in a buffer as long as the payload whose data pages are never
+    // touched (as in pack_stream); then the rest of the payload in pieces, for its checksum.
+    uint64_t len = pre->payload_len;
+    PageBuffer head(static_cast<size_t>(std::max<uint64_t>(len, 1)));
+    uint64_t got = 0;
+    if (len >= 8 && read_exact(reader, std::span<uint8_t>(head.data(), 8))) {
+        got = 8;
+        uint64_t n = get_le(head.data(), 8);
+        if (n <= len - 8 && n <= (uint64_t(100) << 20) &&
+            read_exact(reader, std::span<uint8_t>(head.data() + 8, static_cast<size_t>(n))))
+            got += n;
+    }
+    Bytes piece(size_t(1) << 20);
+    while (reader.read_payload(piece) > 0) {
+    }
+    reader.end(); // a truncated or corrupt file is reported as such
+    TensorSet set = TensorSet::parse(ByteView(head.data(), static_cast<size_t>(len)), path);
+    uint64_t hlen = static_cast<uint64_t>(set.data_section().data() - head.data());
+    if (hlen > got) throw DataError(path + ": residual header is malformed");
     if (set.meta("n3-encode") != "residual")
         throw DataError(path + ": not a residual file written by n3-encode --residual");
     for (auto& t : set.tensors()) {
         if (t.dtype != DType::F32)
             throw DataError(path + ": residual tensor '" + t.name + "' is not F32");
-        auto& v = r.values[t.name];
-        v.resize(t.numel());
-        load_floats(DType::F32, set.data(t), v.data());
-        r.shapes[t.name] = t.shape;
+        r.cur_.push_back(Tensor{t.name, t.shape, t.numel(), base + hlen + t.begin});
     }
-    if (reader.next()) throw DataError(path + ": holds more than one record");
+    if (reader.begin()) throw DataError(path + ": holds more than one record");
+    r.impl_->fd = ::dup(in.fd());
+    if (r.impl_->fd < 0) throw_errno("cannot keep " + path + " open");
+    r.impl_->name = path;
     return r;
 }
 
+const Residual::Tensor* Residual::find(std::string_view name) const {
+    for (auto& t : cur_)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
+void Residual::read(const Tensor& t, uint64_t first, std::span<float> out) const {
+    std::span<uint8_t> bytes(reinterpret_cast<uint8_t*>(out.data()), out.size() * 4);
+    uint64_t at = t.offset + first * 4;
+    if (impl_->cur)
+        impl_->cur->read_at(at, bytes);
+    else if (!pread_exact(impl_->fd, at, bytes))
+        throw EnvError(impl_->name + ": the residual file changed while in use");
+}
+
+std::vector<float> Residual::values(std::string_view name) const {
+    const Tensor* t = find(name);
+    if (!t) return {};
+    std::vector<float> v(static_cast<size_t>(t->numel));
+    read(*t, 0, v);
+    return v;
+}
+
+void Residual::start() {
+    next_.clear();
+    if (impl_->next)
+        impl_->next->clear();
+    else
+        impl_->next = std::make_unique<TempFile>("the error-feedback residual");
+}
+
+void Residual::begin(const std::string& name, std::vector<int64_t> shape) {
+    uint64_t numel = 1;
+    for (auto d : shape) numel *= static_cast<uint64_t>(d);
+    next_.push_back(Tensor{name, std::move(shape), numel, impl_->next->size()});
+}
+
+void Residual::append(std::span<const float> v) {
+    impl_->next->write(as_bytes(v.data(), v.size() * 4));
+}
+
+void Residual::done() {
+    // What the current state holds that this pack did not write goes on as it was.
+    std::vector<float> w;
+    for (auto& t : cur_) {
+        bool written = false;
+        for (auto& n : next_) written = written || n.name == t.name;
+        if (written) continue;
+        begin(t.name, t.shape);
+        for (uint64_t a = 0; a < t.numel; a += kWindow) {
+            w.resize(static_cast<size_t>(std::min<uint64_t>(kWindow, t.numel - a)));
+            read(t, a, w);
+            append(w);
+        }
+    }
+    cur_ = std::move(next_);
+    next_.clear();
+    std::swap(impl_->cur, impl_->next);
+    if (impl_->fd >= 0) ::close(impl_->fd);
+    impl_->fd = -1;
+}
+
 void Residual::save(const std::string& path) const {
+    uint64_t total = 0;
+    for (auto& t : cur_) total += t.numel * 4;
+    // The builder only makes the header: its data views point at pages never touched.
+    PageBuffer none(static_cast<size_t>(std::max<uint64_t>(total, 1)));
     SafetensorsBuilder b;
     b.set_meta("n3-encode", "residual");
-    for (auto& [name, v] : values)
-        b.add(name, DType::F32, shapes.at(name), as_bytes(v.data(), v.size() * 4));
+    uint64_t at = 0;
+    for (auto& t : cur_) {
+        b.add(t.name, DType::F32, t.shape,
+              ByteView(none.data() + at, static_cast<size_t>(t.numel * 4)));
+        at += t.numel * 4;
+    }
     Output out(path);
-    write_tensor_record(out, RecordType::update, b);
+    RecordWriter w(out, RecordType::update, b.size());
+    w.write(b.head());
+    std::vector<float> piece;
+    for (auto& t : cur_)
+        for (uint64_t a = 0; a < t.numel; a += kWindow) {
+            piece.resize(static_cast<size_t>(std::min<uint64_t>(kWindow, t.numel - a)));
+            read(t, a, piece);
+            w.write(as_bytes(piece.data(), piece.size() * 4));
+        }
+    w.end();
     out.commit();
 }
 
@@ -641,14 +767,15 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
     TensorSet set = TensorSet::parse(whole, where);
     size_t hlen = static_cast<size_t>(set.data_section().data() - whole.data());
     std::string chain = chain_text(o, feedback != nullptr);
-    if (feedback && !feedback->values.empty()) {
-        for (auto& [name, v] : feedback->values) {
-            const TensorInfo* t = set.find(name);
-            if (!t || t->numel() != v.size() || !is_lossy_dtype(t->dtype))
+    if (feedback) {
+        for (auto& r : feedback->tensors()) {
+            const TensorInfo* t = set.find(r.name);
+            if (!t || t->numel() != r.numel || !is_lossy_dtype(t->dtype))
                 throw DataError(where + ": the residual does not match this update (tensor '" +
-                                    name + "')",
+                                    r.name + "')",
                                 "a residual belongs to one model; remove the file to start over");
         }
+        feedback->start();
     }
 
     Bytes h(kPackedMagic, kPackedMagic + 4);
@@ -707,23 +834,25 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
 
         if (!sparse) {
             put_entry(out, enc, flags, block, numel);
-            std::vector<float>* r = nullptr;
-            bool had = false;
+            const Residual::Tensor* had = nullptr;
+            std::vector<float> w;
             if (feedback) {
-                auto it = feedback->values.find(t.name);
-                had = it != feedback->values.end();
-                r = &feedback->values[t.name];
-                if (!had) r->assign(static_cast<size_t>(numel), 0.0f);
-                feedback->shapes[t.name] = t.shape;
+                had = feedback->find(t.name);
+                feedback->begin(t.name, t.shape);
             }
             auto next = [&](uint64_t a, size_t len, float* x) {
                 read_floats(a, len, x);
-                if (had)
-                    for (size_t i = 0; i < len; ++i) x[i] += (*r)[a + i];
+                if (had) {
+                    w.resize(len);
+                    feedback->read(*had, a, w);
+                    for (size_t i = 0; i < len; ++i) x[i] += w[i];
+                }
             };
             // residual = (update + old residual) - what was sent
-            auto sent = [&](uint64_t a, size_t len, const float* x, const float* s) {
-                for (size_t i = 0; i < len; ++i) (*r)[a + i] = x[i] - s[i];
+            auto sent = [&](uint64_t, size_t len, const float* x, const float* s) {
+                w.resize(len);
+                for (size_t i = 0; i < len; ++i) w[i] = x[i] - s[i];
+                feedback->append(w);
             };
             put_values(seg, enc, t.dtype, numel, o, rounding, feedback != nullptr, next, sent,
                        what);
@@ -733,34 +862,9 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
         double want = std::ceil(o.topk * static_cast<double>(numel));
         uint64_t k = static_cast<uint64_t>(std::clamp(want, 1.0, static_cast<double>(numel)));
         put_entry(out, enc, flags, block, k);
-        if (feedback) {
-            // Error feedback keeps the whole tensor anyway (the residual): select in memory.
-            auto it = feedback->values.find(t.name);
-            bool had = it != feedback->values.end();
-            std::vector<float>& x = feedback->values[t.name];
-            if (!had) x.resize(static_cast<size_t>(numel));
-            feedback->shapes[t.name] = t.shape;
-            Scratch<float> piece(static_cast<size_t>(std::min<uint64_t>(numel, kWindow)));
-            for (uint64_t a = 0; a < numel; a += kWindow) {
-                size_t len = static_cast<size_t>(std::min<uint64_t>(kWindow, numel - a));
-                read_floats(a, len, piece.data());
-                for (size_t i = 0; i < len; ++i) x[a + i] = had ? piece[i] + x[a + i] : piece[i];
-            }
-            std::vector<uint32_t> idx = topk_indices(x, static_cast<size_t>(k));
-            std::vector<uint32_t> delta(idx.size());
-            for (size_t i = 0; i < idx.size(); ++i) delta[i] = i ? idx[i] - idx[i - 1] : idx[i];
-            seg.put(as_bytes(delta.data(), delta.size() * 4), 4);
-            std::vector<float> vals(idx.size());
-            for (size_t i = 0; i < idx.size(); ++i) vals[i] = x[idx[i]];
-            auto next = [&](uint64_t a, size_t len, float* v) {
-                std::memcpy(v, vals.data() + a, len * 4);
-            };
-            auto sent = [&](uint64_t a, size_t len, const float*, const float* s) {
-                for (size_t i = 0; i < len; ++i) x[idx[a + i]] -= s[i];
-            };
-            put_values(seg, enc, t.dtype, k, o, rounding, true, next, sent, what);
-            continue;
-        }
+        // With error feedback, x is the update plus the old residual, and the new residual is x
+        // less what was sent at the kept indices (a fourth pass).
+        const Residual::Tensor* had = feedback ? feedback->find(t.name) : nullptr;
 
         // Top-k in three passes over the tensor, kept as float32 for the second and third.
         Spill xs(numel * 4, "the top-k selection of " + what);
@@ -768,9 +872,14 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
         {
             size_t win = static_cast<size_t>(std::min<uint64_t>(numel, kWindow));
             Scratch<float> x(win);
+            std::vector<float> r(had ? win : 0);
             for (uint64_t a = 0; a < numel; a += win) {
                 size_t len = static_cast<size_t>(std::min<uint64_t>(win, numel - a));
                 read_floats(a, len, x.data());
+                if (had) {
+                    feedback->read(*had, a, std::span<float>(r.data(), len));
+                    for (size_t i = 0; i < len; ++i) x[i] += r[i];
+                }
                 for (size_t i = 0; i < len; ++i)
                     ++hist[(std::bit_cast<uint32_t>(x[i]) & 0x7fffffffU) >> 16];
                 xs.write(as_bytes(x.data(), len * 4));
@@ -778,10 +887,11 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
         }
         auto [thr, ties] = topk_threshold(xs, numel, k, hist);
         Spill vals(k * 4, "the top-k values of " + what);
+        Spill kept(feedback ? k * 4 : 0, "the top-k indices of " + what);
         seg.begin(k * 4, 4);
         {
             size_t win = static_cast<size_t>(std::min<uint64_t>(numel, kWindow));
-            std::vector<uint32_t> m(win), delta;
+            std::vector<uint32_t> m(win), delta, at_;
             std::vector<float> v;
             delta.reserve(win);
             v.reserve(win);
@@ -793,6 +903,7 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
                            std::span<uint8_t>(reinterpret_cast<uint8_t*>(m.data()), len * 4));
                 delta.clear();
                 v.clear();
+                at_.clear();
                 for (size_t i = 0; i < len; ++i) {
                     uint32_t mag = m[i] & 0x7fffffffU;
                     if (mag > thr || (mag == thr && ties > 0)) {
@@ -802,18 +913,57 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
                         first = false;
                         prev = at;
                         v.push_back(std::bit_cast<float>(m[i]));
+                        if (feedback) at_.push_back(static_cast<uint32_t>(at));
                     }
                 }
                 seg.write(as_bytes(delta.data(), delta.size() * 4));
                 vals.write(as_bytes(v.data(), v.size() * 4));
+                if (feedback) kept.write(as_bytes(at_.data(), at_.size() * 4));
             }
         }
         seg.end();
         auto next = [&](uint64_t a, size_t len, float* x) {
             vals.read_at(a * 4, std::span<uint8_t>(reinterpret_cast<uint8_t*>(x), len * 4));
         };
-        put_values(seg, enc, t.dtype, k, o, rounding, false, next, no_sent, what);
+        if (!feedback) {
+            put_values(seg, enc, t.dtype, k, o, rounding, false, next, no_sent, what);
+            continue;
+        }
+        // What the receiver will decode of each kept value, in index order.
+        Spill sent_vals(k * 4, "the values sent of " + what);
+        auto sent = [&](uint64_t, size_t len, const float*, const float* sv) {
+            sent_vals.write(as_bytes(sv, len * 4));
+        };
+        put_values(seg, enc, t.dtype, k, o, rounding, true, next, sent, what);
+        // The new residual: x, less what was sent where it was kept.
+        feedback->begin(t.name, t.shape);
+        size_t win = static_cast<size_t>(std::min<uint64_t>(numel, kWindow));
+        std::vector<float> x(win), sv;
+        std::vector<uint32_t> ix;
+        uint64_t j = 0; // kept values consumed
+        for (uint64_t a = 0; a < numel; a += win) {
+            size_t len = static_cast<size_t>(std::min<uint64_t>(win, numel - a));
+            xs.read_at(a * 4, std::span<uint8_t>(reinterpret_cast<uint8_t*>(x.data()), len * 4));
+            // The kept indices below a + len, read in pieces of at most a window.
+            while (j < k) {
+                size_t n = static_cast<size_t>(std::min<uint64_t>(win, k - j));
+                ix.resize(n);
+                sv.resize(n);
+                kept.read_at(j * 4,
+                             std::span<uint8_t>(reinterpret_cast<uint8_t*>(ix.data()), n * 4));
+                size_t used = 0;
+                while (used < n && ix[used] < a + len) ++used;
+                if (used == 0) break;
+                sent_vals.read_at(
+                    j * 4, std::span<uint8_t>(reinterpret_cast<uint8_t*>(sv.data()), used * 4));
+                for (size_t i = 0; i < used; ++i) x[static_cast<size_t>(ix[i] - a)] -= sv[i];
+                j += used;
+                if (used < n) break;
+            }
+            feedback->append(std::span<const float>(x.data(), len));
+        }
     }
+    if (feedback) feedback->done();
 }
 
 Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* feedback,

@@ -21,9 +21,9 @@
 // appends the packed payload to a PackedOut (a temporary file), patching each zstd segment's
 // length once it is known; unpack_stream() reads a packed payload from any ByteSource and
 // writes the record. Both work in windows of kWindow elements (4 MiB of float32; at least one
-// quantization block), so memory does not grow with the record, except: top-k keeps each
-// tensor in a temporary file (it needs three passes), and error feedback holds the residual,
-// which is as large as the model. pack() and unpack() are the same code over memory.
+// quantization block), so memory does not grow with the record: top-k keeps each tensor in a
+// temporary file (it needs three passes), and error feedback reads and writes the residual
+// through files (Residual). pack() and unpack() are the same code over memory.
 //
 // Failures throw DataError naming `where` and the tensor: NaN or Inf under a lossy stage, a
 // residual that does not match, and in unpack every malformed or inconsistent field.
@@ -35,6 +35,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -66,14 +67,48 @@ constexpr uint32_t kMaxBlock = uint32_t(1) << 24;
 // "topk=0.01,int8/128,feedback,shuffle,zstd=1".
 std::string chain_text(const PackOptions& o, bool feedback);
 
-// Error-feedback state between rounds: per tensor, the float32 part not yet sent.
-struct Residual {
-    std::map<std::string, std::vector<float>> values;
-    std::map<std::string, std::vector<int64_t>> shapes;
-    // A missing file is an empty residual (the first round); a bad file throws DataError.
+// Error-feedback state between rounds: per tensor, the float32 part not yet sent. It is as
+// large as the model, so it is never held: the state read is a file (the residual file, or the
+// temporary file the last pack wrote), read back window by window through pread, and the state
+// a pack writes goes to a temporary file tensor by tensor, in the update's order.
+class Residual {
+public:
+    struct Tensor {
+        std::string name;
+        std::vector<int64_t> shape;
+        uint64_t numel = 0;
+        uint64_t offset = 0; // of its first float in the state's file
+    };
+    Residual();
+    ~Residual();
+    Residual(Residual&&) noexcept;
+    Residual& operator=(Residual&&) noexcept;
+
+    // A missing file is an empty residual (the first round); a bad file throws DataError. The
+    // file is checked whole (CRC-64) here and kept open.
     static Residual load(const std::string& path);
     // Written atomically as an update record of F32 tensors.
     void save(const std::string& path) const;
+
+    bool empty() const { return cur_.empty(); }
+    const std::vector<Tensor>& tensors() const { return cur_; }
+    const Tensor* find(std::string_view name) const;
+    // Floats [first, first + out.size()) of a tensor of the current state.
+    void read(const Tensor& t, uint64_t first, std::span<float> out) const;
+    std::vector<float> values(std::string_view name) const; // a whole tensor (small ones)
+
+    // The next state, written while packing: start(), then per tensor begin() and its values
+    // in order with append(), then done(), which carries over the current state's tensors
+    // that were not written and makes the new state current.
+    void start();
+    void begin(const std::string& name, std::vector<int64_t> shape);
+    void append(std::span<const float> v);
+    void done();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    std::vector<Tensor> cur_, next_;
 };
 
 Bytes pack(RecordType type, ByteView payload, const PackOptions& o, Residual* feedback,

@@ -1,5 +1,6 @@
 #!/bin/bash
-# n3-encode in bounded memory: a 64 MiB update through a pipe in every mode, and back with -d.
+# n3-encode in bounded memory: a 64 MiB update through a pipe in every mode (error feedback
+# too), and back with -d.
 # The round trips are checked (cmp, or numpy for the lossy stages); each run's peak RSS must
 # stay under that of a 1 MiB record plus half the record (reading, packing or holding
 # the whole record would exceed it); truncated and corrupted inputs still fail with one error
@@ -143,6 +144,48 @@ PY
         ;;
     esac
     rm -f "$T/$tag.dec.n3"
+done
+
+# Error feedback in bounded memory: the residual is as large as the update, and is read and
+# written through files, never held. Two rounds of the same update in each mode (the first
+# starts the residual, the second reads it); then everything sent plus the residual must equal
+# the sum of the updates.
+for mode in "--topk 0.01 --quantize int8" "--quantize int4"; do
+    rm -f "$T/small.res" "$T/res"
+    # shellcheck disable=SC2086
+    piped "$T/small.n3" "$T/small.enc" $mode --residual "$T/small.res"
+    # shellcheck disable=SC2086
+    piped "$T/small.n3" "$T/small.enc" $mode --residual "$T/small.res"
+    base=$(rss)
+    rm -f "$T/small.enc" "$T/small.res"
+    for round in 1 2; do
+        # shellcheck disable=SC2086
+        piped "$T/u.n3" "$T/fb$round.n3" $mode --residual "$T/res"
+        assert_eq "$?" 0 "$mode --residual, round $round, from a pipe"
+        check_rss "$mode --residual, round $round" "$base" "$(rss)"
+        n3-encode -d -o "$T/fb$round.dec.n3" "$T/fb$round.n3"
+    done
+    "$N3_PYTHON" - "$T/u.n3" "$T/fb1.dec.n3" "$T/fb2.dec.n3" "$T/res" >"$T/check" 2>&1 <<'PY'
+import json, struct, sys
+import numpy as np
+def tensors(path):
+    b = open(path, "rb").read()
+    p = b[32:-8]
+    n, = struct.unpack_from("<Q", p)
+    h = json.loads(p[8:8 + n])
+    h.pop("__metadata__", {})
+    return {k: np.frombuffer(p[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]],
+                             np.float32).astype(np.float64) for k, v in h.items()}
+u, s1, s2, r = (tensors(a) for a in sys.argv[1:5])
+assert set(r) == set(u), "the residual's tensors are not the update's"
+for k in u:
+    worst = np.abs(2 * u[k] - (s1[k] + s2[k] + r[k])).max()
+    assert worst <= np.abs(u[k]).max() * 1e-5, f"{k}: sent + residual is off by {worst}"
+    assert np.abs(r[k]).sum() > 0, f"{k}: the residual is zero"
+print("ok")
+PY
+    assert_match '^ok$' "$T/check" "$mode --residual: two rounds sent plus the residual equal the updates"
+    rm -f "$T"/fb*.n3 "$T/res"
 done
 
 # Bad input from a pipe: one error line, exit status 1, no output file; -d the same.

@@ -161,7 +161,8 @@ TEST_CASE("error feedback conserves the sum over rounds") {
                 sum_sent[i] += y[i];
             }
         }
-        const auto& res = r.values.at("layer.weight");
+        const auto res = r.values("layer.weight");
+        REQUIRE(res.size() == sum_in.size());
         double worst = 0, scale = 0;
         for (size_t i = 0; i < sum_in.size(); ++i) {
             worst = std::max(worst, std::fabs(sum_sent[i] + res[i] - sum_in[i]));
@@ -178,8 +179,10 @@ TEST_CASE("error feedback conserves the sum over rounds") {
 
 TEST_CASE("a residual that belongs to another model is refused") {
     Residual r;
-    r.values["other"] = std::vector<float>(3, 0.0f);
-    r.shapes["other"] = {3};
+    r.start();
+    r.begin("other", {3});
+    r.append(std::vector<float>(3, 0.0f));
+    r.done();
     PackOptions o;
     o.topk = 0.1;
     REQUIRE_THROWS_AS(pack(RecordType::update, test::make_update(1), o, &r, "t"), DataError);
