@@ -57,14 +57,19 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$1"
 memory() {
     echo "--- memory: peak RSS against the ${MIB} MiB record (n3-encode streams; goal < 256 MiB)"
     local mode f p d dp
-    for mode in "--quantize int8" "--zstd" "--quantize int8 --zstd" "--topk 0.01" "--shards 10+4"; do
+    for mode in "--quantize int8" "--zstd" "--quantize int8 --zstd" "--topk 0.01" "--shards 10+4" \
+        "--quantize int8 --residual" "--topk 0.01 --residual"; do
+        # error feedback: the file run starts the residual, the pipe run reads and rewrites it
+        rm -f "$W/res.n3"
+        [[ $mode == *--residual ]] && mode="$mode '$W/res.n3'"
         f=$(rss "'$N3_BIN/n3-encode' $mode -o '$W/m.n3' '$W/u.n3'")
         p=$(rss "cat '$W/u.n3' | '$N3_BIN/n3-encode' $mode -o '$W/m2.n3'")
         rm -f "$W/m2.n3"
         d=$(rss "'$N3_BIN/n3-encode' -d -o '$W/m.dec.n3' '$W/m.n3'")
         rm -f "$W/m.dec.n3"
         dp=$(rss "cat '$W/m.n3' | '$N3_BIN/n3-encode' -d -o '$W/m.dec.n3'")
-        rm -f "$W/m.n3" "$W/m.dec.n3"
+        rm -f "$W/m.n3" "$W/m.dec.n3" "$W/res.n3"
+        mode=${mode%% \'*}
         printf 'memory %-24s file %5d MiB, pipe %5d MiB; -d file %5d MiB, pipe %5d MiB: peak %.4f of the record\n' \
             "$mode:" $((f / 1024)) $((p / 1024)) $((d / 1024)) $((dp / 1024)) \
             "$(echo "m = $f; if ($p > m) m = $p; if ($d > m) m = $d; if ($dp > m) m = $dp; m * 1024 / $FP32" | bc -l)"

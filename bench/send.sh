@@ -2,14 +2,18 @@
 # bench/send.sh — n3-send against socat and against bare libzmq, over tcp loopback, all of them
 # moving the same bytes in the same run, with the n3 receiver's peak resident memory.
 #   N3_BIN=build/tools bash bench/send.sh     (N3_BENCH_RUNS=5 repetitions by default)
-# 1. one 256 MiB record: n3-send (PUSH -> PULL, 1 MiB chunks, CRC checked on both sides,
-#    held in a temporary file until checked, then written to /dev/null) against socat -b 1M
-#    (target >= 0.8x socat with default flags, and a receiver under 64 MiB resident), and
-#    against a bare libzmq program moving the file as one multipart message of 1 MiB frames
-#    (bench/send/zmq_limit.cpp: no checks, ZeroMQ's speed when a message is held whole).
-#    Then with the receiver's --stream (no temporary file).
+# 1. one 256 MiB record: n3-send (PUSH -> PULL, 1 MiB chunks, CRC checked on both sides)
+#    against socat -b 1M (target >= 0.8x socat with default flags, and a receiver under 64 MiB
+#    resident), each receiver writing to the same kind of sink:
+#    - /dev/null (n3 writes the chunks through), also against a bare libzmq program moving the
+#      file as one multipart message of 1 MiB frames (bench/send/zmq_limit.cpp: no checks,
+#      ZeroMQ's speed when a message is held whole);
+#    - a regular file (n3 writes the record in place, cut back if it broke off);
+#    - a pipe into cat (n3 holds the record in a temporary file until checked, or with the
+#      receiver's --stream writes it as it arrives).
 # 2. eight senders of a 256 MiB record each at once: one n3 receiver (--count 8) against eight
-#    socat pairs on eight ports (target >= 0.8x socat, receiver under 128 MiB).
+#    socat pairs on eight ports (target >= 0.8x socat, receiver under 128 MiB), to /dev/null
+#    and to pipes.
 # 3. one 4 GiB record (over every 32-bit limit), into a file: n3-send against socat, the
 #    received file compared with the original (cmp), receiver under 64 MiB. The record is
 #    generated on disk (a sparse safetensors file made into a record) and deleted after.
@@ -37,8 +41,12 @@ fi
 port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_listen() { for _ in $(seq 250); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.02; done; return 1; }
 now() { date +%s.%N; }
+# to_sink CMD...: runs CMD in the background with its stdout on $SINK: a redirection to the
+# file (or /dev/null), or for "pipe" a pipe into cat, as in `n3-send --recv ... | cmd`; $! is
+# the pipeline's last process either way
+to_sink() { if [ "$SINK" = pipe ]; then "$@" | cat >/dev/null & else "$@" >"$SINK" & fi; }
 load() { cut -d' ' -f1 /proc/loadavg; }
-SINK=/dev/null # where receivers write
+SINK=/dev/null # where receivers write: a file, or "pipe" (into cat >/dev/null)
 RSS=0          # the last n3 receiver's peak resident memory, KiB
 
 # one_run KIND FILE COUNT SENDERS: prints seconds for SENDERS senders of FILE (COUNT records
@@ -51,8 +59,8 @@ one_run() {
         local stream=()
         [ "$kind" = n3s ] && stream=(--stream)
         p=$(port)
-        /usr/bin/time -f %M -o "$T/rss" \
-            n3-send --recv "tcp://127.0.0.1:$p" --count $((count * senders)) --timeout 300 "${stream[@]}" >"$SINK" &
+        to_sink /usr/bin/time -f %M -o "$T/rss" \
+            n3-send --recv "tcp://127.0.0.1:$p" --count $((count * senders)) --timeout 300 "${stream[@]}"
         r=$!
         wait_listen "$p"
         s=$(now)
@@ -62,7 +70,7 @@ one_run() {
         ;;
     zmq)
         p=$(port)
-        "$ZL" recv "tcp://127.0.0.1:$p" "$count" >"$SINK" &
+        to_sink "$ZL" recv "tcp://127.0.0.1:$p" "$count"
         r=$!
         wait_listen "$p"
         s=$(now)
@@ -73,7 +81,7 @@ one_run() {
         for i in $(seq "$senders"); do
             p=$(port)
             ports+=("$p")
-            socat -b 1048576 -u "TCP-LISTEN:$p,reuseaddr,bind=127.0.0.1" - >"$SINK" &
+            to_sink socat -b 1048576 -u "TCP-LISTEN:$p,reuseaddr,bind=127.0.0.1" -
             pids+=($!)
         done
         for p in "${ports[@]}"; do wait_listen "$p"; done
@@ -134,13 +142,24 @@ n3-inspect --from-safetensors "$T/big.st" --kind update -o "$T/big.n3"
 rm "$T/big.st"
 bytes=$(stat -c %s "$T/big.n3")
 compare "$T/big.n3" 1 1
-report "256 MiB record, tcp loopback (target >= 0.8x socat, < 64 MiB)" "$bytes"
-compare "$T/big.n3" 1 1 "n3s socat"
+report "256 MiB record to /dev/null (target >= 0.8x socat, < 64 MiB)" "$bytes"
+SINK=$T/received
+compare "$T/big.n3" 1 1 "n3 socat"
+report "256 MiB record into a file (target >= 0.8x socat, < 64 MiB)" "$bytes"
+rm -f "$T/received"
+SINK=pipe
+compare "$T/big.n3" 1 1 "n3 n3s socat"
+report "256 MiB record into a pipe (target >= 0.8x socat, < 64 MiB)" "$bytes"
 n3_med=$n3s_med n3_best=$n3s_best
-report "256 MiB record, receiver with --stream" "$bytes"
+report "256 MiB record into a pipe, receiver with --stream" "$bytes"
+SINK=/dev/null
 
 compare "$T/big.n3" 1 8 "n3 socat"
-report "8 senders of a 256 MiB record at once (target >= 0.8x socat, < 128 MiB)" $((8 * bytes))
+report "8 senders of a 256 MiB record at once to /dev/null (target >= 0.8x socat, < 128 MiB)" $((8 * bytes))
+SINK=pipe
+compare "$T/big.n3" 1 8 "n3 socat"
+report "8 senders of a 256 MiB record at once into pipes (target >= 0.8x socat, < 128 MiB)" $((8 * bytes))
+SINK=/dev/null
 
 # 4 GiB: a sparse safetensors file of 2^30 F32 zeros, made into a record; received into a file.
 need=$((3 * 4400))
@@ -163,10 +182,8 @@ PYEOF
     SINK=$T/received
     saved=$RUNS
     RUNS=1
-    compare "$T/huge.n3" 1 1 "socat n3s n3"
+    compare "$T/huge.n3" 1 1 "socat n3"
     report "4 GiB record into a file (target >= 0.8x socat, < 64 MiB)" "$hbytes"
-    n3_med=$n3s_med n3_best=$n3s_best
-    report "4 GiB record into a file, receiver with --stream" "$hbytes"
     RUNS=$saved
     # compare() ran n3 last: the file it received is still there
     if cmp -s "$T/received" "$T/huge.n3"; then
