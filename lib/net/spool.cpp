@@ -110,12 +110,15 @@ public:
         if (ended_ || start_ < 0) return;
         // An exception unwound past us: leave the file as it was before this record.
         try {
-            o_.cut_back(start_);
+            o_.cut_back(start_, written_);
         } catch (...) {
         }
         o_.streaming_ = false;
     }
-    void write(ByteView bytes) override { o_.sink_.write(bytes); }
+    void write(ByteView bytes) override {
+        o_.sink_.write(bytes);
+        written_ += bytes.size();
+    }
     std::string commit() override {
         ended_ = true;
         if (start_ >= 0) {
@@ -124,16 +127,23 @@ public:
         }
         return "";
     }
-    void abort(const std::string&) override {
+    void abort(const std::string& why) override {
         ended_ = true;
         if (start_ < 0) return;
-        o_.cut_back(start_);
+        if (!o_.cut_back(start_, written_)) {
+            o_.streaming_ = false;
+            throw IncompleteError(why + ": " + o_.sink_.name() +
+                                      " grew by another writer meanwhile, so it was not cut "
+                                      "back: it holds a truncated record that n3's readers refuse",
+                                  "give each receiver a file of its own");
+        }
         o_.streaming_ended();
     }
 
 private:
     StdoutOutlet& o_;
     int64_t start_;
+    uint64_t written_ = 0;
     bool ended_ = false;
 };
 
@@ -283,12 +293,18 @@ int64_t StdoutOutlet::end_of_file() {
     return at == st.st_size ? static_cast<int64_t>(at) : -1;
 }
 
-void StdoutOutlet::cut_back(int64_t at) {
+bool StdoutOutlet::cut_back(int64_t at, uint64_t written) {
     cut_back_on_signal(-1, 0);
     sink_.flush();
+    // Only what we wrote is taken back: a file that another writer appended to meanwhile
+    // (two receivers >> one file) is left as it is.
+    struct stat st {};
+    if (::fstat(sink_.fd(), &st) != 0) throw_errno("cannot write " + sink_.name());
+    if (static_cast<uint64_t>(st.st_size) != static_cast<uint64_t>(at) + written) return false;
     if (::ftruncate(sink_.fd(), static_cast<off_t>(at)) != 0 ||
         ::lseek(sink_.fd(), static_cast<off_t>(at), SEEK_SET) < 0)
         throw_errno("cannot cut " + sink_.name() + " back to its last whole record");
+    return true;
 }
 
 void StdoutOutlet::queue(ByteView bytes) {

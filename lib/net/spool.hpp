@@ -79,7 +79,8 @@ private:
     int temp_file();
     // Where a record written in place would start, or -1 when stdout cannot be cut back.
     int64_t end_of_file();
-    void cut_back(int64_t at);
+    // Truncates stdout to `at`, unless it is not `written` bytes past it (false).
+    bool cut_back(int64_t at, uint64_t written);
     void streaming_ended();
     void queue(ByteView bytes);
     void copy_out(int fd, uint64_t size);

@@ -440,6 +440,34 @@ TEST_CASE("stdout a regular file: a chunked record goes in place, cut back if it
     ::close(fd);
 }
 
+TEST_CASE("stdout a file another writer appends to: a broken record is not cut back") {
+    char tmpl[] = "/tmp/n3-chunk-file.XXXXXX";
+    int made = mkstemp(tmpl);
+    REQUIRE(made >= 0);
+    ::close(made);
+    int fd = ::open(tmpl, O_RDWR | O_APPEND), other = ::open(tmpl, O_WRONLY | O_APPEND);
+    ::unlink(tmpl);
+    REQUIRE(fd >= 0);
+    REQUIRE(other >= 0);
+    Bytes a = record_of(6u << 20, 70), c = record_of(100, 71);
+    auto ca = chunks_of(a, 1, 1 << 20);
+    {
+        BatchedFdSink sink(fd, "out.n3");
+        StdoutOutlet out(sink);
+        ChunkReassembler re(out, kDefaultMaxPayload, {});
+        for (int i = 0; i < 2; ++i) {
+            ByteView v(ca[i].data);
+            re.add(1, "p", ca[i].h, {&v, 1}, Clock::now());
+        }
+        sink.flush();
+        REQUIRE(::write(other, c.data(), c.size()) == static_cast<ssize_t>(c.size()));
+        CHECK_THROWS_WITH(re.clear(), Catch::Contains("out.n3 grew by another writer"));
+    }
+    CHECK(file_contents(fd).size() == (2u << 20) + c.size()); // the other writer's bytes stay
+    ::close(other);
+    ::close(fd);
+}
+
 TEST_CASE("stdout with stream: one record streams, the others wait, a broken stream ends the run") {
     PipeOut pipe;
     BatchedFdSink sink(pipe.fd(), "test");
