@@ -2,6 +2,7 @@
 # bench/seal.sh — n3-seal against age on one 256 MiB record, both ways, in both cipher suites.
 #
 #   N3_BIN=build/tools bash bench/seal.sh      (N3_BENCH_MIB=256, N3_BENCH_RUNS=9 by default)
+#   N3_BENCH_MIB=4096 ... : only the memory lines, on a 4 GiB record (if the disk has room)
 #
 # age encrypts but does not sign; n3-seal also signs (two Schnorr signatures), hashes the whole
 # payload into the digest signature 2 signs (suite 2: SHA-256 leaves; suite 1: BLAKE2b), checks
@@ -16,6 +17,9 @@
 # and the digest's leaves on buffers in memory; suite 2's leaves also sixteen at a time, as
 # n3-seal hashes them on a CPU with AVX-512) on one and two threads: the physical limit of any
 # implementation of the envelope on this machine, I/O aside.
+# The memory lines give n3-seal's peak resident memory (one run each, getrusage of the process
+# tree) sealing and opening, from the file and through pipes: n3-seal streams, so it must not
+# grow with the record.
 # On a machine others are using, N3_BENCH_RT=1 runs every timed command (n3's and age's alike)
 # under chrt -f 1, a real-time priority above every ordinary process: the figures are then
 # those of an idle machine (needs the right to set it: root, or CAP_SYS_NICE).
@@ -29,6 +33,9 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d "${TMPDIR:-/tmp}/n3-bench-seal.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 cd "$W"
+need=$((MIB * 4 + 100))
+avail=$(df -Pm . | awk 'NR == 2 {print $4}')
+[ "$avail" -ge "$need" ] || { echo "bench/seal: $avail MiB free in $W, $need MiB needed for a ${MIB} MiB record"; exit 2; }
 
 "$PY" - "$MIB" <<'PY'
 import json, struct, os, sys
@@ -100,6 +107,33 @@ age_enc() { "${PRIO[@]}" age -r "$AGE_R" in.n3 >out.age; }
 age_dec() { "${PRIO[@]}" age -d -i age.key out.age >out.plain; }
 copy() { "${PRIO[@]}" cat in.n3 >out.copy; }
 
+# memory: peak RSS (MiB) of each way of sealing and opening, from a file and through pipes
+peak() {
+    "$PY" -c 'import resource, subprocess, sys
+subprocess.run(["sh", "-c", sys.argv[1]], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' "$1"
+}
+memory() {
+    local s name S=$N3_BIN/n3-seal
+    for s in 2 1; do
+        name=$([ $s = 2 ] && echo "aes-256-gcm" || echo "xchacha20-poly1305")
+        local sf sp of op oh
+        sf=$(peak "'$S' --suite $name --to bob.pub --key alice.key in.n3 >m$s.sealed")
+        sp=$(peak "cat in.n3 | '$S' --suite $name --to bob.pub --key alice.key | cat >m$s.sealed")
+        of=$(peak "'$S' --open --key bob.key --authority fed.pub m$s.sealed >m$s.n3")
+        op=$(peak "cat m$s.sealed | '$S' --open --key bob.key --authority fed.pub | cat >m$s.n3")
+        cmp -s in.n3 m$s.n3 || { echo "bench/seal: suite $s round trip differs (memory run)"; exit 1; }
+        oh=$(peak "cat m$s.sealed | '$S' --open --key bob.key --authority fed.pub -o m$s.held.n3")
+        cmp -s in.n3 m$s.held.n3 || { echo "bench/seal: suite $s held round trip differs (memory run)"; exit 1; }
+        rm -f m$s.sealed m$s.n3 m$s.held.n3
+        echo "memory suite $s ($name), ${MIB} MiB record: seal file $sf MiB, pipe $sp MiB; open file $of MiB, pipe $op MiB, held back (-o) $oh MiB"
+    done
+}
+if [ "$MIB" -ge 2048 ]; then
+    memory
+    exit 0
+fi
+
 for _ in $(seq "$RUNS"); do
     run copy copy out.copy
     run seal2 seal2 out2.sealed
@@ -148,3 +182,4 @@ if [ -n "$FLOOR" ]; then
     done
 fi
 echo "size   sealed $(stat -c %s out2.sealed) bytes (suite 1: $(stat -c %s out1.sealed)), age $(stat -c %s out.age) bytes, input $(stat -c %s in.n3) bytes"
+memory
