@@ -480,14 +480,15 @@ Residual& Residual::operator=(Residual&&) noexcept = default;
 
 namespace {
 
-// Fills out from the current record's payload; false if the payload ends first.
-bool read_exact(RecordReader& reader, std::span<uint8_t> out) {
-    while (!out.empty()) {
-        size_t n = reader.read_payload(out);
-        if (n == 0) return false;
-        out = out.subspan(n);
-    }
-    return true;
+// Reads the safetensors header of a payload of `len` bytes into `head`, a buffer as long as the
+// payload whose data pages are never touched: TensorSet checks every offset against the
+// payload's length. A header length out of range reads nothing more (parsing then fails).
+void read_tensor_head(PayloadReader& in, uint64_t len, PageBuffer& head) {
+    if (len < 8) return;
+    in.read(std::span<uint8_t>(head.data(), 8));
+    uint64_t n = get_le(head.data(), 8);
+    if (n <= len - 8 && n <= (uint64_t(100) << 20))
+        in.read(std::span<uint8_t>(head.data() + 8, static_cast<size_t>(n)));
 }
 
 } // namespace
@@ -503,25 +504,18 @@ Residual Residual::load(const std::string& path) {
         throw DataError(path + ": not a residual file (a " + std::string(type_name(pre->type)) +
                         " record)");
     uint64_t base = reader.record_start_in_file() + kPreambleSize;
-    // The safetensors header, in a buffer as long as the payload whose data pages are never
-    // touched (as in pack_stream); then the rest of the payload in pieces, for its checksum.
+    // The header, then the rest of the payload in pieces for its checksum: a truncated or
+    // corrupt file is reported as such before its header is parsed.
     uint64_t len = pre->payload_len;
     PageBuffer head(static_cast<size_t>(std::max<uint64_t>(len, 1)));
-    uint64_t got = 0;
-    if (len >= 8 && read_exact(reader, std::span<uint8_t>(head.data(), 8))) {
-        got = 8;
-        uint64_t n = get_le(head.data(), 8);
-        if (n <= len - 8 && n <= (uint64_t(100) << 20) &&
-            read_exact(reader, std::span<uint8_t>(head.data() + 8, static_cast<size_t>(n))))
-            got += n;
-    }
+    ReaderPayload payload(reader);
+    read_tensor_head(payload, len, head);
     Bytes piece(size_t(1) << 20);
     while (reader.read_payload(piece) > 0) {
     }
-    reader.end(); // a truncated or corrupt file is reported as such
+    reader.end();
     TensorSet set = TensorSet::parse(ByteView(head.data(), static_cast<size_t>(len)), path);
     uint64_t hlen = static_cast<uint64_t>(set.data_section().data() - head.data());
-    if (hlen > got) throw DataError(path + ": residual header is malformed");
     if (set.meta("n3-encode") != "residual")
         throw DataError(path + ": not a residual file written by n3-encode --residual");
     for (auto& t : set.tensors()) {
@@ -754,16 +748,9 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
     if (o.quantize != Encoding::raw && (o.block == 0 || o.block > kMaxBlock))
         throw UsageError("--block must be between 1 and " + std::to_string(kMaxBlock));
 
-    // The safetensors header, in a buffer as long as the payload whose data pages are never
-    // touched: TensorSet checks every offset against the payload's length.
     PageBuffer head(static_cast<size_t>(std::max<uint64_t>(payload_len, 1)));
     ByteView whole(head.data(), static_cast<size_t>(payload_len));
-    if (payload_len >= 8) {
-        in.read(std::span<uint8_t>(head.data(), 8));
-        uint64_t n = get_le(head.data(), 8);
-        if (n <= payload_len - 8 && n <= (uint64_t(100) << 20))
-            in.read(std::span<uint8_t>(head.data() + 8, static_cast<size_t>(n)));
-    }
+    read_tensor_head(in, payload_len, head);
     TensorSet set = TensorSet::parse(whole, where);
     size_t hlen = static_cast<size_t>(set.data_section().data() - whole.data());
     std::string chain = chain_text(o, feedback != nullptr);

@@ -29,6 +29,7 @@
 // residual that does not match, and in unpack every malformed or inconsistent field.
 #pragma once
 
+#include "record/error.hpp"
 #include "record/format.hpp"
 #include "record/io.hpp"
 #include "record/spill.hpp"
@@ -126,6 +127,23 @@ public:
     virtual ~PayloadReader() = default;
     // Fills out exactly; throws DataError when the payload ends first.
     virtual void read(std::span<uint8_t> out) = 0;
+};
+
+// A record's payload as pack_stream reads it, from a RecordReader after begin() (checksummed
+// as it goes; end() still has to verify it).
+class ReaderPayload final : public PayloadReader {
+public:
+    explicit ReaderPayload(RecordReader& r) : r_(r) {}
+    void read(std::span<uint8_t> out) override {
+        for (size_t got = 0; got < out.size();) {
+            size_t n = r_.read_payload(out.subspan(got));
+            if (n == 0) throw DataError(r_.where() + ": truncated record");
+            got += n;
+        }
+    }
+
+private:
+    RecordReader& r_;
 };
 
 // Where a packed payload goes while its length is unknown.

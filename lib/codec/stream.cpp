@@ -68,22 +68,6 @@ private:
     std::vector<std::string> paths_;
 };
 
-// A record's payload as pack_stream reads it, from the reader (checksummed as it goes).
-class ReaderPayload final : public PayloadReader {
-public:
-    explicit ReaderPayload(RecordReader& r) : r_(r) {}
-    void read(std::span<uint8_t> out) override {
-        for (size_t got = 0; got < out.size();) {
-            size_t n = r_.read_payload(out.subspan(got));
-            if (n == 0) throw DataError(r_.where() + ": truncated record");
-            got += n;
-        }
-    }
-
-private:
-    RecordReader& r_;
-};
-
 // A packed payload going into a temporary file after `base` bytes of room for the preamble.
 class TempOut final : public PackedOut {
 public:

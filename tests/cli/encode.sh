@@ -49,6 +49,17 @@ assert_no_file "$T/r3.n3"
 expect 1 'more than one record' -- n3-encode --topk 0.05 --residual "$T/res2.n3" -o "$T/r4.n3" "$T/u.n3" "$T/v.n3"
 assert_no_file "$T/r4.n3"
 assert_no_file "$T/res2.n3"
+# A bad residual file: one error line, exit 1, no output, and the file left as it was.
+head -c 200 "$T/res.n3" >"$T/res.cut"
+cp "$T/res.n3" "$T/res.flip"
+printf '\x01' | dd of="$T/res.flip" bs=1 seek=$(($(stat -c %s "$T/res.flip") - 20)) conv=notrunc 2>/dev/null
+cp "$T/res.flip" "$T/res.flip.orig"
+expect 1 'res.cut: record 1 at byte 0: truncated record' -- n3-encode --topk 0.05 --residual "$T/res.cut" -o "$T/r5.n3" "$T/u.n3"
+expect 1 'res.flip: record 1 at byte 0: corrupted record \(checksum mismatch\)' -- n3-encode --topk 0.05 --residual "$T/res.flip" -o "$T/r5.n3" "$T/u.n3"
+assert_no_file "$T/r5.n3"
+assert_eq "$(cmp "$T/res.flip" "$T/res.flip.orig" && echo same)" same "a corrupt residual is left as it was"
+expect 1 'not a residual file written by n3-encode --residual' -- n3-encode --topk 0.05 --residual "$T/u.n3" -o "$T/r5.n3" "$T/v.n3"
+assert_no_file "$T/r5.n3"
 
 # Shards: a stream, any 4 of 6 files, and fewer than K.
 expect 0 '' -- n3-encode --shards 4+2 -o "$T/s.n3" "$T/u.n3"
