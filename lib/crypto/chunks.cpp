@@ -3,7 +3,9 @@
 // writer); the per-chunk work (AEAD, leaf hash, CRC of the chunk) runs on whichever thread
 // takes the chunk, so a loaded machine degrades to one thread instead of stalling.
 #include "crypto/chunks.hpp"
+#include "record/io.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -471,6 +473,15 @@ Signature ChunkOpener::stream(const Layout& layout, RecordWriter& w,
             if (!b.ok[i]) throw chunk_fail(b.base + i);
         if (more) post(other, 0);
         write_batch(b, w, content_hash, s2);
+        if (view_) {
+            // Its ciphertext was read (copied once per chunk): its pages leave the resident
+            // set, all but the one the next batch starts in.
+            static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+            const uint8_t* end = b.src + b.fill;
+            release_pages(ByteView(released_, static_cast<size_t>(end - released_)));
+            const uint8_t* next = end - (reinterpret_cast<uintptr_t>(end) & (page - 1));
+            released_ = std::max(released_, next);
+        }
         if (!more) break;
         cur ^= 1;
     }

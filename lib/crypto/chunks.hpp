@@ -239,7 +239,9 @@ private:
     // read into the batches and checksummed by the reader).
     const std::optional<ByteView> view_;
     uint64_t in_crc_ = 0; // of the ciphertext in view_, joined chunk by chunk
-    Layout lay_;          // known once chunk 0 is open
+    // view_'s bytes before this are done with: their pages were dropped (release_pages)
+    const uint8_t* released_ = view_ ? view_->data() : nullptr;
+    Layout lay_; // known once chunk 0 is open
     Batch batches_[2];
     ChunkPool pool_; // last: stopped before anything its jobs refer to is destroyed
 };

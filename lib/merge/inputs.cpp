@@ -239,15 +239,6 @@ unsigned default_threads() {
     return n == 0 ? 1 : std::min(n, 64u);
 }
 
-void release_pages(ByteView bytes) {
-    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    uintptr_t b = reinterpret_cast<uintptr_t>(bytes.data());
-    uintptr_t e = b + bytes.size();
-    b = (b + page - 1) & ~(page - 1);
-    e &= ~(page - 1);
-    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-}
-
 void release_around(const LoadedRecord& r) {
     if (r.mapped.empty()) return;
     constexpr uint64_t kAround = 64 * 1024; // the kernel's fault_around_bytes, by default

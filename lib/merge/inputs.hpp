@@ -10,8 +10,8 @@
 // checksums are left for the first pass over the data to verify, chunk by chunk on every core
 // (LoadedRecord::verified, crc64_combine), instead of a separate pass that would double the
 // memory traffic; verify() checks a record on its own. Data passes read tensor data with
-// pread() (LoadedRecord::file), and release_pages() drops mapped pages a pass has finished
-// with, so the resident set stays small however many inputs there are.
+// pread() (LoadedRecord::file), and release_pages() (record/io.hpp) drops mapped pages a pass has
+// finished with, so the resident set stays small however many inputs there are.
 //
 // Inputs are put in a canonical order that depends only on their bytes (the record's CRC-64,
 // then the payload itself), so the same set of inputs in any order is processed identically.
@@ -82,8 +82,6 @@ bool verify(const LoadedRecord& r);
 // to be continued with crc64_combine over the data in order.
 uint64_t crc_prefix(const LoadedRecord& r, uint64_t data_offset);
 
-// Drops the whole pages inside `bytes` from this process's resident set (mapped files only).
-void release_pages(ByteView bytes);
 // Drops the pages of the record's mapping that reading its preamble, header or trailer can have
 // brought in, but those holding its safetensors header (read in place again by every metadata
 // look-up): its own pages, partial ones included, and the kernel's fault-around (up to 64 KiB

@@ -126,6 +126,15 @@ Mapping::~Mapping() {
     if (addr_ && size_) ::munmap(const_cast<void*>(addr_), size_);
 }
 
+void release_pages(ByteView bytes) {
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    uintptr_t b = reinterpret_cast<uintptr_t>(bytes.data());
+    uintptr_t e = b + bytes.size();
+    b = (b + page - 1) & ~(page - 1);
+    e &= ~(page - 1);
+    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 // Input ---------------------------------------------------------------------------------------
 
 Input::Input(const std::string& path, bool allow_terminal) : path_(path) {

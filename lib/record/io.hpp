@@ -85,6 +85,10 @@ private:
     size_t size_, offset_;
 };
 
+// Drops the whole pages inside `bytes` from this process's resident set (a read-only mapping
+// of a file: the pages stay in the page cache and fault back in if read again).
+void release_pages(ByteView bytes);
+
 class Input {
 public:
     // path "-" is stdin. Throws EnvError for a missing file, a directory, no permission, and
