@@ -388,8 +388,20 @@ void drop_buffer_ref(FrameBuffer* b) {
 }
 
 // ZeroMQ's free functions: a link's frame was written (or dropped).
-void release_mapped(void*, void* hint) {
-    --*static_cast<std::atomic<uint64_t>*>(hint);
+// A frame of a mapped input: once ZeroMQ let go of it, its pages leave the resident set (they
+// stay in the page cache; another link still sending it faults them back in unchanged).
+// Without it a sender of a 4 GiB file kept 4 GiB resident.
+struct MappedFrame {
+    std::atomic<uint64_t>* pending;
+    std::atomic<uint64_t>* held; // the source's mapped bytes ZeroMQ holds
+    size_t size;
+};
+void release_mapped(void* data, void* hint) {
+    auto* f = static_cast<MappedFrame*>(hint);
+    release_pages(ByteView(static_cast<const uint8_t*>(data), f->size));
+    *f->held -= f->size;
+    --*f->pending;
+    delete f;
 }
 void release_owned(void* data, void* hint) {
     --*static_cast<std::atomic<uint64_t>*>(hint);
@@ -401,6 +413,7 @@ struct Frame {
     const uint8_t* data = nullptr;
     size_t size = 0;
     bool owned = false;
+    std::atomic<uint64_t>* mapped = nullptr; // not owned: the source's count of mapped bytes held
     Frame() = default;
     Frame(const Frame&) = delete;
     Frame& operator=(const Frame&) = delete;
@@ -411,8 +424,11 @@ struct Frame {
     zmq::message_t message_for(std::atomic<uint64_t>& pending) const {
         if (owned) ++buffer_of(const_cast<uint8_t*>(data))->refs;
         ++pending;
-        return zmq::message_t(const_cast<uint8_t*>(data), size,
-                              owned ? &release_owned : &release_mapped, &pending);
+        if (owned)
+            return zmq::message_t(const_cast<uint8_t*>(data), size, &release_owned, &pending);
+        *mapped += size;
+        return zmq::message_t(const_cast<uint8_t*>(data), size, &release_mapped,
+                              new MappedFrame{&pending, mapped, size});
     }
 };
 
@@ -477,6 +493,8 @@ public:
             // The mapping outlives every context (see send_records).
             frame.data = base + sent_;
             frame.size = n;
+            frame.mapped = &mapped_;
+            current_ += n;
             sent_ += n;
             return last;
         }
@@ -528,11 +546,12 @@ public:
     // Bytes of earlier records that ZeroMQ has not written out yet (copied frames only; a
     // mapped file's frames point into the page cache and cost nothing).
     uint64_t backlog() const {
-        uint64_t all = budget_.load();
+        uint64_t all = held();
         return all > current_ ? all - current_ : 0;
     }
-    // Bytes of copied frames ZeroMQ still holds, this record's included.
-    uint64_t held() const { return budget_.load(); }
+    // Bytes of frames ZeroMQ still holds, this record's included: copied ones, and mapped
+    // ones (whose pages are resident until it lets go of them).
+    uint64_t held() const { return budget_.load() + mapped_.load(); }
     void start_record() { current_ = 0; }
 
 private:
@@ -548,11 +567,12 @@ private:
     uint64_t offset_ = 0, rec_start_ = 0, sent_ = 0, crc_ = 0, index_ = 0;
     uint64_t current_ = 0;            // bytes of the record being cut
     std::atomic<uint64_t> budget_{0}; // bytes of owned frames ZeroMQ still holds
+    std::atomic<uint64_t> mapped_{0}; // bytes of mapped frames ZeroMQ still holds, per link
 };
 
-// Bounded memory: a sender reading a pipe holds at most the record it is cutting plus this
-// much of earlier records that ZeroMQ has not written yet. The message high-water mark can
-// then be large, which small records need for throughput.
+// Bounded memory: a sender holds at most the record it is cutting plus this much of earlier
+// records that ZeroMQ has not written yet (read from a pipe: copies; from a file: mapped pages).
+// The message high-water mark can then be large, which small records need for throughput.
 constexpr uint64_t kSendBacklog = uint64_t(64) << 20;
 
 // Waits while ZeroMQ holds more than `limit` bytes of copied frames.

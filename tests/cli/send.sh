@@ -319,6 +319,35 @@ expect 1 'truncated record' -- n3-inspect "$T/rx.out"
 expect 2 'excludes' -- n3-send --recv ipc://$T/q --count 1 --stream --spool "$T/spool1"
 expect 2 'are for --recv and --sub' -- n3-send --stream ipc://$T/q "$T/r1.n3"
 
+# --- a sender of a large file keeps only its backlog resident ------------------------------------
+# Its frames point into the file's mapping; each one's pages leave the resident set once
+# ZeroMQ let go of it, and no more than 64 MiB wait in ZeroMQ. A 160 MiB record: the sender
+# must stay well under the record's size (keeping the mapping resident would exceed it).
+if [ -x /usr/bin/time ] && [ -z "${ASAN_OPTIONS:-}" ] && [ "${N3_EMULATED:-0}" != 1 ]; then
+    "$PY" - "$T/huge.st" <<'PY'
+import json, struct, sys
+n = 40 << 20
+h = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+h += b' ' * ((8 - len(h) % 8) % 8)
+with open(sys.argv[1], 'wb') as f:
+    f.write(struct.pack('<Q', len(h)) + h)
+    f.truncate(8 + len(h) + 4 * n)
+PY
+    n3-inspect --from-safetensors "$T/huge.st" --kind update -o "$T/huge.n3"
+    rm -f "$T/huge.st"
+    bg rx n3-send --recv "ipc://$T/huge" --count 1 --timeout 30 -o "$T/huge.out"
+    wait_file "$T/huge"
+    /usr/bin/time -f %M -o "$T/tx.rss" n3-send --timeout 30 "ipc://$T/huge" "$T/huge.n3"
+    rc rx; assert_eq "$RC" 0 "a 160 MiB record from a file"
+    same "$T/huge.out" "$T/huge.n3" "it arrived whole"
+    rss=$(tail -1 "$T/tx.rss")
+    echo "sender of a 160 MiB file: peak RSS $rss KiB"
+    assert_eq "$((rss < 112 * 1024))" 1 "the sender's peak RSS $rss KiB is under 112 MiB"
+    rm -f "$T/huge.n3" "$T/huge.out"
+else
+    echo "note: no GNU time, or a sanitizer or emulator: the sender's resident memory is not checked"
+fi
+
 # --- spool files stay whole when the receiver is killed -----------------------------------------
 mkdir "$T/spool2"
 for i in $(seq 12); do cat "$T/big.n3"; done >"$T/stream.n3"
