@@ -21,6 +21,10 @@
 # Every transfer is timed from the senders' start to the receivers' exit, process start-up
 # and exit included on all sides. The kinds take turns in each repetition so that they share
 # the machine's load; lines give the median and the best, and the load average.
+# On a machine others are using, N3_BENCH_RT=1 runs every process of every transfer (n3's,
+# socat's and libzmq's alike, and the cat of a pipe) under chrt -f 1, a real-time priority
+# above every ordinary process, with a pause between transfers (real-time tasks get 95% of
+# each second): the figures are then those of an idle machine (root, or CAP_SYS_NICE).
 set -euo pipefail
 : "${N3_BIN:?set N3_BIN to the built tools folder}"
 RUNS=${N3_BENCH_RUNS:-${RUNS:-5}}
@@ -31,6 +35,11 @@ command -v socat >/dev/null || { echo "bench/send: socat not installed (apt-get 
 T=$(mktemp -d "${TMPDIR:-/tmp}/n3-bench-send.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 export PATH="$N3_BIN:$PATH"
+PRIO=()
+if [ "${N3_BENCH_RT:-0}" = 1 ]; then
+    chrt -f 1 true 2>/dev/null || { echo "bench/send: N3_BENCH_RT=1 needs chrt -f (root or CAP_SYS_NICE)"; exit 2; }
+    PRIO=(chrt -f 1)
+fi
 
 ZL=$T/zmq_limit
 if ! ${CXX:-c++} -O2 -std=c++17 -o "$ZL" "$SRC/bench/send/zmq_limit.cpp" -lzmq 2>"$T/cc.log"; then
@@ -44,7 +53,7 @@ now() { date +%s.%N; }
 # to_sink CMD...: runs CMD in the background with its stdout on $SINK: a redirection to the
 # file (or /dev/null), or for "pipe" a pipe into cat, as in `n3-send --recv ... | cmd`; $! is
 # the pipeline's last process either way
-to_sink() { if [ "$SINK" = pipe ]; then "$@" | cat >/dev/null & else "$@" >"$SINK" & fi; }
+to_sink() { if [ "$SINK" = pipe ]; then "$@" | "${PRIO[@]}" cat >/dev/null & else "$@" >"$SINK" & fi; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 SINK=/dev/null # where receivers write: a file, or "pipe" (into cat >/dev/null)
 RSS=0          # the last n3 receiver's peak resident memory, KiB
@@ -59,34 +68,34 @@ one_run() {
         local stream=()
         [ "$kind" = n3s ] && stream=(--stream)
         p=$(port)
-        to_sink /usr/bin/time -f %M -o "$T/rss" \
+        to_sink "${PRIO[@]}" /usr/bin/time -f %M -o "$T/rss" \
             n3-send --recv "tcp://127.0.0.1:$p" --count $((count * senders)) --timeout 300 "${stream[@]}"
         r=$!
         wait_listen "$p"
         s=$(now)
-        for i in $(seq "$senders"); do n3-send --timeout 300 "tcp://127.0.0.1:$p" "$file" & pids+=($!); done
+        for i in $(seq "$senders"); do "${PRIO[@]}" /usr/bin/time -f %M -o "$T/txrss.$i" n3-send --timeout 300 "tcp://127.0.0.1:$p" "$file" & pids+=($!); done
         wait "${pids[@]}"
         wait "$r"
         ;;
     zmq)
         p=$(port)
-        to_sink "$ZL" recv "tcp://127.0.0.1:$p" "$count"
+        to_sink "${PRIO[@]}" "$ZL" recv "tcp://127.0.0.1:$p" "$count"
         r=$!
         wait_listen "$p"
         s=$(now)
-        "$ZL" send "tcp://127.0.0.1:$p" "$file" "$count"
+        "${PRIO[@]}" "$ZL" send "tcp://127.0.0.1:$p" "$file" "$count"
         wait "$r"
         ;;
     socat)
         for i in $(seq "$senders"); do
             p=$(port)
             ports+=("$p")
-            to_sink socat -b 1048576 -u "TCP-LISTEN:$p,reuseaddr,bind=127.0.0.1" -
+            to_sink "${PRIO[@]}" socat -b 1048576 -u "TCP-LISTEN:$p,reuseaddr,bind=127.0.0.1" -
             pids+=($!)
         done
         for p in "${ports[@]}"; do wait_listen "$p"; done
         s=$(now)
-        for p in "${ports[@]}"; do socat -b 1048576 -u "FILE:$file" "TCP:127.0.0.1:$p" & done
+        for p in "${ports[@]}"; do "${PRIO[@]}" socat -b 1048576 -u "FILE:$file" "TCP:127.0.0.1:$p" & done
         wait
         ;;
     esac
@@ -96,24 +105,32 @@ one_run() {
 
 # compare FILE COUNT SENDERS [KINDS]: RUNS rounds of each kind; leaves median and best seconds
 # in n3_med n3_best zmq_med zmq_best sc_med sc_best, the n3 receiver's largest peak RSS (MiB)
-# in rss_mib and the load averages in load_at.
+# in rss_mib, its senders' largest in tx_mib, and the load averages in load_at.
 compare() {
     local file=$1 count=$2 senders=$3 kinds=${4:-n3 zmq socat} k t
     load_at=$(load)
     : >"$T/times"
     rss_mib=0
+    tx_mib=0
     for _ in $(seq "$RUNS"); do
         for k in $kinds; do
             [ "$k" = zmq ] && [ -z "$ZL" ] && continue
+            [ ${#PRIO[@]} -gt 0 ] && sleep 0.5
             t=$(one_run "$k" "$file" "$count" "$senders")
             echo "${k/socat/sc} $t" >>"$T/times"
             if [ "${k:0:2}" = n3 ]; then
-                local m=$(($(tail -1 "$T/rss") / 1024))
+                local m=$(($(tail -1 "$T/rss") / 1024)) f
                 [ "$m" -gt "$rss_mib" ] && rss_mib=$m
+                for f in "$T"/txrss.*; do
+                    m=$(($(tail -1 "$f") / 1024))
+                    [ "$m" -gt "$tx_mib" ] && tx_mib=$m
+                done
+                rm -f "$T"/txrss.*
             fi
         done
     done
     load_at="$load_at-$(load)"
+    [ ${#PRIO[@]} -gt 0 ] && load_at="$load_at; every process under ${PRIO[*]}"
     for k in n3 n3s zmq sc; do
         read -r med best < <(awk -v k="$k" '$1 == k {print $2}' "$T/times" | sort -g |
             awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)], a[1]; else print 0, 0}')
@@ -128,12 +145,12 @@ report() {
     for which in median best; do
         if [ $which = median ]; then n=$n3_med z=$zmq_med s=$sc_med; else n=$n3_best z=$zmq_best s=$sc_best; fi
         awk -v what="$what" -v which="$which" -v b="$bytes" -v n="$n" -v z="$z" -v s="$s" \
-            -v recs="${3:-0}" -v runs="$RUNS" -v load="$load_at" -v rss="$rss_mib" 'BEGIN {
+            -v recs="${3:-0}" -v runs="$RUNS" -v load="$load_at" -v rss="$rss_mib" -v tx="$tx_mib" 'BEGIN {
             if (recs > 0) head = sprintf("n3-send %.0f records/s (%.3f s), socat %.3f s", recs / n, n, s)
             else head = sprintf("n3-send %.2f GB/s (%.3f s), socat %.2f GB/s (%.3f s)", b / n / 1e9, n, b / s / 1e9, s)
             zl = z > 0 ? sprintf(", libzmq %.3f s; ratio %.2fx socat, %.2fx libzmq", z, s / n, z / n) \
                        : sprintf("; ratio %.2fx socat", s / n)
-            printf "send: %s, %s of %d: %s%s; n3 receiver peak RSS %d MiB (load %s)\n", what, which, runs, head, zl, rss, load }'
+            printf "send: %s, %s of %d: %s%s; n3 peak RSS: receiver %d MiB, sender %d MiB (load %s)\n", what, which, runs, head, zl, rss, tx, load }'
     done
 }
 
