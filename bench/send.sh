@@ -184,15 +184,7 @@ avail=$(df -Pm "$T" | awk 'NR == 2 {print $4}')
 if [ "$avail" -lt "$need" ]; then
     echo "send: 4 GiB record skipped: $avail MiB free in $T, $need MiB needed"
 else
-    "$PY" - "$T/huge.st" <<'PYEOF'
-import json, struct, sys
-n = 1 << 30
-h = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
-h += b' ' * ((8 - len(h) % 8) % 8)
-with open(sys.argv[1], 'wb') as f:
-    f.write(struct.pack('<Q', len(h)) + h)
-    f.truncate(8 + len(h) + 4 * n)
-PYEOF
+    "$PY" "$SRC/tests/net/peer.py" zeros "$T/huge.st" $((1 << 30))
     n3-inspect --from-safetensors "$T/huge.st" --kind update -o "$T/huge.n3"
     rm "$T/huge.st"
     hbytes=$(stat -c %s "$T/huge.n3")

@@ -40,6 +40,14 @@ bgp() {
     PIDS+=($!)
     eval "PID_$name=$!"
 }
+# bgat NAME OUT cmd...: like bg, with stdout appended to OUT (>>; a file, or /dev/null)
+bgat() {
+    local name=$1 out=$2
+    shift 2
+    timeout 60 "$@" >>"$out" 2>"$T/$name.err" </dev/null &
+    PIDS+=($!)
+    eval "PID_$name=$!"
+}
 # rc NAME...: waits for each and sets RC to their exit codes, concatenated
 rc() {
     RC=""
@@ -261,9 +269,7 @@ assert_match 'record [0-9a-f]{16} from 127.0.0.1: .*record dropped' "$T/rx.err" 
 # Appending (>>): what the file held before stays, the broken record is cut off after it.
 P=$(free_port)
 cp "$T/r1.n3" "$T/app.out"
-timeout 60 n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30 >>"$T/app.out" 2>"$T/app.err" </dev/null &
-PIDS+=($!)
-PID_app=$!
+bgat app "$T/app.out" n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30
 wait_listen "$P"
 kill_midway "$P"
 expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
@@ -281,9 +287,7 @@ rc rx; assert_eq "$RC" 0 "-o: the receiver then took an honest record"
 same "$T/rxo.n3" "$T/r5.n3" "-o: exactly that record"
 # /dev/null takes anything: the run goes on as with a file.
 P=$(free_port)
-timeout 60 n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30 >/dev/null 2>"$T/null.err" </dev/null &
-PIDS+=($!)
-PID_null=$!
+bgat null /dev/null n3-send --recv "tcp://127.0.0.1:$P" --count 1 --timeout 30
 wait_listen "$P"
 kill_midway "$P"
 expect 0 '' -- n3-send --timeout 10 "tcp://127.0.0.1:$P" "$T/r5.n3"
@@ -324,15 +328,7 @@ expect 2 'are for --recv and --sub' -- n3-send --stream ipc://$T/q "$T/r1.n3"
 # ZeroMQ let go of it, and no more than 64 MiB wait in ZeroMQ. A 160 MiB record: the sender
 # must stay well under the record's size (keeping the mapping resident would exceed it).
 if [ -x /usr/bin/time ] && [ -z "${ASAN_OPTIONS:-}" ] && [ "${N3_EMULATED:-0}" != 1 ]; then
-    "$PY" - "$T/huge.st" <<'PY'
-import json, struct, sys
-n = 40 << 20
-h = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
-h += b' ' * ((8 - len(h) % 8) % 8)
-with open(sys.argv[1], 'wb') as f:
-    f.write(struct.pack('<Q', len(h)) + h)
-    f.truncate(8 + len(h) + 4 * n)
-PY
+    "$PY" "$PEER" zeros "$T/huge.st" $((40 << 20))
     n3-inspect --from-safetensors "$T/huge.st" --kind update -o "$T/huge.n3"
     rm -f "$T/huge.st"
     bg rx n3-send --recv "ipc://$T/huge" --count 1 --timeout 30 -o "$T/huge.out"

@@ -1,6 +1,7 @@
 """Test peers for n3-send: plain pyzmq programs and a raw ZMTP 3.0 speaker that misbehaves.
 
   peer.py st OUT NFLOATS SEED            write a .safetensors file with one F32 tensor
+  peer.py zeros OUT NFLOATS              the same, all zeros, as a sparse file (any size, no disk)
   peer.py push ENDPOINT FRAME FILE...    pyzmq PUSH: each file as one message of FRAME-byte frames
   peer.py pull ENDPOINT COUNT PREFIX S   pyzmq PULL (bind): COUNT messages to PREFIX.1, PREFIX.2, ...
   peer.py zmtp HOST PORT MODE [FILE]     raw ZMTP PUSH peer; MODE garbage | huge | partial | raw
@@ -21,6 +22,14 @@ def make_safetensors(out, n, seed):
         f.write(struct.pack('<Q', len(h)))
         f.write(h)
         f.write(a.tobytes())
+
+
+def make_zeros(out, n):
+    h = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    h += b' ' * ((8 - len(h) % 8) % 8)
+    with open(out, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)) + h)
+        f.truncate(8 + len(h) + 4 * n)
 
 
 def push(endpoint, frame, files):
@@ -95,6 +104,8 @@ if __name__ == '__main__':
     cmd = sys.argv[1]
     if cmd == 'st':
         make_safetensors(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == 'zeros':
+        make_zeros(sys.argv[2], int(sys.argv[3]))
     elif cmd == 'push':
         push(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     elif cmd == 'pull':
