@@ -8,7 +8,8 @@
 # the same seeds: once undisturbed, once under a schedule drawn from --chaos-seed that kills
 # (SIGKILL) members at random moments (the whole node.sh process group: fetching, training,
 # sealing or sending), the hub's spool receiver while members send, and the hub's merge while
-# it opens, merges or commits; each is started again, as cron, the timer or systemd's
+# it opens, merges or commits (at a random moment within the time that round's merge took
+# undisturbed); each is started again, as cron, the timer or systemd's
 # Restart= would. A round ends when the hub merged every member's update (quorum = members);
 # members are woken again while it has not (node.sh then sends its sealed update again).
 # Then, for both runs:
@@ -169,7 +170,7 @@ fault() { [ "$mode" = chaos ] && printf '%s\t%s\t%s\n' "$@" >> "$OUT/faults.tsv"
 
 # federation DIR PORT MODE: ROUNDS rounds; MODE chaos draws faults from the schedule
 federation() {
-    local d=$1 port=$2 mode=$3 i attempt merge_at k x rx_member
+    local d=$1 port=$2 mode=$3 i attempt merge_at k x rx_member span t t0
     trap stop_groups EXIT
     RANDOM=$CHAOS_SEED
     if [ "$mode" = soak ]; then
@@ -198,13 +199,23 @@ federation() {
         done
         for attempt in $(seq 1 8); do
             merge_at=
-            [ "$mode" = chaos ] && [ "$attempt" = 1 ] && chance "$RATE" && delay merge_at 25
+            # The merge's kill falls within its run: at a random moment of the time the same
+            # round's merge took in the undisturbed run (hundredths of a second).
+            if [ "$mode" = chaos ] && [ "$attempt" = 1 ] && chance "$RATE"; then
+                span=$(awk -v r="$r" '$1 == r { printf "%d", $2 * 100 }' "$W/merge-times" 2>/dev/null)
+                [ -n "$span" ] && [ "$span" -ge 5 ] || span=5
+                t=$((RANDOM % span))
+                printf -v merge_at '%d.%02d' $((t / 100)) $((t % 100))
+            fi
+            t0=$EPOCHREALTIME
             start m env PATH="$PATH" N3_HUB_CONF="$d/hub/hub.conf" bash "$C/hub-merge.sh"
             if [ -n "$merge_at" ]; then
                 sleep "$merge_at"
                 kill -0 "$m" 2>/dev/null && { kill_group "$m"; fault "$r" merge "$merge_at"; }
             fi
             wait "$m" 2>/dev/null || true
+            [ "$mode" = calm ] && [ "$attempt" = 1 ] &&
+                awk -v r="$r" -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { print r, a - b }' >> "$W/merge-times"
             [ "$(round_of "$d/hub/state/global.n3")" = "$r" ] && break
             # Not merged: an update is missing (a kill lost it in flight, or a member fetched the
             # model of the round before); wake every member again.
