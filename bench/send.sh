@@ -14,7 +14,7 @@
 # 2. eight senders of a 256 MiB record each at once: one n3 receiver (--count 8) against eight
 #    socat pairs on eight ports (target >= 0.8x socat, receiver under 128 MiB), to /dev/null
 #    and to pipes.
-# 3. one 4 GiB record (over every 32-bit limit), into a file: n3-send against socat, the
+# 3. one 4 GiB record (over every 32-bit limit), into a file, three runs: n3-send against socat, the
 #    received file compared with the original (cmp), receiver under 64 MiB. The record is
 #    generated on disk (a sparse safetensors file made into a record) and deleted after.
 # 4. small records (about 200 bytes each): records per second, against the same peers.
@@ -112,8 +112,12 @@ compare() {
     : >"$T/times"
     rss_mib=0
     tx_mib=0
-    for _ in $(seq "$RUNS"); do
-        for k in $kinds; do
+    local run order
+    for run in $(seq "$RUNS"); do
+        # every other repetition in reverse order: no kind always runs after another's writes
+        order=$kinds
+        [ $((run % 2)) = 0 ] && order=$(echo "$kinds" | tr ' ' '\n' | tac | tr '\n' ' ')
+        for k in $order; do
             [ "$k" = zmq ] && [ -z "$ZL" ] && continue
             [ ${#PRIO[@]} -gt 0 ] && sleep 0.5
             t=$(one_run "$k" "$file" "$count" "$senders")
@@ -190,11 +194,11 @@ else
     hbytes=$(stat -c %s "$T/huge.n3")
     SINK=$T/received
     saved=$RUNS
-    RUNS=1
+    RUNS=3
     compare "$T/huge.n3" 1 1 "socat n3"
     report "4 GiB record into a file (target >= 0.8x socat, < 64 MiB)" "$hbytes"
     RUNS=$saved
-    # compare() ran n3 last: the file it received is still there
+    # compare() ran n3 last (three runs, every other one reversed): the file it received is still there
     if cmp -s "$T/received" "$T/huge.n3"; then
         echo "send: 4 GiB record ($hbytes bytes) arrived intact (cmp)"
     else
