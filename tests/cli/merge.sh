@@ -124,7 +124,10 @@ maxrss n3-merge big1.n3 big2.n3 -o big2out.n3 > rss2.txt
 rss10=$(tail -1 rss10.txt)
 rss2=$(tail -1 rss2.txt)
 echo "peak RSS: $((rss10 / 1024)) MiB for 10 inputs of 8 MiB, $((rss2 / 1024)) MiB for 2"
-assert_eq "$([ "$rss10" -lt $((40 * 1024)) ] && echo ok)" ok "10 x 8 MiB merge within 40 MiB RSS (got ${rss10} KiB)"
+# Under a sanitizer or an emulator the absolute figure is not n3's own; the relative one holds.
+if [ -z "${ASAN_OPTIONS:-}" ] && [ "${N3_EMULATED:-0}" != 1 ]; then
+    assert_eq "$([ "$rss10" -lt $((40 * 1024)) ] && echo ok)" ok "10 x 8 MiB merge within 40 MiB RSS (got ${rss10} KiB)"
+fi
 assert_eq "$([ "$rss10" -lt $((rss2 + 8 * 1024)) ] && echo ok)" ok "RSS for 10 inputs within 8 MiB of RSS for 2 (${rss10} vs ${rss2} KiB)"
 rm -f big*.n3
 
