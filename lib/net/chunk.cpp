@@ -113,6 +113,7 @@ std::optional<Reassembled> ChunkReassembler::add(int conn, const std::string& pe
         size_t got = 0;
         for (auto f : data) {
             size_t take = std::min(f.size(), kPreambleSize - got);
+            if (take == 0) continue; // an empty frame: its data() may be null
             std::memcpy(head + got, f.data(), take);
             got += take;
             if (got == kPreambleSize) break;

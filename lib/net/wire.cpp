@@ -21,7 +21,8 @@ void RecordAssembler::consume(ByteView frame, bool crc) {
     size_t pos = 0;
     if (!have_pre_) {
         size_t take = std::min<size_t>(frame.size(), kPreambleSize - seen_);
-        std::memcpy(head_ + seen_, frame.data(), take);
+        if (take > 0)
+            std::memcpy(head_ + seen_, frame.data(), take); // data() of an empty frame may be null
         seen_ += take;
         pos = take;
         if (seen_ < kPreambleSize) return;
