@@ -922,30 +922,33 @@ void pack_stream(RecordType type, uint64_t payload_len, PayloadReader& in, const
             sent_vals.write(as_bytes(sv, len * 4));
         };
         put_values(seg, enc, t.dtype, k, o, rounding, true, next, sent, what);
-        // The new residual: x, less what was sent where it was kept.
+        // The new residual: x, less what was sent where it was kept. Kept indices and their
+        // sent values are in index order: both are read once, a window at a time.
         feedback->begin(t.name, t.shape);
         size_t win = static_cast<size_t>(std::min<uint64_t>(numel, kWindow));
         std::vector<float> x(win), sv;
         std::vector<uint32_t> ix;
-        uint64_t j = 0; // kept values consumed
+        uint64_t j = 0; // kept values read into ix and sv
+        size_t pos = 0; // of those, applied
         for (uint64_t a = 0; a < numel; a += win) {
             size_t len = static_cast<size_t>(std::min<uint64_t>(win, numel - a));
             xs.read_at(a * 4, std::span<uint8_t>(reinterpret_cast<uint8_t*>(x.data()), len * 4));
-            // The kept indices below a + len, read in pieces of at most a window.
-            while (j < k) {
-                size_t n = static_cast<size_t>(std::min<uint64_t>(win, k - j));
-                ix.resize(n);
-                sv.resize(n);
-                kept.read_at(j * 4,
-                             std::span<uint8_t>(reinterpret_cast<uint8_t*>(ix.data()), n * 4));
-                size_t used = 0;
-                while (used < n && ix[used] < a + len) ++used;
-                if (used == 0) break;
-                sent_vals.read_at(
-                    j * 4, std::span<uint8_t>(reinterpret_cast<uint8_t*>(sv.data()), used * 4));
-                for (size_t i = 0; i < used; ++i) x[static_cast<size_t>(ix[i] - a)] -= sv[i];
-                j += used;
-                if (used < n) break;
+            for (;;) {
+                if (pos == ix.size()) {
+                    if (j == k) break;
+                    size_t n = static_cast<size_t>(std::min<uint64_t>(win, k - j));
+                    ix.resize(n);
+                    sv.resize(n);
+                    kept.read_at(j * 4,
+                                 std::span<uint8_t>(reinterpret_cast<uint8_t*>(ix.data()), n * 4));
+                    sent_vals.read_at(
+                        j * 4, std::span<uint8_t>(reinterpret_cast<uint8_t*>(sv.data()), n * 4));
+                    j += n;
+                    pos = 0;
+                }
+                if (ix[pos] >= a + len) break;
+                x[static_cast<size_t>(ix[pos] - a)] -= sv[pos];
+                ++pos;
             }
             feedback->append(std::span<const float>(x.data(), len));
         }
